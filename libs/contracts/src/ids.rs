@@ -1,0 +1,85 @@
+//! Identifiers: ULIDs and the correlation ids carried in `x-pecr-*` headers.
+
+/// A fresh ULID in canonical uppercase form.
+pub fn new_ulid() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+/// Longest request id kept.
+pub const REQUEST_ID_MAX_LEN: usize = 64;
+
+/// `x-pecr-request-id`: trimmed, only ASCII alphanumerics and `-_.` kept,
+/// cut to 64 characters; a fresh ULID when nothing remains.
+pub fn sanitize_request_id(raw: Option<&str>) -> String {
+    let kept: String = raw
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(REQUEST_ID_MAX_LEN)
+        .collect();
+    if kept.is_empty() { new_ulid() } else { kept }
+}
+
+/// Parses a ULID case-insensitively into canonical uppercase. A first
+/// character above `7` would overflow 128 bits and is rejected.
+pub fn parse_ulid(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    if trimmed.len() != 26 || !matches!(trimmed.as_bytes()[0], b'0'..=b'7') {
+        return None;
+    }
+    ulid::Ulid::from_string(trimmed)
+        .ok()
+        .map(|id| id.to_string())
+}
+
+/// `x-pecr-trace-id`: the canonical ULID it holds, or a fresh one.
+pub fn trace_id_or_new(raw: Option<&str>) -> String {
+    raw.and_then(parse_ulid).unwrap_or_else(new_ulid)
+}
+
+/// Replay and evaluation ids: 1..=256 characters of `[A-Za-z0-9._-]`.
+pub fn is_safe_store_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 256
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_sanitized() {
+        assert_eq!(sanitize_request_id(Some("  req 1/2 ")), "req12");
+        assert_eq!(sanitize_request_id(Some(&"a".repeat(80))).len(), 64);
+        let generated = sanitize_request_id(Some(" /// "));
+        assert!(parse_ulid(&generated).is_some());
+        assert!(parse_ulid(&sanitize_request_id(None)).is_some());
+    }
+
+    #[test]
+    fn trace_ids_are_canonical_ulids() {
+        assert_eq!(
+            parse_ulid("01arz3ndektsv4rrffq69g5fav").as_deref(),
+            Some("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        );
+        assert_eq!(parse_ulid("ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
+        assert_eq!(parse_ulid("01ARZ3NDEKTSV4RRFFQ69G5FA"), None);
+        assert_eq!(parse_ulid("01ARZ3NDEKTSV4RRFFQ69G5FAU"), None);
+        let fresh = trace_id_or_new(Some("not-a-ulid"));
+        assert_eq!(parse_ulid(&fresh), Some(fresh.clone()));
+    }
+
+    #[test]
+    fn store_ids_are_restricted() {
+        assert!(is_safe_store_id(
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV-01ARZ3NDEKTSV4RRFFQ69G5FAW"
+        ));
+        assert!(!is_safe_store_id(""));
+        assert!(!is_safe_store_id("../etc/passwd"));
+        assert!(!is_safe_store_id(&"a".repeat(257)));
+    }
+}

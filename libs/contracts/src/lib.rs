@@ -1,0 +1,12 @@
+//! PECR's contract rules, free of I/O: canonical JSON, every hash recipe of
+//! the contract spec, identifiers, and input validation shared by services.
+
+pub mod budget;
+pub mod canonical;
+pub mod hashing;
+pub mod ids;
+pub mod time;
+
+pub use budget::{Budget, BudgetError};
+pub use canonical::{canonical_json, canonical_text};
+pub use hashing::{hash_canonical_json, is_sha256_hex, sha256_hex};

@@ -1,0 +1,50 @@
+//! Compiles `proto/` with the pure-Rust protox compiler (no system protoc)
+//! and hands the descriptors to tonic-prost-build.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+const PROTO_ROOT: &str = "../../proto";
+const ENTRY_FILES: &[&str] = &[
+    "pecr/v1/options.proto",
+    "pecr/v1/common.proto",
+    "pecr/v1/errors.proto",
+    "pecr/v1/replay.proto",
+    "pecr/v1/gateway.proto",
+    "pecr/v1/controller.proto",
+    "pecr/v1/ledger.proto",
+    "google/rpc/status.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = Path::new(PROTO_ROOT);
+    // protox reports no file paths to cargo, so every proto is listed here.
+    emit_rerun_for_dir(root)?;
+
+    let descriptors = protox::compile(ENTRY_FILES, [root])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("pecr_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
+
+fn emit_rerun_for_dir(dir: &Path) -> std::io::Result<()> {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            emit_rerun_for_dir(&path)?;
+        } else if path.extension().is_some_and(|ext| ext == "proto") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    Ok(())
+}
