@@ -1,1 +1,31 @@
+//! What every PECR service needs to be served: bound listeners, gRPC health
+//! and reflection, the `/healthz`, `/readyz` and `/metrics` endpoints, a
+//! readiness model shared by both, graceful shutdown and JSON logs.
 
+mod admin;
+mod host;
+mod readiness;
+
+pub use admin::{METRICS_CONTENT_TYPE, admin_router};
+pub use host::{BoundService, ServeSpec, shutdown_signal};
+pub use readiness::{ReadinessCheck, ReadinessReport, Readiness};
+
+use pecr_config::StartupErrors;
+
+/// JSON logs filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints each start-up error as `STARTUP_ERROR <CODE>: <message>` on
+/// stderr and exits with status 1.
+pub fn exit_with(errors: impl Into<StartupErrors>) -> ! {
+    eprintln!("{}", errors.into());
+    std::process::exit(1)
+}

@@ -1,0 +1,149 @@
+//! Binding and serving one PECR service: its gRPC port (the service itself,
+//! health, reflection v1 and v1alpha) and its admin HTTP port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pecr_config::StartupError;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::{Readiness, admin_router};
+
+/// How often gRPC health follows readiness.
+const HEALTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a service hands over to be served.
+pub struct ServeSpec {
+    /// Fully qualified gRPC service name, e.g. `pecr.v1.LedgerService`.
+    pub service_name: &'static str,
+    /// The service's own gRPC routes.
+    pub routes: Routes,
+    pub readiness: Readiness,
+    pub registry: Registry,
+}
+
+/// Listeners bound before anything is served, so callers (and tests that
+/// pass port 0) learn the real addresses first.
+pub struct BoundService {
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+impl BoundService {
+    /// Binds both listeners; failure is `ERR_BIND_FAILED`.
+    pub async fn bind(grpc_addr: SocketAddr, http_addr: SocketAddr) -> Result<Self, StartupError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|err| StartupError::new("ERR_BIND_FAILED", format!("cannot bind {addr}: {err}")))
+        };
+        Ok(Self {
+            grpc: bind(grpc_addr).await?,
+            http: bind(http_addr).await?,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The line a launcher (dev-up, tests) reads to learn the addresses.
+    pub fn listening_line(&self, binary: &str) -> String {
+        format!("PECR_LISTENING {binary} grpc={} http={}", self.grpc_addr(), self.http_addr())
+    }
+
+    /// Serves until `shutdown` resolves; failure is `ERR_SERVER_FAILED`.
+    pub async fn serve(self, spec: ServeSpec, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter.set_service_status(spec.service_name, ServingStatus::NotServing).await;
+        tokio::spawn(sync_health(reporter, spec.readiness.clone(), spec.service_name, stop_rx.clone()));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pecr_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("reflection: {err}")))?;
+        // Older grpcurl and ghz builds only speak v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pecr_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("reflection: {err}")))?;
+
+        let routes = spec
+            .routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let grpc = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc), stopped(stop_rx.clone()));
+        let http = axum::serve(self.http, admin_router(spec.readiness, spec.registry))
+            .with_graceful_shutdown(stopped(stop_rx));
+
+        let (grpc_result, http_result) = tokio::join!(grpc, http);
+        grpc_result.map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("gRPC server: {err}")))?;
+        http_result.map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("HTTP server: {err}")))?;
+        Ok(())
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Keeps `grpc.health.v1` SERVING exactly while readiness passes.
+async fn sync_health(reporter: HealthReporter, readiness: Readiness, service_name: &'static str, mut stop: watch::Receiver<bool>) {
+    loop {
+        let status = if readiness.evaluate().await.ready() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter.set_service_status(service_name, status).await;
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_SYNC_INTERVAL) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
