@@ -68,3 +68,138 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// The bind rule for services without mesh authentication yet: a
+/// non-loopback bind needs `PECR_DEV_ALLOW_NONLOCAL_BIND`, the unspecified
+/// address (`0.0.0.0` or `::`) and configured client authentication.
+pub fn check_bind_rule(
+    key: &str,
+    addr: std::net::SocketAddr,
+    allow_nonlocal: bool,
+    auth_configured: bool,
+) -> Result<(), StartupError> {
+    let ip = addr.ip();
+    if ip.is_loopback() || (allow_nonlocal && ip.is_unspecified() && auth_configured) {
+        return Ok(());
+    }
+    Err(StartupError::new(
+        "ERR_NONLOCAL_BIND_REQUIRES_AUTH",
+        format!(
+            "{key}={addr} is not loopback; binding it requires PECR_DEV_ALLOW_NONLOCAL_BIND=1, \
+             an unspecified address (0.0.0.0 or ::) and client authentication"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod bind_rule_tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_always_allowed() {
+        let addr = "127.0.0.1:8080".parse().expect("addr");
+        assert!(check_bind_rule("K", addr, false, false).is_ok());
+    }
+
+    #[test]
+    fn nonlocal_needs_override_unspecified_ip_and_auth() {
+        let any = "0.0.0.0:8080".parse().expect("addr");
+        let lan = "10.1.2.3:8080".parse().expect("addr");
+        assert_eq!(
+            check_bind_rule("K", any, false, true).err().map(|e| e.code),
+            Some("ERR_NONLOCAL_BIND_REQUIRES_AUTH")
+        );
+        assert!(check_bind_rule("K", any, true, false).is_err());
+        assert!(check_bind_rule("K", lan, true, true).is_err());
+        assert!(check_bind_rule("K", any, true, true).is_ok());
+    }
+}
+
+/// The front-door settings gateway and controller share until OIDC and mTLS
+/// arrive: auth mode (only `local` so far), the local shared secret, and the
+/// non-local bind override.
+pub struct FrontDoor {
+    pub shared_secret: Option<String>,
+    pub allow_nonlocal_bind: bool,
+}
+
+impl std::fmt::Debug for FrontDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontDoor")
+            .field(
+                "shared_secret",
+                &self.shared_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_nonlocal_bind", &self.allow_nonlocal_bind)
+            .finish()
+    }
+}
+
+impl FrontDoor {
+    /// Reads `PECR_AUTH_MODE`, `PECR_LOCAL_AUTH_SHARED_SECRET` and
+    /// `PECR_DEV_ALLOW_NONLOCAL_BIND`, and applies the bind rule to `binds`.
+    pub fn read(reader: &mut ConfigReader<'_>, binds: &[(&str, std::net::SocketAddr)]) -> Self {
+        match reader.string("PECR_AUTH_MODE", "local").as_str() {
+            "local" => {}
+            "oidc" => reader.push_error(StartupError::invalid(
+                "PECR_AUTH_MODE=oidc is not available in this build yet; use local",
+            )),
+            other => reader.push_error(StartupError::invalid(format!(
+                "PECR_AUTH_MODE must be local or oidc (got {other:?})"
+            ))),
+        }
+        let shared_secret = reader.raw("PECR_LOCAL_AUTH_SHARED_SECRET");
+        let allow_nonlocal_bind = reader
+            .raw("PECR_DEV_ALLOW_NONLOCAL_BIND")
+            .and_then(|raw| parse_bool(&raw))
+            .unwrap_or(false);
+        for (key, addr) in binds {
+            if let Err(err) =
+                check_bind_rule(key, *addr, allow_nonlocal_bind, shared_secret.is_some())
+            {
+                reader.push_error(err);
+            }
+        }
+        Self {
+            shared_secret,
+            allow_nonlocal_bind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod front_door_tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)], bind: &str) -> Result<FrontDoor, StartupErrors> {
+        let source = MapSource::from_pairs(pairs.iter().copied());
+        let mut reader = ConfigReader::new(&source);
+        let door = FrontDoor::read(
+            &mut reader,
+            &[("PECR_BIND_ADDR", bind.parse().expect("addr"))],
+        );
+        reader.finish().map(|()| door)
+    }
+
+    #[test]
+    fn nonlocal_bind_needs_override_and_secret() {
+        let err = read(&[], "0.0.0.0:8080").err().map(|e| e.0[0].code);
+        assert_eq!(err, Some("ERR_NONLOCAL_BIND_REQUIRES_AUTH"));
+        let ok = read(
+            &[
+                ("PECR_DEV_ALLOW_NONLOCAL_BIND", "1"),
+                ("PECR_LOCAL_AUTH_SHARED_SECRET", "dev-secret"),
+            ],
+            "0.0.0.0:8080",
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn unknown_auth_modes_are_refused() {
+        let err = read(&[("PECR_AUTH_MODE", "ldap")], "127.0.0.1:8080")
+            .err()
+            .map(|e| e.0[0].code);
+        assert_eq!(err, Some("ERR_INVALID_CONFIG"));
+    }
+}

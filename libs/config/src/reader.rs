@@ -35,8 +35,10 @@ impl<'a> ConfigReader<'a> {
     /// A required value; missing or blank is `ERR_MISSING_CONFIG`.
     pub fn required(&mut self, key: &str) -> String {
         self.raw(key).unwrap_or_else(|| {
-            self.errors
-                .push(StartupError::new("ERR_MISSING_CONFIG", format!("{key} is required")));
+            self.errors.push(StartupError::new(
+                "ERR_MISSING_CONFIG",
+                format!("{key} is required"),
+            ));
             String::new()
         })
     }
@@ -114,7 +116,15 @@ mod tests {
         reader.required("MISSING");
         let errors = reader.finish().err().map(|e| e.0).unwrap_or_default();
         let codes: Vec<_> = errors.iter().map(|e| e.code).collect();
-        assert_eq!(codes, ["ERR_INVALID_CONFIG", "ERR_INVALID_CONFIG", "ERR_INVALID_CONFIG", "ERR_MISSING_CONFIG"]);
+        assert_eq!(
+            codes,
+            [
+                "ERR_INVALID_CONFIG",
+                "ERR_INVALID_CONFIG",
+                "ERR_INVALID_CONFIG",
+                "ERR_MISSING_CONFIG"
+            ]
+        );
     }
 
     #[test]

@@ -25,8 +25,15 @@ impl EnvSource for ProcessEnv {
 pub struct MapSource(pub HashMap<String, String>);
 
 impl MapSource {
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -50,7 +57,10 @@ impl<E: EnvSource> LayeredSource<E> {
             None => MapSource::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path.trim()).map_err(|err| {
-                    StartupError::new("ERR_CONFIG_FILE_READ", format!("cannot read PECR_CONFIG_PATH {path}: {err}"))
+                    StartupError::new(
+                        "ERR_CONFIG_FILE_READ",
+                        format!("cannot read PECR_CONFIG_PATH {path}: {err}"),
+                    )
                 })?;
                 parse_config_file(&text)?
             }
@@ -73,7 +83,10 @@ fn parse_config_file(text: &str) -> Result<MapSource, StartupError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((key, value)) = line.split_once('=').filter(|(key, _)| !key.trim().is_empty()) else {
+        let Some((key, value)) = line
+            .split_once('=')
+            .filter(|(key, _)| !key.trim().is_empty())
+        else {
             return Err(StartupError::new(
                 "ERR_CONFIG_FILE_PARSE",
                 format!("PECR_CONFIG_PATH line {} is not KEY=VALUE", number + 1),
@@ -94,7 +107,10 @@ mod tests {
         std::fs::create_dir_all(&dir).ok();
         let path = dir.join("pecr.env");
         std::fs::write(&path, "# comment\nA=file\nB = file-b\n").ok();
-        let env = MapSource::from_pairs([("PECR_CONFIG_PATH", path.to_string_lossy().to_string()), ("A".into(), "env".into())]);
+        let env = MapSource::from_pairs([
+            ("PECR_CONFIG_PATH", path.to_string_lossy().to_string()),
+            ("A".into(), "env".into()),
+        ]);
         let layered = LayeredSource::load(env).expect("file loads");
         assert_eq!(layered.get("A").as_deref(), Some("env"));
         assert_eq!(layered.get("B").as_deref(), Some("file-b"));
@@ -103,9 +119,18 @@ mod tests {
 
     #[test]
     fn bad_files_are_startup_errors() {
-        assert_eq!(parse_config_file("=x").err().map(|e| e.code), Some("ERR_CONFIG_FILE_PARSE"));
-        assert_eq!(parse_config_file("nokey").err().map(|e| e.code), Some("ERR_CONFIG_FILE_PARSE"));
+        assert_eq!(
+            parse_config_file("=x").err().map(|e| e.code),
+            Some("ERR_CONFIG_FILE_PARSE")
+        );
+        assert_eq!(
+            parse_config_file("nokey").err().map(|e| e.code),
+            Some("ERR_CONFIG_FILE_PARSE")
+        );
         let env = MapSource::from_pairs([("PECR_CONFIG_PATH", "/nonexistent/pecr.env")]);
-        assert_eq!(LayeredSource::load(env).err().map(|e| e.code), Some("ERR_CONFIG_FILE_READ"));
+        assert_eq!(
+            LayeredSource::load(env).err().map(|e| e.code),
+            Some("ERR_CONFIG_FILE_READ")
+        );
     }
 }

@@ -40,35 +40,134 @@ use ErrorCode::*;
 use TerminalMode::{InsufficientEvidence, InsufficientPermission, SourceUnavailable as SourceDown};
 
 const TABLE: &[(ErrorCode, &str, u16, TerminalMode, bool)] = &[
-    (AuthRequired, "ERR_AUTH_REQUIRED", 401, InsufficientPermission, false),
-    (AuthInvalid, "ERR_AUTH_INVALID", 401, InsufficientPermission, false),
-    (AuthUnavailable, "ERR_AUTH_UNAVAILABLE", 503, SourceDown, true),
-    (PolicyDenied, "ERR_POLICY_DENIED", 403, InsufficientPermission, false),
-    (RateLimited, "ERR_RATE_LIMITED", 429, InsufficientPermission, true),
-    (BudgetExceeded, "ERR_BUDGET_EXCEEDED", 429, InsufficientEvidence, false),
-    (InvalidParams, "ERR_INVALID_PARAMS", 400, InsufficientEvidence, false),
+    (
+        AuthRequired,
+        "ERR_AUTH_REQUIRED",
+        401,
+        InsufficientPermission,
+        false,
+    ),
+    (
+        AuthInvalid,
+        "ERR_AUTH_INVALID",
+        401,
+        InsufficientPermission,
+        false,
+    ),
+    (
+        AuthUnavailable,
+        "ERR_AUTH_UNAVAILABLE",
+        503,
+        SourceDown,
+        true,
+    ),
+    (
+        PolicyDenied,
+        "ERR_POLICY_DENIED",
+        403,
+        InsufficientPermission,
+        false,
+    ),
+    (
+        RateLimited,
+        "ERR_RATE_LIMITED",
+        429,
+        InsufficientPermission,
+        true,
+    ),
+    (
+        BudgetExceeded,
+        "ERR_BUDGET_EXCEEDED",
+        429,
+        InsufficientEvidence,
+        false,
+    ),
+    (
+        InvalidParams,
+        "ERR_INVALID_PARAMS",
+        400,
+        InsufficientEvidence,
+        false,
+    ),
     (SourceTimeout, "ERR_SOURCE_TIMEOUT", 504, SourceDown, true),
-    (SourceUnavailable, "ERR_SOURCE_UNAVAILABLE", 503, SourceDown, true),
+    (
+        SourceUnavailable,
+        "ERR_SOURCE_UNAVAILABLE",
+        503,
+        SourceDown,
+        true,
+    ),
     (DbUnavailable, "ERR_DB_UNAVAILABLE", 503, SourceDown, true),
-    (LedgerUnavailable, "ERR_LEDGER_UNAVAILABLE", 503, SourceDown, true),
+    (
+        LedgerUnavailable,
+        "ERR_LEDGER_UNAVAILABLE",
+        503,
+        SourceDown,
+        true,
+    ),
     (Internal, "ERR_INTERNAL", 500, SourceDown, false),
-    (ReplayNotFound, "ERR_REPLAY_NOT_FOUND", 404, InsufficientPermission, false),
-    (EvaluationNotFound, "ERR_EVALUATION_NOT_FOUND", 404, InsufficientPermission, false),
+    (
+        ReplayNotFound,
+        "ERR_REPLAY_NOT_FOUND",
+        404,
+        InsufficientPermission,
+        false,
+    ),
+    (
+        EvaluationNotFound,
+        "ERR_EVALUATION_NOT_FOUND",
+        404,
+        InsufficientPermission,
+        false,
+    ),
     (ReplayStore, "ERR_REPLAY_STORE", 500, SourceDown, true),
-    (RlmFeatureDisabled, "ERR_RLM_FEATURE_DISABLED", 500, InsufficientEvidence, false),
-    (RlmBridgeFailed, "ERR_RLM_BRIDGE_FAILED", 500, SourceDown, false),
-    (RlmBridgeInternal, "ERR_RLM_BRIDGE_INTERNAL", 500, SourceDown, false),
-    (RlmBridgeProtocol, "ERR_RLM_BRIDGE_PROTOCOL", 500, SourceDown, false),
-    (RlmBridgeScriptNotFound, "ERR_RLM_BRIDGE_SCRIPT_NOT_FOUND", 500, SourceDown, false),
-    (RlmBridgeSpawnFailed, "ERR_RLM_BRIDGE_SPAWN_FAILED", 500, SourceDown, false),
+    (
+        RlmFeatureDisabled,
+        "ERR_RLM_FEATURE_DISABLED",
+        500,
+        InsufficientEvidence,
+        false,
+    ),
+    (
+        RlmBridgeFailed,
+        "ERR_RLM_BRIDGE_FAILED",
+        500,
+        SourceDown,
+        false,
+    ),
+    (
+        RlmBridgeInternal,
+        "ERR_RLM_BRIDGE_INTERNAL",
+        500,
+        SourceDown,
+        false,
+    ),
+    (
+        RlmBridgeProtocol,
+        "ERR_RLM_BRIDGE_PROTOCOL",
+        500,
+        SourceDown,
+        false,
+    ),
+    (
+        RlmBridgeScriptNotFound,
+        "ERR_RLM_BRIDGE_SCRIPT_NOT_FOUND",
+        500,
+        SourceDown,
+        false,
+    ),
+    (
+        RlmBridgeSpawnFailed,
+        "ERR_RLM_BRIDGE_SPAWN_FAILED",
+        500,
+        SourceDown,
+        false,
+    ),
 ];
 
 impl ErrorCode {
     fn row(self) -> &'static (ErrorCode, &'static str, u16, TerminalMode, bool) {
-        TABLE
-            .iter()
-            .find(|row| row.0 == self)
-            .unwrap_or(&TABLE[11]) // ERR_INTERNAL; every code has a row (tested).
+        TABLE.iter().find(|row| row.0 == self).unwrap_or(&TABLE[11]) // ERR_INTERNAL; every code has a row (tested).
     }
 
     /// The wire spelling, e.g. `ERR_INVALID_PARAMS`.
@@ -108,8 +207,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let d = ErrorCode::LedgerUnavailable.defaults();
-        assert_eq!((d.http_status, d.hint, d.retryable), (503, SourceDown, true));
+        assert_eq!(
+            (d.http_status, d.hint, d.retryable),
+            (503, SourceDown, true)
+        );
         let d = ErrorCode::InvalidParams.defaults();
-        assert_eq!((d.http_status, d.hint, d.retryable), (400, InsufficientEvidence, false));
+        assert_eq!(
+            (d.http_status, d.hint, d.retryable),
+            (400, InsufficientEvidence, false)
+        );
     }
 }

@@ -53,7 +53,11 @@ impl PecrError {
 
     /// An RPC that a later release implements.
     pub fn not_implemented(what: &str) -> Self {
-        Self::new(ErrorCode::Internal, format!("{what} is not implemented yet")).with_http(501)
+        Self::new(
+            ErrorCode::Internal,
+            format!("{what} is not implemented yet"),
+        )
+        .with_http(501)
     }
 
     pub fn with_http(mut self, http_status: u16) -> Self {
@@ -85,7 +89,13 @@ impl PecrError {
 
 impl std::fmt::Display for PecrError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code.as_str(), self.http_status, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.as_str(),
+            self.http_status,
+            self.message
+        )
     }
 }
 

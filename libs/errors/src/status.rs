@@ -88,10 +88,14 @@ mod tests {
 
     #[test]
     fn bad_gateway_and_unavailable_share_a_code_but_not_a_status() {
-        let bad_gateway = PecrError::new(ErrorCode::SourceUnavailable, "gateway request failed").with_http(502);
+        let bad_gateway =
+            PecrError::new(ErrorCode::SourceUnavailable, "gateway request failed").with_http(502);
         let status = tonic::Status::from(bad_gateway);
         assert_eq!(status.code(), Code::Unavailable);
-        assert_eq!(PecrError::from_status(&status).map(|e| e.http_status), Some(502));
+        assert_eq!(
+            PecrError::from_status(&status).map(|e| e.http_status),
+            Some(502)
+        );
     }
 
     #[test]

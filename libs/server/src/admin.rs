@@ -13,7 +13,10 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 /// Routes for liveness, readiness and Prometheus metrics.
 pub fn admin_router(readiness: Readiness, registry: Registry) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "ok") }))
+        .route(
+            "/healthz",
+            get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "ok") }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -26,7 +29,11 @@ pub fn admin_router(readiness: Readiness, registry: Registry) -> Router {
 
 async fn readyz(readiness: &Readiness) -> Response {
     let report = readiness.evaluate().await;
-    let status = if report.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if report.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],

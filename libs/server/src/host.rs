@@ -40,9 +40,9 @@ impl BoundService {
     /// Binds both listeners; failure is `ERR_BIND_FAILED`.
     pub async fn bind(grpc_addr: SocketAddr, http_addr: SocketAddr) -> Result<Self, StartupError> {
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|err| StartupError::new("ERR_BIND_FAILED", format!("cannot bind {addr}: {err}")))
+            TcpListener::bind(addr).await.map_err(|err| {
+                StartupError::new("ERR_BIND_FAILED", format!("cannot bind {addr}: {err}"))
+            })
         };
         Ok(Self {
             grpc: bind(grpc_addr).await?,
@@ -51,20 +51,32 @@ impl BoundService {
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The line a launcher (dev-up, tests) reads to learn the addresses.
     pub fn listening_line(&self, binary: &str) -> String {
-        format!("PECR_LISTENING {binary} grpc={} http={}", self.grpc_addr(), self.http_addr())
+        format!(
+            "PECR_LISTENING {binary} grpc={} http={}",
+            self.grpc_addr(),
+            self.http_addr()
+        )
     }
 
     /// Serves until `shutdown` resolves; failure is `ERR_SERVER_FAILED`.
-    pub async fn serve(self, spec: ServeSpec, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    pub async fn serve(
+        self,
+        spec: ServeSpec,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -72,9 +84,18 @@ impl BoundService {
         });
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        reporter.set_service_status("", ServingStatus::NotServing).await;
-        reporter.set_service_status(spec.service_name, ServingStatus::NotServing).await;
-        tokio::spawn(sync_health(reporter, spec.readiness.clone(), spec.service_name, stop_rx.clone()));
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status(spec.service_name, ServingStatus::NotServing)
+            .await;
+        tokio::spawn(sync_health(
+            reporter,
+            spec.readiness.clone(),
+            spec.service_name,
+            stop_rx.clone(),
+        ));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pecr_proto::FILE_DESCRIPTOR_SET)
@@ -99,8 +120,10 @@ impl BoundService {
             .with_graceful_shutdown(stopped(stop_rx));
 
         let (grpc_result, http_result) = tokio::join!(grpc, http);
-        grpc_result.map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("gRPC server: {err}")))?;
-        http_result.map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("HTTP server: {err}")))?;
+        grpc_result
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("gRPC server: {err}")))?;
+        http_result
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("HTTP server: {err}")))?;
         Ok(())
     }
 }
@@ -110,7 +133,12 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// Keeps `grpc.health.v1` SERVING exactly while readiness passes.
-async fn sync_health(reporter: HealthReporter, readiness: Readiness, service_name: &'static str, mut stop: watch::Receiver<bool>) {
+async fn sync_health(
+    reporter: HealthReporter,
+    readiness: Readiness,
+    service_name: &'static str,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let status = if readiness.evaluate().await.ready() {
             ServingStatus::Serving

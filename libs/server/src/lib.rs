@@ -5,17 +5,19 @@
 mod admin;
 mod host;
 mod readiness;
+mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, admin_router};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
-pub use readiness::{ReadinessCheck, ReadinessReport, Readiness};
+pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
+pub use upstream::{lazy_channel, probe_health};
 
 use pecr_config::StartupErrors;
 
 /// JSON logs filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -28,4 +30,17 @@ pub fn init_logging() {
 pub fn exit_with(errors: impl Into<StartupErrors>) -> ! {
     eprintln!("{}", errors.into());
     std::process::exit(1)
+}
+
+/// A metrics registry that already carries `pecr_build_info{service,version}`.
+pub fn new_registry(service: &str) -> prometheus::Registry {
+    let registry = prometheus::Registry::new();
+    let opts = prometheus::Opts::new("pecr_build_info", "Build of the running PECR service")
+        .const_label("service", service)
+        .const_label("version", env!("CARGO_PKG_VERSION"));
+    if let Ok(info) = prometheus::IntGauge::with_opts(opts) {
+        info.set(1);
+        let _ = registry.register(Box::new(info));
+    }
+    registry
 }

@@ -57,7 +57,11 @@ impl Readiness {
         Self::default()
     }
 
-    pub fn with_check(mut self, name: impl Into<String>, check: impl ReadinessCheck + 'static) -> Self {
+    pub fn with_check(
+        mut self,
+        name: impl Into<String>,
+        check: impl ReadinessCheck + 'static,
+    ) -> Self {
         self.checks.push((name.into(), Arc::new(check)));
         self
     }
@@ -74,7 +78,9 @@ impl Readiness {
         for (name, check) in &self.checks {
             let (name, check) = (name.clone(), Arc::clone(check));
             tasks.spawn(async move {
-                let ok = tokio::time::timeout(timeout, check.check()).await.unwrap_or(false);
+                let ok = tokio::time::timeout(timeout, check.check())
+                    .await
+                    .unwrap_or(false);
                 (name, ok)
             });
         }

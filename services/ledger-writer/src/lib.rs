@@ -1,1 +1,138 @@
+//! ledger-writer: owns the PostgreSQL ledger. It applies the migrations,
+//! validates every write (hashes recomputed and checked, nothing written on
+//! bad input) and serves `pecr.v1.LedgerService` over gRPC.
 
+mod convert;
+mod db;
+mod env;
+mod metrics;
+mod service;
+mod store;
+mod validate;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pecr_config::{ConfigReader, EnvSource, StartupError, StartupErrors};
+use pecr_proto::v1::ledger_service_server::LedgerServiceServer;
+use pecr_server::{BoundService, Readiness, ServeSpec};
+
+pub use db::{LAST_MIGRATION_VERSION, migrate};
+
+/// ledger-writer settings.
+#[derive(Clone)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub db_url: String,
+    pub write_timeout: Duration,
+    pub pool_max_size: usize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("db_url", &"<redacted>")
+            .field("write_timeout", &self.write_timeout)
+            .field("pool_max_size", &self.pool_max_size)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads and validates every setting, reporting all bad values at once.
+    pub fn from_source(source: &dyn EnvSource) -> Result<Self, StartupErrors> {
+        let mut reader = ConfigReader::new(source);
+        let grpc_addr = reader.socket_addr(env::GRPC_ADDR, env::DEFAULT_GRPC_ADDR);
+        let http_addr = reader.socket_addr(env::HTTP_ADDR, env::DEFAULT_HTTP_ADDR);
+        let db_url = reader.required(env::DB_URL);
+        let write_timeout_ms = reader.number::<u64>(env::WRITE_TIMEOUT_MS, 2000, 1, 600_000);
+        let pool_max_size = reader.number::<usize>(env::POOL_MAX_SIZE, 8, 1, 1024);
+        let allow_nonlocal = reader.boolean(env::ALLOW_NONLOCAL_BIND, false);
+        // ledger-writer has no client authentication until service mTLS; the
+        // override is the operator's statement that the network is private.
+        for (key, addr) in [(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)] {
+            if let Err(err) = pecr_config::check_bind_rule(key, addr, allow_nonlocal, true) {
+                reader.push_error(err);
+            }
+        }
+        if !db_url.is_empty()
+            && let Err(err) = db_url.parse::<tokio_postgres::Config>()
+        {
+            reader.push_error(StartupError::invalid(format!(
+                "{} is not a PostgreSQL URL: {err}",
+                env::DB_URL
+            )));
+        }
+        reader.finish()?;
+        Ok(Self {
+            grpc_addr,
+            http_addr,
+            db_url,
+            write_timeout: Duration::from_millis(write_timeout_ms),
+            pool_max_size,
+        })
+    }
+}
+
+/// A migrated, bound ledger-writer, ready to serve.
+pub struct App {
+    bound: BoundService,
+    store: store::LedgerStore,
+    metrics: metrics::LedgerMetrics,
+}
+
+impl App {
+    /// Migrates the database (bounded), builds the pool and binds both ports.
+    pub async fn bind(config: Config) -> Result<Self, StartupError> {
+        db::migrate_bounded(&config.db_url).await?;
+        let pool = db::pool(&config.db_url, config.pool_max_size)?;
+        let store = store::LedgerStore::new(pool, config.write_timeout);
+        let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
+        Ok(Self {
+            bound,
+            store,
+            metrics: metrics::LedgerMetrics::new(),
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.bound.grpc_addr()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.bound.http_addr()
+    }
+
+    pub fn listening_line(&self) -> String {
+        self.bound.listening_line("pecr-ledger-writer")
+    }
+
+    /// Serves gRPC and the admin endpoints until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let ping_store = self.store.clone();
+        let migration_store = self.store.clone();
+        let readiness = Readiness::new()
+            .with_check("postgres", move || {
+                let store = ping_store.clone();
+                async move { store.ping().await }
+            })
+            .with_check("migrations", move || {
+                let store = migration_store.clone();
+                async move { store.is_migrated().await }
+            });
+        let service = service::Ledger::new(self.store, self.metrics.clone());
+        let spec = ServeSpec {
+            service_name: pecr_proto::service_names::LEDGER,
+            routes: tonic::service::Routes::new(LedgerServiceServer::new(service)),
+            readiness,
+            registry: self.metrics.registry(),
+        };
+        self.bound.serve(spec, shutdown).await
+    }
+}

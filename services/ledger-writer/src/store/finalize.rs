@@ -1,0 +1,73 @@
+//! Finalize: claim map, session terminal mode, event and runtime flag, atomically.
+
+use pecr_contracts::canonical_json;
+use pecr_errors::{PecrError, PecrResult};
+use pecr_proto::v1;
+
+use super::events::insert_event;
+use super::sessions::load_session;
+use super::{LedgerStore, already_finalized, db_error, not_found_session};
+use crate::validate::FinalizeWrite;
+
+impl LedgerStore {
+    pub async fn record_finalize(
+        &self,
+        write: FinalizeWrite,
+    ) -> PecrResult<v1::RecordFinalizeResponse> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let session = load_session(&tx, &write.session_id, true)
+                .await?
+                .ok_or_else(not_found_session)?;
+            if session.finalized {
+                return Err(already_finalized());
+            }
+            if write
+                .cited_evidence_ids
+                .iter()
+                .any(|id| session.evidence_unit_ids.binary_search(id).is_err())
+            {
+                return Err(PecrError::invalid_params("claim_map cites evidence not emitted in this session"));
+            }
+            tx.execute(
+                "INSERT INTO pecr_claim_maps \
+                 (claim_map_id, trace_id, session_id, terminal_mode, coverage_threshold, coverage_observed, claim_map_json) \
+                 VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb))",
+                &[
+                    &write.claim_map_id,
+                    &session.trace_id,
+                    &write.session_id,
+                    &write.terminal_mode,
+                    &write.coverage_threshold,
+                    &write.coverage_observed,
+                    &canonical_json(&write.claim_map_json),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.execute(
+                "UPDATE pecr_sessions SET finalized_at = now(), terminal_mode = $2 WHERE session_id = $1",
+                &[&write.session_id, &write.terminal_mode],
+            )
+            .await
+            .map_err(db_error)?;
+            let event_id = insert_event(&tx, &write.event).await?;
+            tx.execute(
+                "UPDATE pecr_session_runtime SET finalized = true, updated_at = now() WHERE session_id = $1",
+                &[&write.session_id],
+            )
+            .await
+            .map_err(db_error)?;
+            let session = load_session(&tx, &write.session_id, false)
+                .await?
+                .ok_or_else(PecrError::ledger_unavailable)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(v1::RecordFinalizeResponse {
+                event_id,
+                session: Some(session),
+            })
+        })
+        .await
+    }
+}

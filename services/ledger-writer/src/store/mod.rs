@@ -1,0 +1,127 @@
+//! SQL access to the ledger. Every operation is bounded by the write
+//! timeout; multi-row writes run in one transaction.
+
+mod events;
+mod evidence;
+mod finalize;
+mod replays;
+mod sessions;
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use pecr_errors::{PecrError, PecrResult};
+use tokio_postgres::error::SqlState;
+
+/// The ledger database behind LedgerService.
+#[derive(Clone)]
+pub struct LedgerStore {
+    pool: Pool,
+    write_timeout: Duration,
+}
+
+impl LedgerStore {
+    pub fn new(pool: Pool, write_timeout: Duration) -> Self {
+        Self {
+            pool,
+            write_timeout,
+        }
+    }
+
+    /// Runs `work` under the write timeout; a timeout is `ERR_LEDGER_UNAVAILABLE`.
+    async fn bounded<T>(&self, work: impl Future<Output = PecrResult<T>>) -> PecrResult<T> {
+        tokio::time::timeout(self.write_timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(
+                    timeout_ms = self.write_timeout.as_millis() as u64,
+                    "ledger operation timed out"
+                );
+                Err(PecrError::ledger_unavailable())
+            })
+    }
+
+    async fn client(&self) -> PecrResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|err| {
+            tracing::warn!(error = %err, "ledger connection unavailable");
+            PecrError::ledger_unavailable()
+        })
+    }
+
+    /// `SELECT 1` within the write timeout.
+    pub async fn ping(&self) -> bool {
+        self.bounded(async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            Ok(())
+        })
+        .await
+        .is_ok()
+    }
+
+    /// True when the newest compiled-in migration is applied.
+    pub async fn is_migrated(&self) -> bool {
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::bigint FROM refinery_schema_history",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(row.get::<_, i64>(0) >= crate::LAST_MIGRATION_VERSION)
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Maps a database error to what clients may see; details go to the log only.
+pub(crate) fn db_error(err: tokio_postgres::Error) -> PecrError {
+    let Some(db) = err.as_db_error() else {
+        tracing::warn!(error = %err, "ledger connection error");
+        return PecrError::ledger_unavailable();
+    };
+    let code = db.code();
+    if *code == SqlState::UNIQUE_VIOLATION {
+        let message = match db.table() {
+            Some("pecr_claim_maps") => "claim_map_id already exists",
+            Some("pecr_replay_bundles") => "run_id already exists",
+            Some("pecr_evaluations") => "evaluation_id already exists",
+            Some("pecr_sessions" | "pecr_policy_snapshots") => {
+                "session_id or policy_snapshot_id already exists"
+            }
+            _ => {
+                tracing::warn!(table = ?db.table(), "unexpected unique violation");
+                return PecrError::ledger_unavailable();
+            }
+        };
+        return PecrError::invalid_params(message).with_http(409);
+    }
+    if *code == SqlState::FOREIGN_KEY_VIOLATION {
+        return PecrError::invalid_params("unknown session_id").with_http(404);
+    }
+    if [
+        SqlState::CHECK_VIOLATION,
+        SqlState::INVALID_DATETIME_FORMAT,
+        SqlState::DATETIME_FIELD_OVERFLOW,
+        SqlState::INVALID_TEXT_REPRESENTATION,
+        SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+    ]
+    .contains(code)
+    {
+        return PecrError::invalid_params("a value was rejected by the ledger database");
+    }
+    tracing::warn!(sqlstate = code.code(), error = %db.message(), "ledger statement failed");
+    PecrError::ledger_unavailable()
+}
+
+fn not_found_session() -> PecrError {
+    PecrError::invalid_params("unknown session_id").with_http(404)
+}
+
+fn already_finalized() -> PecrError {
+    PecrError::invalid_params("session already finalized").with_http(409)
+}

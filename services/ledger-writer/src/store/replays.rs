@@ -1,0 +1,170 @@
+//! Replay bundles and evaluations, visible only to their owner.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pecr_contracts::hashing::bundle_hash;
+use pecr_errors::{ErrorCode, PecrError, PecrResult};
+use serde_json::Value;
+
+use super::{LedgerStore, db_error};
+use crate::validate::{NewEvaluation, NewReplay, Owner};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn replay_not_found() -> PecrError {
+    PecrError::new(ErrorCode::ReplayNotFound, "replay not found")
+}
+
+/// A stored bundle counts only while its hash still matches.
+fn verified_bundle(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let stored = value.get("metadata")?.get("bundle_hash")?.as_str()?;
+    (bundle_hash(&value).as_deref() == Some(stored)).then(|| text.to_owned())
+}
+
+impl LedgerStore {
+    pub async fn store_replay(&self, replay: NewReplay) -> PecrResult<String> {
+        self.bounded(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO pecr_replay_bundles \
+                     (run_id, tenant_id, principal_id_hash, engine_mode, recorded_at_unix_ms, terminal_mode, \
+                      quality_score, bundle_hash, bundle_json) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &replay.run_id,
+                        &replay.tenant_id,
+                        &replay.principal_id_hash,
+                        &replay.engine_mode,
+                        &replay.recorded_at_unix_ms,
+                        &replay.terminal_mode,
+                        &replay.quality_score,
+                        &replay.bundle_hash,
+                        &replay.canonical_text,
+                    ],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(replay.run_id)
+        })
+        .await
+    }
+
+    pub async fn load_replay(&self, owner: Owner, run_id: &str) -> PecrResult<String> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT bundle_json FROM pecr_replay_bundles \
+                     WHERE run_id = $1 AND tenant_id = $2 AND principal_id_hash = $3",
+                    &[&run_id, &owner.tenant_id, &owner.principal_id_hash],
+                )
+                .await
+                .map_err(db_error)?
+                .ok_or_else(replay_not_found)?;
+            verified_bundle(&row.get::<_, String>(0)).ok_or_else(replay_not_found)
+        })
+        .await
+    }
+
+    pub async fn list_replays(
+        &self,
+        owner: Owner,
+        engine_mode: Option<String>,
+        limit: i64,
+    ) -> PecrResult<Vec<String>> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT bundle_json FROM pecr_replay_bundles \
+                     WHERE tenant_id = $1 AND principal_id_hash = $2 AND ($3::text IS NULL OR engine_mode = $3) \
+                     ORDER BY recorded_at_unix_ms DESC, run_id DESC LIMIT $4",
+                    &[&owner.tenant_id, &owner.principal_id_hash, &engine_mode, &limit],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(rows
+                .iter()
+                .filter_map(|row| verified_bundle(&row.get::<_, String>(0)))
+                .collect())
+        })
+        .await
+    }
+
+    /// Deletes rows recorded strictly more than `retention_days` ago.
+    pub async fn prune(&self, retention_days: u32) -> PecrResult<(u64, u64)> {
+        if retention_days == 0 {
+            return Ok((0, 0));
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let replays = tx
+                .execute(
+                    "DELETE FROM pecr_replay_bundles WHERE recorded_at_unix_ms < $1",
+                    &[&cutoff],
+                )
+                .await
+                .map_err(db_error)?;
+            let evaluations = tx
+                .execute(
+                    "DELETE FROM pecr_evaluations WHERE created_at_unix_ms < $1",
+                    &[&cutoff],
+                )
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok((replays, evaluations))
+        })
+        .await
+    }
+
+    pub async fn store_evaluation(&self, evaluation: NewEvaluation) -> PecrResult<String> {
+        self.bounded(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO pecr_evaluations \
+                     (evaluation_id, tenant_id, principal_id_hash, created_at_unix_ms, evaluation_json) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &evaluation.evaluation_id,
+                        &evaluation.tenant_id,
+                        &evaluation.principal_id_hash,
+                        &evaluation.created_at_unix_ms,
+                        &evaluation.canonical_text,
+                    ],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(evaluation.evaluation_id)
+        })
+        .await
+    }
+
+    pub async fn load_evaluation(&self, owner: Owner, evaluation_id: &str) -> PecrResult<String> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT evaluation_json FROM pecr_evaluations \
+                     WHERE evaluation_id = $1 AND tenant_id = $2 AND principal_id_hash = $3",
+                    &[&evaluation_id, &owner.tenant_id, &owner.principal_id_hash],
+                )
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| {
+                    PecrError::new(ErrorCode::EvaluationNotFound, "evaluation not found")
+                })?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+}

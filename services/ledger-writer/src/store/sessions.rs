@@ -1,0 +1,176 @@
+//! Sessions, policy snapshots and runtime state.
+
+use deadpool_postgres::GenericClient;
+use pecr_contracts::Budget;
+use pecr_errors::{PecrError, PecrResult};
+use pecr_proto::v1;
+use serde_json::Value;
+
+use super::{LedgerStore, db_error, not_found_session};
+use crate::convert;
+use crate::validate::NewSession;
+
+const SESSION_SELECT: &str = r#"
+SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
+       s.policy_snapshot_id, p.policy_snapshot_hash,
+       to_char(p.as_of_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       s.budget_json::text, COALESCE(r.session_token_hash, ''),
+       COALESCE(r.session_token_expires_at_epoch_ms, 0),
+       GREATEST(COALESCE(r.operator_calls_used, 0), 0), GREATEST(COALESCE(r.bytes_used, 0), 0),
+       COALESCE(r.evidence_unit_ids_json, '[]'::jsonb)::text,
+       (s.finalized_at IS NOT NULL OR COALESCE(r.finalized, false)), s.terminal_mode
+FROM pecr_sessions s
+JOIN pecr_policy_snapshots p ON p.policy_snapshot_id = s.policy_snapshot_id
+LEFT JOIN pecr_session_runtime r ON r.session_id = s.session_id
+WHERE s.session_id = $1"#;
+
+/// Loads a session; with `lock`, the session row stays locked until the
+/// transaction ends, which serialises writers of the same session.
+pub(crate) async fn load_session(
+    client: &impl GenericClient,
+    session_id: &str,
+    lock: bool,
+) -> PecrResult<Option<v1::SessionRecord>> {
+    let query = if lock {
+        format!("{SESSION_SELECT} FOR UPDATE OF s")
+    } else {
+        SESSION_SELECT.to_owned()
+    };
+    let Some(row) = client
+        .query_opt(&query, &[&session_id])
+        .await
+        .map_err(db_error)?
+    else {
+        return Ok(None);
+    };
+    let budget_text: String = row.get(7);
+    let budget: Budget = serde_json::from_str(&budget_text).map_err(|_| {
+        tracing::warn!(session_id, "stored budget_json is undecodable");
+        PecrError::ledger_unavailable()
+    })?;
+    let ids_text: String = row.get(12);
+    // Non-string entries are dropped, as the contract says.
+    let evidence_unit_ids = match serde_json::from_str::<Value>(&ids_text) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let terminal_mode = row
+        .get::<_, Option<String>>(14)
+        .and_then(|mode| v1::TerminalMode::from_str_name(&mode))
+        .unwrap_or(v1::TerminalMode::Unspecified);
+    let non_negative = |value: i64| u64::try_from(value).unwrap_or(0);
+    Ok(Some(v1::SessionRecord {
+        session_id: row.get(0),
+        trace_id: row.get(1),
+        principal_id: row.get(2),
+        tenant_id: row.get(3),
+        policy_snapshot_id: row.get(4),
+        policy_snapshot_hash: row.get(5),
+        as_of_time: row.get(6),
+        budget: Some(convert::budget_to_proto(&budget)),
+        session_token_hash: row.get(8),
+        session_token_expires_at_epoch_ms: non_negative(row.get(9)),
+        operator_calls_used: non_negative(row.get(10)),
+        bytes_used: non_negative(row.get(11)),
+        evidence_unit_ids,
+        finalized: row.get(13),
+        terminal_mode: terminal_mode as i32,
+    }))
+}
+
+impl LedgerStore {
+    /// Inserts snapshot, session and runtime row in one transaction.
+    pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::SessionRecord> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO pecr_policy_snapshots \
+                 (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) \
+                 VALUES ($1, $2, $3, CAST($4::text AS timestamptz), $5, CAST($6::text AS jsonb))",
+                &[
+                    &new.policy_snapshot_id,
+                    &new.policy_snapshot_hash,
+                    &new.principal_id,
+                    &new.as_of_time,
+                    &new.policy_bundle_hash,
+                    &new.snapshot_json.to_string(),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO pecr_sessions (session_id, trace_id, principal_id, policy_snapshot_id, budget_json) \
+                 VALUES ($1, $2, $3, $4, CAST($5::text AS jsonb))",
+                &[
+                    &new.session_id,
+                    &new.trace_id,
+                    &new.principal_id,
+                    &new.policy_snapshot_id,
+                    &new.budget.to_declaration_order_json(),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO pecr_session_runtime \
+                 (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &new.session_id,
+                    &new.tenant_id,
+                    &new.session_token_hash,
+                    &new.session_token_expires_at_epoch_ms,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+            let record = load_session(&tx, &new.session_id, false)
+                .await?
+                .ok_or_else(PecrError::ledger_unavailable)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    pub async fn get_session(&self, session_id: &str) -> PecrResult<v1::SessionRecord> {
+        self.bounded(async {
+            let client = self.client().await?;
+            load_session(&client, session_id, false)
+                .await?
+                .ok_or_else(not_found_session)
+        })
+        .await
+    }
+
+    pub async fn get_policy_snapshot(
+        &self,
+        policy_snapshot_id: &str,
+    ) -> PecrResult<v1::PolicySnapshot> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT input_json::text FROM pecr_policy_snapshots WHERE policy_snapshot_id = $1",
+                    &[&policy_snapshot_id],
+                )
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| PecrError::invalid_params("unknown policy_snapshot_id").with_http(404))?;
+            let text: String = row.get(0);
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .as_ref()
+                .and_then(convert::snapshot_from_json)
+                .ok_or_else(|| {
+                    tracing::warn!(policy_snapshot_id, "stored policy snapshot is undecodable");
+                    PecrError::ledger_unavailable()
+                })
+        })
+        .await
+    }
+}
