@@ -1,1 +1,14 @@
+//! Test support shared by the service crates' integration tests.
+//!
+//! Nothing here is mocked: tests get a real PostgreSQL schema, real service
+//! binaries listening on ephemeral ports, and a real TCP proxy for faults.
 
+mod database;
+mod http;
+mod process;
+mod proxy;
+
+pub use database::TestDatabase;
+pub use http::{HttpAnswer, http_get};
+pub use process::{ServiceProcess, binary_path, tool_path, workspace_root};
+pub use proxy::TcpProxy;

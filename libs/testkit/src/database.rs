@@ -1,0 +1,103 @@
+//! A fresh PostgreSQL schema per test, found through `search_path`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::NoTls;
+
+static NEXT_SCHEMA: AtomicU32 = AtomicU32::new(0);
+
+/// The server tests use unless `PECR_TEST_DB_URL` says otherwise.
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A schema of its own on the test PostgreSQL, dropped when the value is.
+pub struct TestDatabase {
+    base_url: String,
+    schema: String,
+    client: tokio_postgres::Client,
+}
+
+impl TestDatabase {
+    /// Creates `pecr_test_<pid>_<n>`. Panics with a clear message when no
+    /// PostgreSQL answers: a test that needs the database never skips.
+    pub async fn create() -> Self {
+        let base_url = std::env::var("PECR_TEST_DB_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let (client, connection) = tokio_postgres::connect(&base_url, NoTls)
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "PostgreSQL is not reachable at {base_url} ({err}). Start it (for example \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) \
+                 or point PECR_TEST_DB_URL at one."
+                )
+            });
+        tokio::spawn(connection);
+        let schema = format!(
+            "pecr_test_{}_{}",
+            std::process::id(),
+            NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+        );
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}"))
+            .await
+            .unwrap_or_else(|err| panic!("cannot create test schema {schema}: {err}"));
+        Self {
+            base_url,
+            schema,
+            client,
+        }
+    }
+
+    /// A URL whose connections use only this schema.
+    pub fn url(&self) -> String {
+        let separator = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{separator}options=-csearch_path%3D{}",
+            self.base_url, self.schema
+        )
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A connection whose `search_path` is this schema.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    /// `SELECT count(*)` of a table in this schema.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap_or_else(|err| panic!("count {table}: {err}"))
+            .get(0)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Best effort: the schema name is unique, so a leftover harms nothing.
+        let url = self.base_url.clone();
+        let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
+                    tokio::spawn(connection);
+                    let _ = client.batch_execute(&statement).await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,238 @@
+//! Builders for LedgerService requests whose hashes are computed with the
+//! contract recipes, and a ledger-writer started on a fresh schema.
+
+#![allow(dead_code)]
+
+use pecr_contracts::hashing::{
+    EvidenceIdentity, PolicySnapshotInputs, claim_id, evidence_unit_id, policy_snapshot_hash,
+    text_content_hash,
+};
+use pecr_contracts::{hash_canonical_json, sha256_hex};
+use pecr_errors::PecrError;
+use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
+use pecr_testkit::{ServiceProcess, TestDatabase};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+pub const AS_OF: &str = "1970-01-01T00:00:00Z";
+pub const BUNDLE_HASH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+pub const ATTRS_HASH: &str = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+pub struct Ledger {
+    pub db: TestDatabase,
+    pub process: ServiceProcess,
+    pub client: LedgerServiceClient<Channel>,
+}
+
+pub async fn start_ledger() -> Ledger {
+    let db = TestDatabase::create().await;
+    start_ledger_with_url(db, None).await
+}
+
+/// Starts ledger-writer on `db`, optionally through another database URL
+/// (a proxy in front of the same server).
+pub async fn start_ledger_with_url(db: TestDatabase, url: Option<String>) -> Ledger {
+    let env = [
+        ("PECR_DB_URL", url.unwrap_or_else(|| db.url())),
+        ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("PECR_LEDGER_WRITE_TIMEOUT_MS", "1500".to_owned()),
+    ];
+    let process = ServiceProcess::start("pecr-ledger-writer", &env).await;
+    let client = LedgerServiceClient::connect(process.grpc_url())
+        .await
+        .unwrap_or_else(|err| panic!("connect to ledger-writer: {err}"));
+    Ledger {
+        db,
+        process,
+        client,
+    }
+}
+
+pub fn snapshot(principal: &str, tenant: &str) -> v1::PolicySnapshot {
+    let roles: Vec<String> = Vec::new();
+    let hash = policy_snapshot_hash(&PolicySnapshotInputs {
+        principal_id: principal,
+        tenant_id: tenant,
+        principal_roles: &roles,
+        principal_attrs_hash: ATTRS_HASH,
+        policy_bundle_hash: BUNDLE_HASH,
+        as_of_time: AS_OF,
+    });
+    v1::PolicySnapshot {
+        policy_snapshot_hash: hash,
+        principal_id: principal.into(),
+        tenant_id: tenant.into(),
+        principal_roles: roles,
+        principal_attrs_hash: ATTRS_HASH.into(),
+        policy_bundle_hash: BUNDLE_HASH.into(),
+        as_of_time: AS_OF.into(),
+        evaluated_at: AS_OF.into(),
+    }
+}
+
+pub fn budget(calls: u32, bytes: u64, parallelism: Option<u32>) -> v1::Budget {
+    v1::Budget {
+        max_operator_calls: calls,
+        max_bytes: bytes,
+        max_wallclock_ms: 1000,
+        max_recursion_depth: 1,
+        max_parallelism: parallelism,
+    }
+}
+
+pub fn session_request(session_id: &str, principal: &str) -> v1::RecordSessionRequest {
+    v1::RecordSessionRequest {
+        session_id: session_id.into(),
+        trace_id: format!("trace-{session_id}"),
+        policy_snapshot_id: format!("ps-{session_id}"),
+        policy_snapshot: Some(snapshot(principal, "local")),
+        budget: Some(budget(10, 1024, Some(4))),
+        session_token_hash: sha256_hex(format!("token-{session_id}")),
+        session_token_expires_at_epoch_ms: 4_102_444_800_000,
+    }
+}
+
+pub async fn record_session(
+    ledger: &mut Ledger,
+    session_id: &str,
+    principal: &str,
+) -> v1::SessionRecord {
+    ledger
+        .client
+        .record_session(session_request(session_id, principal))
+        .await
+        .unwrap_or_else(|status| panic!("record_session: {status:?}"))
+        .into_inner()
+        .session
+        .unwrap_or_else(|| panic!("no session in response"))
+}
+
+/// A whole-text evidence unit of `session`, ids computed by the recipe.
+pub fn text_evidence(session: &v1::SessionRecord, object_id: &str, text: &str) -> v1::EvidenceUnit {
+    let version_id = sha256_hex(text);
+    let content_hash = text_content_hash(text);
+    let span = json!({"type": "text_span", "start_byte": 0, "end_byte": text.len(), "line_start": 1, "line_end": 1});
+    let id = evidence_unit_id(&EvidenceIdentity {
+        source_system: "fs_corpus",
+        object_id,
+        version_id: &version_id,
+        span_or_row_spec: &span,
+        content_hash: &content_hash,
+        as_of_time: &session.as_of_time,
+        policy_snapshot_hash: &session.policy_snapshot_hash,
+        transform_chain: &[],
+    });
+    v1::EvidenceUnit {
+        source_system: "fs_corpus".into(),
+        object_id: object_id.into(),
+        version_id,
+        span_or_row_spec: span.to_string(),
+        content_type: "text/plain".into(),
+        content: Some(Value::String(text.into()).to_string()),
+        content_hash,
+        retrieved_at: session.as_of_time.clone(),
+        as_of_time: session.as_of_time.clone(),
+        policy_snapshot_id: session.policy_snapshot_id.clone(),
+        policy_snapshot_hash: session.policy_snapshot_hash.clone(),
+        transform_chain: vec![],
+        evidence_unit_id: id,
+    }
+}
+
+pub fn event(session: &v1::SessionRecord, event_type: &str, payload: Value) -> v1::NewLedgerEvent {
+    v1::NewLedgerEvent {
+        trace_id: session.trace_id.clone(),
+        session_id: session.session_id.clone(),
+        event_type: event_type.into(),
+        principal_id: session.principal_id.clone(),
+        policy_snapshot_id: session.policy_snapshot_id.clone(),
+        payload_hash: Some(hash_canonical_json(&payload)),
+        payload: payload.to_string(),
+    }
+}
+
+pub fn operator_call(
+    session: &v1::SessionRecord,
+    units: Vec<v1::EvidenceUnit>,
+) -> v1::RecordOperatorCallRequest {
+    let events = units
+        .iter()
+        .map(|unit| {
+            event(
+                session,
+                "EVIDENCE_EMITTED",
+                json!({"evidence_unit_id": unit.evidence_unit_id, "op_name": "fetch_span", "request_id": "req1"}),
+            )
+        })
+        .chain([event(session, "OPERATOR_CALL", json!({"op_name": "fetch_span", "outcome": "success", "request_id": "req1"}))])
+        .collect();
+    v1::RecordOperatorCallRequest {
+        session_id: session.session_id.clone(),
+        trace_id: session.trace_id.clone(),
+        evidence_units: units,
+        events,
+        expected_operator_calls_used: session.operator_calls_used,
+        expected_bytes_used: session.bytes_used,
+        operator_calls_used: session.operator_calls_used + 1,
+        bytes_used: session.bytes_used + 100,
+        store_content: false,
+    }
+}
+
+pub fn claim(text: &str, status: v1::claim::Status, ids: &[String]) -> v1::Claim {
+    v1::Claim {
+        claim_id: claim_id(text, status.as_str_name(), ids),
+        claim_text: text.into(),
+        status: status as i32,
+        evidence_unit_ids: ids.to_vec(),
+    }
+}
+
+pub fn finalize_request(
+    session: &v1::SessionRecord,
+    claim_map_id: &str,
+    claims: Vec<v1::Claim>,
+) -> v1::RecordFinalizeRequest {
+    let mode = v1::TerminalMode::Supported;
+    v1::RecordFinalizeRequest {
+        session_id: session.session_id.clone(),
+        claim_map: Some(v1::ClaimMap {
+            claim_map_id: claim_map_id.into(),
+            terminal_mode: mode as i32,
+            claims,
+            coverage_threshold: 0.95,
+            coverage_observed: 1.0,
+            notes: None,
+        }),
+        finalize_event: Some(event(
+            session,
+            "FINALIZE_RESULT",
+            json!({
+                "terminal_mode": mode.as_str_name(),
+                "claim_map_id": claim_map_id,
+                "coverage_threshold": 0.95,
+                "coverage_observed": 1.0,
+                "budget_counters": {"operator_calls_used": 1, "bytes_used": 100, "max_operator_calls": 10, "max_bytes": 1024},
+                "request_id": "req-final",
+            }),
+        )),
+    }
+}
+
+/// The PECR error a status carries; panics if it carries none.
+pub fn pecr_error(status: &tonic::Status) -> PecrError {
+    PecrError::from_status(status)
+        .unwrap_or_else(|| panic!("status without a PECR error detail: {status:?}"))
+}
+
+pub async fn counts(db: &TestDatabase) -> [i64; 6] {
+    [
+        db.count("pecr_policy_snapshots").await,
+        db.count("pecr_sessions").await,
+        db.count("pecr_session_runtime").await,
+        db.count("pecr_ledger_events").await,
+        db.count("pecr_evidence_units").await,
+        db.count("pecr_claim_maps").await,
+    ]
+}
