@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-
 const PROTO_ROOT: &str = "../../proto";
 const ENTRY_FILES: &[&str] = &[
     "pecr/v1/options.proto",
@@ -22,12 +20,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protox reports no file paths to cargo, so every proto is listed here.
     emit_rerun_for_dir(root)?;
 
-    let descriptors = protox::compile(ENTRY_FILES, [root])?;
+    let mut compiler = protox::Compiler::new([root])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(ENTRY_FILES)?;
+    // The encoded set keeps extension options (google.api.http, json_text);
+    // prost_types drops them, so reflection and the edge use these bytes.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("pecr_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
+    let descriptors = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         .build_client(true)

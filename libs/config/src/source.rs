@@ -109,7 +109,7 @@ mod tests {
         std::fs::write(&path, "# comment\nA=file\nB = file-b\n").ok();
         let env = MapSource::from_pairs([
             ("PECR_CONFIG_PATH", path.to_string_lossy().to_string()),
-            ("A".into(), "env".into()),
+            ("A", "env".to_owned()),
         ]);
         let layered = LayeredSource::load(env).expect("file loads");
         assert_eq!(layered.get("A").as_deref(), Some("env"));

@@ -97,13 +97,11 @@ impl BoundService {
             stop_rx.clone(),
         ));
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pecr_proto::FILE_DESCRIPTOR_SET)
+        let reflection_v1 = reflection(spec.service_name)
             .build_v1()
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("reflection: {err}")))?;
         // Older grpcurl and ghz builds only speak v1alpha.
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pecr_proto::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = reflection(spec.service_name)
             .build_v1alpha()
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("reflection: {err}")))?;
 
@@ -126,6 +124,18 @@ impl BoundService {
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("HTTP server: {err}")))?;
         Ok(())
     }
+}
+
+/// Reflection that describes every PECR type but lists only what this
+/// port serves: the service itself, health and reflection.
+fn reflection(service_name: &'static str) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pecr_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(service_name)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

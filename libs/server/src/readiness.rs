@@ -119,7 +119,7 @@ mod tests {
     async fn a_hanging_check_times_out_as_failed() {
         let readiness = Readiness::new()
             .with_timeout(Duration::from_millis(20))
-            .with_check("hangs", || std::future::pending::<bool>());
+            .with_check("hangs", std::future::pending::<bool>);
         let report = readiness.evaluate().await;
         assert_eq!(report.checks.get("hangs"), Some(&false));
     }

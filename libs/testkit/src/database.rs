@@ -60,6 +60,45 @@ impl TestDatabase {
         )
     }
 
+    /// The TCP address of the test PostgreSQL server.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let config: tokio_postgres::Config = self
+            .base_url
+            .parse()
+            .unwrap_or_else(|err| panic!("PECR_TEST_DB_URL: {err}"));
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => panic!("the test database must be reached over TCP for fault tests"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let host = if host == "localhost" {
+            "127.0.0.1".to_owned()
+        } else {
+            host
+        };
+        format!("{host}:{port}")
+            .parse()
+            .unwrap_or_else(|err| panic!("database address {host}:{port}: {err}"))
+    }
+
+    /// `url()` with the server address replaced, e.g. by a proxy's.
+    pub fn url_through(&self, addr: std::net::SocketAddr) -> String {
+        let config: tokio_postgres::Config = self
+            .base_url
+            .parse()
+            .unwrap_or_else(|err| panic!("PECR_TEST_DB_URL: {err}"));
+        let user = config.get_user().unwrap_or("postgres");
+        let password = config
+            .get_password()
+            .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+            .unwrap_or_default();
+        let dbname = config.get_dbname().unwrap_or(user);
+        format!(
+            "postgres://{user}{password}@{addr}/{dbname}?options=-csearch_path%3D{}",
+            self.schema
+        )
+    }
+
     pub fn schema(&self) -> &str {
         &self.schema
     }

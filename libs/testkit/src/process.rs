@@ -182,3 +182,20 @@ fn forward_lines(
     });
     rx
 }
+
+impl ServiceProcess {
+    /// Polls `/readyz` until it answers 200; panics with the last body after 20 s.
+    pub async fn wait_ready(&self) {
+        let url = self.http_url("/readyz");
+        let mut last = String::new();
+        for _ in 0..80 {
+            let answer = crate::http_get(&url).await;
+            if answer.status == 200 {
+                return;
+            }
+            last = answer.body;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("{url} never became ready; last answer: {last}");
+    }
+}
