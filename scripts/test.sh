@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, buf lint (and buf breaking
+# against the previous commit), then all unit and integration tests against
+# a real PostgreSQL, with grpcurl from the pinned tools.
+#
+# Environment (optional):
+#   PECR_TEST_DB_URL   PostgreSQL the integration tests use (default postgres on 127.0.0.1:5432)
+#   PECR_BUF_AGAINST   git ref buf breaking compares with (default HEAD~1)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PECR_ROOT"
+
+export PECR_TEST_DB_URL="${PECR_TEST_DB_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+say "==> tools"
+tools_bin="$("$PECR_ROOT/scripts/tools.sh")"
+export PATH="$tools_bin:$PATH"
+
+say "==> PostgreSQL"
+ensure_postgres "$PECR_TEST_DB_URL"
+
+say "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+say "==> buf lint"
+buf lint
+
+against="${PECR_BUF_AGAINST:-HEAD~1}"
+if git rev-parse --verify --quiet "$against^{commit}" >/dev/null && git cat-file -e "$against:buf.yaml" 2>/dev/null; then
+  say "==> buf breaking against $against"
+  buf breaking --against ".git#ref=$against"
+else
+  say "==> buf breaking: $against has no buf.yaml, so there is no earlier contract to compare"
+fi
+
+say "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "==> cargo build (the integration tests run the real binaries)"
+cargo build --workspace --bins --quiet
+
+say "==> cargo test"
+log="$PECR_ROOT/target/test-output.log"
+mkdir -p "$(dirname "$log")"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+say
+say "tests: $passed passed, $failed failed"
+if [[ "$status" -ne 0 || "$failed" -ne 0 ]]; then
+  exit 1
+fi
+if [[ "$passed" -eq 0 ]]; then
+  die "no test ran"
+fi
