@@ -1,10 +1,9 @@
+# syntax=docker/dockerfile:1
 # pecr-controller image. Build from the repository root:
 #   docker build -f deploy/docker/controller.Dockerfile -t pecr-controller .
 
 FROM rust:1.95-bookworm AS builder
-# Build with the toolchain the image ships, whatever channel the repo names.
-ENV RUSTUP_TOOLCHAIN=${RUST_VERSION} \
-    CARGO_TERM_COLOR=never
+ENV CARGO_TERM_COLOR=never
 WORKDIR /src
 COPY . .
 # target/ is a cache mount (shared by the three images), so the binary is
