@@ -642,3 +642,41 @@ async fn evaluations_are_owner_scoped() {
         .expect_err("other principal");
     assert_eq!(pecr_error(&status).code, ErrorCode::EvaluationNotFound);
 }
+
+#[tokio::test]
+async fn stored_runtime_state_is_read_defensively() {
+    let mut ledger = start_ledger().await;
+    record_session(&mut ledger, "s-def", "dev").await;
+    let sql = ledger.db.client();
+    sql.batch_execute(r#"UPDATE pecr_session_runtime SET evidence_unit_ids_json = '["a",1,null,"b"]', bytes_used = 0"#)
+        .await
+        .expect("runtime is mutable");
+    let session = ledger
+        .client
+        .get_session(v1::GetSessionRequest {
+            session_id: "s-def".into(),
+        })
+        .await
+        .expect("get_session")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(
+        session.evidence_unit_ids,
+        ["a", "b"],
+        "non-string ids are dropped"
+    );
+
+    sql.batch_execute(r#"UPDATE pecr_sessions SET budget_json = '{"oops":true}'"#)
+        .await
+        .expect("sessions are mutable");
+    let status = ledger
+        .client
+        .get_session(v1::GetSessionRequest {
+            session_id: "s-def".into(),
+        })
+        .await
+        .expect_err("undecodable budget");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(pecr_error(&status).code, ErrorCode::LedgerUnavailable);
+}

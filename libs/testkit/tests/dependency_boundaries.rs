@@ -1,0 +1,166 @@
+//! The privilege boundaries of the design, checked on the resolved
+//! dependency graph (all dependency kinds): the controller can never reach a
+//! database driver or another service's code, and the contract crates stay
+//! free of services and I/O.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// (package, packages it must never reach, directly or transitively).
+const RULES: &[(&str, &[&str])] = &[
+    (
+        "pecr-controller",
+        &[
+            "pecr-gateway",
+            "pecr-ledger-writer",
+            "tokio-postgres",
+            "deadpool-postgres",
+            "refinery",
+            "postgres",
+        ],
+    ),
+    (
+        "pecr-gateway",
+        &["pecr-controller", "pecr-ledger-writer", "refinery"],
+    ),
+    ("pecr-ledger-writer", &["pecr-controller", "pecr-gateway"]),
+    (
+        "pecr-contracts",
+        &[
+            "pecr-controller",
+            "pecr-gateway",
+            "pecr-ledger-writer",
+            "pecr-proto",
+            "tonic",
+            "tokio",
+            "tokio-postgres",
+        ],
+    ),
+    (
+        "pecr-errors",
+        &[
+            "pecr-controller",
+            "pecr-gateway",
+            "pecr-ledger-writer",
+            "tokio-postgres",
+        ],
+    ),
+    (
+        "pecr-proto",
+        &[
+            "pecr-controller",
+            "pecr-gateway",
+            "pecr-ledger-writer",
+            "tokio-postgres",
+        ],
+    ),
+];
+
+/// The host target triple, so the graph is the one actually built here.
+fn host_triple() -> String {
+    let output = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc reports its host")
+}
+
+/// Package name → names of every package it depends on (any kind).
+fn dependency_graph() -> &'static HashMap<String, Vec<String>> {
+    static GRAPH: OnceLock<HashMap<String, Vec<String>>> = OnceLock::new();
+    GRAPH.get_or_init(load_dependency_graph)
+}
+
+fn load_dependency_graph() -> HashMap<String, Vec<String>> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &host_triple(),
+        ])
+        .current_dir(pecr_testkit::workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|node| {
+            let name = names.get(node["id"].as_str()?)?;
+            let deps = node["deps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|dep| names.get(dep["pkg"].as_str()?).map(|n| (*n).to_owned()))
+                .collect();
+            Some(((*name).to_owned(), deps))
+        })
+        .collect()
+}
+
+fn reachable(graph: &HashMap<String, Vec<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from.to_owned()];
+    while let Some(package) = stack.pop() {
+        for dep in graph.get(&package).into_iter().flatten() {
+            if seen.insert(dep.clone()) {
+                stack.push(dep.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn boundary_rules_hold() {
+    let graph = dependency_graph();
+    let mut violations = BTreeSet::new();
+    for (package, forbidden) in RULES {
+        assert!(
+            graph.contains_key(*package),
+            "rule package {package} is in the workspace"
+        );
+        let reach = reachable(graph, package);
+        for target in *forbidden {
+            if reach.contains(*target) {
+                violations.insert(format!("{package} -> {target}"));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "forbidden workspace dependency edges found: {violations:?}"
+    );
+}
+
+#[test]
+fn the_walk_is_transitive() {
+    let graph = dependency_graph();
+    // sha2 is a dependency of a dependency (pecr-contracts) of ledger-writer.
+    let reach = reachable(graph, "pecr-ledger-writer");
+    assert!(
+        reach.contains("tokio-postgres")
+            && reach.contains("pecr-contracts")
+            && reach.contains("sha2")
+    );
+}

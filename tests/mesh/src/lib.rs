@@ -1,0 +1,1 @@
+//! Whole-mesh tests live in `tests/`; this crate has no library code.
