@@ -199,3 +199,17 @@ impl ServiceProcess {
         panic!("{url} never became ready; last answer: {last}");
     }
 }
+
+impl ServiceProcess {
+    /// Sends SIGTERM and waits (up to 10 s) for the exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id()?;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+}

@@ -171,3 +171,62 @@ async fn losing_the_database_is_unavailable_not_a_crash_and_recovers() {
         "the failed write left nothing behind"
     );
 }
+
+#[tokio::test]
+async fn a_write_stuck_on_a_lock_times_out_and_leaves_the_pool_healthy() {
+    let mut ledger = start_ledger().await;
+    let session = record_session(&mut ledger, "s-lock", "dev").await;
+
+    // Another transaction holds the session row, as a stuck writer would.
+    let (mut blocker, connection) =
+        tokio_postgres::connect(&ledger.db.url(), tokio_postgres::NoTls)
+            .await
+            .expect("blocker connects");
+    tokio::spawn(connection);
+    let holder = blocker.transaction().await.expect("begin");
+    holder
+        .execute(
+            "SELECT 1 FROM pecr_sessions WHERE session_id = 's-lock' FOR UPDATE",
+            &[],
+        )
+        .await
+        .expect("lock the row");
+
+    let started = std::time::Instant::now();
+    let status = ledger
+        .client
+        .record_operator_call(operator_call(&session, vec![]))
+        .await
+        .expect_err("the row is locked");
+    let waited = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(pecr_error(&status).code, ErrorCode::LedgerUnavailable);
+    assert!(
+        waited < Duration::from_secs(5),
+        "bounded by the 1.5 s write timeout, took {waited:?}"
+    );
+
+    holder.rollback().await.expect("release");
+    // Every pooled connection still works once the lock is gone.
+    for _ in 0..10 {
+        ledger
+            .client
+            .get_session(v1::GetSessionRequest {
+                session_id: "s-lock".into(),
+            })
+            .await
+            .expect("pool is healthy");
+    }
+    ledger
+        .client
+        .record_operator_call(operator_call(&session, vec![]))
+        .await
+        .expect("the write goes through now");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_service_cleanly() {
+    let ledger = start_ledger().await;
+    let code = ledger.process.terminate().await;
+    assert_eq!(code, Some(0));
+}

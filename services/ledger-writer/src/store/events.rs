@@ -51,7 +51,7 @@ impl LedgerStore {
     pub async fn append_event(&self, event: NewEvent) -> PecrResult<String> {
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
+            let tx = self.begin(&mut client).await?;
             let event_id = insert_event(&tx, &event).await?;
             tx.commit().await.map_err(db_error)?;
             Ok(event_id)

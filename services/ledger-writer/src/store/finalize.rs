@@ -16,7 +16,7 @@ impl LedgerStore {
     ) -> PecrResult<v1::RecordFinalizeResponse> {
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
+            let tx = self.begin(&mut client).await?;
             let session = load_session(&tx, &write.session_id, true)
                 .await?
                 .ok_or_else(not_found_session)?;

@@ -42,6 +42,24 @@ impl LedgerStore {
             })
     }
 
+    /// Opens a transaction whose statements the server itself cancels just
+    /// before the write timeout, so a statement stuck on a lock fails cleanly
+    /// and the connection goes back to the pool idle, not mid-query.
+    async fn begin<'a>(
+        &self,
+        client: &'a mut deadpool_postgres::Object,
+    ) -> PecrResult<deadpool_postgres::Transaction<'a>> {
+        let tx = client.transaction().await.map_err(db_error)?;
+        let server_timeout_ms = (self.write_timeout.as_millis() * 9 / 10).max(1);
+        tx.execute(
+            "SELECT set_config('statement_timeout', $1, true)",
+            &[&format!("{server_timeout_ms}ms")],
+        )
+        .await
+        .map_err(db_error)?;
+        Ok(tx)
+    }
+
     async fn client(&self) -> PecrResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|err| {
             tracing::warn!(error = %err, "ledger connection unavailable");
@@ -99,6 +117,10 @@ pub(crate) fn db_error(err: tokio_postgres::Error) -> PecrError {
             }
         };
         return PecrError::invalid_params(message).with_http(409);
+    }
+    if *code == SqlState::QUERY_CANCELED {
+        tracing::warn!("ledger statement cancelled by its timeout");
+        return PecrError::ledger_unavailable();
     }
     if *code == SqlState::FOREIGN_KEY_VIOLATION {
         return PecrError::invalid_params("unknown session_id").with_http(404);

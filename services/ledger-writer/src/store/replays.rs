@@ -105,7 +105,7 @@ impl LedgerStore {
         let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
+            let tx = self.begin(&mut client).await?;
             let replays = tx
                 .execute(
                     "DELETE FROM pecr_replay_bundles WHERE recorded_at_unix_ms < $1",

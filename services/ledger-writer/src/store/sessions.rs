@@ -86,7 +86,7 @@ impl LedgerStore {
     pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::SessionRecord> {
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
+            let tx = self.begin(&mut client).await?;
             tx.execute(
                 "INSERT INTO pecr_policy_snapshots \
                  (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) \
