@@ -5,11 +5,13 @@
 mod admin;
 mod host;
 mod readiness;
+mod run;
 mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, admin_router};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
+pub use run::{Service, run};
 pub use upstream::{lazy_channel, probe_health};
 
 use pecr_config::StartupErrors;

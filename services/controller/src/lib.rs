@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
 use pecr_proto::v1::controller_service_server::ControllerServiceServer;
-use pecr_server::{BoundService, Readiness, ServeSpec};
+use pecr_server::{BoundService, Readiness, ServeSpec, Service};
 use tonic::transport::Channel;
 
 /// How long readiness waits for the gateway's health answer.
@@ -54,27 +54,26 @@ pub struct App {
     gateway: Channel,
 }
 
-impl App {
-    pub async fn bind(config: Config) -> Result<Self, StartupError> {
+impl Service for App {
+    type Config = Config;
+    const BINARY: &'static str = "pecr-controller";
+
+    fn config(source: &dyn EnvSource) -> Result<Config, StartupErrors> {
+        Config::from_source(source)
+    }
+
+    fn bound(&self) -> &BoundService {
+        &self.bound
+    }
+
+    async fn bind(config: Config) -> Result<Self, StartupError> {
         let gateway = pecr_server::lazy_channel(env::GATEWAY_URL, &config.gateway_url)?;
         let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
         Ok(Self { bound, gateway })
     }
 
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.bound.grpc_addr()
-    }
-
-    pub fn http_addr(&self) -> SocketAddr {
-        self.bound.http_addr()
-    }
-
-    pub fn listening_line(&self) -> String {
-        self.bound.listening_line("pecr-controller")
-    }
-
     /// Serves gRPC and the admin endpoints until `shutdown` resolves.
-    pub async fn serve(
+    async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {

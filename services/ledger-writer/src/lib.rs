@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, StartupError, StartupErrors};
 use pecr_proto::v1::ledger_service_server::LedgerServiceServer;
-use pecr_server::{BoundService, Readiness, ServeSpec};
+use pecr_server::{BoundService, Readiness, ServeSpec, Service};
 
 pub use db::{LAST_MIGRATION_VERSION, migrate};
 
@@ -84,9 +84,20 @@ pub struct App {
     metrics: metrics::LedgerMetrics,
 }
 
-impl App {
+impl Service for App {
+    type Config = Config;
+    const BINARY: &'static str = "pecr-ledger-writer";
+
+    fn config(source: &dyn EnvSource) -> Result<Config, StartupErrors> {
+        Config::from_source(source)
+    }
+
+    fn bound(&self) -> &BoundService {
+        &self.bound
+    }
+
     /// Migrates the database (bounded), builds the pool and binds both ports.
-    pub async fn bind(config: Config) -> Result<Self, StartupError> {
+    async fn bind(config: Config) -> Result<Self, StartupError> {
         db::migrate_bounded(&config.db_url).await?;
         let pool = db::pool(&config.db_url, config.pool_max_size)?;
         let store = store::LedgerStore::new(pool, config.write_timeout);
@@ -98,20 +109,8 @@ impl App {
         })
     }
 
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.bound.grpc_addr()
-    }
-
-    pub fn http_addr(&self) -> SocketAddr {
-        self.bound.http_addr()
-    }
-
-    pub fn listening_line(&self) -> String {
-        self.bound.listening_line("pecr-ledger-writer")
-    }
-
     /// Serves gRPC and the admin endpoints until `shutdown` resolves.
-    pub async fn serve(
+    async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {

@@ -6,8 +6,8 @@ use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 
 use super::events::insert_event;
-use super::sessions::load_session;
-use super::{LedgerStore, already_finalized, db_error, not_found_session};
+use super::sessions::{load_session, lock_open_session};
+use super::{LedgerStore, db_error};
 use crate::validate::{NewEvidence, OperatorCallWrite};
 
 /// Insert-or-ignore by id; returns whether the row is new.
@@ -63,12 +63,7 @@ impl LedgerStore {
         self.bounded(async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
-            let session = load_session(&tx, &write.session_id, true)
-                .await?
-                .ok_or_else(not_found_session)?;
-            if session.finalized {
-                return Err(already_finalized());
-            }
+            let session = lock_open_session(&tx, &write.session_id).await?;
             if session.trace_id != write.trace_id {
                 return Err(PecrError::invalid_params("trace_id does not match the session"));
             }

@@ -6,7 +6,7 @@ use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 use serde_json::Value;
 
-use super::{LedgerStore, db_error, not_found_session};
+use super::{LedgerStore, already_finalized, db_error, not_found_session};
 use crate::convert;
 use crate::validate::NewSession;
 
@@ -79,6 +79,20 @@ pub(crate) async fn load_session(
         finalized: row.get(13),
         terminal_mode: terminal_mode as i32,
     }))
+}
+
+/// Locks a session that must exist and still be open (404 / 409 otherwise).
+pub(crate) async fn lock_open_session(
+    client: &impl GenericClient,
+    session_id: &str,
+) -> PecrResult<v1::SessionRecord> {
+    let session = load_session(client, session_id, true)
+        .await?
+        .ok_or_else(not_found_session)?;
+    if session.finalized {
+        return Err(already_finalized());
+    }
+    Ok(session)
 }
 
 impl LedgerStore {
