@@ -66,6 +66,20 @@ impl Readiness {
         self
     }
 
+    /// A check that passes while the gRPC service `service` behind `channel`
+    /// reports SERVING on its health endpoint.
+    pub fn with_upstream(
+        self,
+        name: impl Into<String>,
+        channel: tonic::transport::Channel,
+        service: &'static str,
+    ) -> Self {
+        const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+        self.with_check(name, move || {
+            crate::probe_health(channel.clone(), service, PROBE_TIMEOUT)
+        })
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -5,15 +5,11 @@ mod env;
 mod service;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
 use pecr_proto::v1::controller_service_server::ControllerServiceServer;
 use pecr_server::{BoundService, Readiness, ServeSpec, Service};
 use tonic::transport::Channel;
-
-/// How long readiness waits for the gateway's health answer.
-const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// pecr-controller settings.
 #[derive(Debug)]
@@ -77,18 +73,11 @@ impl Service for App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let gateway = self.gateway.clone();
-        let readiness = Readiness::new().with_check("gateway", move || {
-            let channel = gateway.clone();
-            async move {
-                pecr_server::probe_health(
-                    channel,
-                    pecr_proto::service_names::GATEWAY,
-                    UPSTREAM_PROBE_TIMEOUT,
-                )
-                .await
-            }
-        });
+        let readiness = Readiness::new().with_upstream(
+            "gateway",
+            self.gateway,
+            pecr_proto::service_names::GATEWAY,
+        );
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::CONTROLLER,
             routes: tonic::service::Routes::new(ControllerServiceServer::new(

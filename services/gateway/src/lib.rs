@@ -5,15 +5,11 @@ mod env;
 mod service;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
 use pecr_proto::v1::gateway_service_server::GatewayServiceServer;
 use pecr_server::{BoundService, Readiness, ServeSpec, Service};
 use tonic::transport::Channel;
-
-/// How long readiness waits for the ledger's health answer.
-const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// pecr-gateway settings.
 #[derive(Debug)]
@@ -77,18 +73,11 @@ impl Service for App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let ledger = self.ledger.clone();
-        let readiness = Readiness::new().with_check("ledger", move || {
-            let channel = ledger.clone();
-            async move {
-                pecr_server::probe_health(
-                    channel,
-                    pecr_proto::service_names::LEDGER,
-                    UPSTREAM_PROBE_TIMEOUT,
-                )
-                .await
-            }
-        });
+        let readiness = Readiness::new().with_upstream(
+            "ledger",
+            self.ledger,
+            pecr_proto::service_names::LEDGER,
+        );
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::GATEWAY,
             routes: tonic::service::Routes::new(GatewayServiceServer::new(service::GatewayApi)),
