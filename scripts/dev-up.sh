@@ -77,14 +77,12 @@ say "\$ grpcurl -plaintext $PECR_GATEWAY_GRPC_ADDR list"
 say "\$ grpcurl -plaintext -d '{\"service\":\"pecr.v1.LedgerService\"}' $PECR_LEDGER_GRPC_ADDR grpc.health.v1.Health/Check"
 "$tools_bin/grpcurl" -plaintext -d '{"service":"pecr.v1.LedgerService"}' "$PECR_LEDGER_GRPC_ADDR" grpc.health.v1.Health/Check
 
-cat <<MSG
-
-PECR is up.
-  service              gRPC                         HTTP (/healthz /readyz /metrics)
-  pecr-gateway         $PECR_GATEWAY_GRPC_ADDR          http://$PECR_BIND_ADDR
-  pecr-controller      $PECR_CONTROLLER_GRPC_ADDR          http://$PECR_CONTROLLER_BIND_ADDR
-  pecr-ledger-writer   $PECR_LEDGER_GRPC_ADDR          http://$PECR_LEDGER_HTTP_ADDR
-  ledger database      ${PECR_DB_URL%%\?*}
-Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl
-Stop: scripts/dev-down.sh
-MSG
+say
+say "PECR is up."
+printf '  %-20s %-18s %s\n' service gRPC "HTTP (/healthz /readyz /metrics)" \
+  pecr-gateway "$PECR_GATEWAY_GRPC_ADDR" "http://$PECR_BIND_ADDR" \
+  pecr-controller "$PECR_CONTROLLER_GRPC_ADDR" "http://$PECR_CONTROLLER_BIND_ADDR" \
+  pecr-ledger-writer "$PECR_LEDGER_GRPC_ADDR" "http://$PECR_LEDGER_HTTP_ADDR"
+say "  ledger database: ${PECR_DB_URL%%\?*}"
+say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl"
+say "Stop: scripts/dev-down.sh"
