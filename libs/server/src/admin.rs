@@ -1,7 +1,9 @@
 //! The plain-HTTP admin surface: `/healthz`, `/readyz`, `/metrics`.
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -10,8 +12,12 @@ use crate::Readiness;
 
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
+/// Decides whether a `/metrics` request may see the metrics; the error is
+/// the response to send instead (e.g. the auth layer's 401).
+pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Result<(), Response> + Send + Sync>;
+
 /// Routes for liveness, readiness and Prometheus metrics.
-pub fn admin_router(readiness: Readiness, registry: Registry) -> Router {
+pub fn admin_router(readiness: Readiness, registry: Registry, metrics_guard: Option<MetricsGuard>) -> Router {
     Router::new()
         .route(
             "/healthz",
@@ -24,7 +30,17 @@ pub fn admin_router(readiness: Readiness, registry: Registry) -> Router {
                 async move { readyz(&readiness).await }
             }),
         )
-        .route("/metrics", get(move || async move { metrics(&registry) }))
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| async move {
+                if let Some(guard) = &metrics_guard
+                    && let Err(denied) = guard(&headers)
+                {
+                    return denied;
+                }
+                metrics(&registry)
+            }),
+        )
 }
 
 async fn readyz(readiness: &Readiness) -> Response {

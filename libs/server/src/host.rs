@@ -27,6 +27,10 @@ pub struct ServeSpec {
     pub routes: Routes,
     pub readiness: Readiness,
     pub registry: Registry,
+    /// Extra routes on the HTTP port, e.g. the REST edge.
+    pub http_routes: Option<axum::Router>,
+    /// When set, `/metrics` answers only requests this guard lets through.
+    pub metrics_guard: Option<crate::MetricsGuard>,
 }
 
 /// Listeners bound before anything is served, so callers (and tests that
@@ -114,7 +118,11 @@ impl BoundService {
         let grpc = tonic::transport::Server::builder()
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc), stopped(stop_rx.clone()));
-        let http = axum::serve(self.http, admin_router(spec.readiness, spec.registry))
+        let mut http_router = admin_router(spec.readiness, spec.registry, spec.metrics_guard);
+        if let Some(routes) = spec.http_routes {
+            http_router = http_router.merge(routes);
+        }
+        let http = axum::serve(self.http, http_router)
             .with_graceful_shutdown(stopped(stop_rx));
 
         let (grpc_result, http_result) = tokio::join!(grpc, http);

@@ -8,7 +8,7 @@ mod readiness;
 mod run;
 mod upstream;
 
-pub use admin::{METRICS_CONTENT_TYPE, admin_router};
+pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};

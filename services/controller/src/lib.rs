@@ -84,6 +84,8 @@ impl Service for App {
                 service::ControllerApi,
             )),
             readiness,
+            http_routes: None,
+            metrics_guard: None,
             registry: pecr_server::new_registry("pecr-controller"),
         };
         self.bound.serve(spec, shutdown).await

@@ -130,6 +130,8 @@ impl Service for App {
             service_name: pecr_proto::service_names::LEDGER,
             routes: tonic::service::Routes::new(LedgerServiceServer::new(service)),
             readiness,
+            http_routes: None,
+            metrics_guard: None,
             registry: self.metrics.registry(),
         };
         self.bound.serve(spec, shutdown).await
