@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod canonical;
+pub mod evidence;
 pub mod hashing;
 pub mod ids;
 pub mod time;
