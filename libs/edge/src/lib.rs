@@ -1,1 +1,226 @@
-//! (being written)
+//! `pecr-edge`: the grpc-gateway-style REST edge of a PECR service.
+//!
+//! Routes come from the `google.api.http` annotations in a descriptor pool,
+//! never from a hand-written table. Each REST request is transcoded to the
+//! RPC's protobuf request (JSON body, path variables, query parameters),
+//! sent through the service's own gRPC stack in-process (so auth, metrics
+//! and every other layer run once for both protocols), and the response or
+//! error status is transcoded back: the contract JSON, or the exact
+//! `ErrorResponse` and HTTP status carried in the status's
+//! `pecr.v1.ErrorDetail`.
+//!
+//! Statuses the edge answers itself, all with an `ErrorResponse` body
+//! (`ERR_INVALID_PARAMS`, hint `INSUFFICIENT_EVIDENCE`, not retryable):
+//! 400 `invalid JSON body` (malformed JSON, wrong types, unknown, missing or
+//! duplicate members, no body), 415 `invalid JSON body` (content type not
+//! `application/json` or `application/*+json`), 413 `invalid JSON body`
+//! (over `max_body_bytes`), 400 `invalid path parameter`, 400 `invalid
+//! query string`. A gRPC status without a PECR detail, or a response that
+//! does not fit the JSON contract, is 500 `ERR_INTERNAL` with a generic
+//! message (the cause is logged). Unknown paths are 404 and known paths
+//! with another method 405, both with empty bodies.
+//!
+//! Serve the router with `into_make_service_with_connect_info::<SocketAddr>()`
+//! to hand the REST client's address to the gRPC stack (`remote_addr()`).
+//!
+//! ```no_run
+//! # fn example(routes: tonic::service::Routes) -> Result<(), pecr_edge::EdgeError> {
+//! let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
+//!     .map_err(|err| pecr_edge::EdgeError::MissingDescriptor(err.to_string()))?;
+//! let rest = pecr_edge::router(
+//!     &pool,
+//!     &[pecr_proto::service_names::GATEWAY],
+//!     routes,
+//!     pecr_edge::EdgeConfig::default(),
+//! )?;
+//! # let _ = rest; Ok(()) }
+//! ```
+
+mod call;
+mod descriptors;
+mod error_response;
+mod handler;
+mod json;
+mod metadata;
+mod openapi;
+mod rules;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::{MethodFilter, MethodRouter};
+use http::uri::PathAndQuery;
+use pecr_errors::PecrError;
+use prost_reflect::DescriptorPool;
+
+use crate::error_response::ErrorRenderer;
+use crate::handler::{Route, Shared};
+use crate::json::JsonMapping;
+
+/// The default request body limit: 2 MiB, as in the spec.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Knobs of the REST edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// Largest accepted request body in bytes; a larger one is refused with
+    /// 413 `ERR_INVALID_PARAMS` before anything is parsed.
+    pub max_body_bytes: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// Messages whose unknown JSON members are ignored on input, because the
+/// spec keeps them open: the run request's top level (controller §6.1) and
+/// claim maps and claims (gateway §1.5, contracts §1.5). Every other
+/// message refuses unknown members with 400.
+const OPEN_MESSAGES: &[&str] = &["pecr.v1.RunRequest", "pecr.v1.ClaimMap", "pecr.v1.Claim"];
+
+/// Why a router or OpenAPI document could not be built from descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EdgeError {
+    /// A requested service is not in the pool.
+    UnknownService(String),
+    /// A descriptor the edge needs (`google.api.http`,
+    /// `pecr.v1.ErrorResponse`, `pecr.v1.ErrorDetail`) is not in the pool.
+    MissingDescriptor(String),
+    /// An HTTP rule the edge cannot serve (custom verb, wildcard template,
+    /// unknown field, streaming RPC, …).
+    InvalidHttpRule { method: String, reason: String },
+    /// Two rules claim the same method and path.
+    RouteConflict { method: String, path: String },
+}
+
+impl fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownService(name) => write!(f, "unknown service {name}"),
+            Self::MissingDescriptor(name) => write!(f, "descriptor {name} is not in the pool"),
+            Self::InvalidHttpRule { method, reason } => {
+                write!(f, "HTTP rule of {method}: {reason}")
+            }
+            Self::RouteConflict { method, path } => {
+                write!(f, "more than one RPC is bound to {method} {path}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EdgeError {}
+
+/// The REST router for `services` (fully qualified names), answering every
+/// route with an in-process call into `grpc`, typically the service's
+/// `tonic::service::Routes` wrapped in the same layers as its gRPC port.
+///
+/// Unknown paths answer 404 and known paths with another method 405, both
+/// with empty bodies.
+pub fn router<S>(
+    pool: &DescriptorPool,
+    services: &[&str],
+    grpc: S,
+    config: EdgeConfig,
+) -> Result<Router, EdgeError>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bindings = rules::bindings(pool, services)?;
+    let mapping = Arc::new(JsonMapping::new(pool, OPEN_MESSAGES));
+    let errors = ErrorRenderer::new(pool, mapping.clone())?;
+    let shared = Arc::new(Shared {
+        mapping,
+        errors,
+        max_body_bytes: config.max_body_bytes,
+    });
+
+    let mut by_path: BTreeMap<String, Vec<Arc<Route<S>>>> = BTreeMap::new();
+    for binding in bindings {
+        let grpc_path = PathAndQuery::try_from(binding.grpc_path()).map_err(|err| {
+            EdgeError::InvalidHttpRule {
+                method: binding.method.full_name().to_owned(),
+                reason: format!("gRPC path: {err}"),
+            }
+        })?;
+        let routes = by_path.entry(binding.router_path()).or_default();
+        if routes.iter().any(|r| r.binding.verb == binding.verb) {
+            return Err(EdgeError::RouteConflict {
+                method: binding.verb.to_string(),
+                path: binding.template.clone(),
+            });
+        }
+        routes.push(Arc::new(Route::new(
+            binding,
+            grpc_path,
+            shared.clone(),
+            grpc.clone(),
+        )));
+    }
+
+    let mut router = Router::new();
+    for (path, routes) in by_path {
+        let mut methods = MethodRouter::new();
+        for route in routes {
+            let filter =
+                method_filter(&route.binding.verb).ok_or_else(|| EdgeError::InvalidHttpRule {
+                    method: route.binding.method.full_name().to_owned(),
+                    reason: format!("HTTP method {}", route.binding.verb),
+                })?;
+            methods = methods.on(filter, move |request: Request| {
+                let route = route.clone();
+                async move { route.handle(request).await }
+            });
+        }
+        // Templates are validated and variables are named by position, so
+        // no two paths conflict; a panic here would be a bug, reported as
+        // an error instead of taking the process down.
+        let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            router.route(&path, methods)
+        }));
+        router = added.map_err(|_| EdgeError::RouteConflict {
+            method: "*".to_owned(),
+            path: "(router refused a path)".to_owned(),
+        })?;
+    }
+    Ok(router)
+}
+
+fn method_filter(method: &http::Method) -> Option<MethodFilter> {
+    Some(match *method {
+        http::Method::GET => MethodFilter::GET,
+        http::Method::PUT => MethodFilter::PUT,
+        http::Method::POST => MethodFilter::POST,
+        http::Method::DELETE => MethodFilter::DELETE,
+        http::Method::PATCH => MethodFilter::PATCH,
+        _ => return None,
+    })
+}
+
+/// A PECR error as the edge renders it: its HTTP status and the exact
+/// `ErrorResponse` JSON body. For REST endpoints served beside the edge
+/// (e.g. an authenticated `/metrics`), so every error body has one shape.
+pub fn error_response(error: PecrError) -> axum::response::Response {
+    error_response::render_pecr(&error)
+}
+
+/// The OpenAPI 3 document (YAML, deterministic) of `services`' REST routes,
+/// generated from the same annotations and descriptors as the router.
+pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
+    openapi::document(pool, services)
+}

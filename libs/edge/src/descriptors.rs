@@ -1,0 +1,73 @@
+//! Small questions asked of descriptors by every part of the edge.
+
+use std::collections::HashSet;
+
+use prost_reflect::{
+    DescriptorPool, EnumValueDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor,
+};
+
+/// The HTTP rule option on methods.
+pub(crate) const HTTP_RULE_OPTION: &str = "google.api.http";
+/// PECR's field option marking a string field that carries JSON text.
+pub(crate) const JSON_TEXT_OPTION: &str = "pecr.v1.json_text";
+/// The REST error body.
+pub(crate) const ERROR_RESPONSE: &str = "pecr.v1.ErrorResponse";
+/// The status detail that carries the REST error body and HTTP status.
+pub(crate) const ERROR_DETAIL: &str = "pecr.v1.ErrorDetail";
+
+/// Fields in declaration order (`MessageDescriptor::fields` iterates by
+/// number), so JSON members come out in the order the proto lists them.
+pub(crate) fn fields_in_order(message: &MessageDescriptor) -> Vec<FieldDescriptor> {
+    message
+        .descriptor_proto()
+        .field
+        .iter()
+        .filter_map(|field| message.get_field_by_name(field.name()))
+        .collect()
+}
+
+/// A field with explicit presence: proto3 `optional` (a synthetic oneof) or
+/// a member of a real oneof. Such fields are omitted from JSON when unset
+/// and accept `null` on input.
+pub(crate) fn has_explicit_presence(field: &FieldDescriptor) -> bool {
+    field.containing_oneof().is_some()
+}
+
+/// The member of a real (non-synthetic) oneof, if the field is one.
+pub(crate) fn real_oneof_name(field: &FieldDescriptor) -> Option<String> {
+    field
+        .containing_oneof()
+        .filter(|oneof| !oneof.is_synthetic())
+        .map(|oneof| oneof.full_name().to_owned())
+}
+
+/// An enum value that means "not set": the zero value named `*_UNSPECIFIED`.
+/// It is refused on input and is an internal error on output.
+pub(crate) fn is_unspecified(value: &EnumValueDescriptor) -> bool {
+    value.number() == 0 && value.name().ends_with("_UNSPECIFIED")
+}
+
+/// Full names of every string field marked `(pecr.v1.json_text) = true`.
+pub(crate) fn json_text_fields(pool: &DescriptorPool) -> HashSet<String> {
+    let Some(option) = pool.get_extension_by_name(JSON_TEXT_OPTION) else {
+        return HashSet::new();
+    };
+    pool.all_messages()
+        .flat_map(|message| message.fields().collect::<Vec<_>>())
+        .filter(|field| matches!(field.kind(), Kind::String))
+        .filter(|field| field.options().get_extension(&option).as_bool() == Some(true))
+        .map(|field| field.full_name().to_owned())
+        .collect()
+}
+
+/// The leading comment of a descriptor, trimmed, from the source info kept
+/// in the descriptor set (None without source info or comment).
+pub(crate) fn leading_comment(file: &FileDescriptor, path: &[i32]) -> Option<String> {
+    let info = file.file_descriptor_proto().source_code_info.as_ref()?;
+    let location = info.location.iter().find(|loc| loc.path == path)?;
+    let text = location.leading_comments.as_deref()?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let joined = lines.join("\n");
+    let trimmed = joined.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}

@@ -1,0 +1,49 @@
+//! JSON ⇄ protobuf for the REST contract, written on `DynamicMessage`:
+//!
+//! - member names are the proto field names (snake_case), in declaration order;
+//! - enums are value names; `*_UNSPECIFIED` is refused on input and an
+//!   internal error on output;
+//! - 64-bit integers are JSON numbers both ways; doubles accept integers;
+//! - fields without explicit presence are always written (`false`, `0`,
+//!   `""`, `[]`); proto3 `optional` fields are omitted when unset and
+//!   accept `null` as unset;
+//! - `(pecr.v1.json_text)` string fields carry JSON text, embedded as a raw
+//!   JSON value (number spellings kept byte for byte) and stored compact;
+//! - on input, unknown members, missing non-optional singular members,
+//!   duplicate members and wrong JSON types are errors.
+
+mod decode;
+mod encode;
+mod text;
+
+use std::collections::HashSet;
+
+use prost_reflect::DescriptorPool;
+
+pub(crate) use decode::{DecodeError, parse_body};
+pub(crate) use text::compact;
+
+/// Nesting deeper than this is refused (decode) or an error (encode).
+const MAX_DEPTH: usize = 64;
+
+/// How one descriptor pool maps to JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct JsonMapping {
+    /// Full names of `(pecr.v1.json_text) = true` fields.
+    json_text: HashSet<String>,
+    /// Full names of messages whose unknown members are ignored on input.
+    lenient: HashSet<String>,
+}
+
+impl JsonMapping {
+    pub fn new(pool: &DescriptorPool, lenient: &[&str]) -> Self {
+        Self {
+            json_text: crate::descriptors::json_text_fields(pool),
+            lenient: lenient.iter().map(|name| (*name).to_owned()).collect(),
+        }
+    }
+
+    fn is_json_text(&self, field: &prost_reflect::FieldDescriptor) -> bool {
+        self.json_text.contains(field.full_name())
+    }
+}
