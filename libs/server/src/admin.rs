@@ -12,12 +12,16 @@ use crate::Readiness;
 
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// Decides whether a `/metrics` request may see the metrics; the error is
-/// the response to send instead (e.g. the auth layer's 401).
-pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Result<(), Response> + Send + Sync>;
+/// Decides whether a `/metrics` request may see the metrics: `Some` is the
+/// response to send instead (e.g. the auth layer's 401).
+pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Option<Response> + Send + Sync>;
 
 /// Routes for liveness, readiness and Prometheus metrics.
-pub fn admin_router(readiness: Readiness, registry: Registry, metrics_guard: Option<MetricsGuard>) -> Router {
+pub fn admin_router(
+    readiness: Readiness,
+    registry: Registry,
+    metrics_guard: Option<MetricsGuard>,
+) -> Router {
     Router::new()
         .route(
             "/healthz",
@@ -33,9 +37,7 @@ pub fn admin_router(readiness: Readiness, registry: Registry, metrics_guard: Opt
         .route(
             "/metrics",
             get(move |headers: HeaderMap| async move {
-                if let Some(guard) = &metrics_guard
-                    && let Err(denied) = guard(&headers)
-                {
+                if let Some(denied) = metrics_guard.as_ref().and_then(|guard| guard(&headers)) {
                     return denied;
                 }
                 metrics(&registry)

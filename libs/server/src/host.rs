@@ -122,8 +122,7 @@ impl BoundService {
         if let Some(routes) = spec.http_routes {
             http_router = http_router.merge(routes);
         }
-        let http = axum::serve(self.http, http_router)
-            .with_graceful_shutdown(stopped(stop_rx));
+        let http = axum::serve(self.http, http_router).with_graceful_shutdown(stopped(stop_rx));
 
         let (grpc_result, http_result) = tokio::join!(grpc, http);
         grpc_result

@@ -1,53 +1,90 @@
-//! pecr-gateway: serves `pecr.v1.GatewayService` over gRPC with health, reflection
-//! and the admin endpoints. Readiness follows the ledger it depends on.
+//! pecr-gateway: the privileged governance plane. Serves
+//! `pecr.v1.GatewayService` over gRPC and, in-process, the REST edge built
+//! from the same protos on `PECR_BIND_ADDR`.
 
+mod auth;
+mod config;
+mod core;
 mod env;
+mod events;
+mod evidence;
+mod finalize_gate;
+mod ledger;
+mod metrics;
+mod rate_limit;
+mod search_cache;
 mod service;
+mod session_locks;
 
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
+use pecr_adapters::{Adapters, AdaptersConfig};
+use pecr_config::{EnvSource, StartupError, StartupErrors};
+use pecr_policy::{PolicyConfig, PolicyEngine, PolicyStartupError, RemoteOpaConfig};
 use pecr_proto::v1::gateway_service_server::GatewayServiceServer;
-use pecr_server::{BoundService, Readiness, ServeSpec, Service};
+use pecr_server::{BoundService, MetricsGuard, Readiness, ServeSpec, Service};
 use tonic::transport::Channel;
 
-/// pecr-gateway settings.
-#[derive(Debug)]
-pub struct Config {
-    pub grpc_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    pub ledger_url: String,
-    pub front_door: FrontDoor,
+pub use config::Config;
+
+/// Floor of the per-session lock wait (spec 20 §3.3).
+const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+/// Largest REST body accepted (spec 20 §1.5).
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// A bound gateway with its dependencies connected.
+pub struct App {
+    bound: BoundService,
+    ledger_channel: Channel,
+    core: Arc<core::Gateway>,
+    api_parts: (auth::LocalAuth, config::RateLimits),
+    metrics_require_auth: bool,
 }
 
-impl Config {
-    /// Reads and validates every setting, reporting all bad values at once.
-    pub fn from_source(source: &dyn EnvSource) -> Result<Self, StartupErrors> {
-        let mut reader = ConfigReader::new(source);
-        let grpc_addr = reader.socket_addr(env::GRPC_ADDR, env::DEFAULT_GRPC_ADDR);
-        let http_addr = reader.socket_addr(env::HTTP_ADDR, env::DEFAULT_HTTP_ADDR);
-        let ledger_url = reader.string(env::LEDGER_URL, env::DEFAULT_LEDGER_URL);
-        if let Err(err) = pecr_server::lazy_channel(env::LEDGER_URL, &ledger_url) {
-            reader.push_error(err);
-        }
-        let front_door = FrontDoor::read(
-            &mut reader,
-            &[(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)],
-        );
-        reader.finish()?;
-        Ok(Self {
-            grpc_addr,
-            http_addr,
-            ledger_url,
-            front_door,
-        })
+fn policy_config(config: &Config) -> PolicyConfig {
+    PolicyConfig {
+        bundle_dir: config.policy_bundle_dir.clone(),
+        expected_bundle_hash: config.policy_bundle_hash.clone(),
+        remote: config.remote_opa.as_ref().map(|opa| RemoteOpaConfig {
+            url: opa.url.clone(),
+            timeout_ms: opa.timeout_ms,
+            retry_max_attempts: opa.retry_max_attempts,
+            retry_base_backoff_ms: opa.retry_base_backoff_ms,
+            breaker_failure_threshold: opa.breaker_failure_threshold,
+            breaker_open_ms: opa.breaker_open_ms,
+        }),
+        cache_max_entries: config.cache_max_entries,
+        cache_ttl_ms: config.cache_ttl_ms,
     }
 }
 
-/// A bound pecr-gateway, ready to serve.
-pub struct App {
-    bound: BoundService,
-    ledger: Channel,
+fn adapters_config(config: &Config) -> AdaptersConfig {
+    let sources = &config.sources;
+    AdaptersConfig {
+        fs_corpus_path: sources.fs_corpus_path.clone(),
+        fs_version_cache_max_bytes: sources.fs_version_cache_max_bytes,
+        fs_version_cache_max_versions_per_object: sources.fs_version_cache_max_versions_per_object
+            as usize,
+        fs_diff_max_bytes: sources.fs_diff_max_bytes,
+        pg_query_timeout_ms: sources.pg_query_timeout_ms,
+        pg_max_rows: sources.pg_max_rows,
+        pg_max_fields: sources.pg_max_fields as usize,
+        pg_max_groups: sources.pg_max_groups,
+        search_index_ttl_ms: config.cache_ttl_ms,
+    }
+}
+
+/// Start-up codes for policy failures: a bundle that is not the one
+/// configured is a bundle-hash error, an unusable OPA client is
+/// `ERR_OPA_UNAVAILABLE`, anything else a configuration error.
+fn policy_startup_error(err: PolicyStartupError) -> StartupError {
+    let code = match &err {
+        PolicyStartupError::BundleHashMismatch { .. } => "ERR_INVALID_POLICY_BUNDLE_HASH",
+        PolicyStartupError::InvalidOpaUrl { .. } => "ERR_OPA_UNAVAILABLE",
+        _ => "ERR_INVALID_CONFIG",
+    };
+    StartupError::new(code, err.to_string())
 }
 
 impl Service for App {
@@ -63,26 +100,112 @@ impl Service for App {
     }
 
     async fn bind(config: Config) -> Result<Self, StartupError> {
-        let ledger = pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url)?;
+        let policy = PolicyEngine::new(policy_config(&config)).map_err(policy_startup_error)?;
+        let policy_bundle_hash = match (&config.policy_bundle_hash, policy.bundle_hash()) {
+            (Some(configured), _) => configured.clone(),
+            (None, Some(loaded)) => loaded.to_owned(),
+            (None, None) => {
+                return Err(StartupError::new(
+                    "ERR_MISSING_CONFIG",
+                    "PECR_POLICY_BUNDLE_HASH is required",
+                ));
+            }
+        };
+        let adapters = Adapters::connect(adapters_config(&config), &config.db_url).await?;
+        let ledger_channel = pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url)?;
+        let metrics = metrics::GatewayMetrics::new()
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
+        let core = Arc::new(core::Gateway {
+            settings: core::Settings {
+                policy_bundle_hash,
+                as_of_time_default: config.as_of_time_default.clone(),
+                session_token_ttl: config.session_token_ttl,
+                lock_timeout: config.ledger_write_timeout.max(MIN_LOCK_TIMEOUT),
+                coverage_threshold: config.coverage_threshold,
+                store_evidence_content: config.store_evidence_content,
+            },
+            policy,
+            adapters,
+            ledger: ledger::Ledger::new(ledger_channel.clone(), config.ledger_write_timeout),
+            metrics,
+            locks: session_locks::SessionLocks::default(),
+            search_cache: search_cache::SearchCache::new(
+                config.cache_max_entries,
+                config.cache_ttl_ms,
+            ),
+        });
         let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
-        Ok(Self { bound, ledger })
+        Ok(Self {
+            bound,
+            ledger_channel,
+            core,
+            api_parts: (
+                auth::LocalAuth::new(config.front_door.shared_secret.clone()),
+                config.rate_limits,
+            ),
+            metrics_require_auth: config.metrics_require_auth,
+        })
     }
 
-    /// Serves gRPC and the admin endpoints until `shutdown` resolves.
     async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let readiness = Readiness::new().with_upstream(
-            "ledger",
-            self.ledger,
-            pecr_proto::service_names::LEDGER,
-        );
+        let (auth, limits) = self.api_parts;
+        let core = Arc::clone(&self.core);
+        let postgres_core = Arc::clone(&self.core);
+        let policy_core = Arc::clone(&self.core);
+        let readiness = Readiness::new()
+            .with_upstream(
+                "ledger",
+                self.ledger_channel,
+                pecr_proto::service_names::LEDGER,
+            )
+            .with_check("postgres", move || {
+                let core = Arc::clone(&postgres_core);
+                async move { core.adapters.ping_db(Duration::from_millis(200)).await }
+            })
+            .with_check("opa", move || {
+                let core = Arc::clone(&policy_core);
+                async move { core.policy.ready().await }
+            });
+        let metrics_guard: Option<MetricsGuard> = self.metrics_require_auth.then(|| {
+            let auth = auth.clone();
+            let guard: MetricsGuard = Arc::new(move |headers: &axum::http::HeaderMap| {
+                let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
+                auth.authenticate(&metadata)
+                    .err()
+                    .map(pecr_edge::error_response)
+            });
+            guard
+        });
+        let registry = core.metrics.registry();
+        let api = service::GatewayApi {
+            core,
+            auth,
+            limiter: rate_limit::RateLimiter::new(limits.window),
+            limits,
+        };
+        let routes = tonic::service::Routes::new(GatewayServiceServer::new(api));
+        let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).map_err(
+            |err| StartupError::new("ERR_SERVER_FAILED", format!("descriptor set: {err}")),
+        )?;
+        let rest = pecr_edge::router(
+            &pool,
+            &[pecr_proto::service_names::GATEWAY],
+            routes.clone(),
+            pecr_edge::EdgeConfig {
+                max_body_bytes: MAX_BODY_BYTES,
+            },
+        )
+        .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("REST edge: {err}")))?;
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::GATEWAY,
-            routes: tonic::service::Routes::new(GatewayServiceServer::new(service::GatewayApi)),
+            routes,
             readiness,
-            registry: pecr_server::new_registry("pecr-gateway"),
+            registry,
+            http_routes: Some(rest),
+            metrics_guard,
         };
         self.bound.serve(spec, shutdown).await
     }

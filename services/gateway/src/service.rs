@@ -1,44 +1,188 @@
-//! `pecr.v1.GatewayService`. The governance plane (sessions, policy,
-//! operators, finalize) is the next issue's work; until then every RPC
-//! answers UNIMPLEMENTED with a PECR error detail (ERR_INTERNAL, 501).
+//! `pecr.v1.GatewayService`: authenticate → rate-limit → core → convert.
+//! Every outcome is counted under the REST route it corresponds to, so
+//! gRPC and REST callers show up in the same series.
 
-use pecr_errors::PecrError;
-use pecr_proto::v1::{self, gateway_service_server::GatewayService};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pecr_contracts::ids;
+use pecr_errors::{ErrorCode, PecrError, PecrResult};
+use pecr_proto::v1::{self, TerminalMode, gateway_service_server::GatewayService};
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
-pub struct GatewayApi;
+use crate::auth::{LocalAuth, header};
+use crate::config::RateLimits;
+use crate::core::{Caller, Gateway};
+use crate::metrics::{ROUTE_FINALIZE, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE};
+use crate::rate_limit::RateLimiter;
 
-fn not_yet(rpc: &str) -> Status {
-    PecrError::not_implemented(&format!("pecr.v1.GatewayService/{rpc}")).into()
+pub struct GatewayApi {
+    pub core: Arc<Gateway>,
+    pub auth: LocalAuth,
+    pub limiter: RateLimiter,
+    pub limits: RateLimits,
+}
+
+fn rate_limited(what: &str) -> PecrError {
+    PecrError::new(
+        ErrorCode::RateLimited,
+        format!("rate limit exceeded for {what}"),
+    )
+}
+
+fn session_token(metadata: &MetadataMap) -> PecrResult<String> {
+    header(metadata, "x-pecr-session-token").ok_or_else(|| {
+        PecrError::new(ErrorCode::PolicyDenied, "missing or invalid session token").with_http(401)
+    })
+}
+
+impl GatewayApi {
+    /// Authenticates, applies the principal's limit for `bucket`, and derives the request id.
+    fn caller(
+        &self,
+        metadata: &MetadataMap,
+        bucket: Option<(&str, u32, &str)>,
+    ) -> PecrResult<Caller> {
+        let principal = self.auth.authenticate(metadata)?;
+        if let Some((prefix, limit, what)) = bucket
+            && !self
+                .limiter
+                .allow(&format!("{prefix}:{}", principal.principal_id), limit)
+        {
+            return Err(rate_limited(what));
+        }
+        Ok(Caller {
+            principal,
+            request_id: ids::sanitize_request_id(header(metadata, "x-pecr-request-id").as_deref()),
+        })
+    }
+
+    fn finish<T>(
+        &self,
+        route: &'static str,
+        started: Instant,
+        result: PecrResult<(T, TerminalMode)>,
+    ) -> Result<T, Status> {
+        match result {
+            Ok((value, mode)) => {
+                self.core.metrics.observe(route, started, Ok(mode));
+                Ok(value)
+            }
+            Err(error) => {
+                self.core.metrics.observe(route, started, Err(&error));
+                Err(error.into())
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
 impl GatewayService for GatewayApi {
     async fn create_session(
         &self,
-        _request: Request<v1::CreateSessionRequest>,
+        request: Request<v1::CreateSessionRequest>,
     ) -> Result<Response<v1::CreateSessionResponse>, Status> {
-        Err(not_yet("CreateSession"))
+        let started = Instant::now();
+        let result = async {
+            let bucket = ("sessions", self.limits.sessions, "session creation");
+            let caller = self.caller(request.metadata(), Some(bucket))?;
+            let trace_id =
+                ids::trace_id_or_new(header(request.metadata(), "x-pecr-trace-id").as_deref());
+            let created = self
+                .core
+                .create_session(&caller, trace_id, request.into_inner())
+                .await?;
+            let token = MetadataValue::try_from(created.session_token.as_str())
+                .map_err(|_| PecrError::internal("session token is not a valid header value"))?;
+            let mut response = Response::new(created.response);
+            response
+                .metadata_mut()
+                .insert("x-pecr-session-token", token);
+            Ok((response, TerminalMode::Supported))
+        }
+        .await;
+        self.finish(ROUTE_SESSIONS, started, result)
     }
 
     async fn simulate_policy(
         &self,
-        _request: Request<v1::SimulatePolicyRequest>,
+        request: Request<v1::SimulatePolicyRequest>,
     ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
-        Err(not_yet("SimulatePolicy"))
+        let started = Instant::now();
+        let result = async {
+            let caller = self.caller(request.metadata(), None)?;
+            let decision = self.core.simulate(&caller, request.into_inner()).await?;
+            let response = v1::SimulatePolicyResponse {
+                allow: decision.allow,
+                cacheable: decision.cacheable,
+                reason: decision.reason,
+                redaction: decision
+                    .redaction
+                    .as_ref()
+                    .map(pecr_contracts::canonical_json),
+            };
+            Ok((Response::new(response), TerminalMode::Supported))
+        }
+        .await;
+        self.finish(ROUTE_SIMULATE, started, result)
     }
 
     async fn call_operator(
         &self,
-        _request: Request<v1::CallOperatorRequest>,
+        request: Request<v1::CallOperatorRequest>,
     ) -> Result<Response<v1::CallOperatorResponse>, Status> {
-        Err(not_yet("CallOperator"))
+        let started = Instant::now();
+        let op_name = request.get_ref().op_name.clone();
+        let result = async {
+            let bucket = ("operators", self.limits.operators, "operator calls");
+            let caller = self.caller(request.metadata(), Some(bucket))?;
+            let token = session_token(request.metadata())?;
+            let reply = self
+                .core
+                .call_operator(&caller, &token, request.into_inner())
+                .await?;
+            let decision = reply.decision;
+            let response = v1::CallOperatorResponse {
+                terminal_mode: TerminalMode::Supported as i32,
+                result: pecr_contracts::canonical_json(&reply.result),
+                policy_decision: Some(v1::PolicyDecision {
+                    allow: decision.allow,
+                    cacheable: decision.cacheable,
+                    reason: decision.reason,
+                    redaction: decision
+                        .redaction
+                        .as_ref()
+                        .map(pecr_contracts::canonical_json),
+                }),
+            };
+            Ok((Response::new(response), TerminalMode::Supported))
+        }
+        .await;
+        self.core
+            .metrics
+            .operator_call(op_name.trim(), result.is_ok());
+        self.finish(ROUTE_OPERATORS, started, result)
     }
 
     async fn finalize(
         &self,
-        _request: Request<v1::FinalizeRequest>,
+        request: Request<v1::FinalizeRequest>,
     ) -> Result<Response<v1::FinalizeResponse>, Status> {
-        Err(not_yet("Finalize"))
+        let started = Instant::now();
+        let result = async {
+            let bucket = ("finalize", self.limits.finalize, "finalize calls");
+            let caller = self.caller(request.metadata(), Some(bucket))?;
+            let token = session_token(request.metadata())?;
+            let response = self
+                .core
+                .finalize(&caller, &token, request.into_inner())
+                .await?;
+            let mode = TerminalMode::try_from(response.terminal_mode)
+                .unwrap_or(TerminalMode::InsufficientEvidence);
+            Ok((Response::new(response), mode))
+        }
+        .await;
+        self.finish(ROUTE_FINALIZE, started, result)
     }
 }

@@ -1,0 +1,316 @@
+//! Gateway settings (spec 20 §10), read once at start-up; every bad value is
+//! reported, then the process exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
+use pecr_contracts::is_sha256_hex;
+
+use crate::env;
+
+/// Remote OPA settings, present only when `PECR_OPA_URL` is set.
+#[derive(Debug, Clone)]
+pub struct RemoteOpa {
+    pub url: String,
+    pub timeout_ms: u64,
+    pub retry_max_attempts: u32,
+    pub retry_base_backoff_ms: u64,
+    pub breaker_failure_threshold: u32,
+    pub breaker_open_ms: u64,
+}
+
+/// Per-principal limits per window; 0 disables a limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub window: Duration,
+    pub sessions: u32,
+    pub operators: u32,
+    pub finalize: u32,
+}
+
+/// Filesystem and safe-view adapter limits.
+#[derive(Debug, Clone)]
+pub struct SourceLimits {
+    pub fs_corpus_path: PathBuf,
+    pub fs_version_cache_max_bytes: u64,
+    pub fs_version_cache_max_versions_per_object: u32,
+    pub fs_diff_max_bytes: u64,
+    pub pg_query_timeout_ms: u64,
+    pub pg_max_rows: u32,
+    pub pg_max_fields: u32,
+    pub pg_max_groups: u32,
+}
+
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ledger_url: String,
+    pub db_url: String,
+    pub front_door: FrontDoor,
+    pub policy_bundle_dir: PathBuf,
+    /// Required with remote OPA; with the embedded engine it defaults to the
+    /// hash of the bundle actually loaded, and a mismatch stops start-up.
+    pub policy_bundle_hash: Option<String>,
+    pub remote_opa: Option<RemoteOpa>,
+    pub cache_max_entries: u64,
+    pub cache_ttl_ms: u64,
+    pub ledger_write_timeout: Duration,
+    pub session_token_ttl: Duration,
+    pub store_evidence_content: bool,
+    pub metrics_require_auth: bool,
+    pub sources: SourceLimits,
+    pub rate_limits: RateLimits,
+    pub coverage_threshold: f64,
+    pub as_of_time_default: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("ledger_url", &self.ledger_url)
+            .field("db_url", &"<redacted>")
+            .field("front_door", &self.front_door)
+            .field("policy_bundle_dir", &self.policy_bundle_dir)
+            .field("remote_opa", &self.remote_opa)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn from_source(source: &dyn EnvSource) -> Result<Self, StartupErrors> {
+        let mut r = ConfigReader::new(source);
+        let grpc_addr = r.socket_addr(env::GRPC_ADDR, env::DEFAULT_GRPC_ADDR);
+        let http_addr = r.socket_addr(env::HTTP_ADDR, env::DEFAULT_HTTP_ADDR);
+        // The bind rule is checked before required keys, as the spec orders it.
+        let front_door = FrontDoor::read(
+            &mut r,
+            &[(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)],
+        );
+        let ledger_url = r.string(env::LEDGER_URL, env::DEFAULT_LEDGER_URL);
+        if let Err(err) = pecr_server::lazy_channel(env::LEDGER_URL, &ledger_url) {
+            r.push_error(err);
+        }
+        let db_url = r.required(env::DB_URL);
+        if !db_url.is_empty() && db_url.parse::<tokio_postgres::Config>().is_err() {
+            r.push_error(StartupError::invalid(format!(
+                "{} is not a PostgreSQL URL",
+                env::DB_URL
+            )));
+        }
+
+        let policy_bundle_hash = r.raw(env::POLICY_BUNDLE_HASH);
+        if let Some(hash) = &policy_bundle_hash
+            && !is_sha256_hex(hash)
+        {
+            r.push_error(StartupError::new(
+                "ERR_INVALID_POLICY_BUNDLE_HASH",
+                format!(
+                    "{} must be 64 lowercase hex characters",
+                    env::POLICY_BUNDLE_HASH
+                ),
+            ));
+        }
+        let remote_opa = r.raw(env::OPA_URL).map(|url| RemoteOpa {
+            url,
+            timeout_ms: 0,
+            retry_max_attempts: 0,
+            retry_base_backoff_ms: 0,
+            breaker_failure_threshold: 0,
+            breaker_open_ms: 0,
+        });
+        let remote_opa = remote_opa.map(|mut opa| {
+            opa.timeout_ms = r.number(env::OPA_TIMEOUT_MS, 200, 1, 60_000);
+            opa.retry_max_attempts = r.number(env::OPA_RETRY_MAX_ATTEMPTS, 2, 0, 10);
+            opa.retry_base_backoff_ms = r.number(env::OPA_RETRY_BASE_BACKOFF_MS, 50, 0, 5_000);
+            opa.breaker_failure_threshold = r.number(env::OPA_BREAKER_THRESHOLD, 8, 1, 1_000_000);
+            opa.breaker_open_ms = r.number(env::OPA_BREAKER_OPEN_MS, 1000, 1, 3_600_000);
+            opa
+        });
+        if remote_opa.is_some() && policy_bundle_hash.is_none() {
+            r.push_error(StartupError::new(
+                "ERR_MISSING_CONFIG",
+                format!(
+                    "{} is required with {} (the gateway cannot hash a remote bundle)",
+                    env::POLICY_BUNDLE_HASH,
+                    env::OPA_URL
+                ),
+            ));
+        }
+
+        let store_mode = r.string(env::EVIDENCE_PAYLOAD_STORE_MODE, "metadata-only");
+        let store_evidence_content = match store_mode.as_str() {
+            "metadata-only" => false,
+            "payload-enabled" => true,
+            other => {
+                r.push_error(StartupError::invalid(format!(
+                    "{} must be metadata-only or payload-enabled (got {other:?})",
+                    env::EVIDENCE_PAYLOAD_STORE_MODE
+                )));
+                false
+            }
+        };
+        let coverage_threshold = r.number(env::COVERAGE_THRESHOLD, 0.95_f64, 0.0, 1.0);
+        let as_of_time_default = r.string(
+            env::AS_OF_TIME_DEFAULT,
+            pecr_contracts::time::AS_OF_TIME_DEFAULT,
+        );
+        if let Err(err) = pecr_contracts::time::validate_as_of_time(&as_of_time_default) {
+            r.push_error(StartupError::invalid(format!(
+                "{}: {err}",
+                env::AS_OF_TIME_DEFAULT
+            )));
+        }
+        let metrics_require_auth =
+            r.boolean(env::METRICS_REQUIRE_AUTH, !http_addr.ip().is_loopback());
+
+        let config = Self {
+            grpc_addr,
+            http_addr,
+            ledger_url,
+            db_url,
+            front_door,
+            policy_bundle_dir: PathBuf::from(
+                r.string(env::POLICY_BUNDLE_DIR, env::DEFAULT_POLICY_BUNDLE_DIR),
+            ),
+            policy_bundle_hash,
+            remote_opa,
+            cache_max_entries: r.number(env::CACHE_MAX_ENTRIES, 0, 0, 10_000_000),
+            cache_ttl_ms: r.number(env::CACHE_TTL_MS, 0, 0, 86_400_000),
+            ledger_write_timeout: Duration::from_millis(r.number(
+                env::LEDGER_WRITE_TIMEOUT_MS,
+                2000,
+                1,
+                600_000,
+            )),
+            session_token_ttl: Duration::from_secs(r.number(
+                env::SESSION_TOKEN_TTL_SECS,
+                900,
+                1,
+                31_536_000,
+            )),
+            store_evidence_content,
+            metrics_require_auth,
+            sources: SourceLimits {
+                fs_corpus_path: PathBuf::from(
+                    r.string(env::FS_CORPUS_PATH, env::DEFAULT_FS_CORPUS_PATH),
+                ),
+                fs_version_cache_max_bytes: r.number(
+                    env::FS_VERSION_CACHE_MAX_BYTES,
+                    2_097_152,
+                    0,
+                    u64::MAX,
+                ),
+                fs_version_cache_max_versions_per_object: r.number(
+                    env::FS_VERSION_CACHE_MAX_VERSIONS_PER_OBJECT,
+                    16,
+                    1,
+                    1_000_000,
+                ),
+                fs_diff_max_bytes: r.number(env::FS_DIFF_MAX_BYTES, 32_768, 0, u64::MAX),
+                pg_query_timeout_ms: r.number(env::PG_QUERY_TIMEOUT_MS, 200, 1, 600_000),
+                pg_max_rows: r.number(env::PG_MAX_ROWS, 200, 1, 100_000),
+                pg_max_fields: r.number(env::PG_MAX_FIELDS, 50, 1, 10_000),
+                pg_max_groups: r.number(env::PG_MAX_GROUPS, 200, 1, 100_000),
+            },
+            rate_limits: RateLimits {
+                window: Duration::from_secs(r.number(env::RATE_LIMIT_WINDOW_SECS, 60, 1, 86_400)),
+                sessions: r.number(env::RATE_LIMIT_SESSIONS, 60, 0, u32::MAX),
+                operators: r.number(env::RATE_LIMIT_OPERATORS, 240, 0, u32::MAX),
+                finalize: r.number(env::RATE_LIMIT_FINALIZE, 120, 0, u32::MAX),
+            },
+            coverage_threshold,
+            as_of_time_default,
+        };
+        r.finish()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pecr_config::MapSource;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, Vec<&'static str>> {
+        let mut all = vec![("PECR_DB_URL", "postgres://postgres@127.0.0.1:5432/pecr")];
+        all.extend_from_slice(pairs);
+        Config::from_source(&MapSource::from_pairs(all.iter().copied()))
+            .map_err(|errors| errors.0.into_iter().map(|e| e.code).collect())
+    }
+
+    #[test]
+    fn defaults_load() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.http_addr.port(), 8080);
+        assert_eq!(config.coverage_threshold, 0.95);
+        assert!(config.remote_opa.is_none());
+        assert!(!config.metrics_require_auth);
+    }
+
+    #[test]
+    fn scenario_1_2_bind_rule() {
+        assert_eq!(
+            load(&[("PECR_BIND_ADDR", "0.0.0.0:8080")]).err(),
+            Some(vec!["ERR_NONLOCAL_BIND_REQUIRES_AUTH"])
+        );
+        let config = load(&[
+            ("PECR_BIND_ADDR", "0.0.0.0:8080"),
+            ("PECR_GATEWAY_GRPC_ADDR", "0.0.0.0:50051"),
+            ("PECR_DEV_ALLOW_NONLOCAL_BIND", "1"),
+            ("PECR_LOCAL_AUTH_SHARED_SECRET", "dev-secret"),
+        ])
+        .expect("allowed with override and secret");
+        assert_eq!(
+            config.front_door.shared_secret.as_deref(),
+            Some("dev-secret")
+        );
+        assert!(
+            config.metrics_require_auth,
+            "metrics need auth on a non-loopback bind"
+        );
+    }
+
+    #[test]
+    fn scenario_3_config_errors() {
+        assert_eq!(
+            load(&[("PECR_POLICY_BUNDLE_HASH", "not-a-hash")]).err(),
+            Some(vec!["ERR_INVALID_POLICY_BUNDLE_HASH"])
+        );
+        let missing_db = Config::from_source(&MapSource::default())
+            .err()
+            .map(|e| e.0[0].code);
+        assert_eq!(missing_db, Some("ERR_MISSING_CONFIG"));
+        for (key, value) in [
+            ("PECR_OPA_RETRY_MAX_ATTEMPTS", "11"),
+            ("PECR_OPA_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "0"),
+        ] {
+            let errors = load(&[
+                ("PECR_OPA_URL", "http://127.0.0.1:8181"),
+                ("PECR_POLICY_BUNDLE_HASH", &"a".repeat(64)),
+                (key, value),
+            ])
+            .err();
+            assert_eq!(errors, Some(vec!["ERR_INVALID_CONFIG"]), "{key}={value}");
+        }
+        assert_eq!(
+            load(&[("PECR_COVERAGE_THRESHOLD", "1.5")]).err(),
+            Some(vec!["ERR_INVALID_CONFIG"])
+        );
+        assert_eq!(
+            load(&[("PECR_AS_OF_TIME_DEFAULT", "2026-13-01T00:00:00Z")]).err(),
+            Some(vec!["ERR_INVALID_CONFIG"])
+        );
+    }
+
+    #[test]
+    fn remote_opa_needs_an_explicit_bundle_hash() {
+        assert_eq!(
+            load(&[("PECR_OPA_URL", "http://127.0.0.1:8181")]).err(),
+            Some(vec!["ERR_MISSING_CONFIG"])
+        );
+    }
+}

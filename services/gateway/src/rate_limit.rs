@@ -1,0 +1,87 @@
+//! Per-principal sliding-window rate limits (spec 20 §9), process-local.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// At most this many keys are tracked; arbitrary keys go first on overflow.
+const MAX_KEYS: usize = 16_384;
+
+pub struct RateLimiter {
+    window: Duration,
+    hits: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl RateLimiter {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            hits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when the attempt is allowed (and recorded). A limit of 0 is unlimited.
+    pub fn allow(&self, key: &str, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let Ok(mut hits) = self.hits.lock() else {
+            return false; // a poisoned limiter fails closed
+        };
+        let log = hits.entry(key.to_owned()).or_default();
+        while log
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= self.window)
+        {
+            log.pop_front();
+        }
+        if log.len() >= limit as usize {
+            return false;
+        }
+        log.push_back(now);
+        if hits.len() > MAX_KEYS {
+            let window = self.window;
+            hits.retain(|_, log| {
+                log.back()
+                    .is_some_and(|at| now.duration_since(*at) < window)
+            });
+            while hits.len() > MAX_KEYS {
+                let Some(victim) = hits.keys().find(|k| k.as_str() != key).cloned() else {
+                    break;
+                };
+                hits.remove(&victim);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_5_limit_two_then_deny() {
+        let limiter = RateLimiter::new(Duration::from_secs(60));
+        assert!(limiter.allow("sessions:dev", 2));
+        assert!(limiter.allow("sessions:dev", 2));
+        assert!(!limiter.allow("sessions:dev", 2));
+        assert!(limiter.allow("sessions:support", 2), "keys are independent");
+    }
+
+    #[test]
+    fn scenario_5_window_expiry() {
+        let limiter = RateLimiter::new(Duration::from_millis(5));
+        assert!(limiter.allow("k", 1));
+        assert!(!limiter.allow("k", 1));
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(limiter.allow("k", 1));
+    }
+
+    #[test]
+    fn zero_is_unlimited() {
+        let limiter = RateLimiter::new(Duration::from_secs(60));
+        assert!((0..1000).all(|_| limiter.allow("k", 0)));
+    }
+}

@@ -1,0 +1,285 @@
+//! A real mesh for gateway tests: a fresh PostgreSQL schema with the
+//! safe-view fixture, a temporary copy of the corpus, ledger-writer and the
+//! gateway as processes, and a tonic client that sets caller metadata.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pecr_errors::PecrError;
+use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
+use pecr_testkit::{ServiceProcess, TestDatabase, workspace_root};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+pub const CANARIES: [&str; 6] = [
+    "PECR_CANARY_RESTRICTED_ALPHA_6b3b91c2a7b44a9f",
+    "PECR_CANARY_INJECTION_BETA_29a1e0d7a03d4d8c",
+    "PECR_CANARY_PG_ADMIN_DELTA_1f2d8c6f87f84b76",
+    "PECR_CANARY_PG_SUPPORT_EPSILON_6c6f4f07c04f4f8f",
+    "PECR_CANARY_PG_ADMIN_DELTA_2a519d6b7f4348d4",
+    "PECR_CANARY_PG_SUPPORT_EPSILON_8d77b9a9d9e24c2b",
+];
+
+static NEXT_CORPUS: AtomicU32 = AtomicU32::new(0);
+
+/// Which Rego bundle the gateway evaluates.
+#[derive(Clone, Copy)]
+pub enum Policy {
+    /// `opa/bundle`: the production rules (spec 20 §4.6).
+    Bundle,
+    /// `opa/test-bundle`: the test policy T (spec 20 §13).
+    Test,
+}
+
+pub struct Mesh {
+    pub db: TestDatabase,
+    pub corpus: PathBuf,
+    pub ledger: ServiceProcess,
+    pub gateway: ServiceProcess,
+    channel: Channel,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|err| panic!("mkdir {}: {err}", to.display()));
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|err| panic!("read {}: {err}", from.display()))
+    {
+        let entry = entry.unwrap_or_else(|err| panic!("entry: {err}"));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|err| panic!("copy: {err}"));
+        }
+    }
+}
+
+impl Mesh {
+    pub async fn start(policy: Policy) -> Self {
+        Self::start_with(policy, &[]).await
+    }
+
+    /// Starts the mesh; `extra` adds or overrides gateway settings.
+    pub async fn start_with(policy: Policy, extra: &[(&'static str, String)]) -> Self {
+        let db = TestDatabase::create().await;
+        pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
+            .await
+            .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
+        let corpus = std::env::temp_dir().join(format!(
+            "pecr-corpus-{}-{}",
+            std::process::id(),
+            NEXT_CORPUS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&corpus);
+        copy_dir(&workspace_root().join("fixtures/fs_corpus"), &corpus);
+
+        let ledger = ServiceProcess::start(
+            "pecr-ledger-writer",
+            &[
+                ("PECR_DB_URL", db.url()),
+                ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+                ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+            ],
+        )
+        .await;
+        let bundle = match policy {
+            Policy::Bundle => "opa/bundle",
+            Policy::Test => "opa/test-bundle",
+        };
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("PECR_DB_URL", db.url()),
+            ("PECR_LEDGER_URL", ledger.grpc_url()),
+            ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
+            ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
+            ("PECR_FS_CORPUS_PATH", corpus.display().to_string()),
+            (
+                "PECR_POLICY_BUNDLE_DIR",
+                workspace_root().join(bundle).display().to_string(),
+            ),
+        ];
+        for (key, value) in extra {
+            env.retain(|(existing, _)| existing != key);
+            env.push((key, value.clone()));
+        }
+        let gateway = ServiceProcess::start("pecr-gateway", &env).await;
+        let channel = Channel::from_shared(gateway.grpc_url())
+            .unwrap_or_else(|err| panic!("gateway url: {err}"))
+            .connect()
+            .await
+            .unwrap_or_else(|err| panic!("connect gateway: {err}"));
+        Self {
+            db,
+            corpus,
+            ledger,
+            gateway,
+            channel,
+        }
+    }
+
+    pub fn client(&self) -> GatewayServiceClient<Channel> {
+        GatewayServiceClient::new(self.channel.clone())
+    }
+
+    /// Every gateway log line so far.
+    pub fn logs(&mut self) -> Vec<String> {
+        self.gateway.drain_stderr()
+    }
+
+    /// Opens a session for `principal` with the default test budget.
+    pub async fn session(&self, principal: &str) -> Session {
+        self.session_with(principal, budget(10, 1_048_576), None)
+            .await
+            .unwrap_or_else(|status| panic!("session: {status:?}"))
+    }
+
+    pub async fn session_with(
+        &self,
+        principal: &str,
+        budget: v1::Budget,
+        as_of_time: Option<&str>,
+    ) -> Result<Session, tonic::Status> {
+        let request = call(
+            principal,
+            None,
+            v1::CreateSessionRequest {
+                budget: Some(budget),
+                as_of_time: as_of_time.map(str::to_owned),
+            },
+        );
+        let response = self.client().create_session(request).await?;
+        let token = response
+            .metadata()
+            .get("x-pecr-session-token")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.into_inner();
+        Ok(Session {
+            principal: principal.to_owned(),
+            token,
+            session_id: body.session_id,
+            trace_id: body.trace_id,
+            policy_snapshot_id: body.policy_snapshot_id,
+            client: self.client(),
+        })
+    }
+
+    /// Rows of `pecr_ledger_events` for a trace, as (event_type, payload).
+    pub async fn events(&self, trace_id: &str) -> Vec<(String, Value)> {
+        self.db
+            .client()
+            .query(
+                "SELECT event_type, payload_json::text FROM pecr_ledger_events WHERE trace_id = $1 ORDER BY event_time, event_id",
+                &[&trace_id],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("events: {err}"))
+            .iter()
+            .map(|row| (row.get(0), serde_json::from_str(&row.get::<_, String>(1)).unwrap_or(Value::Null)))
+            .collect()
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.corpus);
+    }
+}
+
+pub fn budget(calls: u32, bytes: u64) -> v1::Budget {
+    v1::Budget {
+        max_operator_calls: calls,
+        max_bytes: bytes,
+        max_wallclock_ms: 1000,
+        max_recursion_depth: 3,
+        max_parallelism: None,
+    }
+}
+
+/// A request carrying the caller's identity and, if given, a session token.
+pub fn call<T>(principal: &str, token: Option<&str>, body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    let metadata = request.metadata_mut();
+    if let Ok(value) = principal.parse() {
+        metadata.insert("x-pecr-principal-id", value);
+    }
+    if let Some(Ok(value)) = token.map(str::parse) {
+        metadata.insert("x-pecr-session-token", value);
+    }
+    if let Ok(value) = "req-test-1".parse() {
+        metadata.insert("x-pecr-request-id", value);
+    }
+    request
+}
+
+pub struct Session {
+    pub principal: String,
+    pub token: String,
+    pub session_id: String,
+    pub trace_id: String,
+    pub policy_snapshot_id: String,
+    client: GatewayServiceClient<Channel>,
+}
+
+impl Session {
+    /// Calls an operator; Ok is the parsed `result`.
+    pub async fn op(&mut self, op_name: &str, params: Value) -> Result<Value, tonic::Status> {
+        let request = call(
+            &self.principal,
+            Some(&self.token),
+            v1::CallOperatorRequest {
+                op_name: op_name.into(),
+                session_id: self.session_id.clone(),
+                params: params.to_string(),
+            },
+        );
+        let response = self.client.call_operator(request).await?.into_inner();
+        Ok(serde_json::from_str(&response.result).unwrap_or(Value::Null))
+    }
+
+    pub async fn finalize(
+        &mut self,
+        claims: Vec<v1::Claim>,
+    ) -> Result<v1::FinalizeResponse, tonic::Status> {
+        let request = call(
+            &self.principal,
+            Some(&self.token),
+            v1::FinalizeRequest {
+                session_id: self.session_id.clone(),
+                response_text: "answer".into(),
+                claim_map: Some(v1::ClaimMap {
+                    claim_map_id: format!("cm-{}", self.session_id),
+                    terminal_mode: v1::TerminalMode::InsufficientEvidence as i32,
+                    claims,
+                    coverage_threshold: 0.0,
+                    coverage_observed: 0.0,
+                    notes: None,
+                }),
+            },
+        );
+        Ok(self.client.finalize(request).await?.into_inner())
+    }
+}
+
+pub fn claim(text: &str, status: v1::claim::Status, ids: &[&str]) -> v1::Claim {
+    v1::Claim {
+        claim_id: String::new(),
+        claim_text: text.into(),
+        status: status as i32,
+        evidence_unit_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+    }
+}
+
+/// The PECR error of a failed call; panics if the status carries none.
+pub fn error(status: &tonic::Status) -> PecrError {
+    PecrError::from_status(status).unwrap_or_else(|| panic!("no PECR error in {status:?}"))
+}
+
+/// Panics when any canary appears in `text`.
+pub fn assert_no_canary(what: &str, text: &str) {
+    for canary in CANARIES {
+        assert!(!text.contains(canary), "{what} leaks {canary}");
+    }
+}
