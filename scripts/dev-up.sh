@@ -35,6 +35,10 @@ if [[ -z "${PECR_DB_URL:-}" ]]; then
 else
   ensure_postgres "$PECR_DB_URL"
 fi
+say "==> loading the safe-view fixture (fixtures/pg/safeview_fixtures.sql; re-runnable)"
+psql "$PECR_DB_URL" -v ON_ERROR_STOP=1 -q -f "$PECR_ROOT/fixtures/pg/safeview_fixtures.sql" >/dev/null
+export PECR_FS_CORPUS_PATH="${PECR_FS_CORPUS_PATH:-$PECR_ROOT/fixtures/fs_corpus}"
+export PECR_POLICY_BUNDLE_DIR="${PECR_POLICY_BUNDLE_DIR:-$PECR_ROOT/opa/bundle}"
 
 export PECR_LEDGER_GRPC_ADDR="${PECR_LEDGER_GRPC_ADDR:-127.0.0.1:50053}"
 export PECR_LEDGER_HTTP_ADDR="${PECR_LEDGER_HTTP_ADDR:-127.0.0.1:8082}"
@@ -71,11 +75,26 @@ start pecr-controller "$PECR_CONTROLLER_BIND_ADDR"
 
 tools_bin="$("$PECR_ROOT/scripts/tools.sh")"
 say
-say "==> first query: which gRPC services does the gateway serve, and is the ledger healthy?"
+say "==> first query: which gRPC services does the gateway serve?"
 say "\$ grpcurl -plaintext $PECR_GATEWAY_GRPC_ADDR list"
 "$tools_bin/grpcurl" -plaintext "$PECR_GATEWAY_GRPC_ADDR" list
-say "\$ grpcurl -plaintext -d '{\"service\":\"pecr.v1.LedgerService\"}' $PECR_LEDGER_GRPC_ADDR grpc.health.v1.Health/Check"
-"$tools_bin/grpcurl" -plaintext -d '{"service":"pecr.v1.LedgerService"}' "$PECR_LEDGER_GRPC_ADDR" grpc.health.v1.Health/Check
+
+say
+say "==> first query over REST: principal dev opens a session and reads the public customer view"
+headers="$run_dir/first-query.headers"
+budget='{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":1000,"max_recursion_depth":3}'
+say "\$ curl -D- -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' -d '{\"budget\":$budget}' http://$PECR_BIND_ADDR/v1/sessions"
+session="$(curl -sS -D "$headers" -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' \
+  -d "{\"budget\":$budget}" "http://$PECR_BIND_ADDR/v1/sessions")"
+say "$session"
+token="$(grep -i '^x-pecr-session-token:' "$headers" | cut -d' ' -f2 | tr -d '\r')"
+session_id="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])' <<<"$session")"
+[[ -n "$token" && -n "$session_id" ]] || die "the gateway did not open a session"
+params='{"view_id":"safe_customer_view_public","fields":["customer_id","status","plan_tier"]}'
+say "\$ curl -H 'x-pecr-principal-id: dev' -H 'x-pecr-session-token: <token>' -d '{\"session_id\":\"$session_id\",\"params\":$params}' http://$PECR_BIND_ADDR/v1/operators/fetch_rows"
+curl -sS -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' -H "x-pecr-session-token: $token" \
+  -d "{\"session_id\":\"$session_id\",\"params\":$params}" "http://$PECR_BIND_ADDR/v1/operators/fetch_rows" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"terminal_mode": r["terminal_mode"], "rows": [u["content"] for u in r["result"]], "evidence_unit_ids": [u["evidence_unit_id"] for u in r["result"]]}, indent=2))'
 
 say
 say "PECR is up."
