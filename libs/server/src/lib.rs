@@ -12,7 +12,7 @@ pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};
-pub use upstream::{lazy_channel, probe_health};
+pub use upstream::{endpoint, lazy_channel, probe_health};
 
 use pecr_config::StartupErrors;
 

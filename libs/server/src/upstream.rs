@@ -11,9 +11,8 @@ use tonic_health::pb::health_client::HealthClient;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A channel that connects on first use, so a service starts even while the
-/// service it depends on is still coming up.
-pub fn lazy_channel(key: &str, url: &str) -> Result<Channel, StartupError> {
+/// Checks that `url` (the value of `key`) is an http:// or https:// endpoint.
+pub fn endpoint(key: &str, url: &str) -> Result<Endpoint, StartupError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|err| StartupError::invalid(format!("{key} is not a valid URL ({url}): {err}")))?;
     if !matches!(endpoint.uri().scheme_str(), Some("http" | "https")) {
@@ -21,7 +20,13 @@ pub fn lazy_channel(key: &str, url: &str) -> Result<Channel, StartupError> {
             "{key} must be an http:// or https:// URL (got {url})"
         )));
     }
-    Ok(endpoint
+    Ok(endpoint)
+}
+
+/// A channel that connects on first use, so a service starts even while the
+/// service it depends on is still coming up. Needs a Tokio runtime.
+pub fn lazy_channel(key: &str, url: &str) -> Result<Channel, StartupError> {
+    Ok(endpoint(key, url)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect_lazy())

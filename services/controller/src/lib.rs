@@ -27,7 +27,7 @@ impl Config {
         let grpc_addr = reader.socket_addr(env::GRPC_ADDR, env::DEFAULT_GRPC_ADDR);
         let http_addr = reader.socket_addr(env::HTTP_ADDR, env::DEFAULT_HTTP_ADDR);
         let gateway_url = reader.string(env::GATEWAY_URL, env::DEFAULT_GATEWAY_URL);
-        if let Err(err) = pecr_server::lazy_channel(env::GATEWAY_URL, &gateway_url) {
+        if let Err(err) = pecr_server::endpoint(env::GATEWAY_URL, &gateway_url) {
             reader.push_error(err);
         }
         let front_door = FrontDoor::read(

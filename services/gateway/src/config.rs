@@ -91,7 +91,7 @@ impl Config {
             &[(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)],
         );
         let ledger_url = r.string(env::LEDGER_URL, env::DEFAULT_LEDGER_URL);
-        if let Err(err) = pecr_server::lazy_channel(env::LEDGER_URL, &ledger_url) {
+        if let Err(err) = pecr_server::endpoint(env::LEDGER_URL, &ledger_url) {
             r.push_error(err);
         }
         let db_url = r.required(env::DB_URL);

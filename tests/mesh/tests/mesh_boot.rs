@@ -25,12 +25,25 @@ fn loopback_ports(grpc_key: &'static str, http_key: &'static str) -> [(&'static 
 
 async fn start_mesh() -> Mesh {
     let db = TestDatabase::create().await;
+    pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
+        .await
+        .expect("safe-view fixture");
     let mut ledger_env = loopback_ports("PECR_LEDGER_GRPC_ADDR", "PECR_LEDGER_HTTP_ADDR").to_vec();
     ledger_env.push(("PECR_DB_URL", db.url()));
     let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
 
     let mut gateway_env = loopback_ports("PECR_GATEWAY_GRPC_ADDR", "PECR_BIND_ADDR").to_vec();
     gateway_env.push(("PECR_LEDGER_URL", ledger.grpc_url()));
+    gateway_env.push(("PECR_DB_URL", db.url()));
+    let root = pecr_testkit::workspace_root();
+    gateway_env.push((
+        "PECR_FS_CORPUS_PATH",
+        root.join("fixtures/fs_corpus").display().to_string(),
+    ));
+    gateway_env.push((
+        "PECR_POLICY_BUNDLE_DIR",
+        root.join("opa/bundle").display().to_string(),
+    ));
     let gateway = ServiceProcess::start("pecr-gateway", &gateway_env).await;
 
     let mut controller_env =
@@ -149,23 +162,24 @@ async fn every_service_serves_its_api_health_and_reflection_to_grpcurl() {
 }
 
 #[tokio::test]
-async fn rpcs_of_later_issues_answer_unimplemented_with_a_pecr_error() {
+async fn errors_travel_as_pecr_error_details() {
     let mesh = start_mesh().await;
     let mut gateway =
         v1::gateway_service_client::GatewayServiceClient::connect(mesh.gateway.grpc_url())
             .await
             .expect("connect gateway");
+    // The gateway is built: an anonymous call is refused with a PECR error.
     let status = gateway
         .create_session(v1::CreateSessionRequest::default())
         .await
-        .expect_err("not built yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("no principal");
+    assert_eq!(status.code(), Code::Unauthenticated);
     let error = PecrError::from_status(&status).expect("error detail");
-    assert_eq!((error.code, error.http_status), (ErrorCode::Internal, 501));
     assert_eq!(
-        error.message,
-        "pecr.v1.GatewayService/CreateSession is not implemented yet"
+        (error.code, error.http_status),
+        (ErrorCode::PolicyDenied, 401)
     );
+    assert_eq!(error.message, "missing x-pecr-principal-id header");
 
     let mut controller =
         v1::controller_service_client::ControllerServiceClient::connect(mesh.controller.grpc_url())
@@ -189,7 +203,10 @@ async fn rpcs_of_later_issues_answer_unimplemented_with_a_pecr_error() {
 async fn readiness_follows_the_real_dependency() {
     let mesh = start_mesh().await;
     let ready = http_get(&mesh.gateway.http_url("/readyz")).await;
-    assert_eq!(ready.body, r#"{"checks":{"ledger":true},"status":"ready"}"#);
+    assert_eq!(
+        ready.body,
+        r#"{"checks":{"ledger":true,"opa":true,"postgres":true},"status":"ready"}"#
+    );
     let ready = http_get(&mesh.controller.http_url("/readyz")).await;
     assert_eq!(
         ready.body,
@@ -201,7 +218,10 @@ async fn readiness_follows_the_real_dependency() {
     let ready = http_get(&mesh.gateway.http_url("/readyz")).await;
     assert_eq!(
         (ready.status, ready.body.as_str()),
-        (503, r#"{"checks":{"ledger":false},"status":"not_ready"}"#)
+        (
+            503,
+            r#"{"checks":{"ledger":false,"opa":true,"postgres":true},"status":"not_ready"}"#
+        )
     );
 
     // gRPC health follows within its sync interval.
