@@ -36,8 +36,11 @@ pub enum Policy {
 pub struct Mesh {
     pub db: TestDatabase,
     pub corpus: PathBuf,
-    pub ledger: ServiceProcess,
+    /// `None` once [`Mesh::stop_ledger`] has stopped it.
+    ledger: Option<ServiceProcess>,
     pub gateway: ServiceProcess,
+    /// The settings `gateway` was started with.
+    gateway_env: Vec<(&'static str, String)>,
     channel: Channel,
 }
 
@@ -112,10 +115,62 @@ impl Mesh {
         Self {
             db,
             corpus,
-            ledger,
+            ledger: Some(ledger),
             gateway,
+            gateway_env: env,
             channel,
         }
+    }
+
+    /// A second gateway process with the same settings (same database,
+    /// ledger-writer, corpus and policy), as another replica would be.
+    pub async fn start_replica(&self) -> ServiceProcess {
+        ServiceProcess::start("pecr-gateway", &self.gateway_env).await
+    }
+
+    /// Gateway log lines, collected until one contains `needle` (at most
+    /// 10 s): the lines travel through a pipe, so the newest may lag.
+    pub async fn logs_until(&mut self, needle: &str) -> String {
+        let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            lines.extend(self.gateway.drain_stderr());
+            if lines.iter().any(|line| line.contains(needle)) {
+                return lines.join("\n");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line contains {needle:?}:\n{}",
+                lines.join("\n")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The running ledger-writer; panics after [`Mesh::stop_ledger`].
+    pub fn ledger(&self) -> &ServiceProcess {
+        self.ledger
+            .as_ref()
+            .unwrap_or_else(|| panic!("ledger-writer was stopped"))
+    }
+
+    /// Kills ledger-writer and waits for it to exit.
+    pub async fn stop_ledger(&mut self) {
+        if let Some(ledger) = self.ledger.take() {
+            ledger.stop().await;
+        }
+    }
+
+    /// A URL on the gateway's HTTP port (REST edge and admin routes).
+    pub fn url(&self, path: &str) -> String {
+        self.gateway.http_url(path)
+    }
+
+    /// The gateway's `/metrics` text (no credentials).
+    pub async fn metrics(&self) -> String {
+        let answer = pecr_testkit::http_get(&self.url("/metrics")).await;
+        assert_eq!(answer.status, 200, "/metrics: {}", answer.body);
+        answer.body
     }
 
     pub fn client(&self) -> GatewayServiceClient<Channel> {
@@ -275,6 +330,112 @@ pub fn claim(text: &str, status: v1::claim::Status, ids: &[&str]) -> v1::Claim {
 /// The PECR error of a failed call; panics if the status carries none.
 pub fn error(status: &tonic::Status) -> PecrError {
     PecrError::from_status(status).unwrap_or_else(|| panic!("no PECR error in {status:?}"))
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`;
+/// panics with `what` when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The exact `ErrorResponse` body the REST edge writes.
+pub fn error_body(code: &str, message: &str, hint: &str, retryable: bool) -> String {
+    format!(
+        r#"{{"code":"{code}","message":{},"terminal_mode_hint":"{hint}","retryable":{retryable}}}"#,
+        Value::String(message.to_owned())
+    )
+}
+
+/// The test budget as REST JSON.
+pub fn budget_json(calls: u32, bytes: u64) -> Value {
+    serde_json::json!({
+        "max_operator_calls": calls,
+        "max_bytes": bytes,
+        "max_wallclock_ms": 1000,
+        "max_recursion_depth": 3,
+    })
+}
+
+/// A session opened over REST.
+pub struct RestSession {
+    pub principal: String,
+    pub token: String,
+    pub session_id: String,
+    pub trace_id: String,
+    pub body: Value,
+}
+
+impl Mesh {
+    /// POSTs JSON to the REST edge as `principal` (no header when empty),
+    /// with a session token when given.
+    pub async fn post(
+        &self,
+        path: &str,
+        principal: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> pecr_testkit::HttpAnswer {
+        let mut headers = vec![("x-pecr-request-id", "req-rest-1")];
+        if !principal.is_empty() {
+            headers.push(("x-pecr-principal-id", principal));
+        }
+        if let Some(token) = token {
+            headers.push(("x-pecr-session-token", token));
+        }
+        pecr_testkit::http_post_json(&self.url(path), &headers, &body.to_string()).await
+    }
+
+    /// `POST /v1/sessions`; panics unless it answers 200.
+    pub async fn rest_session(&self, principal: &str, budget: Value) -> RestSession {
+        let answer = self
+            .post(
+                "/v1/sessions",
+                principal,
+                None,
+                &serde_json::json!({ "budget": budget }),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "create session: {}", answer.body);
+        let body = answer.json();
+        RestSession {
+            principal: principal.to_owned(),
+            token: answer.header("x-pecr-session-token").unwrap_or_default(),
+            session_id: body["session_id"].as_str().unwrap_or_default().to_owned(),
+            trace_id: body["trace_id"].as_str().unwrap_or_default().to_owned(),
+            body,
+        }
+    }
+
+    /// `POST /v1/operators/{op_name}` in `session`.
+    pub async fn rest_op(
+        &self,
+        session: &RestSession,
+        op_name: &str,
+        params: Value,
+    ) -> pecr_testkit::HttpAnswer {
+        let body = serde_json::json!({ "session_id": session.session_id, "params": params });
+        self.post(
+            &format!("/v1/operators/{op_name}"),
+            &session.principal,
+            Some(&session.token),
+            &body,
+        )
+        .await
+    }
 }
 
 /// Panics when any canary appears in `text`.

@@ -54,7 +54,7 @@ impl LedgerStore {
             )
             .await
             .map_err(db_error)?;
-            let session = load_session(&tx, &write.session_id, false)
+            let session = load_session(&tx, &write.session_id)
                 .await?
                 .ok_or_else(PecrError::ledger_unavailable)?;
             tx.commit().await.map_err(db_error)?;

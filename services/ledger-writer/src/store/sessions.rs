@@ -24,20 +24,13 @@ JOIN pecr_policy_snapshots p ON p.policy_snapshot_id = s.policy_snapshot_id
 LEFT JOIN pecr_session_runtime r ON r.session_id = s.session_id
 WHERE s.session_id = $1"#;
 
-/// Loads a session; with `lock`, the session row stays locked until the
-/// transaction ends, which serialises writers of the same session.
+/// Loads a session with its runtime state as committed when the statement starts.
 pub(crate) async fn load_session(
     client: &impl GenericClient,
     session_id: &str,
-    lock: bool,
 ) -> PecrResult<Option<v1::SessionRecord>> {
-    let query = if lock {
-        format!("{SESSION_SELECT} FOR UPDATE OF s")
-    } else {
-        SESSION_SELECT.to_owned()
-    };
     let Some(row) = client
-        .query_opt(&query, &[&session_id])
+        .query_opt(SESSION_SELECT, &[&session_id])
         .await
         .map_err(db_error)?
     else {
@@ -82,11 +75,26 @@ pub(crate) async fn load_session(
 }
 
 /// Locks a session that must exist and still be open (404 / 409 otherwise).
+///
+/// The lock is taken by its own statement before the load: a `SELECT … FOR
+/// UPDATE` that waits for the lock re-reads only the locked row, so a joined
+/// runtime row would come back as it was before the other writer committed,
+/// and both writers would pass the counter check.
 pub(crate) async fn lock_open_session(
     client: &impl GenericClient,
     session_id: &str,
 ) -> PecrResult<v1::SessionRecord> {
-    let session = load_session(client, session_id, true)
+    let locked = client
+        .query_opt(
+            "SELECT 1 FROM pecr_sessions WHERE session_id = $1 FOR UPDATE",
+            &[&session_id],
+        )
+        .await
+        .map_err(db_error)?;
+    if locked.is_none() {
+        return Err(not_found_session());
+    }
+    let session = load_session(client, session_id)
         .await?
         .ok_or_else(not_found_session)?;
     if session.finalized {
@@ -142,7 +150,7 @@ impl LedgerStore {
             )
             .await
             .map_err(db_error)?;
-            let record = load_session(&tx, &new.session_id, false)
+            let record = load_session(&tx, &new.session_id)
                 .await?
                 .ok_or_else(PecrError::ledger_unavailable)?;
             tx.commit().await.map_err(db_error)?;
@@ -154,7 +162,7 @@ impl LedgerStore {
     pub async fn get_session(&self, session_id: &str) -> PecrResult<v1::SessionRecord> {
         self.bounded(async {
             let client = self.client().await?;
-            load_session(&client, session_id, false)
+            load_session(&client, session_id)
                 .await?
                 .ok_or_else(not_found_session)
         })

@@ -1,0 +1,709 @@
+//! The gateway's REST edge (spec 20 §1.3–§2.7) on its HTTP port, with the
+//! testkit HTTP client against real PostgreSQL, Rego and ledger-writer.
+
+mod common;
+
+use common::*;
+use pecr_contracts::evidence::EvidenceUnit;
+use pecr_contracts::is_sha256_hex;
+use pecr_testkit::{http_post_json, http_request};
+use serde_json::{Value, json};
+
+const INVALID_BODY: (&str, &str, &str, bool) = (
+    "ERR_INVALID_PARAMS",
+    "invalid JSON body",
+    "INSUFFICIENT_EVIDENCE",
+    false,
+);
+
+fn invalid_body() -> String {
+    let (code, message, hint, retryable) = INVALID_BODY;
+    error_body(code, message, hint, retryable)
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .map(|object| object.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Deserializes a unit and recomputes its content hash and id.
+fn verified_unit(unit: &Value) -> EvidenceUnit {
+    let parsed: EvidenceUnit = serde_json::from_value(unit.clone())
+        .unwrap_or_else(|err| panic!("not an EvidenceUnit ({err}): {unit}"));
+    parsed
+        .verify()
+        .unwrap_or_else(|err| panic!("unit does not verify ({err}): {unit}"));
+    parsed
+}
+
+#[tokio::test]
+async fn rest_session_operator_and_finalize_round_trip() {
+    let mesh = Mesh::start(Policy::Test).await;
+
+    // Scenario 13 over REST.
+    let dev = mesh.rest_session("dev", budget_json(10, 1_048_576)).await;
+    assert!(
+        pecr_contracts::ids::parse_ulid(&dev.token).is_some(),
+        "token header: {:?}",
+        dev.token
+    );
+    assert_eq!(
+        keys(&dev.body),
+        ["budget", "policy_snapshot_id", "session_id", "trace_id"]
+    );
+    assert!(pecr_contracts::ids::parse_ulid(&dev.session_id).is_some());
+    assert!(pecr_contracts::ids::parse_ulid(&dev.trace_id).is_some());
+    assert_eq!(
+        dev.body["budget"],
+        json!({"max_operator_calls": 10, "max_bytes": 1_048_576, "max_wallclock_ms": 1000, "max_recursion_depth": 3}),
+        "budget numbers are JSON numbers; an unsent max_parallelism is omitted"
+    );
+    assert!(
+        !dev.body.to_string().contains(&dev.token),
+        "the token travels only in the header"
+    );
+    let snapshot_id = dev.body["policy_snapshot_id"].clone();
+
+    // fetch_rows: the result is an embedded JSON array of verifiable units.
+    let answer = mesh
+        .rest_op(
+            &dev,
+            "fetch_rows",
+            json!({"view_id": "safe_customer_view_admin", "fields": ["admin_note", "status"]}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.content_type.starts_with("application/json"));
+    assert!(
+        answer
+            .body
+            .starts_with(r#"{"terminal_mode":"SUPPORTED","result":["#),
+        "{}",
+        answer.body
+    );
+    let body = answer.json();
+    assert_eq!(keys(&body), ["policy_decision", "result", "terminal_mode"]);
+    assert_eq!(
+        body["policy_decision"],
+        json!({"allow": true, "cacheable": true, "reason": "test_allow", "redaction": {}})
+    );
+    let rows = body["result"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{body}");
+    for unit in &rows {
+        let spec = &unit["span_or_row_spec"];
+        assert!(spec.is_object(), "span_or_row_spec is an object: {unit}");
+        assert_eq!(spec["type"], "db_row");
+        assert_eq!(spec["view_id"], "safe_customer_view_admin");
+        assert_eq!(unit["policy_snapshot_id"], snapshot_id);
+        let parsed = verified_unit(unit);
+        assert_eq!(parsed.source_system, "pg_safeview");
+    }
+
+    // fetch_span: integers in the span stay integers.
+    let answer = mesh
+        .rest_op(
+            &dev,
+            "fetch_span",
+            json!({"object_id": "public/public_1.txt"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let unit = answer.json()["result"].clone();
+    let spec = &unit["span_or_row_spec"];
+    assert_eq!(spec["type"], "text_span");
+    for (field, expected) in [
+        ("start_byte", 0),
+        ("end_byte", 128),
+        ("line_start", 1),
+        ("line_end", 5),
+    ] {
+        assert!(
+            spec[field].is_u64(),
+            "{field} must be a JSON integer: {}",
+            answer.body
+        );
+        assert_eq!(spec[field], json!(expected), "{field}");
+    }
+    assert!(
+        answer.body.contains(r#""end_byte":128,"#),
+        "{}",
+        answer.body
+    );
+    let span = verified_unit(&unit);
+    let id = span.evidence_unit_id.clone();
+    assert!(is_sha256_hex(&id));
+
+    // Finalize over REST.
+    let claim_map = json!({
+        "claim_map_id": format!("cm-{}", dev.session_id),
+        "terminal_mode": "INSUFFICIENT_EVIDENCE",
+        "claims": [{"claim_id": "", "claim_text": "public doc retrieved", "status": "SUPPORTED", "evidence_unit_ids": [id]}],
+        "coverage_threshold": 0.0,
+        "coverage_observed": 0.0,
+    });
+    let finalize = json!({"session_id": dev.session_id, "response_text": "the answer", "claim_map": claim_map});
+    let answer = mesh
+        .post("/v1/finalize", "dev", Some(&dev.token), &finalize)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(
+        keys(&body),
+        ["claim_map", "response_text", "terminal_mode", "trace_id"]
+    );
+    assert_eq!(body["terminal_mode"], "SUPPORTED");
+    assert_eq!(body["trace_id"], json!(dev.trace_id));
+    assert_eq!(body["response_text"], "the answer");
+    let claims = &body["claim_map"]["claims"];
+    assert_eq!(claims[0]["status"], "SUPPORTED");
+    assert_eq!(claims[0]["evidence_unit_ids"], json!([id]));
+    assert!(is_sha256_hex(
+        claims[0]["claim_id"].as_str().unwrap_or_default()
+    ));
+    assert_eq!(body["claim_map"]["coverage_observed"].as_f64(), Some(1.0));
+    assert_eq!(body["claim_map"]["coverage_threshold"].as_f64(), Some(0.95));
+
+    // Scenario 41 over REST: after finalize, 409 on both routes.
+    let finalized = error_body(
+        "ERR_INVALID_PARAMS",
+        "session already finalized",
+        "INSUFFICIENT_EVIDENCE",
+        false,
+    );
+    let answer = mesh
+        .rest_op(
+            &dev,
+            "list_versions",
+            json!({"object_id": "public/public_1.txt"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (409, finalized.as_str())
+    );
+    let answer = mesh
+        .post("/v1/finalize", "dev", Some(&dev.token), &finalize)
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (409, finalized.as_str())
+    );
+
+    let events = mesh.events(&dev.trace_id).await;
+    for kind in ["OPERATOR_CALL", "EVIDENCE_EMITTED", "FINALIZE_RESULT"] {
+        assert!(events.iter().any(|(t, _)| t == kind), "{kind}: {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_trace_id_header_is_used_only_when_it_is_a_ulid() {
+    // Spec 20 §1.2 (with our parser refusing a first character above 7).
+    let mesh = Mesh::start(Policy::Test).await;
+    let url = mesh.url("/v1/sessions");
+    let body = json!({"budget": budget_json(10, 1024)}).to_string();
+    for (header, expected) in [
+        (
+            " 01arz3ndektsv4rrffq69g5fav ",
+            Some("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+        ),
+        ("not-a-ulid", None),
+        ("ZZZZZZZZZZZZZZZZZZZZZZZZZZ", None),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FAVX", None),
+    ] {
+        let answer = http_post_json(
+            &url,
+            &[("x-pecr-principal-id", "dev"), ("x-pecr-trace-id", header)],
+            &body,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let trace_id = answer.json()["trace_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(pecr_contracts::ids::parse_ulid(&trace_id).is_some());
+        match expected {
+            Some(expected) => assert_eq!(trace_id, expected),
+            None => assert!(
+                !trace_id.eq_ignore_ascii_case(header.trim()) && !trace_id.starts_with("7ZZ"),
+                "{header:?} → {trace_id}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn zero_max_bytes_is_unlimited_through_finalize() {
+    let mesh = Mesh::start(Policy::Test).await;
+    let dev = mesh.rest_session("dev", budget_json(10, 0)).await;
+    let answer = mesh
+        .rest_op(
+            &dev,
+            "fetch_span",
+            json!({"object_id": "injection/injection_1.txt"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let id = answer.json()["result"]["evidence_unit_id"].clone();
+    let finalize = json!({
+        "session_id": dev.session_id,
+        "response_text": "answer",
+        "claim_map": {
+            "claim_map_id": format!("cm-{}", dev.session_id),
+            "terminal_mode": "INSUFFICIENT_EVIDENCE",
+            "claims": [{"claim_id": "", "claim_text": "injection doc retrieved", "status": "SUPPORTED", "evidence_unit_ids": [id]}],
+            "coverage_threshold": 0.0,
+            "coverage_observed": 0.0,
+        },
+    });
+    let answer = mesh
+        .post("/v1/finalize", "dev", Some(&dev.token), &finalize)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.json()["terminal_mode"],
+        "SUPPORTED",
+        "max_bytes = 0 is no violation at finalize"
+    );
+    let events = mesh.events(&dev.trace_id).await;
+    let counters = events
+        .iter()
+        .find(|(t, _)| t == "FINALIZE_RESULT")
+        .map(|(_, p)| p["budget_counters"].clone())
+        .expect("FINALIZE_RESULT");
+    assert_eq!(counters["max_bytes"], 0);
+    assert!(
+        counters["bytes_used"].as_u64().unwrap_or(0) > 0,
+        "{counters}"
+    );
+}
+
+#[tokio::test]
+async fn rest_errors_are_exact_error_responses() {
+    let mut mesh = Mesh::start(Policy::Test).await;
+    let budget = json!({"budget": budget_json(10, 1_048_576)});
+
+    // 401: no principal, on every route.
+    let missing_principal = error_body(
+        "ERR_POLICY_DENIED",
+        "missing x-pecr-principal-id header",
+        "INSUFFICIENT_PERMISSION",
+        false,
+    );
+    let answer = mesh.post("/v1/sessions", "", None, &budget).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (401, missing_principal.as_str())
+    );
+    assert!(answer.content_type.starts_with("application/json"));
+    let dev = mesh.rest_session("dev", budget_json(10, 1_048_576)).await;
+    let op_body =
+        json!({"session_id": dev.session_id, "params": {"object_id": "public/public_1.txt"}});
+    let answer = mesh
+        .post(
+            "/v1/operators/list_versions",
+            "",
+            Some(&dev.token),
+            &op_body,
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (401, missing_principal.as_str())
+    );
+
+    // 401: token missing, wrong, or for a session that does not exist.
+    let answer = mesh
+        .post("/v1/operators/list_versions", "dev", None, &op_body)
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            401,
+            error_body(
+                "ERR_POLICY_DENIED",
+                "missing or invalid session token",
+                "INSUFFICIENT_PERMISSION",
+                false
+            )
+            .as_str()
+        )
+    );
+    let invalid_credentials = error_body(
+        "ERR_POLICY_DENIED",
+        "invalid session credentials",
+        "INSUFFICIENT_PERMISSION",
+        false,
+    );
+    let answer = mesh
+        .post(
+            "/v1/operators/list_versions",
+            "dev",
+            Some("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            &op_body,
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (401, invalid_credentials.as_str())
+    );
+    let unknown = json!({"session_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "params": {"object_id": "public/public_1.txt"}});
+    let answer = mesh
+        .post(
+            "/v1/operators/list_versions",
+            "dev",
+            Some(&dev.token),
+            &unknown,
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (401, invalid_credentials.as_str()),
+        "an unknown session looks like someone else's"
+    );
+
+    // 403: OPA says no; the body names nothing from the source.
+    let policy_denied = error_body(
+        "ERR_POLICY_DENIED",
+        "policy denied",
+        "INSUFFICIENT_PERMISSION",
+        false,
+    );
+    let support = mesh
+        .rest_session("support", budget_json(10, 1_048_576))
+        .await;
+    let answer = mesh
+        .rest_op(
+            &support,
+            "fetch_span",
+            json!({"object_id": "restricted/restricted_1.txt"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (403, policy_denied.as_str())
+    );
+    let answer = mesh.post("/v1/sessions", "mallory", None, &budget).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (403, policy_denied.as_str())
+    );
+
+    // 400: scenario 27 over REST, byte-identical on repeat.
+    let cases = [
+        ("drop_database", json!({}), "operator not allowlisted"),
+        (
+            "fetch_span",
+            json!({"object_id": "../restricted/restricted_1.txt"}),
+            "object_id must be a relative path without parent components",
+        ),
+        (
+            "fetch_rows",
+            json!({"view_id": "safe_customer_view", "fields": ["admin_note"], "filter_spec": {"customer_id": "cust_public_1"}}),
+            "view_id not allowlisted",
+        ),
+        (
+            "fetch_rows",
+            json!({"view_id": "safe_customer_view_public", "fields": ["admin_note"]}),
+            "field not allowlisted: admin_note",
+        ),
+        (
+            "fetch_rows",
+            json!({"view_id": "safe_customer_view_public", "fields": ["status"], "filter_spec": {"admin_note": "x"}}),
+            "filter field not allowlisted: admin_note",
+        ),
+        (
+            "diff",
+            json!({"object_id": "public/public_1.txt", "v1": "not-a-sha", "v2": "also-not-a-sha"}),
+            "v1 and v2 must be sha256 hex version ids",
+        ),
+    ];
+    for (op, params, message) in cases {
+        let first = mesh.rest_op(&dev, op, params.clone()).await;
+        let second = mesh.rest_op(&dev, op, params).await;
+        let expected = error_body(
+            "ERR_INVALID_PARAMS",
+            message,
+            "INSUFFICIENT_EVIDENCE",
+            false,
+        );
+        assert_eq!(
+            (first.status, first.body.as_str()),
+            (400, expected.as_str())
+        );
+        assert_eq!(
+            (second.status, second.body.as_bytes()),
+            (400, first.body.as_bytes()),
+            "{op}: byte-identical on repeat"
+        );
+    }
+    let answer = mesh
+        .post(
+            "/v1/sessions",
+            "dev",
+            None,
+            &json!({"budget": budget_json(10_001, 1024)}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            400,
+            error_body(
+                "ERR_INVALID_PARAMS",
+                "invalid budget: max_operator_calls out of range",
+                "INSUFFICIENT_EVIDENCE",
+                false
+            )
+            .as_str()
+        )
+    );
+
+    // 429: the session's call budget.
+    let tight = mesh.rest_session("dev", budget_json(1, 1_048_576)).await;
+    let params = json!({"object_id": "public/public_1.txt"});
+    let answer = mesh.rest_op(&tight, "list_versions", params.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = mesh.rest_op(&tight, "list_versions", params).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            429,
+            error_body(
+                "ERR_BUDGET_EXCEEDED",
+                "budget exceeded",
+                "INSUFFICIENT_EVIDENCE",
+                false
+            )
+            .as_str()
+        )
+    );
+
+    assert_no_canary("gateway logs", &mesh.logs().join("\n"));
+}
+
+#[tokio::test]
+async fn rest_edge_refuses_bad_requests_before_the_service() {
+    let mesh = Mesh::start(Policy::Test).await;
+    let url = mesh.url("/v1/sessions");
+    let principal = [("x-pecr-principal-id", "dev")];
+    let good = json!({"budget": budget_json(10, 1024)}).to_string();
+
+    // 400: malformed JSON, unknown members, wrong types, missing members.
+    for body in [
+        r#"{"budget":"#.to_owned(),
+        String::new(),
+        "[]".to_owned(),
+        json!({"budget": budget_json(10, 1024), "surprise": 1}).to_string(),
+        json!({"budget": {"max_operator_calls": 10, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3, "extra": true}}).to_string(),
+        json!({"budget": {"max_operator_calls": "ten", "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+        json!({"budget": {"max_operator_calls": -1, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+        json!({"budget": {"max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+    ] {
+        let answer = http_post_json(&url, &principal, &body).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (400, invalid_body().as_str()),
+            "body {body:?}"
+        );
+    }
+    let dev = mesh.rest_session("dev", budget_json(10, 1024)).await;
+    let answer = mesh
+        .post(
+            "/v1/operators/search",
+            "dev",
+            Some(&dev.token),
+            &json!({"session_id": dev.session_id, "params": {"query": "x"}, "op_name": "fetch_span"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (400, invalid_body().as_str()),
+        "the path's op_name cannot be overridden by the body"
+    );
+
+    // 415: not JSON by content type.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut headers = vec![("x-pecr-principal-id", "dev")];
+        if let Some(content_type) = content_type {
+            headers.push(("content-type", content_type));
+        }
+        let answer = http_request("POST", &url, &headers, Some(&good)).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (
+                415,
+                error_body(
+                    "ERR_INVALID_PARAMS",
+                    "invalid JSON body",
+                    "INSUFFICIENT_EVIDENCE",
+                    false
+                )
+                .as_str()
+            ),
+            "content type {content_type:?}"
+        );
+    }
+    // Any application/*+json is JSON (spec 20 §1.5).
+    let answer = http_request(
+        "POST",
+        &url,
+        &[
+            ("x-pecr-principal-id", "dev"),
+            (
+                "content-type",
+                "application/vnd.pecr.v1+json; charset=utf-8",
+            ),
+        ],
+        Some(&good),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // 413: over 2 MiB.
+    let padding = "x".repeat(2 * 1024 * 1024);
+    let oversize = json!({"budget": budget_json(10, 1024), "as_of_time": padding}).to_string();
+    assert!(oversize.len() > 2 * 1024 * 1024);
+    let answer = http_post_json(&url, &principal, &oversize).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            413,
+            error_body(
+                "ERR_INVALID_PARAMS",
+                "invalid JSON body",
+                "INSUFFICIENT_EVIDENCE",
+                false
+            )
+            .as_str()
+        )
+    );
+
+    // 404 and 405 with empty bodies.
+    for (method, path, status) in [
+        ("GET", "/v1/nope", 404),
+        ("POST", "/v1/nope", 404),
+        ("POST", "/v1/operators", 404),
+        ("POST", "/v1/operators/search/extra", 404),
+        ("GET", "/v1/sessions", 405),
+        ("GET", "/v1/operators/search", 405),
+        ("PUT", "/v1/finalize", 405),
+        ("DELETE", "/v1/policies/simulate", 405),
+    ] {
+        let answer = http_request(
+            method,
+            &mesh.url(path),
+            &[
+                ("x-pecr-principal-id", "dev"),
+                ("content-type", "application/json"),
+            ],
+            Some(&good),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (status, ""),
+            "{method} {path}"
+        );
+    }
+
+    // Only the two well-formed requests reached the service.
+    assert_eq!(mesh.db.count("pecr_sessions").await, 2);
+}
+
+#[tokio::test]
+async fn rest_policy_simulation_matches_the_bundle() {
+    let mesh = Mesh::start(Policy::Bundle).await;
+    // Scenario 42 over REST.
+    let answer = mesh
+        .post(
+            "/v1/policies/simulate",
+            "support",
+            None,
+            &json!({"action": "operator_call", "params": {"op_name": "fetch_span", "object_id": "public/public_1.txt"}}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            200,
+            r#"{"allow":true,"cacheable":true,"reason":"operator_call_support_fs","redaction":{"deny_fields":["admin_note","injection_note"]}}"#
+        )
+    );
+    let answer = mesh
+        .post(
+            "/v1/policies/simulate",
+            "support",
+            None,
+            &json!({"action": "operator_call", "params": {"op_name": "fetch_span", "object_id": "restricted/x", "principal_id": "dev"}}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(
+        (&body["allow"], &body["reason"]),
+        (&json!(false), &json!("default_deny")),
+        "a principal_id in params does not override the caller: {body}"
+    );
+
+    // Scenario 43 over REST.
+    let answer = mesh
+        .post(
+            "/v1/policies/simulate",
+            "dev",
+            None,
+            &json!({"action": "operator_call", "params": {}, "policy_snapshot_hash": "ABC"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            400,
+            error_body(
+                "ERR_INVALID_PARAMS",
+                "policy_snapshot_hash must be sha256 hex",
+                "INSUFFICIENT_EVIDENCE",
+                false
+            )
+            .as_str()
+        )
+    );
+    let answer = mesh
+        .post(
+            "/v1/policies/simulate",
+            "dev",
+            None,
+            &json!({"action": "  ", "params": {}}),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            400,
+            error_body(
+                "ERR_INVALID_PARAMS",
+                "action must be a non-empty string",
+                "INSUFFICIENT_EVIDENCE",
+                false
+            )
+            .as_str()
+        )
+    );
+    let answer = mesh
+        .post(
+            "/v1/policies/simulate",
+            "",
+            None,
+            &json!({"action": "operator_call", "params": {}}),
+        )
+        .await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert_eq!(mesh.db.count("pecr_ledger_events").await, 0);
+    assert_eq!(mesh.db.count("pecr_sessions").await, 0);
+}
