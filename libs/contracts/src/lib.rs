@@ -6,6 +6,8 @@ pub mod canonical;
 pub mod evidence;
 pub mod hashing;
 pub mod ids;
+pub mod replay;
+pub mod scoring;
 pub mod time;
 
 pub use budget::{Budget, BudgetError};
