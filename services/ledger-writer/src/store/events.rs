@@ -20,9 +20,9 @@ pub(crate) async fn insert_event(
     let event_id = ids::new_ulid();
     let row = client
         .query_one(
-            "INSERT INTO pecr_ledger_events \
+            &client.prepare_cached("INSERT INTO pecr_ledger_events \
              (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb), $8) RETURNING payload_json::text",
+             VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb), $8) RETURNING payload_json::text").await.map_err(db_error)?,
             &[
                 &event_id,
                 &event.trace_id,

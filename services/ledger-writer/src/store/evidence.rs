@@ -24,7 +24,9 @@ async fn insert_evidence(
     };
     let inserted = client
         .query_opt(
-            "INSERT INTO pecr_evidence_units \
+            &client
+                .prepare_cached(
+                    "INSERT INTO pecr_evidence_units \
              (evidence_unit_id, trace_id, session_id, source_system, object_id, version_id, \
               span_or_row_spec_json, content_type, content_hash, as_of_time, retrieved_at, \
               policy_snapshot_id, policy_snapshot_hash, transform_chain_json, payload_json) \
@@ -32,6 +34,9 @@ async fn insert_evidence(
                      CAST($10::text AS timestamptz), CAST($11::text AS timestamptz), $12, $13, \
                      CAST($14::text AS jsonb), CAST($15::text AS jsonb)) \
              ON CONFLICT (evidence_unit_id) DO NOTHING RETURNING evidence_unit_id",
+                )
+                .await
+                .map_err(db_error)?,
             &[
                 &unit.evidence_unit_id,
                 &session.trace_id,
@@ -104,8 +109,8 @@ impl LedgerStore {
             evidence_ids.sort_unstable();
             evidence_ids.dedup();
             tx.execute(
-                "UPDATE pecr_session_runtime SET operator_calls_used = $2, bytes_used = $3, \
-                 evidence_unit_ids_json = CAST($4::text AS jsonb), updated_at = now() WHERE session_id = $1",
+                &tx.prepare_cached("UPDATE pecr_session_runtime SET operator_calls_used = $2, bytes_used = $3, \
+                 evidence_unit_ids_json = CAST($4::text AS jsonb), updated_at = now() WHERE session_id = $1").await.map_err(db_error)?,
                 &[
                     &write.session_id,
                     &write.operator_calls_used,

@@ -26,9 +26,9 @@ impl LedgerStore {
                 return Err(PecrError::invalid_params("claim_map cites evidence not emitted in this session"));
             }
             tx.execute(
-                "INSERT INTO pecr_claim_maps \
+                &tx.prepare_cached("INSERT INTO pecr_claim_maps \
                  (claim_map_id, trace_id, session_id, terminal_mode, coverage_threshold, coverage_observed, claim_map_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb))",
+                 VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb))").await.map_err(db_error)?,
                 &[
                     &write.claim_map_id,
                     &session.trace_id,
@@ -42,14 +42,14 @@ impl LedgerStore {
             .await
             .map_err(db_error)?;
             tx.execute(
-                "UPDATE pecr_sessions SET finalized_at = now(), terminal_mode = $2 WHERE session_id = $1",
+                &tx.prepare_cached("UPDATE pecr_sessions SET finalized_at = now(), terminal_mode = $2 WHERE session_id = $1").await.map_err(db_error)?,
                 &[&write.session_id, &write.terminal_mode],
             )
             .await
             .map_err(db_error)?;
             let event_id = insert_event(&tx, &write.event).await?;
             tx.execute(
-                "UPDATE pecr_session_runtime SET finalized = true, updated_at = now() WHERE session_id = $1",
+                &tx.prepare_cached("UPDATE pecr_session_runtime SET finalized = true, updated_at = now() WHERE session_id = $1").await.map_err(db_error)?,
                 &[&write.session_id],
             )
             .await

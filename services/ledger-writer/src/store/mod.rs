@@ -52,7 +52,9 @@ impl LedgerStore {
         let tx = client.transaction().await.map_err(db_error)?;
         let server_timeout_ms = (self.write_timeout.as_millis() * 9 / 10).max(1);
         tx.execute(
-            "SELECT set_config('statement_timeout', $1, true)",
+            &tx.prepare_cached("SELECT set_config('statement_timeout', $1, true)")
+                .await
+                .map_err(db_error)?,
             &[&format!("{server_timeout_ms}ms")],
         )
         .await
@@ -84,7 +86,12 @@ impl LedgerStore {
             let client = self.client().await?;
             let row = client
                 .query_one(
-                    "SELECT COALESCE(MAX(version), 0)::bigint FROM refinery_schema_history",
+                    &client
+                        .prepare_cached(
+                            "SELECT COALESCE(MAX(version), 0)::bigint FROM refinery_schema_history",
+                        )
+                        .await
+                        .map_err(db_error)?,
                     &[],
                 )
                 .await

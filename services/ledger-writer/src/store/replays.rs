@@ -28,10 +28,10 @@ impl LedgerStore {
             let client = self.client().await?;
             client
                 .execute(
-                    "INSERT INTO pecr_replay_bundles \
+                    &client.prepare_cached("INSERT INTO pecr_replay_bundles \
                      (run_id, tenant_id, principal_id_hash, engine_mode, recorded_at_unix_ms, terminal_mode, \
                       quality_score, bundle_hash, bundle_json) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)").await.map_err(db_error)?,
                     &[
                         &replay.run_id,
                         &replay.tenant_id,
@@ -56,8 +56,13 @@ impl LedgerStore {
             let client = self.client().await?;
             let row = client
                 .query_opt(
-                    "SELECT bundle_json FROM pecr_replay_bundles \
+                    &client
+                        .prepare_cached(
+                            "SELECT bundle_json FROM pecr_replay_bundles \
                      WHERE run_id = $1 AND tenant_id = $2 AND principal_id_hash = $3",
+                        )
+                        .await
+                        .map_err(db_error)?,
                     &[&run_id, &owner.tenant_id, &owner.principal_id_hash],
                 )
                 .await
@@ -78,9 +83,9 @@ impl LedgerStore {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "SELECT bundle_json FROM pecr_replay_bundles \
+                    &client.prepare_cached("SELECT bundle_json FROM pecr_replay_bundles \
                      WHERE tenant_id = $1 AND principal_id_hash = $2 AND ($3::text IS NULL OR engine_mode = $3) \
-                     ORDER BY recorded_at_unix_ms DESC, run_id DESC LIMIT $4",
+                     ORDER BY recorded_at_unix_ms DESC, run_id DESC LIMIT $4").await.map_err(db_error)?,
                     &[&owner.tenant_id, &owner.principal_id_hash, &engine_mode, &limit],
                 )
                 .await
@@ -108,14 +113,22 @@ impl LedgerStore {
             let tx = self.begin(&mut client).await?;
             let replays = tx
                 .execute(
-                    "DELETE FROM pecr_replay_bundles WHERE recorded_at_unix_ms < $1",
+                    &tx.prepare_cached(
+                        "DELETE FROM pecr_replay_bundles WHERE recorded_at_unix_ms < $1",
+                    )
+                    .await
+                    .map_err(db_error)?,
                     &[&cutoff],
                 )
                 .await
                 .map_err(db_error)?;
             let evaluations = tx
                 .execute(
-                    "DELETE FROM pecr_evaluations WHERE created_at_unix_ms < $1",
+                    &tx.prepare_cached(
+                        "DELETE FROM pecr_evaluations WHERE created_at_unix_ms < $1",
+                    )
+                    .await
+                    .map_err(db_error)?,
                     &[&cutoff],
                 )
                 .await
@@ -131,9 +144,9 @@ impl LedgerStore {
             let client = self.client().await?;
             client
                 .execute(
-                    "INSERT INTO pecr_evaluations \
+                    &client.prepare_cached("INSERT INTO pecr_evaluations \
                      (evaluation_id, tenant_id, principal_id_hash, created_at_unix_ms, evaluation_json) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                     VALUES ($1, $2, $3, $4, $5)").await.map_err(db_error)?,
                     &[
                         &evaluation.evaluation_id,
                         &evaluation.tenant_id,
@@ -154,8 +167,13 @@ impl LedgerStore {
             let client = self.client().await?;
             let row = client
                 .query_opt(
-                    "SELECT evaluation_json FROM pecr_evaluations \
+                    &client
+                        .prepare_cached(
+                            "SELECT evaluation_json FROM pecr_evaluations \
                      WHERE evaluation_id = $1 AND tenant_id = $2 AND principal_id_hash = $3",
+                        )
+                        .await
+                        .map_err(db_error)?,
                     &[&evaluation_id, &owner.tenant_id, &owner.principal_id_hash],
                 )
                 .await

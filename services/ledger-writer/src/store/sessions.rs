@@ -30,7 +30,13 @@ pub(crate) async fn load_session(
     session_id: &str,
 ) -> PecrResult<Option<v1::SessionRecord>> {
     let Some(row) = client
-        .query_opt(SESSION_SELECT, &[&session_id])
+        .query_opt(
+            &client
+                .prepare_cached(SESSION_SELECT)
+                .await
+                .map_err(db_error)?,
+            &[&session_id],
+        )
         .await
         .map_err(db_error)?
     else {
@@ -86,7 +92,10 @@ pub(crate) async fn lock_open_session(
 ) -> PecrResult<v1::SessionRecord> {
     let locked = client
         .query_opt(
-            "SELECT 1 FROM pecr_sessions WHERE session_id = $1 FOR UPDATE",
+            &client
+                .prepare_cached("SELECT 1 FROM pecr_sessions WHERE session_id = $1 FOR UPDATE")
+                .await
+                .map_err(db_error)?,
             &[&session_id],
         )
         .await
@@ -110,9 +119,9 @@ impl LedgerStore {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
             tx.execute(
-                "INSERT INTO pecr_policy_snapshots \
+                &tx.prepare_cached("INSERT INTO pecr_policy_snapshots \
                  (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) \
-                 VALUES ($1, $2, $3, CAST($4::text AS timestamptz), $5, CAST($6::text AS jsonb))",
+                 VALUES ($1, $2, $3, CAST($4::text AS timestamptz), $5, CAST($6::text AS jsonb))").await.map_err(db_error)?,
                 &[
                     &new.policy_snapshot_id,
                     &new.policy_snapshot_hash,
@@ -125,8 +134,8 @@ impl LedgerStore {
             .await
             .map_err(db_error)?;
             tx.execute(
-                "INSERT INTO pecr_sessions (session_id, trace_id, principal_id, policy_snapshot_id, budget_json) \
-                 VALUES ($1, $2, $3, $4, CAST($5::text AS jsonb))",
+                &tx.prepare_cached("INSERT INTO pecr_sessions (session_id, trace_id, principal_id, policy_snapshot_id, budget_json) \
+                 VALUES ($1, $2, $3, $4, CAST($5::text AS jsonb))").await.map_err(db_error)?,
                 &[
                     &new.session_id,
                     &new.trace_id,
@@ -138,9 +147,9 @@ impl LedgerStore {
             .await
             .map_err(db_error)?;
             tx.execute(
-                "INSERT INTO pecr_session_runtime \
+                &tx.prepare_cached("INSERT INTO pecr_session_runtime \
                  (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms) \
-                 VALUES ($1, $2, $3, $4)",
+                 VALUES ($1, $2, $3, $4)").await.map_err(db_error)?,
                 &[
                     &new.session_id,
                     &new.tenant_id,
@@ -177,7 +186,7 @@ impl LedgerStore {
             let client = self.client().await?;
             let row = client
                 .query_opt(
-                    "SELECT input_json::text FROM pecr_policy_snapshots WHERE policy_snapshot_id = $1",
+                    &client.prepare_cached("SELECT input_json::text FROM pecr_policy_snapshots WHERE policy_snapshot_id = $1").await.map_err(db_error)?,
                     &[&policy_snapshot_id],
                 )
                 .await
