@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pecr_adapters::{Adapters, Operator, SessionScope};
+use pecr_adapters::{Adapters, Operator, PolicyInputFields, SessionScope};
 use pecr_contracts::hashing::{PolicySnapshotInputs, budget_hash, policy_snapshot_hash};
 use pecr_contracts::{Budget, hash_canonical_json, ids, is_sha256_hex, sha256_hex};
 use pecr_errors::{ErrorCode, PecrError, PecrResult};
@@ -379,31 +379,19 @@ impl Gateway {
             }
             other => other.clone(),
         };
-        let input = json!({
-            "action": "operator_call",
-            "principal_id": caller_id,
-            "trace_id": session.trace_id,
-            "session_id": session.session_id,
-            "policy_snapshot_id": session.policy_snapshot_id,
-            "policy_snapshot_hash": session.policy_snapshot_hash,
-            "policy_bundle_hash": self.settings.policy_bundle_hash,
-            "as_of_time": session.as_of_time,
-            "op_name": op_name,
-            "params_hash": params_hash,
-            "params_bytes": params_bytes,
-            "object_id": object_id,
-            "view_id": fields.view_id,
-            "fields_hash": fields.fields_hash,
-            "filter_fingerprint": fields.filter_fingerprint,
-            "request_id": rid,
-        });
-        let key_parts = vec![
-            session.policy_snapshot_hash.clone(),
-            op_name.clone(),
-            params_hash.clone(),
-        ];
+        let fields = PolicyInputFields {
+            object_id,
+            ..fields
+        };
         let decision = match self
-            .decide(caller, "operator_call", key_parts, &input)
+            .decide_operator(
+                caller,
+                &session,
+                &op_name,
+                &params_hash,
+                params_bytes,
+                &fields,
+            )
             .await
         {
             Ok(decision) => decision,
@@ -417,19 +405,11 @@ impl Gateway {
                 return Err(error);
             }
         };
-        let reason = decision.reason.clone().unwrap_or_else(|| {
-            if decision.allow {
-                "policy_allow"
-            } else {
-                "policy_deny"
-            }
-            .to_owned()
-        });
         let decision_event = event(
             &session,
             caller_id,
             "POLICY_DECISION",
-            events::policy_decision(&op_name, decision.allow, &reason, rid),
+            events::policy_outcome(&op_name, &decision, rid),
         );
         if !decision.allow {
             let denied = event(
@@ -615,7 +595,35 @@ impl Gateway {
         object_id: &str,
     ) -> PecrResult<bool> {
         let params = json!({ "object_id": object_id });
-        let params_hash = hash_canonical_json(&params);
+        let fields = PolicyInputFields {
+            object_id: Some(object_id.to_owned()),
+            view_id: None,
+            fields_hash: None,
+            filter_fingerprint: None,
+        };
+        let decision = self
+            .decide_operator(
+                caller,
+                session,
+                "fetch_span",
+                &hash_canonical_json(&params),
+                json_len(&params),
+                &fields,
+            )
+            .await?;
+        Ok(decision.allow)
+    }
+
+    /// The `operator_call` decision (spec 20 §4.1); cached per snapshot, operator and params.
+    async fn decide_operator(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        op_name: &str,
+        params_hash: &str,
+        params_bytes: u64,
+        fields: &PolicyInputFields,
+    ) -> PecrResult<Decision> {
         let input = json!({
             "action": "operator_call",
             "principal_id": caller.principal.principal_id,
@@ -625,24 +633,21 @@ impl Gateway {
             "policy_snapshot_hash": session.policy_snapshot_hash,
             "policy_bundle_hash": self.settings.policy_bundle_hash,
             "as_of_time": session.as_of_time,
-            "op_name": "fetch_span",
+            "op_name": op_name,
             "params_hash": params_hash,
-            "params_bytes": json_len(&params),
-            "object_id": object_id,
-            "view_id": null,
-            "fields_hash": null,
-            "filter_fingerprint": null,
+            "params_bytes": params_bytes,
+            "object_id": fields.object_id,
+            "view_id": fields.view_id,
+            "fields_hash": fields.fields_hash,
+            "filter_fingerprint": fields.filter_fingerprint,
             "request_id": caller.request_id,
         });
         let parts = vec![
             session.policy_snapshot_hash.clone(),
-            "fetch_span".to_owned(),
-            params_hash,
+            op_name.to_owned(),
+            params_hash.to_owned(),
         ];
-        Ok(self
-            .decide(caller, "operator_call", parts, &input)
-            .await?
-            .allow)
+        self.decide(caller, "operator_call", parts, &input).await
     }
 
     /// POST /v1/finalize (spec 20 §2.7, §7).
@@ -697,15 +702,7 @@ impl Gateway {
                 return Err(error);
             }
         };
-        let reason = decision.reason.clone().unwrap_or_else(|| {
-            if decision.allow {
-                "policy_allow"
-            } else {
-                "policy_deny"
-            }
-            .to_owned()
-        });
-        let payload = events::policy_decision("finalize", decision.allow, &reason, rid);
+        let payload = events::policy_outcome("finalize", &decision, rid);
         self.ledger
             .append_event(event(&session, caller_id, "POLICY_DECISION", payload))
             .await?;

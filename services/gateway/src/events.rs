@@ -31,6 +31,22 @@ pub fn policy_decision(op_name: &str, allow: bool, reason: &str, request_id: &st
     })
 }
 
+/// The decision the policy engine took; without a reason of its own the
+/// event says `policy_allow` or `policy_deny`.
+pub fn policy_outcome(op_name: &str, decision: &pecr_policy::Decision, request_id: &str) -> Value {
+    let fallback = if decision.allow {
+        "policy_allow"
+    } else {
+        "policy_deny"
+    };
+    policy_decision(
+        op_name,
+        decision.allow,
+        decision.reason.as_deref().unwrap_or(fallback),
+        request_id,
+    )
+}
+
 pub fn operator_denied(
     op_name: &str,
     params_hash: &str,
