@@ -1,8 +1,18 @@
 //! Identifiers: ULIDs and the correlation ids carried in `x-pecr-*` headers.
 
-/// A fresh ULID in canonical uppercase form.
+/// One generator per process, so ULIDs minted in the same millisecond still
+/// sort in minting order (ledger events of one call are ordered by id).
+static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+
+/// A fresh ULID in canonical uppercase form, increasing within this process.
 pub fn new_ulid() -> String {
-    ulid::Ulid::new().to_string()
+    let monotonic = GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut generator| generator.generate().ok());
+    // The random part overflowing within one millisecond is astronomically
+    // rare; a plain ULID is still unique then, only not ordered.
+    monotonic.unwrap_or_else(ulid::Ulid::new).to_string()
 }
 
 /// Longest request id kept.
@@ -50,6 +60,12 @@ pub fn is_safe_store_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ulids_increase_within_a_process() {
+        let ids: Vec<String> = (0..1000).map(|_| new_ulid()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    }
 
     #[test]
     fn request_ids_are_sanitized() {

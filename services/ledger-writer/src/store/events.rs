@@ -9,42 +9,69 @@ use serde_json::Value;
 use super::{LedgerStore, db_error};
 use crate::validate::{EventQuery, NewEvent};
 
-/// Inserts one event inside the caller's transaction and checks that the
-/// stored JSONB still hashes to the payload hash, so the audit re-hash of
+/// All events of a write in one statement; ids are minted in order, so the
+/// events of one call list in the order they were given.
+const INSERT_EVENTS: &str = "INSERT INTO pecr_ledger_events \
+     (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash) \
+     SELECT e.event_id, e.trace_id, e.session_id, e.event_type, e.principal_id, e.policy_snapshot_id, \
+            CAST(e.payload AS jsonb), e.payload_hash \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
+          AS e(event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload, payload_hash) \
+     RETURNING event_id, payload_json::text";
+
+/// Inserts events inside the caller's transaction and checks that each
+/// stored JSONB still hashes to its payload hash, so the audit re-hash of
 /// every row holds. A payload JSONB would change (`-0.0`, exponent floats)
 /// is refused, and the caller's transaction rolls back.
-pub(crate) async fn insert_event(
+pub(crate) async fn insert_events(
     client: &impl GenericClient,
-    event: &NewEvent,
-) -> PecrResult<String> {
-    let event_id = ids::new_ulid();
-    let row = client
-        .query_one(
-            &client.prepare_cached("INSERT INTO pecr_ledger_events \
-             (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb), $8) RETURNING payload_json::text").await.map_err(db_error)?,
+    events: &[NewEvent],
+) -> PecrResult<Vec<String>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let event_ids: Vec<String> = events.iter().map(|_| ids::new_ulid()).collect();
+    let column = |pick: fn(&NewEvent) -> String| events.iter().map(pick).collect::<Vec<String>>();
+    let statement = client
+        .prepare_cached(INSERT_EVENTS)
+        .await
+        .map_err(db_error)?;
+    let rows = client
+        .query(
+            &statement,
             &[
-                &event_id,
-                &event.trace_id,
-                &event.session_id,
-                &event.event_type,
-                &event.principal_id,
-                &event.policy_snapshot_id,
-                &canonical_json(&event.payload),
-                &event.payload_hash,
+                &event_ids,
+                &column(|e| e.trace_id.clone()),
+                &column(|e| e.session_id.clone()),
+                &column(|e| e.event_type.clone()),
+                &column(|e| e.principal_id.clone()),
+                &column(|e| e.policy_snapshot_id.clone()),
+                &column(|e| canonical_json(&e.payload)),
+                &column(|e| e.payload_hash.clone()),
             ],
         )
         .await
         .map_err(db_error)?;
-    let stored: String = row.get(0);
-    let stored_hash =
-        serde_json::from_str::<Value>(&stored).map(|value| hash_canonical_json(&value));
-    if stored_hash.as_deref().ok() != Some(event.payload_hash.as_str()) {
-        return Err(PecrError::invalid_params(
-            "event payload would not hash the same after storage (avoid -0.0 and exponent-form numbers)",
-        ));
+    for row in &rows {
+        let event_id: String = row.get(0);
+        let stored: String = row.get(1);
+        let expected = event_ids
+            .iter()
+            .position(|id| *id == event_id)
+            .and_then(|index| events.get(index))
+            .map(|event| event.payload_hash.as_str());
+        let stored_hash =
+            serde_json::from_str::<Value>(&stored).map(|value| hash_canonical_json(&value));
+        if expected.is_none() || stored_hash.as_deref().ok() != expected {
+            return Err(PecrError::invalid_params(
+                "event payload would not hash the same after storage (avoid -0.0 and exponent-form numbers)",
+            ));
+        }
     }
-    Ok(event_id)
+    if rows.len() != events.len() {
+        return Err(PecrError::ledger_unavailable());
+    }
+    Ok(event_ids)
 }
 
 impl LedgerStore {
@@ -52,7 +79,10 @@ impl LedgerStore {
         self.bounded(async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
-            let event_id = insert_event(&tx, &event).await?;
+            let event_id = insert_events(&tx, std::slice::from_ref(&event))
+                .await?
+                .pop()
+                .ok_or_else(PecrError::ledger_unavailable)?;
             tx.commit().await.map_err(db_error)?;
             Ok(event_id)
         })

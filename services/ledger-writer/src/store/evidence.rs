@@ -5,8 +5,8 @@ use pecr_contracts::canonical_json;
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 
-use super::events::insert_event;
-use super::sessions::{load_session, lock_open_session};
+use super::events::insert_events;
+use super::sessions::lock_open_session;
 use super::{LedgerStore, db_error};
 use crate::validate::{NewEvidence, OperatorCallWrite};
 
@@ -99,10 +99,7 @@ impl LedgerStore {
                     inserted_ids.push(unit.evidence_unit_id.clone());
                 }
             }
-            let mut event_ids = Vec::with_capacity(write.events.len());
-            for event in &write.events {
-                event_ids.push(insert_event(&tx, event).await?);
-            }
+            let event_ids = insert_events(&tx, &write.events).await?;
 
             let mut evidence_ids = session.evidence_unit_ids.clone();
             evidence_ids.extend(write.evidence.iter().map(|unit| unit.evidence_unit_id.clone()));
@@ -115,16 +112,20 @@ impl LedgerStore {
                     &write.session_id,
                     &write.operator_calls_used,
                     &write.bytes_used,
-                    &serde_json::Value::from(evidence_ids).to_string(),
+                    &serde_json::Value::from(evidence_ids.clone()).to_string(),
                 ],
             )
             .await
             .map_err(db_error)?;
 
-            let session = load_session(&tx, &write.session_id)
-                .await?
-                .ok_or_else(PecrError::ledger_unavailable)?;
             tx.commit().await.map_err(db_error)?;
+            // The row is locked and was just written: its new state is known.
+            let session = v1::SessionRecord {
+                operator_calls_used: write.operator_calls_used.unsigned_abs(),
+                bytes_used: write.bytes_used.unsigned_abs(),
+                evidence_unit_ids: evidence_ids,
+                ..session
+            };
             Ok(v1::RecordOperatorCallResponse {
                 event_ids,
                 inserted_evidence_unit_ids: inserted_ids,

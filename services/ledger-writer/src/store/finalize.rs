@@ -4,7 +4,7 @@ use pecr_contracts::canonical_json;
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 
-use super::events::insert_event;
+use super::events::insert_events;
 use super::sessions::{load_session, lock_open_session};
 use super::{LedgerStore, db_error};
 use crate::validate::FinalizeWrite;
@@ -47,7 +47,10 @@ impl LedgerStore {
             )
             .await
             .map_err(db_error)?;
-            let event_id = insert_event(&tx, &write.event).await?;
+            let event_id = insert_events(&tx, std::slice::from_ref(&write.event))
+                .await?
+                .pop()
+                .ok_or_else(PecrError::ledger_unavailable)?;
             tx.execute(
                 &tx.prepare_cached("UPDATE pecr_session_runtime SET finalized = true, updated_at = now() WHERE session_id = $1").await.map_err(db_error)?,
                 &[&write.session_id],
