@@ -12,7 +12,10 @@ pub fn new_ulid() -> String {
         .and_then(|mut generator| generator.generate().ok());
     // The random part overflowing within one millisecond is astronomically
     // rare; a plain ULID is still unique then, only not ordered.
-    monotonic.unwrap_or_else(ulid::Ulid::new).to_string()
+    match monotonic {
+        Some(id) => id.to_string(),
+        None => ulid::Ulid::new().to_string(),
+    }
 }
 
 /// Longest request id kept.
