@@ -680,3 +680,51 @@ async fn stored_runtime_state_is_read_defensively() {
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(pecr_error(&status).code, ErrorCode::LedgerUnavailable);
 }
+
+#[tokio::test]
+async fn evidence_content_is_stored_only_when_asked() {
+    let mut ledger = start_ledger().await;
+    let session = record_session(&mut ledger, "s-content", "dev").await;
+    let kept = text_evidence(&session, "public/kept.txt", "kept\n");
+    let mut request = operator_call(&session, vec![kept.clone(), kept.clone()]);
+    request.store_content = true;
+    let response = ledger
+        .client
+        .record_operator_call(request)
+        .await
+        .expect("recorded")
+        .into_inner();
+    assert_eq!(
+        response.inserted_evidence_unit_ids,
+        vec![kept.evidence_unit_id.clone()],
+        "a repeated unit is stored once"
+    );
+    let session = response.session.expect("session");
+    let skipped = text_evidence(&session, "public/skipped.txt", "skipped\n");
+    ledger
+        .client
+        .record_operator_call(operator_call(&session, vec![skipped.clone()]))
+        .await
+        .expect("recorded");
+    let payload = |id: String| {
+        let sql = ledger.db.client();
+        async move {
+            sql.query_one(
+                "SELECT payload_json::text FROM pecr_evidence_units WHERE evidence_unit_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("row")
+            .get::<_, Option<String>>(0)
+        }
+    };
+    assert_eq!(
+        payload(kept.evidence_unit_id).await.as_deref(),
+        Some(r#""kept\n""#)
+    );
+    assert_eq!(
+        payload(skipped.evidence_unit_id).await,
+        None,
+        "metadata-only by default"
+    );
+}

@@ -10,54 +10,82 @@ use super::sessions::lock_open_session;
 use super::{LedgerStore, db_error};
 use crate::validate::{NewEvidence, OperatorCallWrite};
 
-/// Insert-or-ignore by id; returns whether the row is new.
+/// Every unit of a write in one statement, insert-or-ignore by id.
+const INSERT_EVIDENCE: &str = "INSERT INTO pecr_evidence_units \
+     (evidence_unit_id, trace_id, session_id, source_system, object_id, version_id, \
+      span_or_row_spec_json, content_type, content_hash, as_of_time, retrieved_at, \
+      policy_snapshot_id, policy_snapshot_hash, transform_chain_json, payload_json) \
+     SELECT u.id, $2, $3, u.source_system, u.object_id, u.version_id, CAST(u.span AS jsonb), \
+            u.content_type, u.content_hash, CAST(u.as_of_time AS timestamptz), \
+            CAST(u.retrieved_at AS timestamptz), u.snapshot_id, u.snapshot_hash, \
+            CAST(u.chain AS jsonb), CAST(u.payload AS jsonb) \
+     FROM unnest($1::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+                 $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[]) \
+          AS u(id, source_system, object_id, version_id, span, content_type, content_hash, \
+               as_of_time, retrieved_at, snapshot_id, snapshot_hash, chain, payload) \
+     ON CONFLICT (evidence_unit_id) DO NOTHING RETURNING evidence_unit_id";
+
+/// Inserts the units (first writer wins on an existing id) and returns the
+/// ids that were new to the ledger, in the order given.
 async fn insert_evidence(
     client: &impl GenericClient,
     session: &v1::SessionRecord,
-    unit: &NewEvidence,
+    units: &[NewEvidence],
     store_content: bool,
-) -> PecrResult<bool> {
-    let payload = if store_content {
-        unit.content.as_ref().map(canonical_json)
-    } else {
-        None
+) -> PecrResult<Vec<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let units: Vec<&NewEvidence> = units
+        .iter()
+        .filter(|unit| seen.insert(unit.evidence_unit_id.as_str()))
+        .collect();
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |pick: fn(&NewEvidence) -> String| {
+        units.iter().map(|unit| pick(unit)).collect::<Vec<String>>()
     };
-    let inserted = client
-        .query_opt(
-            &client
-                .prepare_cached(
-                    "INSERT INTO pecr_evidence_units \
-             (evidence_unit_id, trace_id, session_id, source_system, object_id, version_id, \
-              span_or_row_spec_json, content_type, content_hash, as_of_time, retrieved_at, \
-              policy_snapshot_id, policy_snapshot_hash, transform_chain_json, payload_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb), $8, $9, \
-                     CAST($10::text AS timestamptz), CAST($11::text AS timestamptz), $12, $13, \
-                     CAST($14::text AS jsonb), CAST($15::text AS jsonb)) \
-             ON CONFLICT (evidence_unit_id) DO NOTHING RETURNING evidence_unit_id",
-                )
-                .await
-                .map_err(db_error)?,
+    let payloads: Vec<Option<String>> = units
+        .iter()
+        .map(|unit| {
+            unit.content
+                .as_ref()
+                .filter(|_| store_content)
+                .map(canonical_json)
+        })
+        .collect();
+    let statement = client
+        .prepare_cached(INSERT_EVIDENCE)
+        .await
+        .map_err(db_error)?;
+    let rows = client
+        .query(
+            &statement,
             &[
-                &unit.evidence_unit_id,
+                &column(|u| u.evidence_unit_id.clone()),
                 &session.trace_id,
                 &session.session_id,
-                &unit.source_system,
-                &unit.object_id,
-                &unit.version_id,
-                &canonical_json(&unit.span_or_row_spec),
-                &unit.content_type,
-                &unit.content_hash,
-                &unit.as_of_time,
-                &unit.retrieved_at,
-                &unit.policy_snapshot_id,
-                &unit.policy_snapshot_hash,
-                &canonical_json(&unit.transform_chain),
-                &payload,
+                &column(|u| u.source_system.clone()),
+                &column(|u| u.object_id.clone()),
+                &column(|u| u.version_id.clone()),
+                &column(|u| canonical_json(&u.span_or_row_spec)),
+                &column(|u| u.content_type.clone()),
+                &column(|u| u.content_hash.clone()),
+                &column(|u| u.as_of_time.clone()),
+                &column(|u| u.retrieved_at.clone()),
+                &column(|u| u.policy_snapshot_id.clone()),
+                &column(|u| u.policy_snapshot_hash.clone()),
+                &column(|u| canonical_json(&u.transform_chain)),
+                &payloads,
             ],
         )
         .await
         .map_err(db_error)?;
-    Ok(inserted.is_some())
+    let inserted: std::collections::BTreeSet<String> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(units
+        .iter()
+        .filter(|unit| inserted.contains(&unit.evidence_unit_id))
+        .map(|unit| unit.evidence_unit_id.clone())
+        .collect())
 }
 
 impl LedgerStore {
@@ -93,12 +121,8 @@ impl LedgerStore {
                 }
             }
 
-            let mut inserted_ids = Vec::new();
-            for unit in &write.evidence {
-                if insert_evidence(&tx, &session, unit, write.store_content).await? {
-                    inserted_ids.push(unit.evidence_unit_id.clone());
-                }
-            }
+            let inserted_ids =
+                insert_evidence(&tx, &session, &write.evidence, write.store_content).await?;
             let event_ids = insert_events(&tx, &write.events).await?;
 
             let mut evidence_ids = session.evidence_unit_ids.clone();
