@@ -51,6 +51,24 @@ pub(crate) struct Filter {
     pub value: String,
 }
 
+/// Appends ` WHERE a = $n AND …` for `filters` to `sql`, binding each value
+/// after those already in `values` (values are parameters, never SQL text).
+pub(crate) fn push_where<'a>(
+    sql: &mut String,
+    filters: &'a [Filter],
+    values: &mut Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>,
+) {
+    let mut predicates = Vec::with_capacity(filters.len());
+    for filter in filters {
+        values.push(&filter.value);
+        predicates.push(format!("{} = ${}", filter.field, values.len()));
+    }
+    if !predicates.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&predicates.join(" AND "));
+    }
+}
+
 /// Parses `filter_spec`: an object whose trimmed, non-empty keys are taken in
 /// sorted order; each must be one of `allowed` and map to a non-empty string.
 /// Absent or null → no predicates.

@@ -37,6 +37,19 @@ fn session_token(metadata: &MetadataMap) -> PecrResult<String> {
     })
 }
 
+/// A decision on the wire; the redaction travels as canonical JSON text.
+fn policy_decision(decision: pecr_policy::Decision) -> v1::PolicyDecision {
+    v1::PolicyDecision {
+        allow: decision.allow,
+        cacheable: decision.cacheable,
+        reason: decision.reason,
+        redaction: decision
+            .redaction
+            .as_ref()
+            .map(pecr_contracts::canonical_json),
+    }
+}
+
 impl GatewayApi {
     /// Authenticates, applies the principal's limit for `bucket`, and derives the request id.
     fn caller(
@@ -113,14 +126,12 @@ impl GatewayService for GatewayApi {
         let result = async {
             let caller = self.caller(request.metadata(), None)?;
             let decision = self.core.simulate(&caller, request.into_inner()).await?;
+            let decision = policy_decision(decision);
             let response = v1::SimulatePolicyResponse {
                 allow: decision.allow,
                 cacheable: decision.cacheable,
                 reason: decision.reason,
-                redaction: decision
-                    .redaction
-                    .as_ref()
-                    .map(pecr_contracts::canonical_json),
+                redaction: decision.redaction,
             };
             Ok((Response::new(response), TerminalMode::Supported))
         }
@@ -142,19 +153,10 @@ impl GatewayService for GatewayApi {
                 .core
                 .call_operator(&caller, &token, request.into_inner())
                 .await?;
-            let decision = reply.decision;
             let response = v1::CallOperatorResponse {
                 terminal_mode: TerminalMode::Supported as i32,
                 result: pecr_contracts::canonical_json(&reply.result),
-                policy_decision: Some(v1::PolicyDecision {
-                    allow: decision.allow,
-                    cacheable: decision.cacheable,
-                    reason: decision.reason,
-                    redaction: decision
-                        .redaction
-                        .as_ref()
-                        .map(pecr_contracts::canonical_json),
-                }),
+                policy_decision: Some(policy_decision(reply.decision)),
             };
             Ok((Response::new(response), TerminalMode::Supported))
         }

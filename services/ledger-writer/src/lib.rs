@@ -105,7 +105,8 @@ impl Service for App {
         Ok(Self {
             bound,
             store,
-            metrics: metrics::LedgerMetrics::new(),
+            metrics: metrics::LedgerMetrics::new()
+                .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?,
         })
     }
 

@@ -14,7 +14,7 @@ pub struct LedgerMetrics {
 }
 
 impl LedgerMetrics {
-    pub fn new() -> Self {
+    pub fn new() -> Result<Self, prometheus::Error> {
         let registry = pecr_server::new_registry("pecr-ledger-writer");
         let rpcs = IntCounterVec::new(
             Opts::new(
@@ -22,8 +22,7 @@ impl LedgerMetrics {
                 "LedgerService calls by method and result code",
             ),
             &["rpc", "code"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
+        )?;
         let durations = HistogramVec::new(
             HistogramOpts::new(
                 "pecr_ledger_rpc_duration_seconds",
@@ -33,15 +32,14 @@ impl LedgerMetrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             &["rpc"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
-        let _ = registry.register(Box::new(rpcs.clone()));
-        let _ = registry.register(Box::new(durations.clone()));
-        Self {
+        )?;
+        registry.register(Box::new(rpcs.clone()))?;
+        registry.register(Box::new(durations.clone()))?;
+        Ok(Self {
             registry,
             rpcs,
             durations,
-        }
+        })
     }
 
     pub fn registry(&self) -> Registry {
@@ -59,9 +57,4 @@ impl LedgerMetrics {
             .with_label_values(&[rpc])
             .observe(started.elapsed().as_secs_f64());
     }
-}
-
-/// Metric definitions above are static and valid; this is never reached.
-fn unreachable_metric<T>() -> T {
-    panic!("static metric definition rejected by prometheus")
 }

@@ -176,15 +176,7 @@ pub(super) async fn run(
     let columns: Vec<String> = view.fields().into_iter().map(text_column).collect();
     let mut sql = format!("SELECT {} FROM {}", columns.join(", "), view.view_id);
     let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(filters.len() + 1);
-    let mut predicates = Vec::with_capacity(filters.len());
-    for filter in &filters {
-        values.push(&filter.value);
-        predicates.push(format!("{} = ${}", filter.field, values.len()));
-    }
-    if !predicates.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&predicates.join(" AND "));
-    }
+    crate::params::push_where(&mut sql, &filters, &mut values);
     let limit = i64::from(adapters.config.pg_max_rows);
     values.push(&limit);
     sql.push_str(&format!(
