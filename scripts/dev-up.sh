@@ -48,6 +48,9 @@ export PECR_CONTROLLER_GRPC_ADDR="${PECR_CONTROLLER_GRPC_ADDR:-127.0.0.1:50052}"
 export PECR_CONTROLLER_BIND_ADDR="${PECR_CONTROLLER_BIND_ADDR:-127.0.0.1:8081}"
 export PECR_LEDGER_URL="${PECR_LEDGER_URL:-http://$PECR_LEDGER_GRPC_ADDR}"
 export PECR_GATEWAY_URL="${PECR_GATEWAY_URL:-http://$PECR_GATEWAY_GRPC_ADDR}"
+# The budget a run gets when its request names none (spec 30 §2.2: required).
+default_budget='{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":10000,"max_recursion_depth":5,"max_parallelism":4}'
+export PECR_BUDGET_DEFAULTS="${PECR_BUDGET_DEFAULTS:-$default_budget}"
 
 start() {
   local name="$1" http_addr="$2"
@@ -75,26 +78,15 @@ start pecr-controller "$PECR_CONTROLLER_BIND_ADDR"
 
 tools_bin="$("$PECR_ROOT/scripts/tools.sh")"
 say
-say "==> first query: which gRPC services does the gateway serve?"
-say "\$ grpcurl -plaintext $PECR_GATEWAY_GRPC_ADDR list"
-"$tools_bin/grpcurl" -plaintext "$PECR_GATEWAY_GRPC_ADDR" list
+say "==> which gRPC services does the controller serve?"
+say "\$ grpcurl -plaintext $PECR_CONTROLLER_GRPC_ADDR list"
+"$tools_bin/grpcurl" -plaintext "$PECR_CONTROLLER_GRPC_ADDR" list
 
 say
-say "==> first query over REST: principal dev opens a session and reads the public customer view"
-headers="$run_dir/first-query.headers"
-budget='{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":1000,"max_recursion_depth":3}'
-say "\$ curl -D- -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' -d '{\"budget\":$budget}' http://$PECR_BIND_ADDR/v1/sessions"
-session="$(curl -sS -D "$headers" -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' \
-  -d "{\"budget\":$budget}" "http://$PECR_BIND_ADDR/v1/sessions")"
-say "$session"
-token="$(grep -i '^x-pecr-session-token:' "$headers" | cut -d' ' -f2 | tr -d '\r')"
-session_id="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])' <<<"$session")"
-[[ -n "$token" && -n "$session_id" ]] || die "the gateway did not open a session"
-params='{"view_id":"safe_customer_view_public","fields":["customer_id","status","plan_tier"]}'
-say "\$ curl -H 'x-pecr-principal-id: dev' -H 'x-pecr-session-token: <token>' -d '{\"session_id\":\"$session_id\",\"params\":$params}' http://$PECR_BIND_ADDR/v1/operators/fetch_rows"
-curl -sS -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' -H "x-pecr-session-token: $token" \
-  -d "{\"session_id\":\"$session_id\",\"params\":$params}" "http://$PECR_BIND_ADDR/v1/operators/fetch_rows" \
-  | python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"terminal_mode": r["terminal_mode"], "rows": [u["content"] for u in r["result"]], "evidence_unit_ids": [u["evidence_unit_id"] for u in r["result"]]}, indent=2))'
+say "==> first query: principal dev asks a question; the controller runs it through the gateway"
+say "\$ pecr --principal dev run \"What is the customer status and plan tier?\""
+PECR_CONTROLLER_URL="http://$PECR_CONTROLLER_GRPC_ADDR" "$PECR_ROOT/target/debug/pecr" \
+  --principal dev run "What is the customer status and plan tier?"
 
 say
 say "PECR is up."
@@ -103,5 +95,5 @@ printf '  %-20s %-18s %s\n' service gRPC "HTTP (/healthz /readyz /metrics)" \
   pecr-controller "$PECR_CONTROLLER_GRPC_ADDR" "http://$PECR_CONTROLLER_BIND_ADDR" \
   pecr-ledger-writer "$PECR_LEDGER_GRPC_ADDR" "http://$PECR_LEDGER_HTTP_ADDR"
 say "  ledger database: ${PECR_DB_URL%%\?*}"
-say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl"
+say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl    CLI: target/debug/pecr --help"
 say "Stop: scripts/dev-down.sh"

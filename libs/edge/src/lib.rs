@@ -54,7 +54,7 @@ use axum::extract::Request;
 use axum::routing::{MethodFilter, MethodRouter};
 use http::uri::PathAndQuery;
 use pecr_errors::PecrError;
-use prost_reflect::DescriptorPool;
+use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use crate::error_response::ErrorRenderer;
 use crate::handler::{Route, Shared};
@@ -223,4 +223,12 @@ pub fn error_response(error: PecrError) -> axum::response::Response {
 /// generated from the same annotations and descriptors as the router.
 pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
     openapi::document(pool, services)
+}
+
+/// `message` as the REST edge writes it (field names, enum names, embedded
+/// `json_text`), so clients that speak gRPC can print the REST contract's JSON.
+pub fn message_json(pool: &DescriptorPool, message: &DynamicMessage) -> Result<Vec<u8>, String> {
+    JsonMapping::new(pool, &[])
+        .encode_message(message)
+        .map_err(|err| err.to_string())
 }

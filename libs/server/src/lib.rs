@@ -4,12 +4,14 @@
 
 mod admin;
 mod host;
+mod rate_limit;
 mod readiness;
 mod run;
 mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
+pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};
 pub use upstream::{endpoint, lazy_channel, probe_health};

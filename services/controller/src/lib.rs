@@ -1,53 +1,45 @@
-//! pecr-controller: serves `pecr.v1.ControllerService` over gRPC with health, reflection
-//! and the admin endpoints. Readiness follows the gateway it depends on.
+//! pecr-controller: the non-privileged orchestrator. Serves
+//! `pecr.v1.ControllerService` over gRPC and, in-process, the REST edge on
+//! `PECR_CONTROLLER_BIND_ADDR`. Its only privileged paths are the gateway's
+//! gRPC API and ledger-writer's replay/evaluation RPCs.
 
+mod answer;
+mod budget_gate;
+mod config;
+mod convert;
+mod engine;
 mod env;
+mod evidence;
+mod gateway_client;
+mod metrics;
+mod plan;
+mod replay_store;
+mod run;
 mod service;
 
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
+use pecr_config::{EnvSource, StartupError, StartupErrors};
 use pecr_proto::v1::controller_service_server::ControllerServiceServer;
-use pecr_server::{BoundService, Readiness, ServeSpec, Service};
+use pecr_server::{BoundService, MetricsGuard, Readiness, ServeSpec, Service};
 use tonic::transport::Channel;
+use tracing::warn;
 
-/// pecr-controller settings.
-#[derive(Debug)]
-pub struct Config {
-    pub grpc_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    pub gateway_url: String,
-    pub front_door: FrontDoor,
-}
+pub use config::Config;
 
-impl Config {
-    /// Reads and validates every setting, reporting all bad values at once.
-    pub fn from_source(source: &dyn EnvSource) -> Result<Self, StartupErrors> {
-        let mut reader = ConfigReader::new(source);
-        let grpc_addr = reader.socket_addr(env::GRPC_ADDR, env::DEFAULT_GRPC_ADDR);
-        let http_addr = reader.socket_addr(env::HTTP_ADDR, env::DEFAULT_HTTP_ADDR);
-        let gateway_url = reader.string(env::GATEWAY_URL, env::DEFAULT_GATEWAY_URL);
-        if let Err(err) = pecr_server::endpoint(env::GATEWAY_URL, &gateway_url) {
-            reader.push_error(err);
-        }
-        let front_door = FrontDoor::read(
-            &mut reader,
-            &[(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)],
-        );
-        reader.finish()?;
-        Ok(Self {
-            grpc_addr,
-            http_addr,
-            gateway_url,
-            front_door,
-        })
-    }
-}
+/// Largest REST body accepted (spec 30 §1.2).
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// How often old replays and evaluations are pruned.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A bound pecr-controller, ready to serve.
 pub struct App {
     bound: BoundService,
     gateway: Channel,
+    api: service::ControllerApi,
+    retention_days: u32,
+    metrics_require_auth: bool,
 }
 
 impl Service for App {
@@ -64,30 +56,106 @@ impl Service for App {
 
     async fn bind(config: Config) -> Result<Self, StartupError> {
         let gateway = pecr_server::lazy_channel(env::GATEWAY_URL, &config.gateway_url)?;
+        let ledger = pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url)?;
+        let store =
+            replay_store::ReplayStore::new(&config.replay.backend, ledger, config.gateway_timeout);
+        store.init().map_err(|err| {
+            StartupError::new(
+                "ERR_REPLAY_STORE_INIT",
+                format!("cannot create the replay store: {err}"),
+            )
+        })?;
+        let metrics = metrics::ControllerMetrics::new()
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
+        let runner = Arc::new(run::Runner {
+            settings: run::RunSettings {
+                engine: config.engine,
+                budget_defaults: config.budget_defaults,
+                plan: config.plan,
+                adaptive_parallelism: config.adaptive_parallelism,
+                batch_mode: config.batch_mode,
+                operator_policies: config.operator_policies,
+                shared_secret: config.front_door.shared_secret.clone(),
+            },
+            gateway: gateway_client::GatewayClient::new(gateway.clone(), config.gateway_timeout),
+            store,
+            metrics,
+        });
+        let api = service::ControllerApi {
+            runner,
+            auth: pecr_auth::LocalAuth::new(config.front_door.shared_secret.clone()),
+            limiter: pecr_server::RateLimiter::new(config.rate_limit.window),
+            rate_limit: config.rate_limit,
+            list_limit: config.replay.list_limit,
+        };
         let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
-        Ok(Self { bound, gateway })
+        Ok(Self {
+            bound,
+            gateway,
+            api,
+            retention_days: config.replay.retention_days,
+            metrics_require_auth: config.metrics_require_auth,
+        })
     }
 
-    /// Serves gRPC and the admin endpoints until `shutdown` resolves.
+    /// Serves gRPC, the REST edge and the admin endpoints until `shutdown` resolves.
     async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let readiness = Readiness::new().with_upstream(
-            "gateway",
-            self.gateway,
-            pecr_proto::service_names::GATEWAY,
-        );
+        let readiness = Readiness::new()
+            .with_check("auth", || async { true })
+            .with_upstream("gateway", self.gateway, pecr_proto::service_names::GATEWAY);
+        let metrics_guard: Option<MetricsGuard> = self.metrics_require_auth.then(|| {
+            let auth = self.api.auth.clone();
+            let guard: MetricsGuard = Arc::new(move |headers: &axum::http::HeaderMap| {
+                let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
+                auth.authenticate(&metadata)
+                    .err()
+                    .map(pecr_edge::error_response)
+            });
+            guard
+        });
+        spawn_retention(self.api.runner.store.clone(), self.retention_days);
+        let registry = self.api.runner.metrics.registry();
+        let routes = tonic::service::Routes::new(ControllerServiceServer::new(self.api));
+        let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).map_err(
+            |err| StartupError::new("ERR_SERVER_FAILED", format!("descriptor set: {err}")),
+        )?;
+        let rest = pecr_edge::router(
+            &pool,
+            &[pecr_proto::service_names::CONTROLLER],
+            routes.clone(),
+            pecr_edge::EdgeConfig {
+                max_body_bytes: MAX_BODY_BYTES,
+            },
+        )
+        .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("REST edge: {err}")))?;
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::CONTROLLER,
-            routes: tonic::service::Routes::new(ControllerServiceServer::new(
-                service::ControllerApi,
-            )),
+            routes,
             readiness,
-            http_routes: None,
-            metrics_guard: None,
-            registry: pecr_server::new_registry("pecr-controller"),
+            registry,
+            http_routes: Some(rest),
+            metrics_guard,
         };
         self.bound.serve(spec, shutdown).await
     }
+}
+
+/// Prunes expired replays and evaluations now and then every hour, off the
+/// request path (the reference did it synchronously on every persist).
+fn spawn_retention(store: replay_store::ReplayStore, retention_days: u32) {
+    if retention_days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(RETENTION_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = store.prune(retention_days).await {
+                warn!(event = "controller.replay_prune_failed", error = %err.message, "replay retention failed");
+            }
+        }
+    });
 }

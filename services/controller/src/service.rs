@@ -1,58 +1,279 @@
-//! `pecr.v1.ControllerService`. Runs, replays and evaluations are a later
-//! issue's work; until then every RPC answers UNIMPLEMENTED with a PECR
-//! error detail (ERR_INTERNAL, 501).
+//! `pecr.v1.ControllerService`: authenticate → (rate-limit) → run or read
+//! replays and evaluations. Identity and correlation ids come from metadata.
 
-use pecr_errors::PecrError;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use pecr_auth::{LocalAuth, Principal};
+use pecr_contracts::hashing::principal_id_hash;
+use pecr_contracts::ids::{new_ulid, sanitize_request_id, trace_id_or_new};
+use pecr_contracts::replay::{ReplayEvaluationResult, ReplayRunScore};
+use pecr_contracts::scoring::{
+    EvaluationThresholds, evaluate, scorecards, validate_submission, validate_thresholds,
+};
+use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_proto::v1::{self, controller_service_server::ControllerService};
+use pecr_server::RateLimiter;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+use tracing::info;
 
-pub struct ControllerApi;
+use crate::config::RunRateLimit;
+use crate::convert;
+use crate::replay_store::Owner;
+use crate::run::{RunIds, Runner};
 
-fn not_yet(rpc: &str) -> Status {
-    PecrError::not_implemented(&format!("pecr.v1.ControllerService/{rpc}")).into()
+pub struct ControllerApi {
+    pub runner: Arc<Runner>,
+    pub auth: LocalAuth,
+    pub limiter: RateLimiter,
+    pub rate_limit: RunRateLimit,
+    pub list_limit: u32,
+}
+
+fn owner(principal: &Principal) -> Owner {
+    Owner {
+        tenant_id: principal.tenant_id.clone(),
+        principal_id_hash: principal_id_hash(&principal.principal_id),
+    }
+}
+
+impl ControllerApi {
+    /// `min(max(limit or cap, 1), cap)`.
+    fn effective_limit(&self, limit: Option<u32>) -> u32 {
+        limit.unwrap_or(self.list_limit).max(1).min(self.list_limit)
+    }
+
+    async fn run_inner(&self, request: Request<v1::RunRequest>) -> PecrResult<v1::RunResponse> {
+        let metadata = request.metadata();
+        let principal = self.auth.authenticate(metadata)?;
+        if !self.limiter.allow(
+            &format!("run:{}", principal.principal_id),
+            self.rate_limit.per_window,
+        ) {
+            return Err(PecrError::new(
+                ErrorCode::RateLimited,
+                "rate limit exceeded for /v1/run",
+            ));
+        }
+        let ids = run_ids(metadata);
+        let request = request.into_inner();
+        let budget = request.budget.as_ref().map(convert::budget_from_proto);
+        let started = Instant::now();
+        let response = self
+            .runner
+            .run(&principal, &ids, request.query, budget)
+            .await
+            .inspect_err(|err| {
+                info!(
+                    event = "controller.run_failed",
+                    request_id = %ids.request_id,
+                    trace_id = %ids.trace_id,
+                    principal_id = %principal.principal_id,
+                    code = err.code.as_str(),
+                    "run failed"
+                );
+            })?;
+        info!(
+            event = "controller.run_completed",
+            request_id = %ids.request_id,
+            trace_id = %ids.trace_id,
+            principal_id = %principal.principal_id,
+            run_id = %response.run_id,
+            stop_reason = %response.stop_reason,
+            terminal_mode = v1::TerminalMode::try_from(response.terminal_mode)
+                .map_or("", |mode| mode.as_str_name()),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "run completed"
+        );
+        Ok(response)
+    }
+
+    async fn evaluate_inner(
+        &self,
+        metadata: &MetadataMap,
+        submission: &v1::ReplayEvaluationSubmission,
+    ) -> PecrResult<ReplayEvaluationResult> {
+        let submission = convert::submission_from_proto(submission)?;
+        // Threshold ranges are checked before authentication (spec 30 §13.1).
+        validate_thresholds(&submission).map_err(PecrError::invalid_params)?;
+        let principal = self.auth.authenticate(metadata)?;
+        validate_submission(&submission).map_err(PecrError::invalid_params)?;
+        let owner = owner(&principal);
+        let store = &self.runner.store;
+        let mut selected = Vec::new();
+        let mut missing = Vec::new();
+        if submission.replay_ids.is_empty() {
+            selected = store
+                .list_bundles(&owner, submission.engine_mode, self.list_limit)
+                .await?;
+        } else {
+            for run_id in &submission.replay_ids {
+                match store.load_bundle(&owner, run_id).await {
+                    Ok(bundle) => {
+                        if submission
+                            .engine_mode
+                            .is_none_or(|mode| mode == bundle.metadata.engine_mode)
+                        {
+                            selected.push(bundle);
+                        }
+                    }
+                    Err(err) if err.code == ErrorCode::ReplayNotFound => {
+                        missing.push(run_id.clone());
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        let run_results: Vec<ReplayRunScore> =
+            selected.iter().map(ReplayRunScore::from_bundle).collect();
+        let outcome = evaluate(
+            &run_results,
+            &missing,
+            EvaluationThresholds::from_submission(&submission),
+        );
+        let result = ReplayEvaluationResult {
+            evaluation_id: new_ulid(),
+            evaluation_name: submission.evaluation_name.trim().to_owned(),
+            principal_id_hash: owner.principal_id_hash.clone(),
+            created_at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64),
+            replay_ids: run_results.iter().map(|run| run.run_id.clone()).collect(),
+            missing_replay_ids: missing,
+            run_results,
+            scorecards: outcome.scorecards,
+            overall_pass: outcome.overall_pass,
+        };
+        store.store_evaluation(&owner, &result).await?;
+        Ok(result)
+    }
+}
+
+/// Request id (sanitized) and trace id (a ULID, else a fresh one).
+fn run_ids(metadata: &MetadataMap) -> RunIds {
+    let raw_request_id = metadata
+        .get("x-pecr-request-id")
+        .and_then(|value| value.to_str().ok());
+    let raw_trace_id = metadata
+        .get("x-pecr-trace-id")
+        .and_then(|value| value.to_str().ok());
+    RunIds {
+        request_id: sanitize_request_id(raw_request_id),
+        trace_id: trace_id_or_new(raw_trace_id),
+    }
 }
 
 #[tonic::async_trait]
 impl ControllerService for ControllerApi {
     async fn run(
         &self,
-        _request: Request<v1::RunRequest>,
+        request: Request<v1::RunRequest>,
     ) -> Result<Response<v1::RunResponse>, Status> {
-        Err(not_yet("Run"))
+        let started = Instant::now();
+        let result = self.run_inner(request).await;
+        let metrics = &self.runner.metrics;
+        match result {
+            Ok(response) => {
+                let mode = v1::TerminalMode::try_from(response.terminal_mode)
+                    .unwrap_or(v1::TerminalMode::Unspecified);
+                metrics.run_finished(started, 200, mode.as_str_name());
+                Ok(Response::new(response))
+            }
+            Err(err) => {
+                metrics.run_finished(started, err.http_status, err.hint.as_str_name());
+                Err(err.into())
+            }
+        }
     }
 
     async fn list_replays(
         &self,
-        _request: Request<v1::ListReplaysRequest>,
+        request: Request<v1::ListReplaysRequest>,
     ) -> Result<Response<v1::ListReplaysResponse>, Status> {
-        Err(not_yet("ListReplays"))
+        let principal = self.auth.authenticate(request.metadata())?;
+        let request = request.into_inner();
+        let engine_mode = convert::engine_mode(request.engine_mode.as_deref())?;
+        let bundles = self
+            .runner
+            .store
+            .list_bundles(
+                &owner(&principal),
+                engine_mode,
+                self.effective_limit(request.limit),
+            )
+            .await?;
+        Ok(Response::new(v1::ListReplaysResponse {
+            replays: bundles
+                .iter()
+                .map(|bundle| convert::metadata_to_proto(&bundle.metadata))
+                .collect(),
+        }))
     }
 
     async fn get_replay(
         &self,
-        _request: Request<v1::GetReplayRequest>,
+        request: Request<v1::GetReplayRequest>,
     ) -> Result<Response<v1::GetReplayResponse>, Status> {
-        Err(not_yet("GetReplay"))
+        let principal = self.auth.authenticate(request.metadata())?;
+        let bundle = self
+            .runner
+            .store
+            .load_bundle(&owner(&principal), &request.get_ref().run_id)
+            .await?;
+        Ok(Response::new(v1::GetReplayResponse {
+            bundle: Some(convert::bundle_to_proto(&bundle)),
+        }))
     }
 
     async fn submit_evaluation(
         &self,
-        _request: Request<v1::SubmitEvaluationRequest>,
+        request: Request<v1::SubmitEvaluationRequest>,
     ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
-        Err(not_yet("SubmitEvaluation"))
+        let submission = request.get_ref().submission.clone().unwrap_or_default();
+        let result = self.evaluate_inner(request.metadata(), &submission).await?;
+        Ok(Response::new(v1::SubmitEvaluationResponse {
+            evaluation: Some(convert::evaluation_to_proto(&result)),
+        }))
     }
 
     async fn get_scorecards(
         &self,
-        _request: Request<v1::GetScorecardsRequest>,
+        request: Request<v1::GetScorecardsRequest>,
     ) -> Result<Response<v1::GetScorecardsResponse>, Status> {
-        Err(not_yet("GetScorecards"))
+        let principal = self.auth.authenticate(request.metadata())?;
+        let request = request.into_inner();
+        let engine_mode = convert::engine_mode(request.engine_mode.as_deref())?;
+        let bundles = self
+            .runner
+            .store
+            .list_bundles(
+                &owner(&principal),
+                engine_mode,
+                self.effective_limit(request.limit),
+            )
+            .await?;
+        let runs: Vec<ReplayRunScore> = bundles.iter().map(ReplayRunScore::from_bundle).collect();
+        Ok(Response::new(v1::GetScorecardsResponse {
+            scorecards: scorecards(&runs)
+                .iter()
+                .map(convert::scorecard_to_proto)
+                .collect(),
+        }))
     }
 
     async fn get_evaluation(
         &self,
-        _request: Request<v1::GetEvaluationRequest>,
+        request: Request<v1::GetEvaluationRequest>,
     ) -> Result<Response<v1::GetEvaluationResponse>, Status> {
-        Err(not_yet("GetEvaluation"))
+        let principal = self.auth.authenticate(request.metadata())?;
+        let evaluation = self
+            .runner
+            .store
+            .load_evaluation(&owner(&principal), &request.get_ref().evaluation_id)
+            .await?;
+        Ok(Response::new(v1::GetEvaluationResponse {
+            evaluation: Some(convert::evaluation_to_proto(&evaluation)),
+        }))
     }
 }

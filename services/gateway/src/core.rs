@@ -11,13 +11,13 @@ use pecr_policy::{Decision, DecisionKey, PolicyEngine};
 use pecr_proto::v1;
 use serde_json::{Value, json};
 
-use crate::auth::Principal;
 use crate::events::{self, CallOutcome, event};
 use crate::finalize_gate::{self, SessionUsage};
 use crate::ledger::Ledger;
 use crate::metrics::GatewayMetrics;
 use crate::search_cache::SearchCache;
 use crate::session_locks::SessionLocks;
+use pecr_auth::Principal;
 
 /// What each request carries besides its body.
 pub struct Caller {

@@ -2,7 +2,6 @@
 //! `pecr.v1.GatewayService` over gRPC and, in-process, the REST edge built
 //! from the same protos on `PECR_BIND_ADDR`.
 
-mod auth;
 mod config;
 mod core;
 mod env;
@@ -11,7 +10,6 @@ mod evidence;
 mod finalize_gate;
 mod ledger;
 mod metrics;
-mod rate_limit;
 mod search_cache;
 mod service;
 mod session_locks;
@@ -38,7 +36,7 @@ pub struct App {
     bound: BoundService,
     ledger_channel: Channel,
     core: Arc<core::Gateway>,
-    api_parts: (auth::LocalAuth, config::RateLimits),
+    api_parts: (pecr_auth::LocalAuth, config::RateLimits),
     metrics_require_auth: bool,
 }
 
@@ -140,7 +138,7 @@ impl Service for App {
             ledger_channel,
             core,
             api_parts: (
-                auth::LocalAuth::new(config.front_door.shared_secret.clone()),
+                pecr_auth::LocalAuth::new(config.front_door.shared_secret.clone()),
                 config.rate_limits,
             ),
             metrics_require_auth: config.metrics_require_auth,
@@ -183,7 +181,7 @@ impl Service for App {
         let api = service::GatewayApi {
             core,
             auth,
-            limiter: rate_limit::RateLimiter::new(limits.window),
+            limiter: pecr_server::RateLimiter::new(limits.window),
             limits,
         };
         let routes = tonic::service::Routes::new(GatewayServiceServer::new(api));

@@ -11,11 +11,11 @@ use pecr_proto::v1::{self, TerminalMode, gateway_service_server::GatewayService}
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{LocalAuth, header};
 use crate::config::RateLimits;
 use crate::core::{Caller, Gateway};
 use crate::metrics::{ROUTE_FINALIZE, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE};
-use crate::rate_limit::RateLimiter;
+use pecr_auth::{LocalAuth, header};
+use pecr_server::RateLimiter;
 
 pub struct GatewayApi {
     pub core: Arc<Gateway>,

@@ -1,1 +1,232 @@
-//! Whole-mesh tests live in `tests/`; this crate has no library code.
+//! The whole mesh for tests: a fresh PostgreSQL schema with the safe-view
+//! fixture, ledger-writer, gateway and controller as processes on ephemeral
+//! ports, and helpers to call the controller like a real client would.
+
+use std::time::Duration;
+
+use pecr_errors::PecrError;
+use pecr_proto::v1::{self, controller_service_client::ControllerServiceClient};
+use pecr_testkit::{ServiceProcess, TestDatabase, workspace_root};
+use tonic::transport::Channel;
+
+/// The `PECR_BUDGET_DEFAULTS` of the tests (the reference's usual value).
+pub const BUDGET_DEFAULTS: &str = r#"{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":10000,"max_recursion_depth":5,"max_parallelism":4}"#;
+
+/// Every canary string of the fixtures (spec 10): none may ever leave.
+pub const CANARIES: [&str; 6] = [
+    "PECR_CANARY_RESTRICTED_ALPHA_6b3b91c2a7b44a9f",
+    "PECR_CANARY_INJECTION_BETA_29a1e0d7a03d4d8c",
+    "PECR_CANARY_PG_ADMIN_DELTA_1f2d8c6f87f84b76",
+    "PECR_CANARY_PG_SUPPORT_EPSILON_6c6f4f07c04f4f8f",
+    "PECR_CANARY_PG_ADMIN_DELTA_2a519d6b7f4348d4",
+    "PECR_CANARY_PG_SUPPORT_EPSILON_8d77b9a9d9e24c2b",
+];
+
+/// Panics when `text` contains any fixture canary.
+pub fn assert_no_canary(what: &str, text: &str) {
+    for canary in CANARIES {
+        assert!(!text.contains(canary), "{what} leaked {canary}");
+    }
+}
+
+type Env = Vec<(&'static str, String)>;
+
+fn merge(mut env: Env, extra: &[(&'static str, String)]) -> Env {
+    for (key, value) in extra {
+        env.retain(|(existing, _)| existing != key);
+        env.push((key, value.clone()));
+    }
+    env
+}
+
+pub struct Mesh {
+    pub db: TestDatabase,
+    pub ledger: ServiceProcess,
+    /// `None` once [`Mesh::stop_gateway`] has stopped it.
+    pub gateway: Option<ServiceProcess>,
+    pub controller: ServiceProcess,
+    controller_env: Env,
+}
+
+/// Settings added to (or replacing) each service's defaults.
+#[derive(Default, Clone)]
+pub struct MeshOptions {
+    pub gateway: Env,
+    pub controller: Env,
+}
+
+impl Mesh {
+    pub async fn start() -> Self {
+        Self::start_with(MeshOptions::default()).await
+    }
+
+    pub async fn start_with(options: MeshOptions) -> Self {
+        let db = TestDatabase::create().await;
+        pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
+            .await
+            .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
+        let ledger = ServiceProcess::start(
+            "pecr-ledger-writer",
+            &[
+                ("PECR_DB_URL", db.url()),
+                ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+                ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+            ],
+        )
+        .await;
+        let root = workspace_root();
+        let gateway_env = merge(
+            vec![
+                ("PECR_DB_URL", db.url()),
+                ("PECR_LEDGER_URL", ledger.grpc_url()),
+                ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
+                ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
+                (
+                    "PECR_FS_CORPUS_PATH",
+                    root.join("fixtures/fs_corpus").display().to_string(),
+                ),
+                (
+                    "PECR_POLICY_BUNDLE_DIR",
+                    root.join("opa/bundle").display().to_string(),
+                ),
+            ],
+            &options.gateway,
+        );
+        let gateway = ServiceProcess::start("pecr-gateway", &gateway_env).await;
+        let controller_env = merge(
+            vec![
+                ("PECR_GATEWAY_URL", gateway.grpc_url()),
+                ("PECR_LEDGER_URL", ledger.grpc_url()),
+                ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
+                ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),
+                ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.into()),
+            ],
+            &options.controller,
+        );
+        let controller = ServiceProcess::start("pecr-controller", &controller_env).await;
+        for service in [&ledger, &gateway, &controller] {
+            service.wait_ready().await;
+        }
+        Self {
+            db,
+            ledger,
+            gateway: Some(gateway),
+            controller,
+            controller_env,
+        }
+    }
+
+    /// Another controller process with the same settings plus `extra`.
+    pub async fn start_controller(&self, extra: &[(&'static str, String)]) -> ServiceProcess {
+        let env = merge(self.controller_env.clone(), extra);
+        let controller = ServiceProcess::start("pecr-controller", &env).await;
+        controller.wait_ready().await;
+        controller
+    }
+
+    /// The settings the controller was started with.
+    pub fn controller_env(&self) -> &[(&'static str, String)] {
+        &self.controller_env
+    }
+
+    pub async fn stop_gateway(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop().await;
+        }
+    }
+
+    pub async fn client(&self) -> ControllerServiceClient<Channel> {
+        client_for(&self.controller).await
+    }
+
+    /// `path` on the controller's REST edge.
+    pub fn url(&self, path: &str) -> String {
+        self.controller.http_url(path)
+    }
+
+    /// Stderr lines of every running service so far (drained).
+    pub fn logs(&mut self) -> Vec<String> {
+        let mut lines = self.controller.drain_stderr();
+        lines.extend(self.ledger.drain_stderr());
+        if let Some(gateway) = self.gateway.as_mut() {
+            lines.extend(gateway.drain_stderr());
+        }
+        lines
+    }
+}
+
+pub async fn client_for(controller: &ServiceProcess) -> ControllerServiceClient<Channel> {
+    ControllerServiceClient::connect(controller.grpc_url())
+        .await
+        .unwrap_or_else(|err| panic!("connect controller: {err}"))
+}
+
+/// A request with caller metadata (`x-pecr-principal-id` when `principal` is non-empty).
+pub fn as_principal<T>(principal: &str, body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    request.set_timeout(Duration::from_secs(30));
+    if !principal.is_empty() {
+        request.metadata_mut().insert(
+            "x-pecr-principal-id",
+            principal
+                .parse()
+                .unwrap_or_else(|err| panic!("principal: {err}")),
+        );
+    }
+    request
+}
+
+pub fn run_request(
+    principal: &str,
+    query: &str,
+    budget: Option<v1::Budget>,
+) -> tonic::Request<v1::RunRequest> {
+    as_principal(
+        principal,
+        v1::RunRequest {
+            query: query.into(),
+            budget,
+        },
+    )
+}
+
+/// A budget: calls, bytes, wall clock (ms), depth, parallelism.
+pub fn budget(calls: u32, bytes: u64, wall_ms: u64, depth: u32, par: Option<u32>) -> v1::Budget {
+    v1::Budget {
+        max_operator_calls: calls,
+        max_bytes: bytes,
+        max_wallclock_ms: wall_ms,
+        max_recursion_depth: depth,
+        max_parallelism: par,
+    }
+}
+
+/// The spec's scenario budget: 100 calls, 1 MiB, 10 s, depth 10.
+pub fn roomy_budget() -> v1::Budget {
+    budget(100, 1_048_576, 10_000, 10, None)
+}
+
+/// The PECR error of a failed call.
+pub fn error_of(status: &tonic::Status) -> PecrError {
+    PecrError::from_status(status).unwrap_or_else(|| panic!("no PECR error detail in {status:?}"))
+}
+
+/// The stored bundle of a run, fetched by its owner.
+pub async fn replay(
+    client: &mut ControllerServiceClient<Channel>,
+    principal: &str,
+    run_id: &str,
+) -> v1::ReplayBundle {
+    client
+        .get_replay(as_principal(
+            principal,
+            v1::GetReplayRequest {
+                run_id: run_id.into(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("replay {run_id}: {status:?}"))
+        .into_inner()
+        .bundle
+        .unwrap_or_else(|| panic!("replay {run_id} has no bundle"))
+}

@@ -49,6 +49,11 @@ async fn start_mesh() -> Mesh {
     let mut controller_env =
         loopback_ports("PECR_CONTROLLER_GRPC_ADDR", "PECR_CONTROLLER_BIND_ADDR").to_vec();
     controller_env.push(("PECR_GATEWAY_URL", gateway.grpc_url()));
+    controller_env.push(("PECR_LEDGER_URL", ledger.grpc_url()));
+    controller_env.push((
+        "PECR_BUDGET_DEFAULTS",
+        pecr_mesh_tests::BUDGET_DEFAULTS.into(),
+    ));
     let controller = ServiceProcess::start("pecr-controller", &controller_env).await;
 
     for service in [&ledger, &gateway, &controller] {
@@ -193,11 +198,11 @@ async fn errors_travel_as_pecr_error_details() {
             budget: None,
         })
         .await
-        .expect_err("not built yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("no principal");
+    assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
-        PecrError::from_status(&status).map(|e| e.http_status),
-        Some(501)
+        PecrError::from_status(&status).map(|e| (e.code, e.http_status)),
+        Some((ErrorCode::PolicyDenied, 401))
     );
 }
 
@@ -212,7 +217,7 @@ async fn readiness_follows_the_real_dependency() {
     let ready = http_get(&mesh.controller.http_url("/readyz")).await;
     assert_eq!(
         ready.body,
-        r#"{"checks":{"gateway":true},"status":"ready"}"#
+        r#"{"checks":{"auth":true,"gateway":true},"status":"ready"}"#
     );
 
     let gateway_grpc = mesh.gateway.grpc_addr;

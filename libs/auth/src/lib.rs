@@ -1,5 +1,6 @@
 //! Who is calling: local-mode authentication from request metadata
-//! (spec 10 §7.1). OIDC arrives with the mesh-security work.
+//! (spec 10 §7.1), shared by the gateway and the controller. OIDC arrives
+//! with the mesh-security work.
 
 use pecr_errors::{ErrorCode, PecrError};
 use tonic::metadata::MetadataMap;

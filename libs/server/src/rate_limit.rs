@@ -1,4 +1,4 @@
-//! Per-principal sliding-window rate limits (spec 20 §9), process-local.
+//! Per-key sliding-window rate limits (spec 20 §9, spec 30 §4), process-local.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

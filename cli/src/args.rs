@@ -1,0 +1,320 @@
+//! The command line: global connection flags and one subcommand per RPC
+//! family. Bad values are refused here, so clap reports them (exit 2)
+//! before anything touches the network.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pecr_proto::v1::Budget;
+use tonic::metadata::AsciiMetadataValue;
+
+use crate::budget;
+
+pub const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50052";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the controller answered with an error (or the call timed out)
+  2  usage error
+  3  the controller could not be reached
+
+Examples:
+  pecr run \"Who owns the billing service?\"
+  pecr --json run \"How many open incidents?\" --budget '{\"max_operator_calls\":10,\"max_bytes\":1048576,\"max_wallclock_ms\":10000,\"max_recursion_depth\":5}'
+  pecr replays list --limit 5 --engine-mode rlm
+  pecr eval submit --name nightly --min-quality-score 60
+  pecr eval show <EVALUATION_ID>";
+
+/// Command-line client of the PECR controller: ask questions, inspect
+/// stored runs, score them and read scorecards.
+#[derive(Debug, Parser)]
+#[command(name = "pecr", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that apply to every subcommand; each can also come from the
+/// environment, so a shell profile can hold the connection settings.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// gRPC endpoint of the controller (http:// only).
+    #[arg(
+        long,
+        global = true,
+        env = "PECR_CONTROLLER_URL",
+        default_value = DEFAULT_CONTROLLER_URL,
+        value_name = "URL",
+        value_parser = controller_url,
+    )]
+    pub controller: String,
+
+    /// Principal to act as, sent as `x-pecr-principal-id`.
+    #[arg(long, global = true, env = "PECR_PRINCIPAL_ID", value_name = "ID", value_parser = metadata_text)]
+    pub principal: Option<String>,
+
+    /// Local-auth shared secret, sent as `x-pecr-local-auth-secret`.
+    #[arg(
+        long,
+        global = true,
+        env = "PECR_LOCAL_AUTH_SHARED_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = metadata_text,
+    )]
+    pub secret: Option<String>,
+
+    /// Bearer token (OIDC), sent as `authorization: Bearer <TOKEN>`.
+    #[arg(
+        long,
+        global = true,
+        env = "PECR_BEARER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = metadata_text,
+    )]
+    pub token: Option<String>,
+
+    /// Request id to send as `x-pecr-request-id` (the server makes one otherwise).
+    #[arg(long, global = true, value_name = "ID", value_parser = metadata_text)]
+    pub request_id: Option<String>,
+
+    /// Trace id to send as `x-pecr-trace-id` (the server makes one otherwise).
+    #[arg(long, global = true, value_name = "ID", value_parser = metadata_text)]
+    pub trace_id: Option<String>,
+
+    /// Deadline of each call in milliseconds, connecting included.
+    #[arg(long, global = true, default_value_t = 30_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+
+    /// Print the response as the REST contract's JSON (one line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer a question end to end (ControllerService/Run).
+    #[command(after_help = "\
+Prints the terminal mode, the answer, each claim with the evidence it cites
+(short evidence id, source system, object id), then the trace id, run id and
+stop reason. The run is stored as a replay under its run id.")]
+    Run(RunArgs),
+
+    /// Inspect stored runs (replay bundles).
+    #[command(subcommand)]
+    Replays(ReplaysCommand),
+
+    /// Score stored runs, or show a stored evaluation.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+
+    /// Per-engine quality scorecards over your newest runs (GetScorecards).
+    Scorecards(ScorecardsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The question to answer.
+    pub query: String,
+
+    /// Budget as the REST contract's JSON object; absent means the server's
+    /// defaults. Keys: max_operator_calls, max_bytes, max_wallclock_ms,
+    /// max_recursion_depth (all required) and max_parallelism (optional).
+    /// Unknown keys are refused.
+    #[arg(long, value_name = "JSON", value_parser = budget_arg)]
+    pub budget: Option<Budget>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplaysCommand {
+    /// List your newest replays, newest first (ListReplays).
+    List(ListArgs),
+
+    /// Show one replay bundle (GetReplay).
+    Show {
+        /// The run id printed by `pecr run` (`<trace_id>-<ULID>`).
+        run_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Most entries to return (the server caps it).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+
+    /// Only runs of this engine.
+    #[arg(long, value_name = "MODE")]
+    pub engine_mode: Option<EngineMode>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Score stored runs and store the evaluation (SubmitEvaluation).
+    #[command(after_help = "\
+Without --replay-id the controller scores your latest runs. The evaluation
+passes when every scored run reaches --min-quality-score, the share of
+SOURCE_UNAVAILABLE runs stays at or below --max-source-unavailable-rate, and
+no requested run id is missing.")]
+    Submit(SubmitArgs),
+
+    /// Show a stored evaluation (GetEvaluation).
+    Show {
+        /// The evaluation id printed by `pecr eval submit`.
+        evaluation_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A name for this evaluation.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+
+    /// A run id to score; repeat for several.
+    #[arg(long = "replay-id", value_name = "RUN_ID")]
+    pub replay_ids: Vec<String>,
+
+    /// Only score runs of this engine.
+    #[arg(long, value_name = "MODE")]
+    pub engine_mode: Option<EngineMode>,
+
+    /// Lowest passing quality score, 0..=100 (server default 0).
+    #[arg(long, value_name = "X", value_parser = finite_number)]
+    pub min_quality_score: Option<f64>,
+
+    /// Highest passing share of SOURCE_UNAVAILABLE runs, 0..=1 (server default 1).
+    #[arg(long, value_name = "Y", value_parser = finite_number)]
+    pub max_source_unavailable_rate: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScorecardsArgs {
+    /// How many of your newest runs to aggregate (the server caps it).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+
+    /// Only this engine's scorecard.
+    #[arg(long, value_name = "MODE")]
+    pub engine_mode: Option<EngineMode>,
+}
+
+/// The engines the contract knows; a validated string on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineMode {
+    Baseline,
+    Rlm,
+}
+
+impl EngineMode {
+    pub fn as_wire(self) -> String {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Rlm => "rlm",
+        }
+        .to_owned()
+    }
+}
+
+fn budget_arg(text: &str) -> Result<Budget, String> {
+    budget::parse(text)
+}
+
+/// Only http:// URLs: this build has no TLS, and an https:// URL would
+/// otherwise fail later as a confusing connection error.
+fn controller_url(text: &str) -> Result<String, String> {
+    let uri: tonic::codegen::http::Uri =
+        text.parse().map_err(|err| format!("not a URL ({err})"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(text.to_owned()),
+        (Some("https"), _) => Err("https:// is not supported by this build; use http://".into()),
+        _ => Err("expected http://HOST:PORT".into()),
+    }
+}
+
+/// Metadata must be visible ASCII; checking here turns a bad value into a
+/// usage error instead of a failed call.
+fn metadata_text(text: &str) -> Result<String, String> {
+    AsciiMetadataValue::try_from(text)
+        .map(|_| text.to_owned())
+        .map_err(|_| "must be printable ASCII (it is sent as gRPC metadata)".to_owned())
+}
+
+fn finite_number(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(number) if number.is_finite() => Ok(number),
+        _ => Err("expected a finite number".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["pecr", "replays", "list", "--json", "--limit", "3"])
+            .expect("parses");
+        assert!(cli.global.json);
+        assert!(matches!(
+            cli.command,
+            Command::Replays(ReplaysCommand::List(ListArgs { limit: Some(3), .. }))
+        ));
+    }
+
+    #[test]
+    fn eval_submit_takes_repeated_replay_ids() {
+        let cli = Cli::try_parse_from([
+            "pecr",
+            "eval",
+            "submit",
+            "--name",
+            "n",
+            "--replay-id",
+            "a",
+            "--replay-id",
+            "b",
+            "--engine-mode",
+            "rlm",
+        ])
+        .expect("parses");
+        let Command::Eval(EvalCommand::Submit(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.replay_ids, ["a", "b"]);
+        assert_eq!(args.engine_mode, Some(EngineMode::Rlm));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for argv in [
+            &["pecr", "--controller", "https://x:1", "scorecards"][..],
+            &["pecr", "--controller", "nope", "scorecards"],
+            &["pecr", "--principal", "a\nb", "scorecards"],
+            &[
+                "pecr",
+                "eval",
+                "submit",
+                "--name",
+                "n",
+                "--min-quality-score",
+                "NaN",
+            ],
+            &["pecr", "run", "q", "--budget", "{}"],
+            &["pecr", "scorecards", "--engine-mode", "fast"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! One function per subcommand: build the request, make the call, and
+//! turn the response into what gets printed (readable text or JSON).
+
+use pecr_proto::v1::{
+    GetEvaluationRequest, GetReplayRequest, GetScorecardsRequest, ListReplaysRequest,
+    ReplayEvaluationSubmission, RunRequest, SubmitEvaluationRequest,
+};
+use prost::Message;
+
+use crate::args::{Cli, Command, EngineMode, EvalCommand, ReplaysCommand};
+use crate::client::{Controller, Failure};
+use crate::json::JsonWriter;
+use crate::render;
+
+/// Connects, runs the command's RPC, and returns the text for stdout.
+pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<String, Failure> {
+    let controller = Controller::connect(&cli.global).await?;
+    match &cli.command {
+        Command::Run(args) => {
+            let request = RunRequest {
+                query: args.query.clone(),
+                budget: args.budget,
+            };
+            let response = controller
+                .call(request, |mut c, r| async move { c.run(r).await })
+                .await?;
+            show(json, "pecr.v1.RunResponse", &response, render::run)
+        }
+        Command::Replays(ReplaysCommand::List(args)) => {
+            let request = ListReplaysRequest {
+                limit: args.limit,
+                engine_mode: args.engine_mode.map(EngineMode::as_wire),
+            };
+            let response = controller
+                .call(request, |mut c, r| async move { c.list_replays(r).await })
+                .await?;
+            show(
+                json,
+                "pecr.v1.ListReplaysResponse",
+                &response,
+                render::replay_list,
+            )
+        }
+        Command::Replays(ReplaysCommand::Show { run_id }) => {
+            let request = GetReplayRequest {
+                run_id: run_id.clone(),
+            };
+            let response = controller
+                .call(request, |mut c, r| async move { c.get_replay(r).await })
+                .await?;
+            // Like the REST edge (`response_body: "bundle"`): the bundle alone.
+            let bundle = response.bundle.unwrap_or_default();
+            show(json, "pecr.v1.ReplayBundle", &bundle, render::replay)
+        }
+        Command::Eval(EvalCommand::Submit(args)) => {
+            let request = SubmitEvaluationRequest {
+                submission: Some(ReplayEvaluationSubmission {
+                    evaluation_name: args.name.clone(),
+                    replay_ids: args.replay_ids.clone(),
+                    engine_mode: args.engine_mode.map(EngineMode::as_wire),
+                    min_quality_score: args.min_quality_score,
+                    max_source_unavailable_rate: args.max_source_unavailable_rate,
+                }),
+            };
+            let response = controller
+                .call(
+                    request,
+                    |mut c, r| async move { c.submit_evaluation(r).await },
+                )
+                .await?;
+            let evaluation = response.evaluation.unwrap_or_default();
+            show(
+                json,
+                "pecr.v1.ReplayEvaluationResult",
+                &evaluation,
+                render::evaluation,
+            )
+        }
+        Command::Eval(EvalCommand::Show { evaluation_id }) => {
+            let request = GetEvaluationRequest {
+                evaluation_id: evaluation_id.clone(),
+            };
+            let response = controller
+                .call(request, |mut c, r| async move { c.get_evaluation(r).await })
+                .await?;
+            let evaluation = response.evaluation.unwrap_or_default();
+            show(
+                json,
+                "pecr.v1.ReplayEvaluationResult",
+                &evaluation,
+                render::evaluation,
+            )
+        }
+        Command::Scorecards(args) => {
+            let request = GetScorecardsRequest {
+                limit: args.limit,
+                engine_mode: args.engine_mode.map(EngineMode::as_wire),
+            };
+            let response = controller
+                .call(request, |mut c, r| async move { c.get_scorecards(r).await })
+                .await?;
+            show(
+                json,
+                "pecr.v1.GetScorecardsResponse",
+                &response,
+                |response| render::scorecards(&response.scorecards),
+            )
+        }
+    }
+}
+
+/// What the spinner says while the command waits.
+pub fn progress_label(command: &Command) -> &'static str {
+    match command {
+        Command::Run(_) => "running…",
+        Command::Eval(EvalCommand::Submit(_)) => "scoring…",
+        _ => "loading…",
+    }
+}
+
+fn show<M: Message>(
+    json: Option<&JsonWriter>,
+    full_name: &str,
+    message: &M,
+    readable: impl FnOnce(&M) -> String,
+) -> Result<String, Failure> {
+    match json {
+        Some(writer) => writer
+            .render(full_name, message)
+            .map(|line| line + "\n")
+            .map_err(Failure::Output),
+        None => Ok(readable(message)),
+    }
+}

@@ -1,0 +1,108 @@
+//! `pecr`: the command-line client of the PECR controller.
+//!
+//! Parsing is clap's (usage errors exit 2), the call runs under a spinner
+//! that only a terminal sees, and every failure ends in one place that
+//! picks the message and the exit code.
+
+mod args;
+mod budget;
+mod client;
+mod commands;
+mod json;
+mod progress;
+mod render;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pecr_errors::{ErrorCode, PecrError};
+
+use crate::args::Cli;
+use crate::client::Failure;
+use crate::json::JsonWriter;
+
+/// The controller answered with an error, or the call timed out.
+const EXIT_CALL_FAILED: u8 = 1;
+/// A value clap could not check up front (clap itself also exits 2).
+const EXIT_USAGE: u8 = 2;
+/// The controller could not be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = if cli.global.json {
+        match JsonWriter::new() {
+            Ok(writer) => Some(writer),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(EXIT_CALL_FAILED);
+            }
+        }
+    } else {
+        None
+    };
+    let label = commands::progress_label(&cli.command);
+    match progress::track(label, commands::execute(&cli, json.as_ref())).await {
+        Ok(text) => {
+            stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => report(failure, json.as_ref()),
+    }
+}
+
+/// Prints a failure and picks the exit code. With `--json`, call errors are
+/// the REST error body on stdout, so scripts parse one shape either way.
+fn report(failure: Failure, json: Option<&JsonWriter>) -> ExitCode {
+    match failure {
+        Failure::Call(error) => {
+            if !print_error_json(&error, json) {
+                eprint!("{}", render::error(&error));
+            }
+            ExitCode::from(EXIT_CALL_FAILED)
+        }
+        Failure::Unreachable { url, cause } => {
+            let error = PecrError::new(
+                ErrorCode::SourceUnavailable,
+                format!("cannot reach the controller at {url}: {cause}"),
+            );
+            print_error_json(&error, json);
+            // Humans need the hint even in JSON mode; stdout stays pure JSON.
+            eprint!("{}", render::unreachable(&url, &cause));
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
+        Failure::Usage(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Failure::Output(message) => {
+            // As the REST edge does for a response outside the contract.
+            print_error_json(&PecrError::internal("internal error"), json);
+            eprintln!("error: cannot print the response: {message}");
+            ExitCode::from(EXIT_CALL_FAILED)
+        }
+    }
+}
+
+/// True when the error went to stdout as JSON.
+fn print_error_json(error: &PecrError, json: Option<&JsonWriter>) -> bool {
+    let Some(writer) = json else {
+        return false;
+    };
+    match writer.render("pecr.v1.ErrorResponse", &error.to_error_response()) {
+        Ok(line) => {
+            stdout(&format!("{line}\n"));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Writes to stdout without `print!`, which panics when a reader such as
+/// `head` has already closed the pipe.
+fn stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

@@ -1,0 +1,82 @@
+//! A spinner on stderr while a call is slow. It appears only after a short
+//! delay (fast calls never flicker), only when stderr is a terminal (pipes,
+//! logs and tests stay clean), and is erased before any output is printed.
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+const DELAY: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
+const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+/// Carriage return, then ANSI "erase the whole line".
+const CLEAR: &str = "\r\x1b[2K";
+
+/// Awaits `work`, with a spinner labelled `label` if it takes a while.
+pub async fn track<F: Future>(label: &str, work: F) -> F::Output {
+    let stderr = std::io::stderr();
+    if !stderr.is_terminal() {
+        return work.await;
+    }
+    spin(label, work, &mut stderr.lock()).await
+}
+
+async fn spin<F: Future, W: Write>(label: &str, work: F, out: &mut W) -> F::Output {
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval_at(started + DELAY, TICK);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    tokio::pin!(work);
+    let mut frames = FRAMES.iter().cycle();
+    let mut drawn = false;
+    loop {
+        tokio::select! {
+            // Finishing wins over a tick due at the same moment.
+            biased;
+            output = &mut work => {
+                if drawn {
+                    // Cosmetic: a failed write to stderr must not fail the command.
+                    let _ = write!(out, "{CLEAR}");
+                    let _ = out.flush();
+                }
+                return output;
+            }
+            _ = ticker.tick() => {
+                let frame = frames.next().unwrap_or(&FRAMES[0]);
+                let elapsed = started.elapsed().as_secs_f64();
+                let _ = write!(out, "{CLEAR}{frame} {label} {elapsed:.1}s");
+                let _ = out.flush();
+                drawn = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fast_work_draws_nothing() {
+        let mut out = Vec::new();
+        let value = spin("running…", async { 7 }, &mut out).await;
+        assert_eq!(value, 7);
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn slow_work_draws_then_clears() {
+        let mut out = Vec::new();
+        spin(
+            "running…",
+            tokio::time::sleep(Duration::from_millis(450)),
+            &mut out,
+        )
+        .await;
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("⠋ running… 0."), "{text:?}");
+        assert!(text.contains('⠙'), "redrawn: {text:?}");
+        assert!(text.ends_with(CLEAR), "cleared: {text:?}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The controller's only privileged path: the gateway's gRPC API (spec 30 §7).
+//! Every call carries the request and trace ids and the caller's identity;
+//! session creation and finalize are bounded by `PECR_GATEWAY_TIMEOUT_MS`,
+//! operator calls by the remaining wall-clock budget.
+
+use std::time::Duration;
+
+use pecr_contracts::replay::TerminalMode;
+use pecr_errors::{ErrorCode, PecrError};
+use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
+use serde_json::Value;
+use tonic::Code;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::Channel;
+
+/// Who the run acts for, and how to say so to the gateway (spec 30 §3.3).
+#[derive(Debug, Clone)]
+pub struct CallerIdentity {
+    pub principal_id: String,
+    /// The configured local shared secret, forwarded when set.
+    pub shared_secret: Option<String>,
+    pub request_id: String,
+    pub trace_id: String,
+}
+
+/// The outcome of one operator call that did not fail the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOutcome {
+    pub ok: bool,
+    /// The reply's mode when ok, else the failure's hint.
+    pub terminal_mode: TerminalMode,
+    /// The operator's JSON result when ok.
+    pub result: Option<Value>,
+    /// Length of the result JSON (ok) or of the error body (failed); 0 on timeout.
+    pub bytes_len: u64,
+}
+
+/// The gateway, as seen by one run.
+#[derive(Clone)]
+pub struct GatewayClient {
+    client: GatewayServiceClient<Channel>,
+    timeout: Duration,
+}
+
+/// An open gateway session of one run; cheap to clone for concurrent calls.
+#[derive(Clone)]
+pub struct SessionClient {
+    client: GatewayServiceClient<Channel>,
+    identity: CallerIdentity,
+    token: AsciiMetadataValue,
+    timeout: Duration,
+    pub session_id: String,
+    pub policy_snapshot_id: String,
+}
+
+fn unavailable(what: &str) -> PecrError {
+    PecrError::new(
+        ErrorCode::SourceUnavailable,
+        format!("gateway unavailable during {what}"),
+    )
+    .with_http(502)
+}
+
+fn bad_reply(reason: &str) -> PecrError {
+    PecrError::new(
+        ErrorCode::Internal,
+        format!("invalid gateway reply: {reason}"),
+    )
+    .with_http(502)
+    .with_hint(pecr_errors::TerminalMode::SourceUnavailable)
+}
+
+/// A gateway error passes through unchanged; a status without one is a
+/// transport failure.
+fn passthrough(status: &tonic::Status, what: &str) -> PecrError {
+    PecrError::from_status_or(status, || unavailable(what))
+}
+
+fn insert(metadata: &mut MetadataMap, key: &'static str, value: &str) -> Result<(), PecrError> {
+    let value = value
+        .parse::<AsciiMetadataValue>()
+        .map_err(|_| PecrError::invalid_params(format!("{key} is not valid header text")))?;
+    metadata.insert(key, value);
+    Ok(())
+}
+
+impl CallerIdentity {
+    fn request<T>(&self, body: T, timeout: Duration) -> Result<tonic::Request<T>, PecrError> {
+        let mut request = tonic::Request::new(body);
+        request.set_timeout(timeout);
+        let metadata = request.metadata_mut();
+        insert(metadata, "x-pecr-request-id", &self.request_id)?;
+        insert(metadata, "x-pecr-trace-id", &self.trace_id)?;
+        insert(metadata, "x-pecr-principal-id", &self.principal_id)?;
+        if let Some(secret) = &self.shared_secret {
+            insert(metadata, "x-pecr-local-auth-secret", secret)?;
+        }
+        Ok(request)
+    }
+}
+
+impl GatewayClient {
+    pub fn new(channel: Channel, timeout: Duration) -> Self {
+        Self {
+            client: GatewayServiceClient::new(channel),
+            timeout,
+        }
+    }
+
+    /// Opens a session and checks the reply: a token, our trace id, our budget.
+    pub async fn create_session(
+        &self,
+        identity: &CallerIdentity,
+        budget: v1::Budget,
+    ) -> Result<SessionClient, PecrError> {
+        let request = identity.request(
+            v1::CreateSessionRequest {
+                budget: Some(budget),
+                as_of_time: None,
+            },
+            self.timeout,
+        )?;
+        let mut client = self.client.clone();
+        let reply = tokio::time::timeout(self.timeout, client.create_session(request))
+            .await
+            .map_err(|_| unavailable("session creation"))?
+            .map_err(|status| passthrough(&status, "session creation"))?;
+        let token = reply
+            .metadata()
+            .get("x-pecr-session-token")
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .and_then(|value| value.parse::<AsciiMetadataValue>().ok())
+            .ok_or_else(|| bad_reply("session reply has no x-pecr-session-token"))?;
+        let session = reply.into_inner();
+        if session.trace_id != identity.trace_id {
+            return Err(bad_reply("session trace_id differs"));
+        }
+        if session.budget != Some(budget) {
+            return Err(bad_reply("session budget differs from the one sent"));
+        }
+        Ok(SessionClient {
+            client: self.client.clone(),
+            identity: identity.clone(),
+            token,
+            timeout: self.timeout,
+            session_id: session.session_id,
+            policy_snapshot_id: session.policy_snapshot_id,
+        })
+    }
+}
+
+impl SessionClient {
+    fn request<T>(&self, body: T, timeout: Duration) -> Result<tonic::Request<T>, PecrError> {
+        let mut request = self.identity.request(body, timeout)?;
+        request
+            .metadata_mut()
+            .insert("x-pecr-session-token", self.token.clone());
+        Ok(request)
+    }
+
+    /// Calls one operator with `timeout` (the remaining wall clock). A timeout
+    /// or a gateway error is a failed outcome; a transport failure or an
+    /// unparsable result fails the run.
+    pub async fn call(
+        &self,
+        op_name: &str,
+        params: &Value,
+        timeout: Duration,
+    ) -> Result<CallOutcome, PecrError> {
+        let timed_out = CallOutcome {
+            ok: false,
+            terminal_mode: TerminalMode::SourceUnavailable,
+            result: None,
+            bytes_len: 0,
+        };
+        let request = self.request(
+            v1::CallOperatorRequest {
+                op_name: op_name.to_owned(),
+                session_id: self.session_id.clone(),
+                params: params.to_string(),
+            },
+            timeout,
+        )?;
+        let mut client = self.client.clone();
+        let reply = match tokio::time::timeout(timeout, client.call_operator(request)).await {
+            Err(_) => return Ok(timed_out),
+            Ok(reply) => reply,
+        };
+        match reply {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                let result: Value = serde_json::from_str(&reply.result)
+                    .map_err(|_| bad_reply("operator result is not JSON"))?;
+                let terminal_mode = contract_mode(reply.terminal_mode)
+                    .ok_or_else(|| bad_reply("operator reply has no terminal_mode"))?;
+                Ok(CallOutcome {
+                    ok: true,
+                    terminal_mode,
+                    bytes_len: reply.result.len() as u64,
+                    result: Some(result),
+                })
+            }
+            Err(status) if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
+                Ok(timed_out)
+            }
+            Err(status) => match PecrError::from_status(&status) {
+                Some(error) => Ok(CallOutcome {
+                    ok: false,
+                    terminal_mode: contract_mode(error.hint as i32)
+                        .unwrap_or(TerminalMode::SourceUnavailable),
+                    result: None,
+                    bytes_len: error_body_len(&error),
+                }),
+                None => Err(unavailable("an operator call")),
+            },
+        }
+    }
+
+    /// Submits the answer to the finalize gate and checks the reply's trace id.
+    pub async fn finalize(
+        &self,
+        response_text: String,
+        claim_map: v1::ClaimMap,
+    ) -> Result<v1::FinalizeResponse, PecrError> {
+        let request = self.request(
+            v1::FinalizeRequest {
+                session_id: self.session_id.clone(),
+                response_text,
+                claim_map: Some(claim_map),
+            },
+            self.timeout,
+        )?;
+        let mut client = self.client.clone();
+        let reply = tokio::time::timeout(self.timeout, client.finalize(request))
+            .await
+            .map_err(|_| unavailable("finalize"))?
+            .map_err(|status| passthrough(&status, "finalize"))?
+            .into_inner();
+        if reply.trace_id != self.identity.trace_id {
+            return Err(bad_reply("finalize trace_id differs"));
+        }
+        if reply.claim_map.is_none() || contract_mode(reply.terminal_mode).is_none() {
+            return Err(bad_reply("finalize reply is incomplete"));
+        }
+        Ok(reply)
+    }
+}
+
+/// A proto terminal mode as its contract value; None for UNSPECIFIED.
+pub fn contract_mode(mode: i32) -> Option<TerminalMode> {
+    match v1::TerminalMode::try_from(mode).ok()? {
+        v1::TerminalMode::Supported => Some(TerminalMode::Supported),
+        v1::TerminalMode::InsufficientEvidence => Some(TerminalMode::InsufficientEvidence),
+        v1::TerminalMode::InsufficientPermission => Some(TerminalMode::InsufficientPermission),
+        v1::TerminalMode::SourceUnavailable => Some(TerminalMode::SourceUnavailable),
+        v1::TerminalMode::Unspecified => None,
+    }
+}
+
+/// A contract terminal mode as its proto value.
+pub fn proto_mode(mode: TerminalMode) -> v1::TerminalMode {
+    match mode {
+        TerminalMode::Supported => v1::TerminalMode::Supported,
+        TerminalMode::InsufficientEvidence => v1::TerminalMode::InsufficientEvidence,
+        TerminalMode::InsufficientPermission => v1::TerminalMode::InsufficientPermission,
+        TerminalMode::SourceUnavailable => v1::TerminalMode::SourceUnavailable,
+    }
+}
+
+/// Bytes of a failed call: the length of its `ErrorResponse` JSON, so
+/// `max_bytes` keeps its REST meaning over gRPC.
+fn error_body_len(error: &PecrError) -> u64 {
+    let body = serde_json::json!({
+        "code": error.code.as_str(),
+        "message": error.message,
+        "terminal_mode_hint": proto_mode(
+            contract_mode(error.hint as i32).unwrap_or(TerminalMode::SourceUnavailable)
+        ).as_str_name(),
+        "retryable": error.retryable,
+    });
+    body.to_string().len() as u64
+}

@@ -1,0 +1,150 @@
+//! Controller metrics (spec 30 §14.1). Every `/v1/run` outcome is recorded,
+//! including failures before the session step (a deliberate change).
+
+use std::time::Instant;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+use crate::budget_gate::StopReason;
+
+pub const ROUTE_RUN: &str = "/v1/run";
+
+#[derive(Clone)]
+pub struct ControllerMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    durations: HistogramVec,
+    terminal_modes: IntCounterVec,
+    pub loop_iterations: IntCounter,
+    budget_violations: IntCounter,
+    stop_reasons: IntCounterVec,
+    inflight_ops: IntGauge,
+    pub operator_queue_wait: Histogram,
+}
+
+/// Decrements the in-flight gauge when the call ends, however it ends.
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl ControllerMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = pecr_server::new_registry("pecr-controller");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "pecr_controller_http_requests_total",
+                "Runs by route, method and HTTP status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "pecr_controller_http_request_duration_seconds",
+                "Run latency",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method", "outcome"],
+        )?;
+        let terminal_modes = IntCounterVec::new(
+            Opts::new(
+                "pecr_controller_terminal_modes_total",
+                "Final terminal modes of runs (or the error's hint)",
+            ),
+            &["route", "terminal_mode"],
+        )?;
+        let loop_iterations = IntCounter::new(
+            "pecr_controller_loop_iterations_total",
+            "Baseline plan steps that passed the depth gate",
+        )?;
+        let budget_violations = IntCounter::new(
+            "pecr_controller_budget_violations_total",
+            "Engine loops that ended on a budget stop",
+        )?;
+        let stop_reasons = IntCounterVec::new(
+            Opts::new(
+                "pecr_controller_budget_stop_reasons_total",
+                "Engine loops by stop reason",
+            ),
+            &["reason"],
+        )?;
+        let inflight_ops = IntGauge::new(
+            "pecr_controller_inflight_ops",
+            "Operator calls currently executing",
+        )?;
+        let operator_queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "pecr_controller_operator_queue_wait_seconds",
+                "Concurrent dispatch: time from admission to start of execution",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(durations.clone()))?;
+        registry.register(Box::new(terminal_modes.clone()))?;
+        registry.register(Box::new(loop_iterations.clone()))?;
+        registry.register(Box::new(budget_violations.clone()))?;
+        registry.register(Box::new(stop_reasons.clone()))?;
+        registry.register(Box::new(inflight_ops.clone()))?;
+        registry.register(Box::new(operator_queue_wait.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            durations,
+            terminal_modes,
+            loop_iterations,
+            budget_violations,
+            stop_reasons,
+            inflight_ops,
+            operator_queue_wait,
+        })
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
+    /// Counts one call as executing until the returned guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.inflight_ops.inc();
+        InFlight(self.inflight_ops.clone())
+    }
+
+    /// Once per finished engine loop.
+    pub fn loop_finished(&self, reason: StopReason) {
+        self.stop_reasons
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        if reason.is_budget_violation() {
+            self.budget_violations.inc();
+        }
+    }
+
+    /// Once per `/v1/run` request, whatever its outcome.
+    pub fn run_finished(&self, started: Instant, http_status: u16, terminal_mode: &str) {
+        let status = http_status.to_string();
+        self.requests
+            .with_label_values(&[ROUTE_RUN, "POST", &status])
+            .inc();
+        let outcome = if (200..400).contains(&http_status) {
+            "success"
+        } else {
+            "error"
+        };
+        self.durations
+            .with_label_values(&[ROUTE_RUN, "POST", outcome])
+            .observe(started.elapsed().as_secs_f64());
+        self.terminal_modes
+            .with_label_values(&[ROUTE_RUN, terminal_mode])
+            .inc();
+    }
+}

@@ -1,0 +1,354 @@
+//! Where replay bundles and evaluations live (spec 30 §12–13, decision 6):
+//! PostgreSQL through ledger-writer by default, so any controller replica
+//! serves any replay, or JSON files under `PECR_REPLAY_STORE_DIR`.
+//! Both verify each bundle's hash on the way out; a bundle whose hash does
+//! not match does not exist.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use pecr_contracts::ids::{is_safe_store_id, new_ulid};
+use pecr_contracts::replay::{EngineMode, ReplayBundle, ReplayEvaluationResult};
+use pecr_errors::{ErrorCode, PecrError};
+use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::config::ReplayBackend;
+
+/// Whose records these are.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub tenant_id: String,
+    pub principal_id_hash: String,
+}
+
+#[derive(Clone)]
+pub enum ReplayStore {
+    Ledger {
+        client: LedgerServiceClient<Channel>,
+        timeout: Duration,
+    },
+    Files(PathBuf),
+}
+
+fn store_error(detail: impl std::fmt::Display) -> PecrError {
+    PecrError::new(
+        ErrorCode::ReplayStore,
+        format!("replay store unavailable: {detail}"),
+    )
+}
+
+fn replay_not_found() -> PecrError {
+    PecrError::new(ErrorCode::ReplayNotFound, "replay not found")
+}
+
+fn evaluation_not_found() -> PecrError {
+    PecrError::new(ErrorCode::EvaluationNotFound, "evaluation not found")
+}
+
+/// Not-found answers pass through; every other ledger failure is a store error.
+fn ledger_error(status: &tonic::Status) -> PecrError {
+    match PecrError::from_status(status) {
+        Some(error)
+            if matches!(
+                error.code,
+                ErrorCode::ReplayNotFound | ErrorCode::EvaluationNotFound
+            ) =>
+        {
+            error
+        }
+        Some(error) => store_error(error.message),
+        None => store_error(status.code()),
+    }
+}
+
+fn parse_bundle(text: &str) -> Result<ReplayBundle, PecrError> {
+    let value: Value = serde_json::from_str(text).map_err(store_error)?;
+    ReplayBundle::from_json_verified(&value).map_err(|err| {
+        if err.is_hash_mismatch() {
+            replay_not_found()
+        } else {
+            store_error("a stored bundle is unparsable")
+        }
+    })
+}
+
+impl ReplayStore {
+    pub fn new(backend: &ReplayBackend, ledger: Channel, timeout: Duration) -> Self {
+        match backend {
+            ReplayBackend::Ledger => Self::Ledger {
+                client: LedgerServiceClient::new(ledger),
+                timeout,
+            },
+            ReplayBackend::Files(dir) => Self::Files(dir.clone()),
+        }
+    }
+
+    /// Creates the file store's directories (`ERR_REPLAY_STORE_INIT` at start-up).
+    pub fn init(&self) -> std::io::Result<()> {
+        if let Self::Files(dir) = self {
+            std::fs::create_dir_all(dir.join("replays"))?;
+            std::fs::create_dir_all(dir.join("evaluations"))?;
+        }
+        Ok(())
+    }
+
+    fn request<T>(body: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(body);
+        request.set_timeout(timeout);
+        request
+    }
+
+    pub async fn store_bundle(
+        &self,
+        owner: &Owner,
+        bundle: &ReplayBundle,
+    ) -> Result<(), PecrError> {
+        let json = bundle.to_json();
+        match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::StoreReplayBundleRequest {
+                    tenant_id: owner.tenant_id.clone(),
+                    bundle: json.to_string(),
+                };
+                client
+                    .clone()
+                    .store_replay_bundle(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?;
+                Ok(())
+            }
+            Self::Files(dir) => {
+                let path = dir
+                    .join("replays")
+                    .join(format!("{}.json", bundle.metadata.run_id));
+                write_atomically(&path, &json).await
+            }
+        }
+    }
+
+    /// The caller's bundle `run_id`; 404 when unsafe, missing, another's or tampered with.
+    pub async fn load_bundle(
+        &self,
+        owner: &Owner,
+        run_id: &str,
+    ) -> Result<ReplayBundle, PecrError> {
+        if !is_safe_store_id(run_id) {
+            return Err(replay_not_found());
+        }
+        let bundle = match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::LoadReplayBundleRequest {
+                    tenant_id: owner.tenant_id.clone(),
+                    principal_id_hash: owner.principal_id_hash.clone(),
+                    run_id: run_id.to_owned(),
+                };
+                let reply = client
+                    .clone()
+                    .load_replay_bundle(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?;
+                parse_bundle(&reply.into_inner().bundle)?
+            }
+            Self::Files(dir) => {
+                let path = dir.join("replays").join(format!("{run_id}.json"));
+                let text = read_optional(&path).await?.ok_or_else(replay_not_found)?;
+                parse_bundle(&text)?
+            }
+        };
+        if bundle.metadata.principal_id_hash != owner.principal_id_hash {
+            return Err(replay_not_found());
+        }
+        Ok(bundle)
+    }
+
+    /// The caller's newest `limit` valid bundles, newest first.
+    pub async fn list_bundles(
+        &self,
+        owner: &Owner,
+        engine_mode: Option<EngineMode>,
+        limit: u32,
+    ) -> Result<Vec<ReplayBundle>, PecrError> {
+        let texts = match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::ListReplayBundlesRequest {
+                    tenant_id: owner.tenant_id.clone(),
+                    principal_id_hash: owner.principal_id_hash.clone(),
+                    engine_mode: engine_mode.map(|mode| mode.as_str().to_owned()),
+                    limit,
+                };
+                client
+                    .clone()
+                    .list_replay_bundles(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?
+                    .into_inner()
+                    .bundles
+            }
+            Self::Files(dir) => read_json_files(&dir.join("replays")).await?,
+        };
+        let mut bundles: Vec<ReplayBundle> = texts
+            .iter()
+            .filter_map(|text| parse_bundle(text).ok())
+            .filter(|bundle| bundle.metadata.principal_id_hash == owner.principal_id_hash)
+            .filter(|bundle| engine_mode.is_none_or(|mode| bundle.metadata.engine_mode == mode))
+            .collect();
+        bundles.sort_by(|a, b| {
+            b.metadata
+                .recorded_at_unix_ms
+                .cmp(&a.metadata.recorded_at_unix_ms)
+        });
+        bundles.truncate(limit as usize);
+        Ok(bundles)
+    }
+
+    pub async fn store_evaluation(
+        &self,
+        owner: &Owner,
+        evaluation: &ReplayEvaluationResult,
+    ) -> Result<(), PecrError> {
+        let json = serde_json::to_value(evaluation).map_err(store_error)?;
+        match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::StoreEvaluationRequest {
+                    tenant_id: owner.tenant_id.clone(),
+                    evaluation: json.to_string(),
+                };
+                client
+                    .clone()
+                    .store_evaluation(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?;
+                Ok(())
+            }
+            Self::Files(dir) => {
+                let path = dir
+                    .join("evaluations")
+                    .join(format!("{}.json", evaluation.evaluation_id));
+                write_atomically(&path, &json).await
+            }
+        }
+    }
+
+    pub async fn load_evaluation(
+        &self,
+        owner: &Owner,
+        evaluation_id: &str,
+    ) -> Result<ReplayEvaluationResult, PecrError> {
+        if !is_safe_store_id(evaluation_id) {
+            return Err(evaluation_not_found());
+        }
+        let text = match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::LoadEvaluationRequest {
+                    tenant_id: owner.tenant_id.clone(),
+                    principal_id_hash: owner.principal_id_hash.clone(),
+                    evaluation_id: evaluation_id.to_owned(),
+                };
+                client
+                    .clone()
+                    .load_evaluation(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?
+                    .into_inner()
+                    .evaluation
+            }
+            Self::Files(dir) => {
+                let path = dir
+                    .join("evaluations")
+                    .join(format!("{evaluation_id}.json"));
+                read_optional(&path)
+                    .await?
+                    .ok_or_else(evaluation_not_found)?
+            }
+        };
+        let evaluation: ReplayEvaluationResult = serde_json::from_str(&text)
+            .map_err(|_| store_error("a stored evaluation is unparsable"))?;
+        if evaluation.principal_id_hash != owner.principal_id_hash {
+            return Err(evaluation_not_found());
+        }
+        Ok(evaluation)
+    }
+
+    /// Deletes records older than `retention_days` (0 keeps everything).
+    pub async fn prune(&self, retention_days: u32) -> Result<(), PecrError> {
+        if retention_days == 0 {
+            return Ok(());
+        }
+        match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::PruneReplaysRequest { retention_days };
+                client
+                    .clone()
+                    .prune_replays(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?;
+                Ok(())
+            }
+            Self::Files(dir) => {
+                let max_age = Duration::from_secs(u64::from(retention_days) * 86_400);
+                for sub in ["replays", "evaluations"] {
+                    prune_dir(&dir.join(sub), max_age).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Pretty JSON written to a temporary name in the same directory, then renamed.
+async fn write_atomically(path: &Path, json: &Value) -> Result<(), PecrError> {
+    let text = serde_json::to_string_pretty(json).map_err(store_error)?;
+    let tmp = path.with_extension(format!("json.tmp-{}", new_ulid()));
+    tokio::fs::write(&tmp, text).await.map_err(store_error)?;
+    if tokio::fs::rename(&tmp, path).await.is_err() {
+        let _ = tokio::fs::remove_file(path).await;
+        if let Err(err) = tokio::fs::rename(&tmp, path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(store_error(err));
+        }
+    }
+    Ok(())
+}
+
+async fn read_optional(path: &Path) -> Result<Option<String>, PecrError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(store_error(err)),
+    }
+}
+
+/// Every `*.json` file of a directory (unreadable entries are skipped).
+async fn read_json_files(dir: &Path) -> Result<Vec<String>, PecrError> {
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(store_error)?;
+    let mut texts = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(store_error)? {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "json")
+            && let Ok(text) = tokio::fs::read_to_string(&path).await
+        {
+            texts.push(text);
+        }
+    }
+    Ok(texts)
+}
+
+async fn prune_dir(dir: &Path, max_age: Duration) -> Result<(), PecrError> {
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(store_error)?;
+    let now = SystemTime::now();
+    while let Some(entry) = entries.next_entry().await.map_err(store_error)? {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let modified = entry.metadata().await.and_then(|meta| meta.modified());
+        if let Ok(modified) = modified
+            && now.duration_since(modified).is_ok_and(|age| age > max_age)
+        {
+            tokio::fs::remove_file(&path).await.map_err(store_error)?;
+        }
+    }
+    Ok(())
+}

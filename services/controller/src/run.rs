@@ -1,0 +1,317 @@
+//! One run end to end (spec 30 §6.2): budget, gateway session, engine loop,
+//! answer and claim map, finalize, replay bundle, response.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pecr_auth::Principal;
+use pecr_contracts::budget::Budget;
+use pecr_contracts::hashing::principal_id_hash;
+use pecr_contracts::replay::{
+    EngineMode, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, TerminalMode, new_run_id,
+};
+use pecr_contracts::scoring::quality_score;
+use pecr_errors::PecrError;
+use pecr_proto::v1;
+use tracing::{info, warn};
+
+use crate::answer::{self, DraftClaim};
+use crate::budget_gate::BudgetGate;
+use crate::config::OperatorPolicy;
+use crate::convert::{budget_to_proto, claim_map_from_proto};
+use crate::engine::{self, LoopResult};
+use crate::gateway_client::{CallerIdentity, GatewayClient, SessionClient, contract_mode};
+use crate::metrics::ControllerMetrics;
+use crate::plan::Plan;
+use crate::replay_store::{Owner, ReplayStore};
+
+/// What every run of this process shares.
+pub struct RunSettings {
+    pub engine: EngineMode,
+    pub budget_defaults: Budget,
+    pub plan: Plan,
+    pub adaptive_parallelism: bool,
+    #[cfg_attr(not(feature = "rlm"), allow(dead_code))]
+    pub batch_mode: bool,
+    #[cfg_attr(not(feature = "rlm"), allow(dead_code))]
+    pub operator_policies: BTreeMap<String, OperatorPolicy>,
+    pub shared_secret: Option<String>,
+}
+
+pub struct Runner {
+    pub settings: RunSettings,
+    pub gateway: GatewayClient,
+    pub store: ReplayStore,
+    pub metrics: ControllerMetrics,
+}
+
+/// Correlation ids of one request (spec 30 §1.3).
+#[derive(Debug, Clone)]
+pub struct RunIds {
+    pub request_id: String,
+    pub trace_id: String,
+}
+
+impl Runner {
+    pub async fn run(
+        self: &Arc<Self>,
+        principal: &Principal,
+        ids: &RunIds,
+        query: String,
+        budget: Option<Budget>,
+    ) -> Result<v1::RunResponse, PecrError> {
+        // A supplied budget replaces the defaults entirely.
+        let budget = budget.unwrap_or(self.settings.budget_defaults);
+        budget
+            .validate()
+            .map_err(|reason| PecrError::invalid_params(format!("invalid budget: {reason}")))?;
+        let identity = CallerIdentity {
+            principal_id: principal.principal_id.clone(),
+            shared_secret: self.settings.shared_secret.clone(),
+            request_id: ids.request_id.clone(),
+            trace_id: ids.trace_id.clone(),
+        };
+        let session = self
+            .gateway
+            .create_session(&identity, budget_to_proto(&budget))
+            .await?;
+        info!(
+            event = "controller.gateway_session_created",
+            request_id = %ids.request_id,
+            trace_id = %ids.trace_id,
+            principal_id = %principal.principal_id,
+            session_id = %session.session_id,
+            policy_snapshot_id = %session.policy_snapshot_id,
+            "gateway session created"
+        );
+        let gate = BudgetGate::start(budget, self.settings.adaptive_parallelism);
+        let looped = self.run_engine(&query, &session, gate, ids).await?;
+        self.metrics.loop_finished(looped.stop_reason);
+        info!(
+            event = "controller.context_loop_completed",
+            request_id = %ids.request_id,
+            trace_id = %ids.trace_id,
+            principal_id = %principal.principal_id,
+            session_id = %session.session_id,
+            policy_snapshot_id = %session.policy_snapshot_id,
+            terminal_mode = looped.terminal_mode.as_str(),
+            stop_reason = looped.stop_reason.as_str(),
+            budget_violation = looped.stop_reason.is_budget_violation(),
+            operator_calls_used = looped.usage.operator_calls,
+            depth_used = looped.usage.depth,
+            bytes_used = looped.usage.bytes,
+            "context loop completed"
+        );
+
+        let (response_text, claims, proposed_mode) = compose(&query, &looped);
+        let claim_map = answer::claim_map(&claims, proposed_mode);
+        let finalized =
+            with_failure_mode(session.finalize(response_text, claim_map).await?, &looped);
+        let final_map = finalized.claim_map.clone().unwrap_or_default();
+        let cited_evidence = cited_evidence(&final_map, &looped);
+
+        let run_id = self
+            .persist(
+                principal, ids, &query, budget, &session, &looped, &finalized,
+            )
+            .await;
+        Ok(v1::RunResponse {
+            terminal_mode: finalized.terminal_mode,
+            trace_id: finalized.trace_id,
+            claim_map: finalized.claim_map,
+            response_text: finalized.response_text,
+            run_id: run_id.unwrap_or_default(),
+            stop_reason: looped.stop_reason.as_str().to_owned(),
+            cited_evidence,
+        })
+    }
+
+    async fn run_engine(
+        &self,
+        query: &str,
+        session: &SessionClient,
+        gate: BudgetGate,
+        ids: &RunIds,
+    ) -> Result<LoopResult, PecrError> {
+        match self.settings.engine {
+            EngineMode::Baseline => {
+                engine::baseline::run(&self.settings.plan, query, session, gate, &self.metrics)
+                    .await
+            }
+            #[cfg(feature = "rlm")]
+            EngineMode::Rlm => {
+                let options = engine::rlm::RlmOptions {
+                    batch_mode: self.settings.batch_mode,
+                    policies: self.settings.operator_policies.clone(),
+                    request_id: ids.request_id.clone(),
+                    trace_id: ids.trace_id.clone(),
+                };
+                engine::rlm::run(query, session, gate, &self.metrics, &options).await
+            }
+            #[cfg(not(feature = "rlm"))]
+            EngineMode::Rlm => {
+                let _ = ids;
+                Err(PecrError::new(
+                    pecr_errors::ErrorCode::RlmFeatureDisabled,
+                    "this controller was built without the rlm feature",
+                ))
+            }
+        }
+    }
+
+    /// Stores the replay bundle; a failure is logged and leaves the response
+    /// as it is (without a run id).
+    #[allow(clippy::too_many_arguments)]
+    async fn persist(
+        &self,
+        principal: &Principal,
+        ids: &RunIds,
+        query: &str,
+        budget: Budget,
+        session: &SessionClient,
+        looped: &LoopResult,
+        finalized: &v1::FinalizeResponse,
+    ) -> Option<String> {
+        let bundle = match self.bundle(principal, ids, query, budget, session, looped, finalized) {
+            Ok(bundle) => bundle,
+            Err(err) => {
+                warn!(event = "controller.replay_persist_failed", request_id = %ids.request_id, trace_id = %ids.trace_id, error = %err.message, "replay not persisted");
+                return None;
+            }
+        };
+        let owner = Owner {
+            tenant_id: principal.tenant_id.clone(),
+            principal_id_hash: bundle.metadata.principal_id_hash.clone(),
+        };
+        match self.store.store_bundle(&owner, &bundle).await {
+            Ok(()) => Some(bundle.metadata.run_id),
+            Err(err) => {
+                warn!(event = "controller.replay_persist_failed", request_id = %ids.request_id, trace_id = %ids.trace_id, error = %err.message, "replay not persisted");
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bundle(
+        &self,
+        principal: &Principal,
+        ids: &RunIds,
+        query: &str,
+        budget: Budget,
+        session: &SessionClient,
+        looped: &LoopResult,
+        finalized: &v1::FinalizeResponse,
+    ) -> Result<ReplayBundle, PecrError> {
+        let claim_map = claim_map_from_proto(&finalized.claim_map.clone().unwrap_or_default())?;
+        let terminal_mode = contract_mode(finalized.terminal_mode)
+            .ok_or_else(|| PecrError::internal("finalize without terminal mode"))?;
+        let evidence_unit_ids = looped.evidence.unit_ids();
+        let quality_score = quality_score(terminal_mode, &claim_map, &evidence_unit_ids);
+        let recorded_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let mut bundle = ReplayBundle {
+            metadata: ReplayBundleMetadata {
+                schema_version: REPLAY_SCHEMA_VERSION,
+                run_id: new_run_id(&ids.trace_id),
+                trace_id: ids.trace_id.clone(),
+                request_id: ids.request_id.clone(),
+                principal_id_hash: principal_id_hash(&principal.principal_id),
+                engine_mode: self.settings.engine,
+                recorded_at_unix_ms,
+                terminal_mode,
+                quality_score,
+                bundle_hash: String::new(),
+            },
+            query: query.to_owned(),
+            budget,
+            session_id: session.session_id.clone(),
+            policy_snapshot_id: session.policy_snapshot_id.clone(),
+            loop_terminal_mode: looped.terminal_mode,
+            loop_response_text: looped.response_text.clone(),
+            response_text: finalized.response_text.clone(),
+            claim_map,
+            operator_calls_used: looped.usage.operator_calls,
+            bytes_used: looped.usage.bytes,
+            depth_used: looped.usage.depth,
+            evidence_ref_count: u32::try_from(looped.evidence.refs().len()).unwrap_or(u32::MAX),
+            evidence_unit_ids,
+        };
+        bundle.seal();
+        Ok(bundle)
+    }
+}
+
+/// The answer submitted to finalize: the engine's text, else an
+/// evidence-backed answer when the evidence covers the query, else the
+/// default text of the loop's mode.
+fn compose(query: &str, looped: &LoopResult) -> (String, Vec<DraftClaim>, TerminalMode) {
+    if let Some(text) = &looped.response_text {
+        return (
+            text.clone(),
+            answer::claims_from_text(text),
+            looped.terminal_mode,
+        );
+    }
+    if looped.terminal_mode == TerminalMode::InsufficientEvidence
+        && let Some(claims) = answer::evidence_answer(query, looped.evidence.units())
+    {
+        return (answer::text_of(&claims), claims, TerminalMode::Supported);
+    }
+    let text = answer::default_text(looped.terminal_mode);
+    (
+        text.to_owned(),
+        answer::claims_from_text(text),
+        looped.terminal_mode,
+    )
+}
+
+/// The gateway's gate only decides SUPPORTED or INSUFFICIENT_EVIDENCE
+/// (spec 20 §7); callers map failures to the other two modes. A run whose
+/// loop ended because policy denied a call or a source failed reports that
+/// mode, unless the gate found the answer supported after all.
+fn with_failure_mode(
+    mut finalized: v1::FinalizeResponse,
+    looped: &LoopResult,
+) -> v1::FinalizeResponse {
+    let failed = looped.stop_reason == crate::budget_gate::StopReason::OperatorError
+        && matches!(
+            looped.terminal_mode,
+            TerminalMode::InsufficientPermission | TerminalMode::SourceUnavailable
+        );
+    if failed && finalized.terminal_mode != v1::TerminalMode::Supported as i32 {
+        let mode = crate::gateway_client::proto_mode(looped.terminal_mode) as i32;
+        finalized.terminal_mode = mode;
+        if let Some(map) = finalized.claim_map.as_mut() {
+            map.terminal_mode = mode;
+        }
+    }
+    finalized
+}
+
+/// Where each evidence unit cited by the final claims came from.
+fn cited_evidence(map: &v1::ClaimMap, looped: &LoopResult) -> Vec<v1::EvidenceUnitRef> {
+    let cited: std::collections::BTreeSet<&String> = map
+        .claims
+        .iter()
+        .flat_map(|claim| claim.evidence_unit_ids.iter())
+        .collect();
+    cited
+        .into_iter()
+        .filter_map(|id| {
+            looped
+                .evidence
+                .units()
+                .iter()
+                .find(|unit| &unit.evidence_unit_id == id)
+        })
+        .map(|unit| v1::EvidenceUnitRef {
+            evidence_unit_id: unit.evidence_unit_id.clone(),
+            source_system: unit.source_system.clone(),
+            object_id: unit.object_id.clone(),
+            version_id: unit.version_id.clone(),
+        })
+        .collect()
+}
