@@ -16,6 +16,8 @@ const RULES: &[(&str, &[&str])] = &[
         &[
             "pecr-gateway",
             "pecr-ledger-writer",
+            "pecr-adapters",
+            "pecr-policy",
             "tokio-postgres",
             "deadpool-postgres",
             "refinery",
@@ -27,6 +29,15 @@ const RULES: &[(&str, &[&str])] = &[
         &["pecr-controller", "pecr-ledger-writer", "refinery"],
     ),
     ("pecr-ledger-writer", &["pecr-controller", "pecr-gateway"]),
+    (
+        "pecr-cli",
+        &[
+            "pecr-controller",
+            "pecr-gateway",
+            "pecr-ledger-writer",
+            "tokio-postgres",
+        ],
+    ),
     (
         "pecr-contracts",
         &[
