@@ -355,3 +355,39 @@ async fn scenario_44_shared_secret() {
     .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
+
+#[tokio::test]
+async fn correlation_ids_are_sanitized_and_the_trace_id_is_kept() {
+    let mut mesh = Mesh::start().await;
+    let trace = "01j9z8y7x6w5v4t3s2r1q0p9n8";
+    let answer = post_run(
+        &mesh,
+        &[
+            ("x-pecr-principal-id", "dev"),
+            ("x-pecr-trace-id", trace),
+            ("x-pecr-request-id", "req 1/2"),
+        ],
+        &json!({"query": "smoke"}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["trace_id"], trace.to_uppercase());
+    let logs = mesh.logs().join("\n");
+    assert!(logs.contains("\"request_id\":\"req12\""), "{logs}");
+    // Not a ULID: a fresh trace id instead.
+    let answer = post_run(
+        &mesh,
+        &[
+            ("x-pecr-principal-id", "dev"),
+            ("x-pecr-trace-id", "not-a-ulid"),
+        ],
+        &json!({"query": "smoke"}),
+    )
+    .await;
+    let fresh = answer.json()["trace_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(fresh.len(), 26);
+    assert_ne!(fresh, "not-a-ulid");
+}
