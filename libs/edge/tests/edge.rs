@@ -286,6 +286,7 @@ impl ControllerService for HarnessController {
             response_text: body.query,
             run_id: "R-1".into(),
             stop_reason: format!("budget={:?}", body.budget.map(|b| b.max_operator_calls)),
+            cited_evidence: vec![],
         }))
     }
 

@@ -87,8 +87,11 @@ pub fn terms(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Folds a plain `-s` plural (customers → customer); leaves words such as
+/// status, analysis or address alone.
 fn normalize(word: &str) -> String {
-    if word.len() > 3 && word.ends_with('s') && !word.ends_with("ss") {
+    let singular_ending = ["ss", "us", "is"].iter().any(|end| word.ends_with(end));
+    if word.len() > 3 && word.ends_with('s') && !singular_ending {
         word[..word.len() - 1].to_owned()
     } else {
         word.to_owned()
@@ -327,7 +330,7 @@ mod tests {
         assert_eq!(claims.len(), 1);
         assert_eq!(
             claims[0].text,
-            "In safe_customer_view_public, customer_id cust_public_1: status is active, plan_tier is free."
+            "In safe_customer_view_public, customer_id cust_public_1: plan_tier is free, status is active."
         );
         assert_eq!(
             claims[0].evidence_unit_ids,

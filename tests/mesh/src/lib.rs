@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use pecr_errors::PecrError;
-use pecr_proto::v1::{self, controller_service_client::ControllerServiceClient};
+use pecr_proto::v1::{
+    self, controller_service_client::ControllerServiceClient,
+    ledger_service_client::LedgerServiceClient,
+};
 use pecr_testkit::{ServiceProcess, TestDatabase, workspace_root};
 use tonic::transport::Channel;
 
@@ -139,6 +142,31 @@ impl Mesh {
         client_for(&self.controller).await
     }
 
+    /// The operator names of a trace's OPERATOR_CALL ledger events, in ledger order.
+    pub async fn operator_calls(&self, trace_id: &str) -> Vec<String> {
+        let mut ledger = LedgerServiceClient::connect(self.ledger.grpc_url())
+            .await
+            .unwrap_or_else(|err| panic!("connect ledger: {err}"));
+        ledger
+            .list_events(v1::ListEventsRequest {
+                trace_id: Some(trace_id.to_owned()),
+                event_type: Some("OPERATOR_CALL".into()),
+                ..v1::ListEventsRequest::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("list events: {status:?}"))
+            .into_inner()
+            .events
+            .iter()
+            .map(|event| {
+                serde_json::from_str::<serde_json::Value>(&event.payload)
+                    .ok()
+                    .and_then(|payload| payload["op_name"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// `path` on the controller's REST edge.
     pub fn url(&self, path: &str) -> String {
         self.controller.http_url(path)
@@ -173,6 +201,23 @@ pub fn as_principal<T>(principal: &str, body: T) -> tonic::Request<T> {
                 .unwrap_or_else(|err| panic!("principal: {err}")),
         );
     }
+    request
+}
+
+/// A run request with a given trace id, so its ledger events can be found.
+pub fn traced_run(
+    principal: &str,
+    query: &str,
+    budget: Option<v1::Budget>,
+    trace_id: &str,
+) -> tonic::Request<v1::RunRequest> {
+    let mut request = run_request(principal, query, budget);
+    request.metadata_mut().insert(
+        "x-pecr-trace-id",
+        trace_id
+            .parse()
+            .unwrap_or_else(|err| panic!("trace id: {err}")),
+    );
     request
 }
 

@@ -31,7 +31,10 @@ async fn scenario_34_replays_belong_to_their_principal_and_any_replica_serves_th
         .expect("run")
         .into_inner();
     assert!(!run.run_id.is_empty());
-    assert_eq!(list(&mut client, "dev").await, [run.run_id.clone()]);
+    assert_eq!(
+        list(&mut client, "dev").await,
+        std::slice::from_ref(&run.run_id)
+    );
     assert!(list(&mut client, "support").await.is_empty());
     let status = client
         .get_replay(as_principal(
@@ -48,7 +51,10 @@ async fn scenario_34_replays_belong_to_their_principal_and_any_replica_serves_th
     // A second controller process lists and serves what the first wrote.
     let replica = mesh.start_controller(&[]).await;
     let mut other = client_for(&replica).await;
-    assert_eq!(list(&mut other, "dev").await, [run.run_id.clone()]);
+    assert_eq!(
+        list(&mut other, "dev").await,
+        std::slice::from_ref(&run.run_id)
+    );
     let bundle = pecr_mesh_tests::replay(&mut other, "dev", &run.run_id).await;
     assert_eq!(bundle.query, "What is the customer status?");
     assert_eq!(
@@ -93,7 +99,10 @@ async fn scenario_35_a_tampered_file_bundle_vanishes() {
         stored.contains("\n  \"metadata\""),
         "pretty-printed: {stored}"
     );
-    assert_eq!(list(&mut client, "dev").await, [run.run_id.clone()]);
+    assert_eq!(
+        list(&mut client, "dev").await,
+        std::slice::from_ref(&run.run_id)
+    );
 
     // Valid JSON, one value changed: the hash no longer matches.
     let tampered = stored.replace("\"query\": \"smoke\"", "\"query\": \"smoke!\"");

@@ -1,0 +1,354 @@
+//! The RLM engine against the real gateway (spec 30 §16 scenarios 23–30, 37):
+//! the reference bridge with its mock backend, stub bridges for every
+//! protocol fault, fair batch order read back from the ledger, and no bridge
+//! process left behind. Needs a controller built with `--features rlm`
+//! (scripts/test.sh builds it so).
+
+use std::path::PathBuf;
+
+use pecr_errors::ErrorCode;
+use pecr_mesh_tests::{Mesh, as_principal, budget, client_for, error_of, replay, traced_run};
+use pecr_proto::v1::{self, TerminalMode};
+use pecr_testkit::{ServiceProcess, http_get, workspace_root};
+
+fn stub(name: &str) -> PathBuf {
+    workspace_root().join("tests/mesh/fixtures/rlm").join(name)
+}
+
+fn bridge() -> PathBuf {
+    workspace_root().join("scripts/rlm/pecr_rlm_bridge.py")
+}
+
+/// A controller on the mesh running the RLM engine with `script`.
+async fn rlm_controller(
+    mesh: &Mesh,
+    script: PathBuf,
+    extra: &[(&'static str, &str)],
+) -> ServiceProcess {
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("PECR_CONTROLLER_ENGINE", "rlm".into()),
+        ("PECR_RLM_SANDBOX_ACK", "1".into()),
+        ("PECR_RLM_SCRIPT_PATH", script.display().to_string()),
+    ];
+    env.extend(extra.iter().map(|(key, value)| (*key, (*value).to_owned())));
+    mesh.start_controller(&env).await
+}
+
+/// Trace ids are ULIDs; one per run keeps ledger lookups apart.
+fn trace(n: u8) -> String {
+    format!("01JR5M00000000000000000{n:03}")
+}
+
+/// Bridge processes still running from `script`.
+fn processes_running(script: &std::path::Path) -> usize {
+    let needle = script.display().to_string();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+                .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(&needle))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn metric(controller: &ServiceProcess, name: &str) -> String {
+    http_get(&controller.http_url("/metrics"))
+        .await
+        .body
+        .lines()
+        .find(|line| line.starts_with(name))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn scenarios_23_24_the_reference_bridge_batches_fetch_span() {
+    let mesh = Mesh::start().await;
+    // 23: batch mode, parallelism 2; support's search finds two documents.
+    let batched = rlm_controller(&mesh, bridge(), &[]).await;
+    let response = client_for(&batched)
+        .await
+        .run(traced_run(
+            "support",
+            "fixture document",
+            Some(budget(100, 1_048_576, 10_000, 5, Some(2))),
+            &trace(0),
+        ))
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(response.stop_reason, "rlm_done");
+    assert_eq!(
+        response.response_text,
+        "UNKNOWN: insufficient evidence to answer the query."
+    );
+    let bundle = replay(&mut client_for(&batched).await, "support", &response.run_id).await;
+    assert_eq!(bundle.operator_calls_used, 5);
+    assert_eq!(bundle.depth_used, 4);
+    assert_eq!(bundle.evidence_ref_count, 2);
+    assert_eq!(
+        bundle.metadata.as_ref().map(|m| m.engine_mode.as_str()),
+        Some("rlm")
+    );
+    assert_eq!(
+        mesh.operator_calls(&trace(0)).await,
+        [
+            "list_versions",
+            "fetch_rows",
+            "search",
+            "fetch_span",
+            "fetch_span"
+        ]
+    );
+    // Both spans went through the concurrent batch dispatcher.
+    assert_eq!(
+        metric(
+            &batched,
+            "pecr_controller_operator_queue_wait_seconds_count"
+        )
+        .await,
+        "pecr_controller_operator_queue_wait_seconds_count 2"
+    );
+
+    // 24: batch mode off runs the same calls one at a time.
+    let sequential = rlm_controller(
+        &mesh,
+        bridge(),
+        &[("PECR_CONTROLLER_BATCH_MODE_ENABLED", "0")],
+    )
+    .await;
+    let response = client_for(&sequential)
+        .await
+        .run(traced_run(
+            "support",
+            "fixture document",
+            Some(budget(100, 1_048_576, 10_000, 5, Some(4))),
+            &trace(1),
+        ))
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(response.stop_reason, "rlm_done");
+    assert_eq!(mesh.operator_calls(&trace(1)).await.len(), 5);
+    assert_eq!(
+        metric(
+            &sequential,
+            "pecr_controller_operator_queue_wait_seconds_count"
+        )
+        .await,
+        "pecr_controller_operator_queue_wait_seconds_count 0"
+    );
+    assert_eq!(processes_running(&bridge()), 0);
+}
+
+#[tokio::test]
+async fn scenarios_25_26_fair_batches_and_per_operator_caps() {
+    let mesh = Mesh::start().await;
+    let fair = rlm_controller(
+        &mesh,
+        stub("batch_fair.py"),
+        &[(
+            "PECR_OPERATOR_CONCURRENCY_POLICIES",
+            r#"{"fetch_span":{"fairness_weight":2}}"#,
+        )],
+    )
+    .await;
+    let response = client_for(&fair)
+        .await
+        .run(traced_run(
+            "dev",
+            "q",
+            Some(budget(100, 1_048_576, 10_000, 5, Some(1))),
+            &trace(2),
+        ))
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(response.stop_reason, "rlm_done");
+    // Width 1: the ledger order is the start order.
+    assert_eq!(
+        mesh.operator_calls(&trace(2)).await,
+        ["search", "fetch_span", "fetch_span", "search", "search"]
+    );
+
+    let capped = rlm_controller(
+        &mesh,
+        stub("batch_caps.py"),
+        &[(
+            "PECR_OPERATOR_CONCURRENCY_POLICIES",
+            r#"{"search":{"max_in_flight":1},"fetch_span":{"max_in_flight":1}}"#,
+        )],
+    )
+    .await;
+    let response = client_for(&capped)
+        .await
+        .run(traced_run(
+            "dev",
+            "q",
+            Some(budget(100, 1_048_576, 10_000, 5, Some(4))),
+            &trace(3),
+        ))
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(response.stop_reason, "rlm_done");
+    assert_eq!(mesh.operator_calls(&trace(3)).await.len(), 6);
+}
+
+#[tokio::test]
+async fn scenarios_27_to_30_bridge_faults_fail_cleanly_and_leave_no_process() {
+    let mesh = Mesh::start().await;
+    // 27: a legacy bridge answers `start` with `done`; no operator is called.
+    let legacy = rlm_controller(&mesh, stub("legacy_done.py"), &[]).await;
+    let response = client_for(&legacy)
+        .await
+        .run(traced_run("dev", "q", None, &trace(4)))
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(response.response_text, "UNKNOWN: legacy bridge");
+    assert!(mesh.operator_calls(&trace(4)).await.is_empty());
+
+    // (stub script, extra settings, expected code, expected message part)
+    type Fault = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        ErrorCode,
+        &'static str,
+    );
+    let faults: [Fault; 5] = [
+        ("bad_version.py", &[], ErrorCode::RlmBridgeProtocol, ""),
+        (
+            "not_allowlisted.py",
+            &[],
+            ErrorCode::RlmBridgeFailed,
+            "reason=bridge_operator_not_allowlisted",
+        ),
+        (
+            "exits_early.py",
+            &[],
+            ErrorCode::RlmBridgeFailed,
+            "reason=bridge_eof",
+        ),
+        ("garbage.py", &[], ErrorCode::RlmBridgeProtocol, ""),
+        (
+            "",
+            &[("PECR_RLM_BACKEND", "other")],
+            ErrorCode::RlmBridgeFailed,
+            "reason=bridge_eof",
+        ),
+    ];
+    for (index, (name, extra, code, reason)) in faults.into_iter().enumerate() {
+        let script = if name.is_empty() {
+            bridge()
+        } else {
+            stub(name)
+        };
+        let controller = rlm_controller(&mesh, script.clone(), extra).await;
+        let trace_id = trace(5 + index as u8);
+        let status = client_for(&controller)
+            .await
+            .run(traced_run("dev", "q", None, &trace_id))
+            .await
+            .expect_err("bridge fault");
+        let error = error_of(&status);
+        assert_eq!(
+            (error.code, error.http_status),
+            (code, 500),
+            "{name}: {error:?}"
+        );
+        assert!(error.message.contains(reason), "{name}: {}", error.message);
+        assert_eq!(error.hint, TerminalMode::SourceUnavailable);
+        assert!(
+            mesh.operator_calls(&trace_id).await.is_empty(),
+            "{name} reached the gateway"
+        );
+        assert_eq!(
+            processes_running(&script),
+            0,
+            "{name} left its bridge running"
+        );
+        // The failed run stored nothing.
+        let replays = client_for(&controller)
+            .await
+            .list_replays(as_principal("dev", v1::ListReplaysRequest::default()))
+            .await
+            .expect("list")
+            .into_inner()
+            .replays;
+        assert!(
+            replays.iter().all(|meta| meta.trace_id != trace_id),
+            "{name}"
+        );
+    }
+
+    // A silent bridge is killed at the wall-clock budget.
+    let silent = rlm_controller(&mesh, stub("silent.py"), &[]).await;
+    let started = std::time::Instant::now();
+    let response = client_for(&silent)
+        .await
+        .run(traced_run(
+            "dev",
+            "q",
+            Some(budget(10, 0, 300, 5, None)),
+            &trace(12),
+        ))
+        .await
+        .expect("a budget stop still finalizes")
+        .into_inner();
+    assert_eq!(response.stop_reason, "budget_max_wallclock_ms");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(processes_running(&stub("silent.py")), 0);
+}
+
+#[tokio::test]
+async fn scenario_37_scorecards_compare_the_engines() {
+    let mesh = Mesh::start().await;
+    let mut baseline = mesh.client().await;
+    let supported = baseline
+        .run(traced_run(
+            "dev",
+            "What is the customer status and plan tier?",
+            None,
+            &trace(13),
+        ))
+        .await
+        .expect("baseline run")
+        .into_inner();
+    assert_eq!(supported.terminal_mode, TerminalMode::Supported as i32);
+
+    let slow = rlm_controller(&mesh, stub("slow_source.py"), &[]).await;
+    let unavailable = client_for(&slow)
+        .await
+        .run(traced_run(
+            "dev",
+            "q",
+            Some(budget(10, 0, 150, 5, None)),
+            &trace(14),
+        ))
+        .await
+        .expect("rlm run")
+        .into_inner();
+    assert_eq!(unavailable.stop_reason, "operator_error");
+    assert_eq!(
+        unavailable.terminal_mode,
+        TerminalMode::SourceUnavailable as i32
+    );
+
+    let cards = baseline
+        .get_scorecards(as_principal("dev", v1::GetScorecardsRequest::default()))
+        .await
+        .expect("scorecards")
+        .into_inner()
+        .scorecards;
+    assert_eq!(cards.len(), 2);
+    assert_eq!(
+        (cards[0].engine_mode.as_str(), cards[1].engine_mode.as_str()),
+        ("baseline", "rlm")
+    );
+    assert_eq!(cards[0].average_quality_score, 100.0);
+    assert!(cards[0].average_quality_score > cards[1].average_quality_score);
+    assert_eq!(cards[1].source_unavailable_rate, 1.0);
+}
