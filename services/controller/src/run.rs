@@ -175,10 +175,7 @@ impl Runner {
     ) -> Option<String> {
         let bundle = match self.bundle(principal, ids, query, budget, session, looped, finalized) {
             Ok(bundle) => bundle,
-            Err(err) => {
-                warn!(event = "controller.replay_persist_failed", request_id = %ids.request_id, trace_id = %ids.trace_id, error = %err.message, "replay not persisted");
-                return None;
-            }
+            Err(err) => return persist_failed(ids, &err),
         };
         let owner = Owner {
             tenant_id: principal.tenant_id.clone(),
@@ -186,10 +183,7 @@ impl Runner {
         };
         match self.store.store_bundle(&owner, &bundle).await {
             Ok(()) => Some(bundle.metadata.run_id),
-            Err(err) => {
-                warn!(event = "controller.replay_persist_failed", request_id = %ids.request_id, trace_id = %ids.trace_id, error = %err.message, "replay not persisted");
-                None
-            }
+            Err(err) => persist_failed(ids, &err),
         }
     }
 
@@ -242,6 +236,18 @@ impl Runner {
         bundle.seal();
         Ok(bundle)
     }
+}
+
+/// Logs a replay that could not be stored; the run's answer stands.
+fn persist_failed(ids: &RunIds, err: &PecrError) -> Option<String> {
+    warn!(
+        event = "controller.replay_persist_failed",
+        request_id = %ids.request_id,
+        trace_id = %ids.trace_id,
+        error = %err.message,
+        "replay not persisted"
+    );
+    None
 }
 
 /// The answer submitted to finalize: the engine's text, else an

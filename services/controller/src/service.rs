@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use pecr_auth::{LocalAuth, Principal};
 use pecr_contracts::hashing::principal_id_hash;
 use pecr_contracts::ids::{new_ulid, sanitize_request_id, trace_id_or_new};
-use pecr_contracts::replay::{ReplayEvaluationResult, ReplayRunScore};
+use pecr_contracts::replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
 use pecr_contracts::scoring::{
     EvaluationThresholds, evaluate, scorecards, validate_submission, validate_thresholds,
 };
@@ -42,6 +42,21 @@ impl ControllerApi {
     /// `min(max(limit or cap, 1), cap)`.
     fn effective_limit(&self, limit: Option<u32>) -> u32 {
         limit.unwrap_or(self.list_limit).max(1).min(self.list_limit)
+    }
+
+    /// The caller's newest valid bundles (§12.3), as listed and scored.
+    async fn newest_bundles(
+        &self,
+        metadata: &MetadataMap,
+        limit: Option<u32>,
+        engine_mode: Option<String>,
+    ) -> PecrResult<Vec<ReplayBundle>> {
+        let principal = self.auth.authenticate(metadata)?;
+        let engine_mode = convert::engine_mode(engine_mode.as_deref())?;
+        self.runner
+            .store
+            .list_bundles(&owner(&principal), engine_mode, self.effective_limit(limit))
+            .await
     }
 
     async fn run_inner(&self, request: Request<v1::RunRequest>) -> PecrResult<v1::RunResponse> {
@@ -191,17 +206,10 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::ListReplaysRequest>,
     ) -> Result<Response<v1::ListReplaysResponse>, Status> {
-        let principal = self.auth.authenticate(request.metadata())?;
-        let request = request.into_inner();
-        let engine_mode = convert::engine_mode(request.engine_mode.as_deref())?;
+        let request_ref = request.get_ref();
+        let (limit, engine_mode) = (request_ref.limit, request_ref.engine_mode.clone());
         let bundles = self
-            .runner
-            .store
-            .list_bundles(
-                &owner(&principal),
-                engine_mode,
-                self.effective_limit(request.limit),
-            )
+            .newest_bundles(request.metadata(), limit, engine_mode)
             .await?;
         Ok(Response::new(v1::ListReplaysResponse {
             replays: bundles
@@ -241,17 +249,10 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::GetScorecardsRequest>,
     ) -> Result<Response<v1::GetScorecardsResponse>, Status> {
-        let principal = self.auth.authenticate(request.metadata())?;
-        let request = request.into_inner();
-        let engine_mode = convert::engine_mode(request.engine_mode.as_deref())?;
+        let request_ref = request.get_ref();
+        let (limit, engine_mode) = (request_ref.limit, request_ref.engine_mode.clone());
         let bundles = self
-            .runner
-            .store
-            .list_bundles(
-                &owner(&principal),
-                engine_mode,
-                self.effective_limit(request.limit),
-            )
+            .newest_bundles(request.metadata(), limit, engine_mode)
             .await?;
         let runs: Vec<ReplayRunScore> = bundles.iter().map(ReplayRunScore::from_bundle).collect();
         Ok(Response::new(v1::GetScorecardsResponse {

@@ -58,23 +58,11 @@ pub async fn run(
     options: &RlmOptions,
 ) -> Result<LoopResult, PecrError> {
     let command = BridgeCommand::from_env()?;
-    run_bridge(&command, query, session, gate, metrics, options).await
-}
-
-/// [`run`] with an explicit bridge command.
-async fn run_bridge(
-    command: &BridgeCommand,
-    query: &str,
-    session: &SessionClient,
-    gate: BudgetGate,
-    metrics: &ControllerMetrics,
-    options: &RlmOptions,
-) -> Result<LoopResult, PecrError> {
     let ids = LogIds {
         request_id: options.request_id.clone(),
         trace_id: options.trace_id.clone(),
     };
-    let mut bridge = Bridge::spawn(command, &ids)?;
+    let mut bridge = Bridge::spawn(&command, &ids)?;
     let mut state = LoopState {
         session,
         gate,
