@@ -881,7 +881,7 @@ async fn zero_values_are_present_and_unset_optionals_omitted() {
         concat!(
             r#"{"terminal_mode":"INSUFFICIENT_EVIDENCE","trace_id":"T-1","claim_map":{"claim_map_id":"C-1","#,
             r#""terminal_mode":"INSUFFICIENT_EVIDENCE","claims":[],"coverage_threshold":0.95,"coverage_observed":0.0},"#,
-            r#""response_text":"","run_id":"R-1","stop_reason":"budget=None"}"#
+            r#""response_text":"","run_id":"R-1","stop_reason":"budget=None","cited_evidence":[]}"#
         )
     );
     let error = edge.get("/v1/replays/missing").await;
