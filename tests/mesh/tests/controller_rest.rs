@@ -391,3 +391,29 @@ async fn correlation_ids_are_sanitized_and_the_trace_id_is_kept() {
     assert_eq!(fresh.len(), 26);
     assert_ne!(fresh, "not-a-ulid");
 }
+
+#[tokio::test]
+async fn metrics_can_require_the_api_credentials() {
+    let mesh = Mesh::start_with(MeshOptions {
+        controller: vec![("PECR_METRICS_REQUIRE_AUTH", "1".into())],
+        ..MeshOptions::default()
+    })
+    .await;
+    let anonymous = http_get(&mesh.url("/metrics")).await;
+    assert_error(&anonymous, 401, "ERR_POLICY_DENIED");
+    let scraper = http_request(
+        "GET",
+        &mesh.url("/metrics"),
+        &[("x-pecr-principal-id", "prometheus")],
+        None,
+    )
+    .await;
+    assert_eq!(scraper.status, 200);
+    assert!(
+        scraper.body.contains("pecr_controller_inflight_ops 0"),
+        "{}",
+        scraper.body
+    );
+    // Health and readiness stay open.
+    assert_eq!(http_get(&mesh.url("/healthz")).await.status, 200);
+}
