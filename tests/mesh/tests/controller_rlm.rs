@@ -319,15 +319,10 @@ async fn scenario_37_scorecards_compare_the_engines() {
         .into_inner();
     assert_eq!(supported.terminal_mode, TerminalMode::Supported as i32);
 
-    let slow = rlm_controller(&mesh, stub("slow_source.py"), &[]).await;
-    let unavailable = client_for(&slow)
+    let missing = rlm_controller(&mesh, stub("missing_source.py"), &[]).await;
+    let unavailable = client_for(&missing)
         .await
-        .run(traced_run(
-            "dev",
-            "q",
-            Some(budget(10, 0, 150, 5, None)),
-            &trace(14),
-        ))
+        .run(traced_run("dev", "q", None, &trace(14)))
         .await
         .expect("rlm run")
         .into_inner();
