@@ -4,18 +4,44 @@
 # controller in the background, waits until each is ready, and answers a
 # first query. Stop everything with scripts/dev-down.sh.
 #
+# Usage: scripts/dev-up.sh [--tls]
+#   --tls         service-to-service mTLS: a throw-away CA and one certificate
+#                 per service are generated into target/dev/tls (pecr-devcerts),
+#                 every gRPC port serves TLS, ledger-writer and the gateway
+#                 require client certificates, and the services call each
+#                 other over https://. Same as PECR_DEV_TLS=1.
+#
 # Environment (all optional):
 #   PECR_DB_URL   ledger database (default: database "pecr" on 127.0.0.1:5432, created if missing)
 #   PECR_*_ADDR   listen addresses (see README.md / RUNBOOK.md)
+#   PECR_DEV_TLS  1 turns --tls on
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$PECR_ROOT"
+
+tls="${PECR_DEV_TLS:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --tls) tls=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) die "unknown option $arg (scripts/dev-up.sh --help)" ;;
+  esac
+done
+case "$tls" in
+  1 | true | yes) tls=1 ;;
+  *) tls=0 ;;
+esac
 
 command -v cargo >/dev/null 2>&1 || die "cargo is required (the Rust toolchain)"
 command -v curl >/dev/null 2>&1 || die "curl is required"
 
 run_dir="$PECR_ROOT/target/dev"
 mkdir -p "$run_dir"
+# Where cargo puts the binaries (CARGO_TARGET_DIR is honoured).
+bin_dir="${CARGO_TARGET_DIR:-$PECR_ROOT/target}/debug"
 
 # Already running? Start from a clean slate so the ports are free.
 "$PECR_ROOT/scripts/dev-down.sh" --quiet
@@ -46,16 +72,48 @@ export PECR_GATEWAY_GRPC_ADDR="${PECR_GATEWAY_GRPC_ADDR:-127.0.0.1:50051}"
 export PECR_BIND_ADDR="${PECR_BIND_ADDR:-127.0.0.1:8080}"
 export PECR_CONTROLLER_GRPC_ADDR="${PECR_CONTROLLER_GRPC_ADDR:-127.0.0.1:50052}"
 export PECR_CONTROLLER_BIND_ADDR="${PECR_CONTROLLER_BIND_ADDR:-127.0.0.1:8081}"
-export PECR_LEDGER_URL="${PECR_LEDGER_URL:-http://$PECR_LEDGER_GRPC_ADDR}"
-export PECR_GATEWAY_URL="${PECR_GATEWAY_URL:-http://$PECR_GATEWAY_GRPC_ADDR}"
+
+# Per-service TLS settings (empty without --tls: plaintext, as always).
+scheme=http
+ledger_tls=()
+gateway_tls=()
+controller_tls=()
+grpcurl_tls=(-plaintext)
+cli_tls=()
+if [[ "$tls" == 1 ]]; then
+  tls_dir="$run_dir/tls"
+  say "==> generating throw-away dev certificates into ${tls_dir#"$PECR_ROOT"/} (pecr-devcerts)"
+  "$bin_dir/pecr-devcerts" "$tls_dir" >/dev/null
+  ca="$tls_dir/ca.pem"
+  scheme=https
+  # Each service has one identity: its certificate serves its gRPC port and
+  # is presented as the client certificate on its outgoing calls.
+  identity() { # service -> server and client variables
+    printf '%s\n' "PECR_TLS_CERT=$tls_dir/$1.pem" "PECR_TLS_KEY=$tls_dir/$1.key" \
+      "PECR_TLS_CA=$ca" "PECR_TLS_CLIENT_CERT=$tls_dir/$1.pem" "PECR_TLS_CLIENT_KEY=$tls_dir/$1.key"
+  }
+  mapfile -t ledger_tls < <(identity pecr-ledger-writer)
+  mapfile -t gateway_tls < <(identity pecr-gateway)
+  mapfile -t controller_tls < <(identity pecr-controller)
+  # ledger-writer admits pecr-gateway and pecr-controller, the gateway only
+  # pecr-controller (their defaults). The controller's gRPC port is for end
+  # users: TLS only, no client certificate asked.
+  ledger_tls+=("PECR_TLS_CLIENT_CA=$ca")
+  gateway_tls+=("PECR_TLS_CLIENT_CA=$ca")
+  grpcurl_tls=(-cacert "$ca")
+  cli_tls=("PECR_TLS_CA=$ca")
+fi
+export PECR_LEDGER_URL="${PECR_LEDGER_URL:-$scheme://$PECR_LEDGER_GRPC_ADDR}"
+export PECR_GATEWAY_URL="${PECR_GATEWAY_URL:-$scheme://$PECR_GATEWAY_GRPC_ADDR}"
 # The budget a run gets when its request names none (spec 30 §2.2: required).
 default_budget='{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":10000,"max_recursion_depth":5,"max_parallelism":4}'
 export PECR_BUDGET_DEFAULTS="${PECR_BUDGET_DEFAULTS:-$default_budget}"
 
-start() {
+start() { # name http_addr [VAR=value ...]
   local name="$1" http_addr="$2"
+  shift 2
   say "==> starting $name"
-  nohup "$PECR_ROOT/target/debug/$name" >"$run_dir/$name.log" 2>&1 &
+  nohup env "$@" "$bin_dir/$name" >"$run_dir/$name.log" 2>&1 &
   echo $! >"$run_dir/$name.pid"
   for _ in $(seq 1 120); do
     if [[ "$(http_status "http://$http_addr/readyz")" == "200" ]]; then return 0; fi
@@ -72,20 +130,20 @@ start() {
   exit 1
 }
 
-start pecr-ledger-writer "$PECR_LEDGER_HTTP_ADDR"
-start pecr-gateway "$PECR_BIND_ADDR"
-start pecr-controller "$PECR_CONTROLLER_BIND_ADDR"
+start pecr-ledger-writer "$PECR_LEDGER_HTTP_ADDR" "${ledger_tls[@]}"
+start pecr-gateway "$PECR_BIND_ADDR" "${gateway_tls[@]}"
+start pecr-controller "$PECR_CONTROLLER_BIND_ADDR" "${controller_tls[@]}"
 
 tools_bin="$("$PECR_ROOT/scripts/tools.sh")"
 say
 say "==> which gRPC services does the controller serve?"
-say "\$ grpcurl -plaintext $PECR_CONTROLLER_GRPC_ADDR list"
-"$tools_bin/grpcurl" -plaintext "$PECR_CONTROLLER_GRPC_ADDR" list
+say "\$ grpcurl ${grpcurl_tls[*]#"$PECR_ROOT"/} $PECR_CONTROLLER_GRPC_ADDR list"
+"$tools_bin/grpcurl" "${grpcurl_tls[@]}" "$PECR_CONTROLLER_GRPC_ADDR" list
 
 say
 say "==> first query: principal dev asks a question; the controller runs it through the gateway"
 say "\$ pecr --principal dev run \"What is the customer status and plan tier?\""
-PECR_CONTROLLER_URL="http://$PECR_CONTROLLER_GRPC_ADDR" "$PECR_ROOT/target/debug/pecr" \
+env "${cli_tls[@]}" PECR_CONTROLLER_URL="$scheme://$PECR_CONTROLLER_GRPC_ADDR" "$bin_dir/pecr" \
   --principal dev run "What is the customer status and plan tier?"
 
 say
@@ -95,5 +153,10 @@ printf '  %-20s %-18s %s\n' service gRPC "HTTP (/healthz /readyz /metrics)" \
   pecr-controller "$PECR_CONTROLLER_GRPC_ADDR" "http://$PECR_CONTROLLER_BIND_ADDR" \
   pecr-ledger-writer "$PECR_LEDGER_GRPC_ADDR" "http://$PECR_LEDGER_HTTP_ADDR"
 say "  ledger database: ${PECR_DB_URL%%\?*}"
-say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl    CLI: target/debug/pecr --help"
+if [[ "$tls" == 1 ]]; then
+  say "  mTLS on: certificates in ${tls_dir#"$PECR_ROOT"/} (throw-away CA, regenerated by every dev-up --tls)."
+  say "  CLI: PECR_CONTROLLER_URL=https://$PECR_CONTROLLER_GRPC_ADDR PECR_TLS_CA=${ca#"$PECR_ROOT"/} ${bin_dir#"$PECR_ROOT"/}/pecr …"
+  say "  ledger-writer via grpcurl: grpcurl -cacert ${ca#"$PECR_ROOT"/} -cert ${tls_dir#"$PECR_ROOT"/}/pecr-controller.pem -key ${tls_dir#"$PECR_ROOT"/}/pecr-controller.key $PECR_LEDGER_GRPC_ADDR list"
+fi
+say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl    CLI: ${bin_dir#"$PECR_ROOT"/}/pecr --help"
 say "Stop: scripts/dev-down.sh"

@@ -2,6 +2,8 @@
 //! family. Bad values are refused here, so clap reports them (exit 2)
 //! before anything touches the network.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pecr_proto::v1::Budget;
 use tonic::metadata::AsciiMetadataValue;
@@ -41,7 +43,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// gRPC endpoint of the controller (http:// only).
+    /// gRPC endpoint of the controller: http://, or https:// for a
+    /// controller that serves TLS (see --tls-ca).
     #[arg(
         long,
         global = true,
@@ -85,6 +88,41 @@ pub struct Global {
     /// Trace id to send as `x-pecr-trace-id` (the server makes one otherwise).
     #[arg(long, global = true, value_name = "ID", value_parser = metadata_text)]
     pub trace_id: Option<String>,
+
+    /// CA certificate (PEM) the controller's certificate must chain to;
+    /// without it an https:// controller is checked against the system roots.
+    #[arg(long, global = true, env = "PECR_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM), for a controller that requires one.
+    #[arg(
+        long,
+        global = true,
+        env = "PECR_TLS_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "PECR_TLS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Name the controller's certificate must carry, when it is not the
+    /// URL's host.
+    #[arg(
+        long,
+        global = true,
+        env = "PECR_CONTROLLER_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub tls_server_name: Option<String>,
 
     /// Deadline of each call in milliseconds, connecting included.
     #[arg(long, global = true, default_value_t = 30_000, value_name = "MS",
@@ -225,15 +263,14 @@ fn budget_arg(text: &str) -> Result<Budget, String> {
     budget::parse(text)
 }
 
-/// Only http:// URLs: this build has no TLS, and an https:// URL would
-/// otherwise fail later as a confusing connection error.
+/// http:// or https:// with a host; anything else would only fail later
+/// as a confusing connection error.
 fn controller_url(text: &str) -> Result<String, String> {
     let uri: tonic::codegen::http::Uri =
         text.parse().map_err(|err| format!("not a URL ({err})"))?;
     match (uri.scheme_str(), uri.host()) {
-        (Some("http"), Some(_)) => Ok(text.to_owned()),
-        (Some("https"), _) => Err("https:// is not supported by this build; use http://".into()),
-        _ => Err("expected http://HOST:PORT".into()),
+        (Some("http" | "https"), Some(_)) => Ok(text.to_owned()),
+        _ => Err("expected http://HOST:PORT or https://HOST:PORT".into()),
     }
 }
 
@@ -299,7 +336,8 @@ mod tests {
     #[test]
     fn bad_values_are_usage_errors() {
         for argv in [
-            &["pecr", "--controller", "https://x:1", "scorecards"][..],
+            &["pecr", "--controller", "ftp://x:1", "scorecards"][..],
+            &["pecr", "--tls-cert", "c.pem", "scorecards"],
             &["pecr", "--controller", "nope", "scorecards"],
             &["pecr", "--principal", "a\nb", "scorecards"],
             &[

@@ -10,7 +10,7 @@ use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::controller_service_client::ControllerServiceClient;
 use tokio::time::Instant;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use crate::args::Global;
@@ -50,10 +50,18 @@ impl Controller {
             url: url.clone(),
             cause,
         };
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|err| unreachable(chain(&err)))?
-            .connect_timeout(timeout)
-            .tcp_nodelay(true);
+        let endpoint =
+            Endpoint::from_shared(url.clone()).map_err(|err| unreachable(chain(&err)))?;
+        let endpoint = match tls_config(global, endpoint.uri().scheme_str() == Some("https"))
+            .map_err(Failure::Usage)?
+        {
+            Some(tls) => endpoint.tls_config(tls).map_err(|err| {
+                Failure::Usage(format!("cannot set up TLS for {url}: {}", chain(&err)))
+            })?,
+            None => endpoint,
+        }
+        .connect_timeout(timeout)
+        .tcp_nodelay(true);
         let channel = tokio::time::timeout_at(deadline, endpoint.connect())
             .await
             .map_err(|_| unreachable(format!("no connection within {} ms", timeout.as_millis())))?
@@ -128,6 +136,44 @@ impl Controller {
             ),
         )
     }
+}
+
+/// TLS for an https:// controller: the CA to trust (else the system roots),
+/// the client certificate if any, and the name to check. TLS options with
+/// an http:// URL are refused rather than ignored.
+fn tls_config(global: &Global, https: bool) -> Result<Option<ClientTlsConfig>, String> {
+    if !https {
+        let given = global.tls_ca.is_some()
+            || global.tls_cert.is_some()
+            || global.tls_server_name.is_some();
+        return if given {
+            Err(format!(
+                "the TLS options need an https:// controller URL (got {}); set --controller or PECR_CONTROLLER_URL",
+                global.controller
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| format!("{flag} {}: {err}", path.display()))
+    };
+    let mut tls = match &global.tls_ca {
+        Some(path) => {
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--tls-ca", path)?))
+        }
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&global.tls_cert, &global.tls_key) {
+        tls = tls.identity(Identity::from_pem(
+            read("--tls-cert", cert)?,
+            read("--tls-key", key)?,
+        ));
+    }
+    if let Some(name) = &global.tls_server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(Some(tls))
 }
 
 /// The identity and correlation metadata sent with every call. Empty

@@ -13,6 +13,10 @@ fn pecr(args: &[&str]) -> Output {
         "PECR_PRINCIPAL_ID",
         "PECR_LOCAL_AUTH_SHARED_SECRET",
         "PECR_BEARER_TOKEN",
+        "PECR_TLS_CA",
+        "PECR_TLS_CLIENT_CERT",
+        "PECR_TLS_CLIENT_KEY",
+        "PECR_CONTROLLER_TLS_SERVER_NAME",
     ] {
         command.env_remove(key);
     }
@@ -89,7 +93,7 @@ fn usage_errors_exit_2() {
             r#"{"max_operator_calls":1,"nope":1}"#,
         ],
         &["eval", "submit"],
-        &["--controller", "https://127.0.0.1:1", "scorecards"],
+        &["--controller", "ftp://127.0.0.1:1", "scorecards"],
     ] {
         let output = pecr(args);
         assert_eq!(

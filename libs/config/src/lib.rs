@@ -2,9 +2,11 @@
 //! the `KEY=VALUE` file named by `PECR_CONFIG_PATH`, then the environment.
 //! Readers collect every bad value so a start-up reports them all at once.
 
+mod oidc;
 mod reader;
 mod source;
 
+pub use oidc::{JwksSource, OidcSettings, TenantSource, claim_list};
 pub use reader::ConfigReader;
 pub use source::{EnvSource, LayeredSource, MapSource, ProcessEnv};
 
@@ -115,10 +117,12 @@ mod bind_rule_tests {
     }
 }
 
-/// The front-door settings gateway and controller share until OIDC and mTLS
-/// arrive: auth mode (only `local` so far), the local shared secret, and the
-/// non-local bind override.
+/// The front-door settings gateway and controller share: auth mode (with
+/// its OIDC settings), the local shared secret, and the non-local bind
+/// override.
 pub struct FrontDoor {
+    /// `Some` exactly when `PECR_AUTH_MODE=oidc`.
+    pub oidc: Option<OidcSettings>,
     pub shared_secret: Option<String>,
     pub allow_nonlocal_bind: bool,
 }
@@ -126,6 +130,7 @@ pub struct FrontDoor {
 impl std::fmt::Debug for FrontDoor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrontDoor")
+            .field("oidc", &self.oidc)
             .field(
                 "shared_secret",
                 &self.shared_secret.as_ref().map(|_| "<redacted>"),
@@ -136,31 +141,36 @@ impl std::fmt::Debug for FrontDoor {
 }
 
 impl FrontDoor {
-    /// Reads `PECR_AUTH_MODE`, `PECR_LOCAL_AUTH_SHARED_SECRET` and
-    /// `PECR_DEV_ALLOW_NONLOCAL_BIND`, and applies the bind rule to `binds`.
+    /// Reads `PECR_AUTH_MODE` (and in oidc mode every `PECR_OIDC_*` key),
+    /// `PECR_LOCAL_AUTH_SHARED_SECRET` and `PECR_DEV_ALLOW_NONLOCAL_BIND`,
+    /// and applies the bind rule to `binds`: oidc mode may bind anywhere
+    /// (spec 30 §2.4).
     pub fn read(reader: &mut ConfigReader<'_>, binds: &[(&str, std::net::SocketAddr)]) -> Self {
-        match reader.string("PECR_AUTH_MODE", "local").as_str() {
-            "local" => {}
-            "oidc" => reader.push_error(StartupError::invalid(
-                "PECR_AUTH_MODE=oidc is not available in this build yet; use local",
-            )),
-            other => reader.push_error(StartupError::invalid(format!(
-                "PECR_AUTH_MODE must be local or oidc (got {other:?})"
-            ))),
-        }
+        let oidc_mode = match reader.string("PECR_AUTH_MODE", "local").as_str() {
+            "local" => false,
+            "oidc" => true,
+            other => {
+                reader.push_error(StartupError::invalid(format!(
+                    "PECR_AUTH_MODE must be local or oidc (got {other:?})"
+                )));
+                false
+            }
+        };
         let shared_secret = reader.raw("PECR_LOCAL_AUTH_SHARED_SECRET");
         let allow_nonlocal_bind = reader
             .raw("PECR_DEV_ALLOW_NONLOCAL_BIND")
             .and_then(|raw| parse_bool(&raw))
             .unwrap_or(false);
-        for (key, addr) in binds {
+        for (key, addr) in binds.iter().filter(|_| !oidc_mode) {
             if let Err(err) =
                 check_bind_rule(key, *addr, allow_nonlocal_bind, shared_secret.is_some())
             {
                 reader.push_error(err);
             }
         }
+        let oidc = oidc_mode.then(|| OidcSettings::read(reader));
         Self {
+            oidc,
             shared_secret,
             allow_nonlocal_bind,
         }
@@ -193,6 +203,35 @@ mod front_door_tests {
             "0.0.0.0:8080",
         );
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn oidc_mode_reads_its_settings_and_may_bind_anywhere() {
+        let door = read(
+            &[
+                ("PECR_AUTH_MODE", "oidc"),
+                ("PECR_OIDC_ISSUER", "https://issuer.example"),
+                ("PECR_OIDC_JWKS_URL", "http://127.0.0.1:9/jwks"),
+                ("PECR_OIDC_TENANT_ID_STATIC", "local"),
+            ],
+            "10.0.0.5:8080",
+        )
+        .expect("oidc may bind a specific non-loopback address");
+        let oidc = door.oidc.expect("oidc settings");
+        assert_eq!(oidc.issuer, "https://issuer.example");
+        let missing = read(&[("PECR_AUTH_MODE", "oidc")], "127.0.0.1:8080")
+            .err()
+            .map(|e| e.0.iter().map(|e| e.code).collect::<Vec<_>>());
+        assert_eq!(
+            missing,
+            Some(vec![
+                "ERR_MISSING_CONFIG",
+                "ERR_INVALID_CONFIG",
+                "ERR_INVALID_CONFIG"
+            ])
+        );
+        let local = read(&[], "127.0.0.1:8080").expect("local");
+        assert!(local.oidc.is_none());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The plain-HTTP admin surface: `/healthz`, `/readyz`, `/metrics`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,8 +15,10 @@ use crate::Readiness;
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 /// Decides whether a `/metrics` request may see the metrics: `Some` is the
-/// response to send instead (e.g. the auth layer's 401).
-pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Option<Response> + Send + Sync>;
+/// response to send instead (e.g. the auth layer's 401). Async, because
+/// OIDC authentication may refetch the issuer's keys.
+pub type MetricsGuard =
+    Arc<dyn Fn(HeaderMap) -> Pin<Box<dyn Future<Output = Option<Response>> + Send>> + Send + Sync>;
 
 /// Routes for liveness, readiness and Prometheus metrics.
 pub fn admin_router(
@@ -37,7 +41,9 @@ pub fn admin_router(
         .route(
             "/metrics",
             get(move |headers: HeaderMap| async move {
-                if let Some(denied) = metrics_guard.as_ref().and_then(|guard| guard(&headers)) {
+                if let Some(guard) = &metrics_guard
+                    && let Some(denied) = guard(headers).await
+                {
                     return denied;
                 }
                 metrics(&registry)

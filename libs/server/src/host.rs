@@ -1,5 +1,6 @@
 //! Binding and serving one PECR service: its gRPC port (the service itself,
-//! health, reflection v1 and v1alpha) and its admin HTTP port.
+//! health, reflection v1 and v1alpha; TLS and client certificates when
+//! configured) and its admin HTTP port (always plaintext).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +17,8 @@ use tonic_health::server::HealthReporter;
 
 use axum::serve::ListenerExt;
 
-use crate::{Readiness, admin_router};
+use crate::client_identity::ClientIdentityLayer;
+use crate::{AllowedClients, Readiness, ServerTls, admin_router};
 
 /// How often gRPC health follows readiness.
 const HEALTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +42,7 @@ pub struct ServeSpec {
 pub struct BoundService {
     grpc: TcpListener,
     http: TcpListener,
+    tls: Option<ServerTls>,
 }
 
 impl BoundService {
@@ -53,7 +56,15 @@ impl BoundService {
         Ok(Self {
             grpc: bind(grpc_addr).await?,
             http: bind(http_addr).await?,
+            tls: None,
         })
+    }
+
+    /// Serves the gRPC port over TLS when `tls` is set (see [`ServerTls`]);
+    /// None keeps it plaintext.
+    pub fn with_tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -120,7 +131,24 @@ impl BoundService {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let grpc = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        let mut client_check = None;
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls.tonic_config()).map_err(|err| {
+                StartupError::invalid(format!("gRPC TLS: {}", crate::tls::error_chain(&err)))
+            })?;
+            if let Some(AllowedClients::Only(names)) = tls.allowed_clients() {
+                client_check = ClientIdentityLayer::new(names, spec.service_name);
+            }
+            tracing::info!(
+                client_certificates = tls.allowed_clients().is_some(),
+                allowed_clients = %tls.allowed_clients().map(ToString::to_string).unwrap_or_default(),
+                "gRPC serves TLS"
+            );
+        }
+        let grpc = builder
+            // Only with required client certificates and an allowlist.
+            .layer(tower::util::option_layer(client_check))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per hop.

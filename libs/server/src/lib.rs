@@ -3,10 +3,12 @@
 //! readiness model shared by both, graceful shutdown and JSON logs.
 
 mod admin;
+mod client_identity;
 mod host;
 mod rate_limit;
 mod readiness;
 mod run;
+pub mod tls;
 mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
@@ -14,6 +16,7 @@ pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};
+pub use tls::{AllowedClients, ClientTls, ServerTls};
 pub use upstream::{endpoint, lazy_channel, probe_health};
 
 use pecr_config::StartupErrors;

@@ -1,5 +1,6 @@
 //! Client side of the mesh: lazily connected channels to other PECR
-//! services and the gRPC health probe used by readiness.
+//! services (TLS for https:// URLs, see [`ClientTls`]) and the gRPC health
+//! probe used by readiness, which goes over the same channel.
 
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::ClientTls;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -24,9 +27,18 @@ pub fn endpoint(key: &str, url: &str) -> Result<Endpoint, StartupError> {
 }
 
 /// A channel that connects on first use, so a service starts even while the
-/// service it depends on is still coming up. Needs a Tokio runtime.
-pub fn lazy_channel(key: &str, url: &str) -> Result<Channel, StartupError> {
-    Ok(endpoint(key, url)?
+/// service it depends on is still coming up. Needs a Tokio runtime. An
+/// https:// URL is called with `tls`; http:// stays plaintext.
+pub fn lazy_channel(key: &str, url: &str, tls: &ClientTls) -> Result<Channel, StartupError> {
+    let endpoint = tls.endpoint(key, url)?;
+    if tls.is_configured() && endpoint.uri().scheme_str() != Some("https") {
+        tracing::warn!(
+            upstream = key,
+            url,
+            "client TLS settings are present but {key} is http://; calling it in plaintext"
+        );
+    }
+    Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect_lazy())

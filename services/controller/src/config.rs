@@ -9,6 +9,7 @@ use std::time::Duration;
 use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors, parse_bool};
 use pecr_contracts::budget::Budget;
 use pecr_contracts::replay::EngineMode;
+use pecr_server::{AllowedClients, ClientTls, ServerTls};
 use serde::Deserialize;
 
 use crate::env;
@@ -62,6 +63,11 @@ pub struct Config {
     pub metrics_require_auth: bool,
     pub rate_limit: RunRateLimit,
     pub replay: ReplaySettings,
+    /// TLS on the gRPC port. End users call it, so with a client CA any
+    /// certificate the CA signed is accepted unless an allowlist is set.
+    pub server_tls: Option<ServerTls>,
+    /// TLS towards the gateway and ledger-writer for https:// URLs.
+    pub client_tls: ClientTls,
 }
 
 impl Config {
@@ -74,15 +80,23 @@ impl Config {
             &mut reader,
             &[(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)],
         );
+        let server_tls = ServerTls::read(&mut reader, AllowedClients::Any);
+        let client_tls = ClientTls::read(
+            &mut reader,
+            &[
+                (env::GATEWAY_URL, env::GATEWAY_TLS_SERVER_NAME),
+                (env::LEDGER_URL, env::LEDGER_TLS_SERVER_NAME),
+            ],
+        );
         let gateway_url = reader.required(env::GATEWAY_URL);
         let gateway_url = gateway_url.trim_end_matches('/').to_owned();
         if !gateway_url.is_empty()
-            && let Err(err) = pecr_server::endpoint(env::GATEWAY_URL, &gateway_url)
+            && let Err(err) = client_tls.endpoint(env::GATEWAY_URL, &gateway_url)
         {
             reader.push_error(err);
         }
         let ledger_url = reader.string(env::LEDGER_URL, env::DEFAULT_LEDGER_URL);
-        if let Err(err) = pecr_server::endpoint(env::LEDGER_URL, &ledger_url) {
+        if let Err(err) = client_tls.endpoint(env::LEDGER_URL, &ledger_url) {
             reader.push_error(err);
         }
         let gateway_timeout =
@@ -131,6 +145,8 @@ impl Config {
             metrics_require_auth,
             rate_limit,
             replay,
+            server_tls,
+            client_tls,
         })
     }
 }

@@ -4,6 +4,9 @@ pub const GRPC_ADDR: &str = "PECR_CONTROLLER_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "PECR_CONTROLLER_BIND_ADDR";
 pub const GATEWAY_URL: &str = "PECR_GATEWAY_URL";
 pub const LEDGER_URL: &str = "PECR_LEDGER_URL";
+/// Names on the upstreams' certificates when they are not the URLs' hosts.
+pub const GATEWAY_TLS_SERVER_NAME: &str = "PECR_GATEWAY_TLS_SERVER_NAME";
+pub const LEDGER_TLS_SERVER_NAME: &str = "PECR_LEDGER_TLS_SERVER_NAME";
 pub const GATEWAY_TIMEOUT_MS: &str = "PECR_GATEWAY_TIMEOUT_MS";
 pub const ENGINE: &str = "PECR_CONTROLLER_ENGINE";
 pub const RLM_SANDBOX_ACK: &str = "PECR_RLM_SANDBOX_ACK";

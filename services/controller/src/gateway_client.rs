@@ -17,10 +17,38 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone)]
 pub struct CallerIdentity {
     pub principal_id: String,
-    /// The configured local shared secret, forwarded when set.
-    pub shared_secret: Option<String>,
+    pub credential: GatewayCredential,
     pub request_id: String,
     pub trace_id: String,
+}
+
+/// How the gateway learns who the caller is.
+#[derive(Clone)]
+pub enum GatewayCredential {
+    /// Local mode: `x-pecr-principal-id`, plus `x-pecr-local-auth-secret`
+    /// when a shared secret is configured.
+    Local { shared_secret: Option<String> },
+    /// OIDC mode: the caller's `authorization` header as received (trimmed);
+    /// the gateway verifies the token itself.
+    Bearer { authorization: String },
+}
+
+impl std::fmt::Debug for GatewayCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local { shared_secret } => f
+                .debug_struct("Local")
+                .field(
+                    "shared_secret",
+                    &shared_secret.as_ref().map(|_| "<redacted>"),
+                )
+                .finish(),
+            Self::Bearer { .. } => f
+                .debug_struct("Bearer")
+                .field("authorization", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 /// The outcome of one operator call that did not fail the run.
@@ -91,9 +119,16 @@ impl CallerIdentity {
         let metadata = request.metadata_mut();
         insert(metadata, "x-pecr-request-id", &self.request_id)?;
         insert(metadata, "x-pecr-trace-id", &self.trace_id)?;
-        insert(metadata, "x-pecr-principal-id", &self.principal_id)?;
-        if let Some(secret) = &self.shared_secret {
-            insert(metadata, "x-pecr-local-auth-secret", secret)?;
+        match &self.credential {
+            GatewayCredential::Local { shared_secret } => {
+                insert(metadata, "x-pecr-principal-id", &self.principal_id)?;
+                if let Some(secret) = shared_secret {
+                    insert(metadata, "x-pecr-local-auth-secret", secret)?;
+                }
+            }
+            GatewayCredential::Bearer { authorization } => {
+                insert(metadata, "authorization", authorization)?;
+            }
         }
         Ok(request)
     }
@@ -281,4 +316,77 @@ fn error_body_len(error: &PecrError) -> u64 {
         "retryable": error.retryable,
     });
     body.to_string().len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(credential: GatewayCredential) -> Vec<(String, String)> {
+        let identity = CallerIdentity {
+            principal_id: "dev".into(),
+            credential,
+            request_id: "r1".into(),
+            trace_id: "01JR5M00000000000000000001".into(),
+        };
+        let request = identity
+            .request((), Duration::from_secs(1))
+            .unwrap_or_else(|err| panic!("{}", err.message));
+        let mut pairs: Vec<(String, String)> = [
+            "authorization",
+            "x-pecr-principal-id",
+            "x-pecr-local-auth-secret",
+            "x-pecr-request-id",
+        ]
+        .iter()
+        .filter_map(|key| {
+            let value = request.metadata().get(*key)?.to_str().ok()?;
+            Some(((*key).to_owned(), value.to_owned()))
+        })
+        .collect();
+        pairs.sort();
+        pairs
+    }
+
+    fn pair(key: &str, value: &str) -> (String, String) {
+        (key.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn local_mode_sends_the_principal_and_the_secret() {
+        assert_eq!(
+            sent(GatewayCredential::Local {
+                shared_secret: Some("s3cret".into())
+            }),
+            [
+                pair("x-pecr-local-auth-secret", "s3cret"),
+                pair("x-pecr-principal-id", "dev"),
+                pair("x-pecr-request-id", "r1"),
+            ]
+        );
+        assert_eq!(
+            sent(GatewayCredential::Local {
+                shared_secret: None
+            }),
+            [
+                pair("x-pecr-principal-id", "dev"),
+                pair("x-pecr-request-id", "r1")
+            ]
+        );
+    }
+
+    #[test]
+    fn oidc_mode_forwards_only_the_callers_authorization() {
+        let credential = GatewayCredential::Bearer {
+            authorization: "Bearer a.b.c".into(),
+        };
+        assert!(!format!("{credential:?}").contains("a.b.c"));
+        assert_eq!(
+            sent(credential),
+            [
+                pair("authorization", "Bearer a.b.c"),
+                pair("x-pecr-request-id", "r1")
+            ]
+        );
+    }
 }

@@ -55,8 +55,12 @@ impl Service for App {
     }
 
     async fn bind(config: Config) -> Result<Self, StartupError> {
-        let gateway = pecr_server::lazy_channel(env::GATEWAY_URL, &config.gateway_url)?;
-        let ledger = pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url)?;
+        // In OIDC mode this loads the JWKS; failing it stops start-up (spec 30 §2.3).
+        let auth = pecr_auth::Authenticator::from_front_door(&config.front_door).await?;
+        let gateway =
+            pecr_server::lazy_channel(env::GATEWAY_URL, &config.gateway_url, &config.client_tls)?;
+        let ledger =
+            pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url, &config.client_tls)?;
         let store =
             replay_store::ReplayStore::new(&config.replay.backend, ledger, config.gateway_timeout);
         store.init().map_err(|err| {
@@ -83,12 +87,14 @@ impl Service for App {
         });
         let api = service::ControllerApi {
             runner,
-            auth: pecr_auth::LocalAuth::new(config.front_door.shared_secret.clone()),
+            auth,
             limiter: pecr_server::RateLimiter::new(config.rate_limit.window),
             rate_limit: config.rate_limit,
             list_limit: config.replay.list_limit,
         };
-        let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
+        let bound = BoundService::bind(config.grpc_addr, config.http_addr)
+            .await?
+            .with_tls(config.server_tls);
         Ok(Self {
             bound,
             gateway,
@@ -108,11 +114,15 @@ impl Service for App {
             .with_upstream("gateway", self.gateway, pecr_proto::service_names::GATEWAY);
         let metrics_guard: Option<MetricsGuard> = self.metrics_require_auth.then(|| {
             let auth = self.api.auth.clone();
-            let guard: MetricsGuard = Arc::new(move |headers: &axum::http::HeaderMap| {
-                let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
-                auth.authenticate(&metadata)
-                    .err()
-                    .map(pecr_edge::error_response)
+            let guard: MetricsGuard = Arc::new(move |headers: axum::http::HeaderMap| {
+                let auth = auth.clone();
+                Box::pin(async move {
+                    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+                    auth.authenticate(&metadata)
+                        .await
+                        .err()
+                        .map(pecr_edge::error_response)
+                })
             });
             guard
         });

@@ -21,7 +21,9 @@ use crate::budget_gate::BudgetGate;
 use crate::config::OperatorPolicy;
 use crate::convert::{budget_to_proto, claim_map_from_proto};
 use crate::engine::{self, LoopResult};
-use crate::gateway_client::{CallerIdentity, GatewayClient, SessionClient, contract_mode};
+use crate::gateway_client::{
+    CallerIdentity, GatewayClient, GatewayCredential, SessionClient, contract_mode,
+};
 use crate::metrics::ControllerMetrics;
 use crate::plan::Plan;
 use crate::replay_store::{Owner, ReplayStore};
@@ -54,9 +56,12 @@ pub struct RunIds {
 }
 
 impl Runner {
+    /// `authorization` is the caller's header in OIDC mode, forwarded to the
+    /// gateway in place of the local-mode principal header.
     pub async fn run(
         self: &Arc<Self>,
         principal: &Principal,
+        authorization: Option<String>,
         ids: &RunIds,
         query: String,
         budget: Option<Budget>,
@@ -68,7 +73,12 @@ impl Runner {
             .map_err(|reason| PecrError::invalid_params(format!("invalid budget: {reason}")))?;
         let identity = CallerIdentity {
             principal_id: principal.principal_id.clone(),
-            shared_secret: self.settings.shared_secret.clone(),
+            credential: match authorization {
+                Some(authorization) => GatewayCredential::Bearer { authorization },
+                None => GatewayCredential::Local {
+                    shared_secret: self.settings.shared_secret.clone(),
+                },
+            },
             request_id: ids.request_id.clone(),
             trace_id: ids.trace_id.clone(),
         };

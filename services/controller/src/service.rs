@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use pecr_auth::{LocalAuth, Principal};
+use pecr_auth::{Authenticator, Principal};
 use pecr_contracts::hashing::principal_id_hash;
 use pecr_contracts::ids::{new_ulid, sanitize_request_id, trace_id_or_new};
 use pecr_contracts::replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
@@ -25,7 +25,7 @@ use crate::run::{RunIds, Runner};
 
 pub struct ControllerApi {
     pub runner: Arc<Runner>,
-    pub auth: LocalAuth,
+    pub auth: Authenticator,
     pub limiter: RateLimiter,
     pub rate_limit: RunRateLimit,
     pub list_limit: u32,
@@ -51,7 +51,7 @@ impl ControllerApi {
         limit: Option<u32>,
         engine_mode: Option<String>,
     ) -> PecrResult<Vec<ReplayBundle>> {
-        let principal = self.auth.authenticate(metadata)?;
+        let principal = self.auth.authenticate(metadata).await?;
         let engine_mode = convert::engine_mode(engine_mode.as_deref())?;
         self.runner
             .store
@@ -61,7 +61,7 @@ impl ControllerApi {
 
     async fn run_inner(&self, request: Request<v1::RunRequest>) -> PecrResult<v1::RunResponse> {
         let metadata = request.metadata();
-        let principal = self.auth.authenticate(metadata)?;
+        let principal = self.auth.authenticate(metadata).await?;
         if !self.limiter.allow(
             &format!("run:{}", principal.principal_id),
             self.rate_limit.per_window,
@@ -72,12 +72,13 @@ impl ControllerApi {
             ));
         }
         let ids = run_ids(metadata);
+        let authorization = self.auth.forwarded_authorization(metadata);
         let request = request.into_inner();
         let budget = request.budget.as_ref().map(convert::budget_from_proto);
         let started = Instant::now();
         let response = self
             .runner
-            .run(&principal, &ids, request.query, budget)
+            .run(&principal, authorization, &ids, request.query, budget)
             .await
             .inspect_err(|err| {
                 info!(
@@ -112,7 +113,7 @@ impl ControllerApi {
         let submission = convert::submission_from_proto(submission)?;
         // Threshold ranges are checked before authentication (spec 30 §13.1).
         validate_thresholds(&submission).map_err(PecrError::invalid_params)?;
-        let principal = self.auth.authenticate(metadata)?;
+        let principal = self.auth.authenticate(metadata).await?;
         validate_submission(&submission).map_err(PecrError::invalid_params)?;
         let owner = owner(&principal);
         let store = &self.runner.store;
@@ -223,7 +224,7 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::GetReplayRequest>,
     ) -> Result<Response<v1::GetReplayResponse>, Status> {
-        let principal = self.auth.authenticate(request.metadata())?;
+        let principal = self.auth.authenticate(request.metadata()).await?;
         let bundle = self
             .runner
             .store
@@ -267,7 +268,7 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::GetEvaluationRequest>,
     ) -> Result<Response<v1::GetEvaluationResponse>, Status> {
-        let principal = self.auth.authenticate(request.metadata())?;
+        let principal = self.auth.authenticate(request.metadata()).await?;
         let evaluation = self
             .runner
             .store

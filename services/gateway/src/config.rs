@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors};
 use pecr_contracts::is_sha256_hex;
+use pecr_server::{AllowedClients, ClientTls, ServerTls};
 
 use crate::env;
 
@@ -64,6 +65,10 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub coverage_threshold: f64,
     pub as_of_time_default: String,
+    /// TLS on the gRPC port (the REST edge stays on plain HTTP).
+    pub server_tls: Option<ServerTls>,
+    /// TLS towards ledger-writer when `PECR_LEDGER_URL` is https://.
+    pub client_tls: ClientTls,
 }
 
 impl std::fmt::Debug for Config {
@@ -76,6 +81,8 @@ impl std::fmt::Debug for Config {
             .field("front_door", &self.front_door)
             .field("policy_bundle_dir", &self.policy_bundle_dir)
             .field("remote_opa", &self.remote_opa)
+            .field("server_tls", &self.server_tls)
+            .field("client_tls", &self.client_tls)
             .finish_non_exhaustive()
     }
 }
@@ -90,8 +97,11 @@ impl Config {
             &mut r,
             &[(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)],
         );
+        let server_tls =
+            ServerTls::read(&mut r, AllowedClients::only(&env::DEFAULT_ALLOWED_CLIENTS));
+        let client_tls = ClientTls::read(&mut r, &[(env::LEDGER_URL, env::LEDGER_TLS_SERVER_NAME)]);
         let ledger_url = r.string(env::LEDGER_URL, env::DEFAULT_LEDGER_URL);
-        if let Err(err) = pecr_server::endpoint(env::LEDGER_URL, &ledger_url) {
+        if let Err(err) = client_tls.endpoint(env::LEDGER_URL, &ledger_url) {
             r.push_error(err);
         }
         let db_url = r.required(env::DB_URL);
@@ -224,6 +234,8 @@ impl Config {
             },
             coverage_threshold,
             as_of_time_default,
+            server_tls,
+            client_tls,
         };
         r.finish()?;
         Ok(config)

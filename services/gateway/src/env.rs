@@ -3,6 +3,8 @@
 pub const GRPC_ADDR: &str = "PECR_GATEWAY_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "PECR_BIND_ADDR";
 pub const LEDGER_URL: &str = "PECR_LEDGER_URL";
+/// Name on ledger-writer's certificate when it is not `PECR_LEDGER_URL`'s host.
+pub const LEDGER_TLS_SERVER_NAME: &str = "PECR_LEDGER_TLS_SERVER_NAME";
 pub const DB_URL: &str = "PECR_DB_URL";
 
 pub const OPA_URL: &str = "PECR_OPA_URL";
@@ -38,6 +40,11 @@ pub const RATE_LIMIT_FINALIZE: &str = "PECR_RATE_LIMIT_FINALIZE_PER_WINDOW";
 
 pub const COVERAGE_THRESHOLD: &str = "PECR_COVERAGE_THRESHOLD";
 pub const AS_OF_TIME_DEFAULT: &str = "PECR_AS_OF_TIME_DEFAULT";
+
+/// Who may call the gateway's gRPC port when client certificates are
+/// required (`PECR_TLS_ALLOWED_CLIENTS` overrides it). End users reach the
+/// gateway through the REST edge, which calls the service in-process.
+pub const DEFAULT_ALLOWED_CLIENTS: [&str; 1] = ["pecr-controller"];
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";

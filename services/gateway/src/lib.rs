@@ -36,7 +36,7 @@ pub struct App {
     bound: BoundService,
     ledger_channel: Channel,
     core: Arc<core::Gateway>,
-    api_parts: (pecr_auth::LocalAuth, config::RateLimits),
+    api_parts: (pecr_auth::Authenticator, config::RateLimits),
     metrics_require_auth: bool,
 }
 
@@ -98,6 +98,8 @@ impl Service for App {
     }
 
     async fn bind(config: Config) -> Result<Self, StartupError> {
+        // In OIDC mode this loads the JWKS; failing it stops start-up.
+        let auth = pecr_auth::Authenticator::from_front_door(&config.front_door).await?;
         let policy = PolicyEngine::new(policy_config(&config)).map_err(policy_startup_error)?;
         let policy_bundle_hash = match (&config.policy_bundle_hash, policy.bundle_hash()) {
             (Some(configured), _) => configured.clone(),
@@ -110,7 +112,8 @@ impl Service for App {
             }
         };
         let adapters = Adapters::connect(adapters_config(&config), &config.db_url).await?;
-        let ledger_channel = pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url)?;
+        let ledger_channel =
+            pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url, &config.client_tls)?;
         let metrics = metrics::GatewayMetrics::new()
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
         let core = Arc::new(core::Gateway {
@@ -132,15 +135,14 @@ impl Service for App {
                 config.cache_ttl_ms,
             ),
         });
-        let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
+        let bound = BoundService::bind(config.grpc_addr, config.http_addr)
+            .await?
+            .with_tls(config.server_tls);
         Ok(Self {
             bound,
             ledger_channel,
             core,
-            api_parts: (
-                pecr_auth::LocalAuth::new(config.front_door.shared_secret.clone()),
-                config.rate_limits,
-            ),
+            api_parts: (auth, config.rate_limits),
             metrics_require_auth: config.metrics_require_auth,
         })
     }
@@ -169,11 +171,15 @@ impl Service for App {
             });
         let metrics_guard: Option<MetricsGuard> = self.metrics_require_auth.then(|| {
             let auth = auth.clone();
-            let guard: MetricsGuard = Arc::new(move |headers: &axum::http::HeaderMap| {
-                let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
-                auth.authenticate(&metadata)
-                    .err()
-                    .map(pecr_edge::error_response)
+            let guard: MetricsGuard = Arc::new(move |headers: axum::http::HeaderMap| {
+                let auth = auth.clone();
+                Box::pin(async move {
+                    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+                    auth.authenticate(&metadata)
+                        .await
+                        .err()
+                        .map(pecr_edge::error_response)
+                })
             });
             guard
         });

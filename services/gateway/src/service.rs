@@ -14,12 +14,12 @@ use tonic::{Request, Response, Status};
 use crate::config::RateLimits;
 use crate::core::{Caller, Gateway};
 use crate::metrics::{ROUTE_FINALIZE, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE};
-use pecr_auth::{LocalAuth, header};
+use pecr_auth::{Authenticator, header};
 use pecr_server::RateLimiter;
 
 pub struct GatewayApi {
     pub core: Arc<Gateway>,
-    pub auth: LocalAuth,
+    pub auth: Authenticator,
     pub limiter: RateLimiter,
     pub limits: RateLimits,
 }
@@ -52,12 +52,12 @@ fn policy_decision(decision: pecr_policy::Decision) -> v1::PolicyDecision {
 
 impl GatewayApi {
     /// Authenticates, applies the principal's limit for `bucket`, and derives the request id.
-    fn caller(
+    async fn caller(
         &self,
         metadata: &MetadataMap,
         bucket: Option<(&str, u32, &str)>,
     ) -> PecrResult<Caller> {
-        let principal = self.auth.authenticate(metadata)?;
+        let principal = self.auth.authenticate(metadata).await?;
         if let Some((prefix, limit, what)) = bucket
             && !self
                 .limiter
@@ -99,7 +99,7 @@ impl GatewayService for GatewayApi {
         let started = Instant::now();
         let result = async {
             let bucket = ("sessions", self.limits.sessions, "session creation");
-            let caller = self.caller(request.metadata(), Some(bucket))?;
+            let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let trace_id =
                 ids::trace_id_or_new(header(request.metadata(), "x-pecr-trace-id").as_deref());
             let created = self
@@ -124,7 +124,7 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
         let started = Instant::now();
         let result = async {
-            let caller = self.caller(request.metadata(), None)?;
+            let caller = self.caller(request.metadata(), None).await?;
             let decision = self.core.simulate(&caller, request.into_inner()).await?;
             let decision = policy_decision(decision);
             let response = v1::SimulatePolicyResponse {
@@ -147,7 +147,7 @@ impl GatewayService for GatewayApi {
         let op_name = request.get_ref().op_name.clone();
         let result = async {
             let bucket = ("operators", self.limits.operators, "operator calls");
-            let caller = self.caller(request.metadata(), Some(bucket))?;
+            let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let token = session_token(request.metadata())?;
             let reply = self
                 .core
@@ -174,7 +174,7 @@ impl GatewayService for GatewayApi {
         let started = Instant::now();
         let result = async {
             let bucket = ("finalize", self.limits.finalize, "finalize calls");
-            let caller = self.caller(request.metadata(), Some(bucket))?;
+            let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let token = session_token(request.metadata())?;
             let response = self
                 .core

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, StartupError, StartupErrors};
 use pecr_proto::v1::ledger_service_server::LedgerServiceServer;
-use pecr_server::{BoundService, Readiness, ServeSpec, Service};
+use pecr_server::{AllowedClients, BoundService, Readiness, ServeSpec, ServerTls, Service};
 
 pub use db::{LAST_MIGRATION_VERSION, migrate};
 
@@ -27,7 +27,14 @@ pub struct Config {
     pub db_url: String,
     pub write_timeout: Duration,
     pub pool_max_size: usize,
+    /// TLS on the gRPC port; with a client CA, only [`ALLOWED_CLIENTS`] may call.
+    pub server_tls: Option<ServerTls>,
 }
+
+/// Who may call ledger-writer when client certificates are required
+/// (`PECR_TLS_ALLOWED_CLIENTS` overrides it): the gateway writes the
+/// ledger, the controller stores replays and evaluations.
+pub const ALLOWED_CLIENTS: [&str; 2] = ["pecr-gateway", "pecr-controller"];
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,6 +44,7 @@ impl std::fmt::Debug for Config {
             .field("db_url", &"<redacted>")
             .field("write_timeout", &self.write_timeout)
             .field("pool_max_size", &self.pool_max_size)
+            .field("server_tls", &self.server_tls)
             .finish()
     }
 }
@@ -51,8 +59,10 @@ impl Config {
         let write_timeout_ms = reader.number::<u64>(env::WRITE_TIMEOUT_MS, 2000, 1, 600_000);
         let pool_max_size = reader.number::<usize>(env::POOL_MAX_SIZE, 8, 1, 1024);
         let allow_nonlocal = reader.boolean(env::ALLOW_NONLOCAL_BIND, false);
-        // ledger-writer has no client authentication until service mTLS; the
-        // override is the operator's statement that the network is private.
+        let server_tls = ServerTls::read(&mut reader, AllowedClients::only(&ALLOWED_CLIENTS));
+        // ledger-writer's client authentication is mTLS (PECR_TLS_CLIENT_CA);
+        // without it the override is the operator's statement that the
+        // network is private.
         for (key, addr) in [(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)] {
             if let Err(err) = pecr_config::check_bind_rule(key, addr, allow_nonlocal, true) {
                 reader.push_error(err);
@@ -73,6 +83,7 @@ impl Config {
             db_url,
             write_timeout: Duration::from_millis(write_timeout_ms),
             pool_max_size,
+            server_tls,
         })
     }
 }
@@ -101,7 +112,9 @@ impl Service for App {
         db::migrate_bounded(&config.db_url).await?;
         let pool = db::pool(&config.db_url, config.pool_max_size)?;
         let store = store::LedgerStore::new(pool, config.write_timeout);
-        let bound = BoundService::bind(config.grpc_addr, config.http_addr).await?;
+        let bound = BoundService::bind(config.grpc_addr, config.http_addr)
+            .await?
+            .with_tls(config.server_tls);
         Ok(Self {
             bound,
             store,

@@ -64,24 +64,35 @@ impl Mesh {
     }
 
     pub async fn start_with(options: MeshOptions) -> Self {
+        Self::start_with_ledger(options, &[]).await
+    }
+
+    /// Like [`Mesh::start_with`], with `ledger` added to ledger-writer's
+    /// settings. A service started with `PECR_TLS_CERT` is called through
+    /// an `https://` URL by the others.
+    pub async fn start_with_ledger(
+        options: MeshOptions,
+        ledger: &[(&'static str, String)],
+    ) -> Self {
         let db = TestDatabase::create().await;
         pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
             .await
             .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
-        let ledger = ServiceProcess::start(
-            "pecr-ledger-writer",
-            &[
+        let ledger_env = merge(
+            vec![
                 ("PECR_DB_URL", db.url()),
                 ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
                 ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
             ],
-        )
-        .await;
+            ledger,
+        );
+        let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
+        let ledger_url = upstream_url(&ledger, &ledger_env);
         let root = workspace_root();
         let gateway_env = merge(
             vec![
                 ("PECR_DB_URL", db.url()),
-                ("PECR_LEDGER_URL", ledger.grpc_url()),
+                ("PECR_LEDGER_URL", ledger_url.clone()),
                 ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
                 ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
                 (
@@ -98,8 +109,8 @@ impl Mesh {
         let gateway = ServiceProcess::start("pecr-gateway", &gateway_env).await;
         let controller_env = merge(
             vec![
-                ("PECR_GATEWAY_URL", gateway.grpc_url()),
-                ("PECR_LEDGER_URL", ledger.grpc_url()),
+                ("PECR_GATEWAY_URL", upstream_url(&gateway, &gateway_env)),
+                ("PECR_LEDGER_URL", ledger_url),
                 ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
                 ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),
                 ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.into()),
@@ -180,6 +191,16 @@ impl Mesh {
             lines.extend(gateway.drain_stderr());
         }
         lines
+    }
+}
+
+/// The URL the other services call `service` at: `https://` when it was
+/// started with `PECR_TLS_CERT`, its plain gRPC URL otherwise.
+fn upstream_url(service: &ServiceProcess, env: &[(&'static str, String)]) -> String {
+    if env.iter().any(|(key, _)| *key == "PECR_TLS_CERT") {
+        format!("https://{}", service.grpc_addr)
+    } else {
+        service.grpc_url()
     }
 }
 

@@ -1,0 +1,543 @@
+//! OIDC mode across the mesh (spec 30 §3.2–3.3, spec 10 §7.2, decision 1):
+//! the test is the issuer. It mints RSA keys, serves their JWKS over HTTP
+//! and signs tokens; gateway and controller verify them, over gRPC and
+//! REST, and the controller forwards the caller's token to the gateway.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pecr_errors::ErrorCode;
+use pecr_mesh_tests::{BUDGET_DEFAULTS, Mesh, MeshOptions, client_for, error_of};
+use pecr_proto::v1::{self, TerminalMode, gateway_service_client::GatewayServiceClient};
+use pecr_testkit::{ServiceProcess, http_post_json, http_request, workspace_root};
+use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
+use rsa::{Generate, PrivateKey};
+use serde_json::{Value, json};
+use tonic::Code;
+
+const ISSUER: &str = "https://issuer.test";
+const AUDIENCE: &str = "pecr";
+const STATUS_QUESTION: &str = "What is the customer status and plan tier?";
+
+/// One signing key of the test issuer.
+struct SigningKey {
+    kid: &'static str,
+    encoding: EncodingKey,
+    jwk: Value,
+    public_der: Vec<u8>,
+}
+
+impl SigningKey {
+    fn generate(kid: &'static str) -> Self {
+        let private = PrivateKey::try_generate().expect("RSA key");
+        let encoding =
+            EncodingKey::from_rsa_der(private.to_pkcs1_der().expect("private DER").as_bytes());
+        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256).expect("JWK");
+        jwk.common.key_id = Some(kid.to_owned());
+        let public_der = private
+            .to_public_key()
+            .to_pkcs1_der()
+            .expect("public DER")
+            .as_bytes()
+            .to_vec();
+        Self {
+            kid,
+            encoding,
+            jwk: serde_json::to_value(jwk).expect("JWK JSON"),
+            public_der,
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
+    }
+}
+
+/// Two keys, generated side by side (seconds each in a debug build).
+async fn keys() -> (SigningKey, SigningKey) {
+    let first = tokio::task::spawn_blocking(|| SigningKey::generate("key-a"));
+    let second = tokio::task::spawn_blocking(|| SigningKey::generate("key-b"));
+    (first.await.expect("key-a"), second.await.expect("key-b"))
+}
+
+fn jwks(keys: &[&SigningKey]) -> Value {
+    json!({"keys": keys.iter().map(|key| key.jwk.clone()).collect::<Vec<_>>()})
+}
+
+/// The issuer's JWKS endpoint: serves whatever set it is given and counts fetches.
+struct JwksServer {
+    addr: SocketAddr,
+    served: Arc<Mutex<Value>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(initial: Value) -> Self {
+        let served = Arc::new(Mutex::new(initial));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (state, count) = (Arc::clone(&served), Arc::clone(&fetches));
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = state.lock().map(|set| set.clone()).unwrap_or_default();
+                async move { axum::Json(body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind JWKS server");
+        let addr = listener.local_addr().expect("JWKS address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            served,
+            fetches,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/jwks", self.addr)
+    }
+
+    fn serve(&self, set: Value) {
+        if let Ok(mut served) = self.served.lock() {
+            *served = set;
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+fn oidc_env(jwks_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PECR_AUTH_MODE", "oidc".into()),
+        ("PECR_OIDC_ISSUER", ISSUER.into()),
+        ("PECR_OIDC_JWKS_URL", jwks_url.into()),
+        ("PECR_OIDC_AUDIENCE", AUDIENCE.into()),
+        ("PECR_OIDC_TENANT_CLAIM", "tenant".into()),
+        ("PECR_OIDC_ROLES_CLAIM", "groups".into()),
+        ("PECR_OIDC_ABAC_CLAIMS", "dept".into()),
+        ("PECR_OIDC_JWKS_REFRESH_TTL_SECS", "1".into()),
+        ("PECR_OIDC_CLOCK_SKEW_SECS", "0".into()),
+    ]
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Valid claims for `sub`; the safe views serve tenant `local`.
+fn claims(sub: &str) -> Value {
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "tenant": "local",
+        "groups": ["analyst"],
+        "dept": "eng",
+        "exp": now() + 600,
+    })
+}
+
+fn claims_with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+    let mut claims = claims("dev");
+    if let Some(map) = claims.as_object_mut() {
+        change(map);
+    }
+    claims
+}
+
+fn bearer<T>(authorization: Option<&str>, body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    request.set_timeout(Duration::from_secs(30));
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().expect("header value"));
+    }
+    request
+}
+
+fn run_body(query: &str) -> v1::RunRequest {
+    v1::RunRequest {
+        query: query.into(),
+        budget: None,
+    }
+}
+
+/// A run over gRPC with `authorization`, as the caller sent it.
+async fn grpc_run(
+    mesh: &Mesh,
+    authorization: Option<&str>,
+    query: &str,
+) -> Result<v1::RunResponse, tonic::Status> {
+    let mut client = mesh.client().await;
+    client
+        .run(bearer(authorization, run_body(query)))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn rest_run(
+    mesh: &Mesh,
+    authorization: Option<&str>,
+    query: &str,
+) -> pecr_testkit::HttpAnswer {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("authorization", value))
+        .into_iter()
+        .collect();
+    http_post_json(
+        &mesh.url("/v1/run"),
+        &headers,
+        &json!({"query": query}).to_string(),
+    )
+    .await
+}
+
+/// Both protocols refuse the request with `code` (401), and never echo the token.
+async fn refused(mesh: &Mesh, what: &str, authorization: Option<&str>, code: ErrorCode) {
+    let status = grpc_run(mesh, authorization, STATUS_QUESTION)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: gRPC run was accepted"));
+    assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    let error = error_of(&status);
+    assert_eq!((error.code, error.http_status), (code, 401), "{what}");
+    let answer = rest_run(mesh, authorization, STATUS_QUESTION).await;
+    assert_eq!(answer.status, 401, "{what}: {}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["code"], code.as_str(), "{what}: {}", answer.body);
+    assert_eq!(body["terminal_mode_hint"], "INSUFFICIENT_PERMISSION");
+    assert_eq!(body["retryable"], false);
+    if let Some(token) = authorization.and_then(|value| value.split_whitespace().nth(1)) {
+        for part in token.split('.').filter(|part| part.len() > 8) {
+            assert!(
+                !answer.body.contains(part),
+                "{what}: the error echoes the token"
+            );
+            assert!(
+                !error.message.contains(part),
+                "{what}: the error echoes the token"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn oidc_tokens_authenticate_both_protocols_and_reach_the_gateway() {
+    let (key_a, key_b) = keys().await;
+    let issuer = JwksServer::start(jwks(&[&key_a])).await;
+    let mut controller_env = oidc_env(&issuer.url());
+    controller_env.push(("PECR_METRICS_REQUIRE_AUTH", "1".into()));
+    let mesh = Mesh::start_with(MeshOptions {
+        gateway: oidc_env(&issuer.url()),
+        controller: controller_env,
+    })
+    .await;
+    assert!(
+        issuer.fetches() >= 2,
+        "both services load the JWKS at start-up"
+    );
+
+    // A valid token runs end to end: the controller forwards it and the
+    // gateway's policy sees principal `dev` of tenant `local`.
+    let dev = format!("Bearer {}", key_a.sign(&claims("dev")));
+    let response = grpc_run(&mesh, Some(&dev), STATUS_QUESTION)
+        .await
+        .unwrap_or_else(|status| panic!("valid token over gRPC: {status:?}"));
+    assert_eq!(
+        TerminalMode::try_from(response.terminal_mode).ok(),
+        Some(TerminalMode::Supported),
+        "{response:?}"
+    );
+    let mut client = mesh.client().await;
+    let replay = client
+        .get_replay(bearer(
+            Some(&dev),
+            v1::GetReplayRequest {
+                run_id: response.run_id.clone(),
+            },
+        ))
+        .await;
+    assert!(
+        replay.is_ok(),
+        "the token's principal owns its replay: {replay:?}"
+    );
+    let lowercase = format!("bearer {}", key_a.sign(&claims("dev")));
+    let answer = rest_run(&mesh, Some(&lowercase), STATUS_QUESTION).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.json()["terminal_mode"],
+        "SUPPORTED",
+        "{}",
+        answer.body
+    );
+    // The principal comes from the token: `guest` may read nothing.
+    let guest = format!("Bearer {}", key_a.sign(&claims("guest")));
+    let response = grpc_run(&mesh, Some(&guest), STATUS_QUESTION)
+        .await
+        .unwrap_or_else(|status| panic!("guest: {status:?}"));
+    assert_eq!(
+        TerminalMode::try_from(response.terminal_mode).ok(),
+        Some(TerminalMode::InsufficientPermission)
+    );
+
+    // Everything a forger or a stale client might send.
+    let signed = |claims: Value| format!("Bearer {}", key_a.sign(&claims));
+    let mut hs256 = Header::new(Algorithm::HS256);
+    hs256.kid = Some(key_a.kid.to_owned());
+    let hmac_with_public_key = jsonwebtoken::encode(
+        &hs256,
+        &claims("dev"),
+        &EncodingKey::from_secret(&key_a.public_der).expect("HMAC key"),
+    )
+    .expect("sign HS256");
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "kid": key_a.kid}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims("dev").to_string())
+    );
+    let invalid = [
+        (
+            "expired",
+            signed(claims_with(|c| {
+                c.insert("exp".into(), json!(now() - 60));
+            })),
+        ),
+        (
+            "wrong issuer",
+            signed(claims_with(|c| {
+                c.insert("iss".into(), json!("https://evil.test"));
+            })),
+        ),
+        (
+            "missing iss",
+            signed(claims_with(|c| {
+                c.remove("iss");
+            })),
+        ),
+        (
+            "wrong audience",
+            signed(claims_with(|c| {
+                c.insert("aud".into(), json!("someone-else"));
+            })),
+        ),
+        (
+            "missing aud",
+            signed(claims_with(|c| {
+                c.remove("aud");
+            })),
+        ),
+        (
+            "missing principal claim",
+            signed(claims_with(|c| {
+                c.remove("sub");
+            })),
+        ),
+        (
+            "missing tenant claim",
+            signed(claims_with(|c| {
+                c.remove("tenant");
+            })),
+        ),
+        ("alg none", format!("Bearer {unsigned}")),
+        (
+            "HS256 keyed with the public key",
+            format!("Bearer {hmac_with_public_key}"),
+        ),
+        ("not a bearer token", "Basic ZGV2OmRldg==".to_owned()),
+        ("garbage", "Bearer not-a-jwt".to_owned()),
+    ];
+    for (what, authorization) in &invalid {
+        refused(&mesh, what, Some(authorization), ErrorCode::AuthInvalid).await;
+    }
+    refused(&mesh, "no header", None, ErrorCode::AuthRequired).await;
+
+    // Local-mode headers mean nothing in OIDC mode, at the gateway too.
+    let answer = http_post_json(
+        &mesh.url("/v1/run"),
+        &[("x-pecr-principal-id", "dev")],
+        r#"{"query":"smoke"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    let gateway = mesh.gateway.as_ref().expect("gateway running");
+    let mut gateway_client = GatewayServiceClient::connect(gateway.grpc_url())
+        .await
+        .expect("connect gateway");
+    let mut local_style = bearer(None, v1::CreateSessionRequest::default());
+    local_style
+        .metadata_mut()
+        .insert("x-pecr-principal-id", "dev".parse().expect("value"));
+    let status = gateway_client
+        .create_session(local_style)
+        .await
+        .expect_err("the gateway wants a token");
+    assert_eq!(error_of(&status).code, ErrorCode::AuthRequired);
+    let expired = signed(claims_with(|c| {
+        c.insert("exp".into(), json!(now() - 60));
+    }));
+    let status = gateway_client
+        .create_session(bearer(Some(&expired), v1::CreateSessionRequest::default()))
+        .await
+        .expect_err("the gateway checks the token itself");
+    assert_eq!(error_of(&status).code, ErrorCode::AuthInvalid);
+
+    // /metrics runs the same authentication.
+    let metrics = mesh.url("/metrics");
+    let anonymous = http_request("GET", &metrics, &[], None).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert_eq!(anonymous.json()["code"], "ERR_AUTH_REQUIRED");
+    let allowed = http_request("GET", &metrics, &[("authorization", &dev)], None).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+
+    // Key rotation: a token signed with a key the JWKS does not list yet is
+    // refused; once the issuer publishes it and the cache is older than the
+    // refresh TTL (1 s), both services refetch and accept it.
+    let rotated = format!("Bearer {}", key_b.sign(&claims("dev")));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    refused(&mesh, "unknown kid", Some(&rotated), ErrorCode::AuthInvalid).await;
+    issuer.serve(jwks(&[&key_a, &key_b]));
+    let before = issuer.fetches();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let response = grpc_run(&mesh, Some(&rotated), STATUS_QUESTION)
+        .await
+        .unwrap_or_else(|status| panic!("rotated key: {status:?}"));
+    assert_eq!(
+        TerminalMode::try_from(response.terminal_mode).ok(),
+        Some(TerminalMode::Supported)
+    );
+    assert!(
+        issuer.fetches() >= before + 2,
+        "controller and gateway each refetched the JWKS"
+    );
+    let answer = rest_run(&mesh, Some(&rotated), STATUS_QUESTION).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The old key still works: it is still published.
+    let answer = rest_run(&mesh, Some(&dev), "smoke").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // A second controller replica sees the same principal and replays.
+    let replica = mesh.start_controller(&[]).await;
+    let mut replica_client = client_for(&replica).await;
+    let replay = replica_client
+        .get_replay(bearer(
+            Some(&dev),
+            v1::GetReplayRequest {
+                run_id: response.run_id,
+            },
+        ))
+        .await;
+    assert!(replay.is_ok(), "{replay:?}");
+}
+
+/// Settings a gateway needs to get past configuration, without a database.
+fn gateway_start_env(extra: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    let root = workspace_root();
+    let mut env = vec![
+        ("PECR_DB_URL", "postgres://pecr@127.0.0.1:1/pecr".to_owned()),
+        ("PECR_LEDGER_URL", "http://127.0.0.1:1".to_owned()),
+        ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("PECR_BIND_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "PECR_FS_CORPUS_PATH",
+            root.join("fixtures/fs_corpus").display().to_string(),
+        ),
+        (
+            "PECR_POLICY_BUNDLE_DIR",
+            root.join("opa/bundle").display().to_string(),
+        ),
+    ];
+    env.extend(extra);
+    env
+}
+
+fn controller_start_env(extra: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PECR_GATEWAY_URL", "http://127.0.0.1:1".to_owned()),
+        ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.to_owned()),
+        ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".to_owned()),
+    ];
+    env.extend(extra);
+    env
+}
+
+async fn refuses_to_start(binary: &str, env: &[(&'static str, String)], code: &str) {
+    let report = ServiceProcess::run_to_exit(binary, env).await;
+    assert_eq!(report.code, Some(1), "{binary}: {}", report.stderr);
+    assert!(
+        report.stderr.contains(&format!("STARTUP_ERROR {code}: ")),
+        "{binary} should fail with {code}:\n{}",
+        report.stderr
+    );
+}
+
+#[tokio::test]
+async fn oidc_start_up_needs_its_settings_and_a_reachable_jwks() {
+    // Nothing listens on a port whose listener was just closed.
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let down = oidc_env(&format!("http://{closed}/jwks"));
+    refuses_to_start(
+        "pecr-controller",
+        &controller_start_env(down.clone()),
+        "ERR_AUTH_UNAVAILABLE",
+    )
+    .await;
+    refuses_to_start(
+        "pecr-gateway",
+        &gateway_start_env(down),
+        "ERR_AUTH_UNAVAILABLE",
+    )
+    .await;
+
+    let without_issuer: Vec<_> = oidc_env("http://127.0.0.1:1/jwks")
+        .into_iter()
+        .filter(|(key, _)| *key != "PECR_OIDC_ISSUER")
+        .collect();
+    refuses_to_start(
+        "pecr-controller",
+        &controller_start_env(without_issuer),
+        "ERR_MISSING_CONFIG",
+    )
+    .await;
+    let without_keys: Vec<_> = oidc_env("http://127.0.0.1:1/jwks")
+        .into_iter()
+        .filter(|(key, _)| *key != "PECR_OIDC_JWKS_URL")
+        .collect();
+    refuses_to_start(
+        "pecr-gateway",
+        &gateway_start_env(without_keys),
+        "ERR_INVALID_CONFIG",
+    )
+    .await;
+    let mut bad_inline = oidc_env("http://127.0.0.1:1/jwks");
+    bad_inline.push(("PECR_OIDC_JWKS_JSON", "{not json".to_owned()));
+    refuses_to_start(
+        "pecr-controller",
+        &controller_start_env(bad_inline),
+        "ERR_INVALID_CONFIG",
+    )
+    .await;
+}
