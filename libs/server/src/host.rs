@@ -149,6 +149,8 @@ impl BoundService {
         let grpc = builder
             // Only with required client certificates and an allowlist.
             .layer(tower::util::option_layer(client_check))
+            // An `rpc.server` span per call when tracing is on.
+            .layer(crate::TraceContextLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per hop.

@@ -8,6 +8,7 @@ mod host;
 mod rate_limit;
 mod readiness;
 mod run;
+pub mod telemetry;
 pub mod tls;
 mod upstream;
 
@@ -16,6 +17,7 @@ pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};
+pub use telemetry::{TraceContextLayer, TracedChannel, server_traced, traced};
 pub use tls::{AllowedClients, ClientTls, ServerTls};
 pub use upstream::{endpoint, lazy_channel, probe_health};
 
@@ -23,12 +25,28 @@ use pecr_config::StartupErrors;
 
 /// JSON logs filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
+    init_logging_for(None);
+}
+
+/// JSON logs as [`init_logging`], plus OTLP span export named after
+/// `binary` when `PECR_OTEL_ENABLED` is true (see [`telemetry`]).
+pub fn init_logging_for(binary: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let otel = binary
+        .and_then(telemetry::init)
+        .map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        )
+        .with(otel)
         .try_init();
 }
 

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use pecr_config::{EnvSource, LayeredSource, ProcessEnv, StartupError, StartupErrors};
 
-use crate::{BoundService, exit_with, init_logging, shutdown_signal};
+use crate::{BoundService, exit_with, init_logging_for, shutdown_signal, telemetry};
 
 /// What a service provides so that [`run`] can be its `main`.
 pub trait Service: Sized + Send + 'static {
@@ -31,7 +31,7 @@ pub trait Service: Sized + Send + 'static {
 /// Runs a service binary. Start-up failures print `STARTUP_ERROR` lines and
 /// exit 1; a signal drains and exits 0.
 pub async fn run<S: Service>() {
-    init_logging();
+    init_logging_for(Some(S::BINARY));
     let source = LayeredSource::load(ProcessEnv).unwrap_or_else(|err| exit_with(err));
     let config = S::config(&source).unwrap_or_else(|errors| exit_with(errors));
     let service = S::bind(config).await.unwrap_or_else(|err| exit_with(err));
@@ -41,7 +41,9 @@ pub async fn run<S: Service>() {
     println!("{}", bound.listening_line(S::BINARY));
     tracing::info!(grpc = %bound.grpc_addr(), http = %bound.http_addr(), "{} listening", S::BINARY);
     if let Err(err) = service.serve(shutdown).await {
+        telemetry::shutdown();
         exit_with(err);
     }
     tracing::info!("{} stopped", S::BINARY);
+    telemetry::shutdown();
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use pecr_contracts::replay::TerminalMode;
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
+use pecr_server::TracedChannel;
 use serde_json::Value;
 use tonic::Code;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 /// Who the run acts for, and how to say so to the gateway (spec 30 §3.3).
 #[derive(Debug, Clone)]
@@ -66,14 +68,14 @@ pub struct CallOutcome {
 /// The gateway, as seen by one run.
 #[derive(Clone)]
 pub struct GatewayClient {
-    client: GatewayServiceClient<Channel>,
+    client: GatewayServiceClient<TracedChannel>,
     timeout: Duration,
 }
 
 /// An open gateway session of one run; cheap to clone for concurrent calls.
 #[derive(Clone)]
 pub struct SessionClient {
-    client: GatewayServiceClient<Channel>,
+    client: GatewayServiceClient<TracedChannel>,
     identity: CallerIdentity,
     token: AsciiMetadataValue,
     timeout: Duration,
@@ -137,13 +139,32 @@ impl CallerIdentity {
 impl GatewayClient {
     pub fn new(channel: Channel, timeout: Duration) -> Self {
         Self {
-            client: GatewayServiceClient::new(channel),
+            client: GatewayServiceClient::new(pecr_server::traced(channel)),
             timeout,
         }
     }
 
     /// Opens a session and checks the reply: a token, our trace id, our budget.
     pub async fn create_session(
+        &self,
+        identity: &CallerIdentity,
+        budget: v1::Budget,
+    ) -> Result<SessionClient, PecrError> {
+        let span = tracing::info_span!(
+            "session.create",
+            session_id = tracing::field::Empty,
+            policy_snapshot_id = tracing::field::Empty,
+        );
+        let session = self
+            .create_session_inner(identity, budget)
+            .instrument(span.clone())
+            .await?;
+        span.record("session_id", session.session_id.as_str());
+        span.record("policy_snapshot_id", session.policy_snapshot_id.as_str());
+        Ok(session)
+    }
+
+    async fn create_session_inner(
         &self,
         identity: &CallerIdentity,
         budget: v1::Budget,
@@ -204,6 +225,43 @@ impl SessionClient {
         params: &Value,
         timeout: Duration,
     ) -> Result<CallOutcome, PecrError> {
+        // Sizes only: params and results may carry canary or injected text.
+        let span = tracing::info_span!(
+            "operator",
+            otel.name = pecr_server::telemetry::operator_span_name(op_name),
+            operator_name =
+                pecr_server::telemetry::operator_span_name(op_name).trim_start_matches("operator."),
+            params_bytes = params.to_string().len() as u64,
+            result_bytes = tracing::field::Empty,
+            status_code = tracing::field::Empty,
+            terminal_mode = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = self
+            .call_inner(op_name, params, timeout)
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(called) => {
+                span.record("result_bytes", called.bytes_len);
+                span.record("terminal_mode", called.terminal_mode.as_str());
+                span.record("outcome", if called.ok { "ok" } else { "failed" });
+                span.record("status_code", if called.ok { 200 } else { 0 });
+            }
+            Err(err) => {
+                span.record("outcome", "error");
+                span.record("status_code", u64::from(err.http_status));
+            }
+        }
+        outcome
+    }
+
+    async fn call_inner(
+        &self,
+        op_name: &str,
+        params: &Value,
+        timeout: Duration,
+    ) -> Result<CallOutcome, PecrError> {
         let timed_out = CallOutcome {
             ok: false,
             terminal_mode: TerminalMode::SourceUnavailable,
@@ -255,6 +313,26 @@ impl SessionClient {
 
     /// Submits the answer to the finalize gate and checks the reply's trace id.
     pub async fn finalize(
+        &self,
+        response_text: String,
+        claim_map: v1::ClaimMap,
+    ) -> Result<v1::FinalizeResponse, PecrError> {
+        let span = tracing::info_span!(
+            "finalize.compile",
+            session_id = %self.session_id,
+            terminal_mode = tracing::field::Empty,
+        );
+        let reply = self
+            .finalize_inner(response_text, claim_map)
+            .instrument(span.clone())
+            .await?;
+        if let Ok(mode) = v1::TerminalMode::try_from(reply.terminal_mode) {
+            span.record("terminal_mode", mode.as_str_name());
+        }
+        Ok(reply)
+    }
+
+    async fn finalize_inner(
         &self,
         response_text: String,
         claim_map: v1::ClaimMap,

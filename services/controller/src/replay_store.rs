@@ -11,6 +11,7 @@ use pecr_contracts::ids::{is_safe_store_id, new_ulid};
 use pecr_contracts::replay::{EngineMode, ReplayBundle, ReplayEvaluationResult};
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
+use pecr_server::TracedChannel;
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -26,7 +27,7 @@ pub struct Owner {
 #[derive(Clone)]
 pub enum ReplayStore {
     Ledger {
-        client: LedgerServiceClient<Channel>,
+        client: LedgerServiceClient<TracedChannel>,
         timeout: Duration,
     },
     Files(PathBuf),
@@ -78,7 +79,7 @@ impl ReplayStore {
     pub fn new(backend: &ReplayBackend, ledger: Channel, timeout: Duration) -> Self {
         match backend {
             ReplayBackend::Ledger => Self::Ledger {
-                client: LedgerServiceClient::new(ledger),
+                client: LedgerServiceClient::new(pecr_server::traced(ledger)),
                 timeout,
             },
             ReplayBackend::Files(dir) => Self::Files(dir.clone()),

@@ -16,7 +16,7 @@ use pecr_proto::v1::{self, controller_service_server::ControllerService};
 use pecr_server::RateLimiter;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{Instrument, info};
 
 use crate::config::RunRateLimit;
 use crate::convert;
@@ -76,9 +76,17 @@ impl ControllerApi {
         let request = request.into_inner();
         let budget = request.budget.as_ref().map(convert::budget_from_proto);
         let started = Instant::now();
+        // Never the query: it may carry canary or injected text.
+        let span = tracing::info_span!(
+            "controller.run",
+            trace_id = %ids.trace_id,
+            request_id = %ids.request_id,
+            principal_id = %principal.principal_id,
+        );
         let response = self
             .runner
             .run(&principal, authorization, &ids, request.query, budget)
+            .instrument(span)
             .await
             .inspect_err(|err| {
                 info!(

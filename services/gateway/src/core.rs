@@ -10,6 +10,7 @@ use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_policy::{Decision, DecisionKey, PolicyEngine};
 use pecr_proto::v1;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::events::{self, CallOutcome, event};
 use crate::finalize_gate::{self, SessionUsage};
@@ -116,7 +117,16 @@ impl Gateway {
             action: action.to_owned(),
             parts,
         };
-        self.policy.decide(&key, input).await
+        let span = tracing::info_span!("policy.evaluate", action, allow = tracing::field::Empty);
+        let decision = self
+            .policy
+            .decide(&key, input)
+            .instrument(span.clone())
+            .await;
+        if let Ok(decision) = &decision {
+            span.record("allow", decision.allow);
+        }
+        decision
     }
 
     /// POST /v1/sessions (spec 20 §2.4).

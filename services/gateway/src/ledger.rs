@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
+use pecr_server::TracedChannel;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Ledger {
-    client: LedgerServiceClient<Channel>,
+    client: LedgerServiceClient<TracedChannel>,
     timeout: Duration,
 }
 
 impl Ledger {
     pub fn new(channel: Channel, timeout: Duration) -> Self {
         Self {
-            client: LedgerServiceClient::new(channel),
+            client: LedgerServiceClient::new(pecr_server::traced(channel)),
             timeout,
         }
     }
@@ -30,7 +32,21 @@ impl Ledger {
         rpc: &'static str,
         work: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> PecrResult<T> {
-        let status = match tokio::time::timeout(self.timeout, work).await {
+        let span = match rpc {
+            "RecordSession" => tracing::info_span!("ledger.append", event_type = "SESSION_CREATED"),
+            "RecordOperatorCall" => {
+                tracing::info_span!("ledger.append", event_type = "OPERATOR_CALL")
+            }
+            "RecordFinalize" => {
+                tracing::info_span!("ledger.append", event_type = "FINALIZE_RESULT")
+            }
+            "AppendEvent" => tracing::info_span!("ledger.append", event_type = "EVENT"),
+            _ => tracing::info_span!("ledger.read", rpc),
+        };
+        let status = match tokio::time::timeout(self.timeout, work)
+            .instrument(span)
+            .await
+        {
             Ok(Ok(response)) => return Ok(response.into_inner()),
             Ok(Err(status)) => status,
             Err(_) => {

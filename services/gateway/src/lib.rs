@@ -197,7 +197,7 @@ impl Service for App {
         let rest = pecr_edge::router(
             &pool,
             &[pecr_proto::service_names::GATEWAY],
-            routes.clone(),
+            pecr_server::server_traced(routes.clone()),
             pecr_edge::EdgeConfig {
                 max_body_bytes: MAX_BODY_BYTES,
             },

@@ -10,6 +10,7 @@ use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_proto::v1::{self, TerminalMode, gateway_service_server::GatewayService};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::config::RateLimits;
 use crate::core::{Caller, Gateway};
@@ -114,6 +115,7 @@ impl GatewayService for GatewayApi {
                 .insert("x-pecr-session-token", token);
             Ok((response, TerminalMode::Supported))
         }
+        .instrument(tracing::info_span!("session.create"))
         .await;
         self.finish(ROUTE_SESSIONS, started, result)
     }
@@ -145,6 +147,16 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<v1::CallOperatorResponse>, Status> {
         let started = Instant::now();
         let op_name = request.get_ref().op_name.clone();
+        // Sizes only: params and results may carry canary or injected text.
+        let span = tracing::info_span!(
+            "operator",
+            otel.name = pecr_server::telemetry::operator_span_name(op_name.trim()),
+            operator_name = pecr_server::telemetry::operator_span_name(op_name.trim())
+                .trim_start_matches("operator."),
+            params_bytes = request.get_ref().params.len() as u64,
+            result_bytes = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
         let result = async {
             let bucket = ("operators", self.limits.operators, "operator calls");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
@@ -158,9 +170,12 @@ impl GatewayService for GatewayApi {
                 result: pecr_contracts::canonical_json(&reply.result),
                 policy_decision: Some(policy_decision(reply.decision)),
             };
+            tracing::Span::current().record("result_bytes", response.result.len() as u64);
             Ok((Response::new(response), TerminalMode::Supported))
         }
+        .instrument(span.clone())
         .await;
+        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
         self.core
             .metrics
             .operator_call(op_name.trim(), result.is_ok());
@@ -182,8 +197,13 @@ impl GatewayService for GatewayApi {
                 .await?;
             let mode = TerminalMode::try_from(response.terminal_mode)
                 .unwrap_or(TerminalMode::InsufficientEvidence);
+            tracing::Span::current().record("terminal_mode", mode.as_str_name());
             Ok((Response::new(response), mode))
         }
+        .instrument(tracing::info_span!(
+            "finalize.compile",
+            terminal_mode = tracing::field::Empty
+        ))
         .await;
         self.finish(ROUTE_FINALIZE, started, result)
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use pecr_contracts::replay::TerminalMode;
 use pecr_errors::PecrError;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::LoopResult;
 use crate::budget_gate::{BudgetGate, StopReason};
@@ -27,9 +28,18 @@ pub async fn run(
     let mut evidence = EvidenceCollector::default();
     let mut terminal_mode = TerminalMode::InsufficientEvidence;
     let mut stop_reason = StopReason::PlanComplete;
-    for step in plan.steps() {
-        let step_result =
-            run_step(step, trimmed, session, &mut gate, &mut evidence, metrics).await?;
+    for (index, step) in plan.steps().iter().enumerate() {
+        let usage = gate.usage();
+        let span = tracing::info_span!(
+            "planner.baseline_step",
+            step = index,
+            depth_used = usage.depth,
+            operator_calls_used = usage.operator_calls,
+            bytes_used = usage.bytes,
+        );
+        let step_result = run_step(step, trimmed, session, &mut gate, &mut evidence, metrics)
+            .instrument(span)
+            .await?;
         if let Err((reason, mode)) = step_result {
             stop_reason = reason;
             terminal_mode = mode;
@@ -134,14 +144,17 @@ async fn fan_out(
             let session = session.clone();
             let metrics = metrics.clone();
             let admitted = Instant::now();
-            in_flight.spawn(async move {
-                metrics
-                    .operator_queue_wait
-                    .observe(admitted.elapsed().as_secs_f64());
-                let _in_flight = metrics.in_flight();
-                let params = serde_json::json!({ "object_id": object_id });
-                session.call("fetch_span", &params, remaining).await
-            });
+            in_flight.spawn(
+                async move {
+                    metrics
+                        .operator_queue_wait
+                        .observe(admitted.elapsed().as_secs_f64());
+                    let _in_flight = metrics.in_flight();
+                    let params = serde_json::json!({ "object_id": object_id });
+                    session.call("fetch_span", &params, remaining).await
+                }
+                .in_current_span(),
+            );
         }
         let Some(joined) = in_flight.join_next().await else {
             return Ok(Ok(()));

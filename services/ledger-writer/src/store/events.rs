@@ -76,7 +76,7 @@ pub(crate) async fn insert_events(
 
 impl LedgerStore {
     pub async fn append_event(&self, event: NewEvent) -> PecrResult<String> {
-        self.bounded(async {
+        self.db("append_event", async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
             let event_id = insert_events(&tx, std::slice::from_ref(&event))
@@ -90,7 +90,7 @@ impl LedgerStore {
     }
 
     pub async fn list_events(&self, query: EventQuery) -> PecrResult<Vec<v1::LedgerEvent>> {
-        self.bounded(async {
+        self.db("list_events", async {
             let client = self.client().await?;
             let rows = client
                 .query(

@@ -93,7 +93,7 @@ impl LedgerStore {
         &self,
         write: OperatorCallWrite,
     ) -> PecrResult<v1::RecordOperatorCallResponse> {
-        self.bounded(async {
+        self.db("record_operator_call", async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
             let session = lock_open_session(&tx, &write.session_id).await?;

@@ -14,7 +14,7 @@ impl LedgerStore {
         &self,
         write: FinalizeWrite,
     ) -> PecrResult<v1::RecordFinalizeResponse> {
-        self.bounded(async {
+        self.db("record_finalize", async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
             let session = lock_open_session(&tx, &write.session_id).await?;

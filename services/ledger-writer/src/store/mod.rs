@@ -13,6 +13,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use pecr_errors::{PecrError, PecrResult};
 use tokio_postgres::error::SqlState;
+use tracing::Instrument;
 
 /// The ledger database behind LedgerService.
 #[derive(Clone)]
@@ -40,6 +41,26 @@ impl LedgerStore {
                 );
                 Err(PecrError::ledger_unavailable())
             })
+    }
+
+    /// [`Self::bounded`] in a `db` client span named after the operation
+    /// (OpenTelemetry database conventions; never SQL text or parameters).
+    async fn db<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = PecrResult<T>>,
+    ) -> PecrResult<T> {
+        let span = tracing::info_span!(
+            "db",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system = "postgresql",
+            db.operation.name = operation,
+            outcome = tracing::field::Empty,
+        );
+        let result = self.bounded(work).instrument(span.clone()).await;
+        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+        result
     }
 
     /// Opens a transaction whose statements the server itself cancels just

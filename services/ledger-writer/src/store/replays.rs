@@ -24,7 +24,7 @@ fn verified_bundle(text: &str) -> Option<String> {
 
 impl LedgerStore {
     pub async fn store_replay(&self, replay: NewReplay) -> PecrResult<String> {
-        self.bounded(async {
+        self.db("store_replay", async {
             let client = self.client().await?;
             client
                 .execute(
@@ -52,7 +52,7 @@ impl LedgerStore {
     }
 
     pub async fn load_replay(&self, owner: Owner, run_id: &str) -> PecrResult<String> {
-        self.bounded(async {
+        self.db("load_replay", async {
             let client = self.client().await?;
             let row = client
                 .query_opt(
@@ -79,7 +79,7 @@ impl LedgerStore {
         engine_mode: Option<String>,
         limit: i64,
     ) -> PecrResult<Vec<String>> {
-        self.bounded(async {
+        self.db("list_replays", async {
             let client = self.client().await?;
             let rows = client
                 .query(
@@ -108,7 +108,7 @@ impl LedgerStore {
             .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
-        self.bounded(async {
+        self.db("prune", async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
             let replays = tx
@@ -140,7 +140,7 @@ impl LedgerStore {
     }
 
     pub async fn store_evaluation(&self, evaluation: NewEvaluation) -> PecrResult<String> {
-        self.bounded(async {
+        self.db("store_evaluation", async {
             let client = self.client().await?;
             client
                 .execute(
@@ -163,7 +163,7 @@ impl LedgerStore {
     }
 
     pub async fn load_evaluation(&self, owner: Owner, evaluation_id: &str) -> PecrResult<String> {
-        self.bounded(async {
+        self.db("load_evaluation", async {
             let client = self.client().await?;
             let row = client
                 .query_opt(

@@ -115,7 +115,7 @@ pub(crate) async fn lock_open_session(
 impl LedgerStore {
     /// Inserts snapshot, session and runtime row in one transaction.
     pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::SessionRecord> {
-        self.bounded(async {
+        self.db("record_session", async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
             tx.execute(
@@ -169,7 +169,7 @@ impl LedgerStore {
     }
 
     pub async fn get_session(&self, session_id: &str) -> PecrResult<v1::SessionRecord> {
-        self.bounded(async {
+        self.db("get_session", async {
             let client = self.client().await?;
             load_session(&client, session_id)
                 .await?
@@ -182,7 +182,7 @@ impl LedgerStore {
         &self,
         policy_snapshot_id: &str,
     ) -> PecrResult<v1::PolicySnapshot> {
-        self.bounded(async {
+        self.db("get_policy_snapshot", async {
             let client = self.client().await?;
             let row = client
                 .query_opt(

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use pecr_errors::PecrError;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::protocol::{BatchCall, BatchEntry, is_allowlisted};
 use super::{Flow, LoopState, Stop};
@@ -179,13 +180,16 @@ impl LoopState<'_> {
                 let (op_name, params) = (call.op_name.clone(), call.params.clone());
                 let (session, metrics) = (self.session.clone(), self.metrics.clone());
                 let admitted = Instant::now();
-                in_flight.spawn(async move {
-                    metrics
-                        .operator_queue_wait
-                        .observe(admitted.elapsed().as_secs_f64());
-                    let _in_flight = metrics.in_flight();
-                    (index, session.call(&op_name, &params, remaining).await)
-                });
+                in_flight.spawn(
+                    async move {
+                        metrics
+                            .operator_queue_wait
+                            .observe(admitted.elapsed().as_secs_f64());
+                        let _in_flight = metrics.in_flight();
+                        (index, session.call(&op_name, &params, remaining).await)
+                    }
+                    .in_current_span(),
+                );
             }
             let Some(joined) = in_flight.join_next().await else {
                 return Ok(if queue.has_pending() {

@@ -1,0 +1,338 @@
+//! OTLP trace export across the mesh (issue 5): one `/v1/run` is one trace
+//! whose id is the run's `trace_id`, with spans from controller, gateway and
+//! ledger-writer, and no canary text in any span; nothing is exported while
+//! `PECR_OTEL_ENABLED` is off.
+//!
+//! The receiver is a small OTLP/HTTP protobuf endpoint (`POST /v1/traces`),
+//! the transport the services export with.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use pecr_mesh_tests::{Mesh, MeshOptions, assert_no_canary, roomy_budget, run_request};
+use prost::Message;
+
+const QUERY: &str = "PECR_CANARY_RESTRICTED_ALPHA_6b3b91c2a7b44a9f status";
+const SERVICES: [&str; 3] = ["pecr-controller", "pecr-gateway", "pecr-ledger-writer"];
+
+/// A received span with the `service.name` of its resource.
+#[derive(Clone, Debug)]
+struct Received {
+    service: String,
+    span: Span,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Received>>>,
+    exports: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start() -> (Self, SocketAddr) {
+        let receiver = Self::default();
+        let app = axum::Router::new()
+            .route("/v1/traces", post(export))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|err| panic!("bind receiver: {err}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("receiver addr: {err}"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (receiver, addr)
+    }
+
+    fn spans(&self) -> Vec<Received> {
+        self.spans
+            .lock()
+            .map(|spans| spans.clone())
+            .unwrap_or_default()
+    }
+
+    fn exports(&self) -> usize {
+        self.exports.lock().map(|count| *count).unwrap_or_default()
+    }
+}
+
+async fn export(
+    State(receiver): State<Receiver>,
+    body: Bytes,
+) -> ([(&'static str, &'static str); 1], Vec<u8>) {
+    let request = ExportTraceServiceRequest::decode(body)
+        .unwrap_or_else(|err| panic!("an OTLP export that does not decode: {err}"));
+    if let Ok(mut exports) = receiver.exports.lock() {
+        *exports += 1;
+    }
+    let mut received = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service = resource_spans
+            .resource
+            .as_ref()
+            .and_then(|resource| string_attribute(&resource.attributes, "service.name"))
+            .unwrap_or_default();
+        for scope_spans in resource_spans.scope_spans {
+            for span in scope_spans.spans {
+                received.push(Received {
+                    service: service.clone(),
+                    span,
+                });
+            }
+        }
+    }
+    if let Ok(mut spans) = receiver.spans.lock() {
+        spans.extend(received);
+    }
+    (
+        [("content-type", "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref().and_then(|value| value.value.as_ref()) {
+            Some(AnyValue::StringValue(text)) => Some(text.clone()),
+            _ => None,
+        }
+    })
+}
+
+fn otel_env(addr: SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        ("PECR_OTEL_ENABLED", "1".into()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+    ]
+}
+
+/// Everything a span carries as text: name, attributes, events.
+fn span_text(span: &Span) -> String {
+    let mut text = format!("{} {:?}", span.name, span.attributes);
+    for event in &span.events {
+        text.push_str(&format!(" {} {:?}", event.name, event.attributes));
+    }
+    text
+}
+
+#[tokio::test]
+async fn one_run_is_one_trace_across_the_three_services() {
+    let (receiver, addr) = Receiver::start().await;
+    let env = otel_env(addr);
+    let options = MeshOptions {
+        gateway: env.clone(),
+        controller: env.clone(),
+    };
+    let mut mesh = Mesh::start_with_ledger(options, &env).await;
+
+    let response = mesh
+        .client()
+        .await
+        .run(run_request("dev", QUERY, Some(roomy_budget())))
+        .await
+        .unwrap_or_else(|status| panic!("run: {status:?}"))
+        .into_inner();
+    let trace_id = ulid::Ulid::from_string(&response.trace_id)
+        .unwrap_or_else(|err| panic!("trace_id {:?} is not a ULID: {err}", response.trace_id));
+    let trace_bytes = trace_id.to_bytes().to_vec();
+
+    // Wait for every service's spans of this trace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let in_trace = loop {
+        let in_trace: Vec<Received> = receiver
+            .spans()
+            .into_iter()
+            .filter(|received| received.span.trace_id == trace_bytes)
+            .collect();
+        // The spans that end last in each service: the run, the finalize
+        // call, the replay write.
+        let covered = [
+            "pecr.v1.ControllerService/Run",
+            "pecr.v1.GatewayService/Finalize",
+            "pecr.v1.LedgerService/StoreReplayBundle",
+        ]
+        .iter()
+        .all(|name| in_trace.iter().any(|received| received.span.name == *name));
+        if covered || Instant::now() > deadline {
+            break in_trace;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let names = |service: &str| -> Vec<String> {
+        in_trace
+            .iter()
+            .filter(|received| received.service == service)
+            .map(|received| received.span.name.clone())
+            .collect()
+    };
+    for service in SERVICES {
+        assert!(
+            !names(service).is_empty(),
+            "no {service} span in trace {trace_id}; received: {:?}",
+            receiver
+                .spans()
+                .iter()
+                .map(|received| (&received.service, &received.span.name))
+                .collect::<Vec<_>>()
+        );
+    }
+    let controller = names("pecr-controller");
+    for name in [
+        "controller.run",
+        "session.create",
+        "finalize.compile",
+        "pecr.v1.ControllerService/Run",
+    ] {
+        assert!(
+            controller.iter().any(|n| n == name),
+            "controller spans {controller:?} lack {name}"
+        );
+    }
+    assert!(controller.iter().any(|n| n.starts_with("operator.")));
+    let gateway = names("pecr-gateway");
+    for name in [
+        "pecr.v1.GatewayService/CallOperator",
+        "policy.evaluate",
+        "ledger.append",
+    ] {
+        assert!(
+            gateway.iter().any(|n| n == name),
+            "gateway spans {gateway:?} lack {name}"
+        );
+    }
+    let ledger = names("pecr-ledger-writer");
+    assert!(
+        ledger.iter().any(|n| n == "record_operator_call"),
+        "ledger-writer spans {ledger:?} lack the record_operator_call db span"
+    );
+    let db_span = in_trace
+        .iter()
+        .find(|received| received.span.name == "record_operator_call")
+        .map(|received| &received.span.attributes);
+    assert_eq!(
+        db_span.and_then(|attributes| string_attribute(attributes, "db.system")),
+        Some("postgresql".to_owned())
+    );
+
+    // Every server span of the run's calls belongs to this one trace (the
+    // controller's start-up replay pruning is a trace of its own).
+    for received in receiver.spans() {
+        let name = &received.span.name;
+        if name.starts_with("pecr.v1.ControllerService/")
+            || name.starts_with("pecr.v1.GatewayService/")
+            || name.starts_with("pecr.v1.LedgerService/Record")
+        {
+            assert_eq!(
+                received.span.trace_id, trace_bytes,
+                "{} span {} is outside the run's trace",
+                received.service, received.span.name
+            );
+        }
+        assert_no_canary(
+            &format!("{} span {}", received.service, received.span.name),
+            &span_text(&received.span),
+        );
+    }
+    for line in mesh.logs() {
+        assert_no_canary("a service log line", &line);
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_exported_while_tracing_is_off() {
+    let (receiver, addr) = Receiver::start().await;
+    // The exporter's settings without the switch.
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+    ];
+    let options = MeshOptions {
+        gateway: env.clone(),
+        controller: env.clone(),
+    };
+    let mesh = Mesh::start_with_ledger(options, &env).await;
+    let response = mesh
+        .client()
+        .await
+        .run(run_request("dev", QUERY, Some(roomy_budget())))
+        .await
+        .unwrap_or_else(|status| panic!("run: {status:?}"))
+        .into_inner();
+    assert!(!response.trace_id.is_empty());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.exports(), 0, "spans were exported while disabled");
+}
+
+#[tokio::test]
+async fn a_rest_traceparent_names_the_run_trace() {
+    let (receiver, addr) = Receiver::start().await;
+    let env = otel_env(addr);
+    let options = MeshOptions {
+        gateway: env.clone(),
+        controller: env.clone(),
+    };
+    let mesh = Mesh::start_with_ledger(options, &env).await;
+    let trace_hex = "0af7651916cd43dd8448eb211c80319c";
+    let parent_hex = "b7ad6b7169203331";
+    let traceparent = format!("00-{trace_hex}-{parent_hex}-01");
+    let answer = pecr_testkit::http_post_json(
+        &mesh.url("/v1/run"),
+        &[
+            ("x-pecr-principal-id", "dev"),
+            ("traceparent", traceparent.as_str()),
+        ],
+        &serde_json::json!({ "query": "status" }).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let trace_id = answer.json()["trace_id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let trace_bytes = ulid::Ulid::from_string(&trace_id)
+        .unwrap_or_else(|err| panic!("trace_id {trace_id:?}: {err}"))
+        .to_bytes()
+        .to_vec();
+    let hex: String = trace_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, trace_hex, "the traceparent's trace is the run's trace");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let spans = receiver.spans();
+        let run = spans.iter().find(|received| {
+            received.span.trace_id == trace_bytes
+                && received.span.name == "pecr.v1.ControllerService/Run"
+        });
+        let gateway = spans.iter().any(|received| {
+            received.span.trace_id == trace_bytes && received.service == "pecr-gateway"
+        });
+        if let (Some(run), true) = (run, gateway) {
+            let parent: String = run
+                .span
+                .parent_span_id
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(parent, parent_hex, "the REST caller's span is the parent");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no controller Run and gateway spans in trace {trace_hex}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
