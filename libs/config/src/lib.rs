@@ -162,10 +162,16 @@ impl FrontDoor {
             .and_then(|raw| parse_bool(&raw))
             .unwrap_or(false);
         for (key, addr) in binds.iter().filter(|_| !oidc_mode) {
-            if let Err(err) =
-                check_bind_rule(key, *addr, allow_nonlocal_bind, shared_secret.is_some())
-            {
-                reader.push_error(err);
+            match check_bind_rule(key, *addr, allow_nonlocal_bind, shared_secret.is_some()) {
+                Err(err) => reader.push_error(err),
+                // Allowed only through the dev override: say so loudly.
+                Ok(()) if !addr.ip().is_loopback() => tracing::warn!(
+                    event = "config.nonlocal_bind",
+                    key = *key,
+                    addr = %addr,
+                    "listening beyond loopback through PECR_DEV_ALLOW_NONLOCAL_BIND with local auth; use OIDC and mTLS outside development"
+                ),
+                Ok(()) => {}
             }
         }
         let oidc = oidc_mode.then(|| OidcSettings::read(reader));
