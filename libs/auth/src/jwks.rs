@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -185,11 +186,12 @@ fn rs256_key(jwk: &Jwk) -> Option<DecodingKey> {
     DecodingKey::from_rsa_components(&rsa.n, &rsa.e).ok()
 }
 
-/// Plain-HTTP GET of the JWKS URL, bounded by the configured timeout.
+/// GET of the JWKS URL (`https://` verified against the system's roots, or
+/// `http://` for an in-cluster endpoint), bounded by the configured timeout.
 struct Fetcher {
     uri: hyper::Uri,
     timeout: Duration,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 impl Fetcher {
@@ -197,15 +199,23 @@ impl Fetcher {
         let uri: hyper::Uri = url.parse().map_err(|_| {
             StartupError::invalid(format!("PECR_OIDC_JWKS_URL is not a valid URL ({url:?})"))
         })?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(StartupError::invalid(format!(
-                "PECR_OIDC_JWKS_URL must be an http:// URL with a host ({url:?})"
+                "PECR_OIDC_JWKS_URL must be an https:// or http:// URL with a host ({url:?})"
             )));
         }
+        let connector = HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|err| {
+                StartupError::invalid(format!("no trusted roots for PECR_OIDC_JWKS_URL: {err}"))
+            })?
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Self {
             uri,
             timeout,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 

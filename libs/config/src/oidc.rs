@@ -71,10 +71,9 @@ impl OidcSettings {
             // The inline set takes precedence (spec 10 §7.2).
             (Some(json), _) => JwksSource::Inline(json),
             (None, Some(url)) => {
-                if !url.starts_with("http://") {
+                if !url.starts_with("https://") && !url.starts_with("http://") {
                     reader.push_error(StartupError::invalid(format!(
-                        "{OIDC_JWKS_URL} must be an http:// URL (https is not built in; \
-                         use {OIDC_JWKS_JSON} or a local http endpoint) (got {url:?})"
+                        "{OIDC_JWKS_URL} must be an https:// or http:// URL (got {url:?})"
                     )));
                 }
                 JwksSource::Url(url)
@@ -184,10 +183,18 @@ mod tests {
             read(&[(OIDC_ISSUER, "i"), (OIDC_JWKS_URL, "http://x/jwks")]).err(),
             Some(vec!["ERR_INVALID_CONFIG"])
         );
-        assert_eq!(
+        assert!(
             read(&[
                 (OIDC_ISSUER, "i"),
                 (OIDC_JWKS_URL, "https://idp.example/jwks"),
+                (OIDC_TENANT_CLAIM, "t"),
+            ])
+            .is_ok()
+        );
+        assert_eq!(
+            read(&[
+                (OIDC_ISSUER, "i"),
+                (OIDC_JWKS_URL, "ftp://idp.example/jwks"),
                 (OIDC_TENANT_CLAIM, "t"),
             ])
             .err(),
