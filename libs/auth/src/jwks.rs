@@ -455,6 +455,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_https_url_speaks_tls_and_never_falls_back_to_plain_http() {
+        // The issuer stub speaks plain HTTP: the TLS handshake must fail.
+        let issuer = Issuer::start(200, set(&["a"])).await;
+        let https = issuer.url.replacen("http://", "https://", 1);
+        let code = Jwks::load(
+            &JwksSource::Url(https),
+            Duration::from_millis(500),
+            Duration::ZERO,
+        )
+        .await
+        .err()
+        .map(|e| e.code);
+        assert_eq!(code, Some("ERR_AUTH_UNAVAILABLE"));
+        assert!(issuer.hits() >= 1, "the https client dialled the issuer");
+        let other = Jwks::load(
+            &JwksSource::Url("ftp://127.0.0.1/jwks".into()),
+            Duration::from_millis(500),
+            Duration::ZERO,
+        )
+        .await
+        .err()
+        .map(|e| e.code);
+        assert_eq!(other, Some("ERR_INVALID_CONFIG"));
+    }
+
+    #[tokio::test]
     async fn start_up_codes() {
         let bad_inline = Jwks::load(
             &JwksSource::Inline("{".into()),
