@@ -35,6 +35,7 @@
 #   CARGO_TARGET_DIR  where binaries are built          (default: target/)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$PECR_ROOT"
 
 modes="${PERF_MODES:-http grpc}"
@@ -68,7 +69,6 @@ for bin in pecr-ledger-writer pecr-gateway pecr-controller; do
 done
 k6_bin="$("$PECR_ROOT/perf/k6-install.sh")"
 
-port_busy() { ss -Hltn "sport = :${1##*:}" 2>/dev/null | grep -q .; }
 for addr in "$lw_grpc" "$lw_http" "$gw_grpc" "$gw_http" "$ct_grpc" "$ct_http"; do
   port_busy "$addr" && die "port ${addr##*:} is in use; free it or set PERF_PORT_BASE"
 done
@@ -83,17 +83,9 @@ say "    PostgreSQL $(psql "$db_url" -tAX -c 'SHOW server_version'): $pg_setting
 corpus="$(mktemp -d "${TMPDIR:-/tmp}/pecr-perf-corpus.XXXXXX")"
 cp -R fixtures/fs_corpus/. "$corpus/"
 
-pids=()
-# Running and not yet a zombie (kill -0 also succeeds on a zombie).
-alive() { [[ "$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]; }
 cleanup() {
-  local status=$? pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-  done
+  local status=$?
+  stop_services
   rm -rf "$corpus" "$out_dir"/.metrics-*
   if [[ "${PERF_KEEP_DB:-0}" != "1" ]]; then
     psql "$admin_url" -qX -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1 || true
@@ -103,27 +95,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME HTTP_ADDR KEY=VALUE...: runs a release binary with exactly these
-# variables (plus PATH), logs to target/perf/NAME.log, waits for /readyz.
-start() {
-  local name="$1" http_addr="$2"
-  shift 2
-  say "==> starting $name"
-  env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "$@" "$bin_dir/$name" >"$out_dir/$name.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  eval "${name//-/_}_pid=$pid"
-  for _ in $(seq 1 120); do
-    [[ "$(http_status "http://$http_addr/readyz")" == "200" ]] && return 0
-    if ! alive "$pid"; then
-      tail -n 20 "$out_dir/$name.log" >&2
-      die "$name exited during start-up"
-    fi
-    sleep 0.5
-  done
-  tail -n 20 "$out_dir/$name.log" >&2
-  die "$name did not become ready in 60 s"
-}
 
 # shellcheck disable=SC2086 # PERF_*_ENV are deliberately split into words
 start pecr-ledger-writer "$lw_http" \
@@ -144,17 +115,6 @@ start pecr-controller "$ct_http" \
   PECR_BUDGET_DEFAULTS="$budget" PECR_RATE_LIMIT_RUN_PER_WINDOW=0 \
   ${PERF_CONTROLLER_ENV:-}
 
-# CPU ticks (user+system) of one pid, and of every PostgreSQL process.
-ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-postgres_ticks() {
-  local total=0 p
-  for p in /proc/[0-9]*; do
-    [[ "$(cat "$p/comm" 2>/dev/null)" == postgres ]] || continue
-    total=$((total + $(ticks_of "${p#/proc/}")))
-  done
-  echo "$total"
-}
-machine_ticks() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8, $5+$6 }' /proc/stat; }
 cpu_sample() {
   echo "$(ticks_of "$pecr_controller_pid") $(ticks_of "$pecr_gateway_pid") $(ticks_of "$pecr_ledger_writer_pid") $(postgres_ticks) $(machine_ticks)"
 }
@@ -170,19 +130,6 @@ metrics_sample() {
   curl -s --max-time 2 "http://$lw_http/metrics" >"$out_dir/.metrics-ledger-$suffix" || true
 }
 
-# Waits (bounded) until other work on the machine (builds, tests) is done,
-# since the services share its cores with everything else.
-wait_quiet() {
-  local limit="${PERF_QUIET_WAIT:-180}" waited=0 a0 i0 a1 i1
-  (( limit > 0 )) || return 0
-  while (( waited < limit )); do
-    read -r a0 i0 < <(machine_ticks); sleep 3; read -r a1 i1 < <(machine_ticks)
-    (( (i1 - i0) * 100 >= (a1 - a0) * 85 )) && return 0
-    (( waited == 0 )) && say "    waiting for the machine to be quiet (other processes are busy)..."
-    waited=$((waited + 3))
-  done
-  say "    WARNING: the machine is still busy after ${limit}s; figures will be pessimistic (see server_cpu.disturbed)"
-}
 
 say "==> smoke: one POST /v1/run"
 smoke="$(curl -s --max-time 30 -H 'content-type: application/json' -H 'x-pecr-principal-id: dev' \

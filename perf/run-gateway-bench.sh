@@ -43,6 +43,7 @@
 #   CARGO_TARGET_DIR  where binaries are built         (default: target/)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$PECR_ROOT"
 
 ops="${PERF_OPS:-fetch_rows search}"
@@ -75,7 +76,6 @@ for bin in pecr-ledger-writer pecr-gateway pecr-loadgen; do
 done
 
 tag=""
-preload=()
 if [[ "${PERF_WHATIF_NODELAY:-0}" == "1" ]]; then
   command -v cc >/dev/null 2>&1 || die "PERF_WHATIF_NODELAY needs a C compiler (cc)"
   cc -shared -fPIC -O2 -o "$out_dir/libpecr_whatif_nodelay.so" perf/whatif/tcp_nodelay_preload.c -ldl
@@ -84,7 +84,6 @@ if [[ "${PERF_WHATIF_NODELAY:-0}" == "1" ]]; then
   say "==> WHAT-IF run: TCP_NODELAY forced on the services' accepted sockets (reports *-nodelay.json)"
 fi
 
-port_busy() { ss -Hltn "sport = :${1##*:}" 2>/dev/null | grep -q .; }
 for addr in "$gw_grpc" "$gw_http" "$lw_grpc" "$lw_http"; do
   port_busy "$addr" && die "port ${addr##*:} is in use; free it or set PERF_*_PORT"
 done
@@ -99,19 +98,9 @@ say "    PostgreSQL: $(psql "$db_url" -tAX -c 'SHOW server_version') $pg_setting
 corpus="$(mktemp -d "${TMPDIR:-/tmp}/pecr-perf-corpus.XXXXXX")"
 cp -R fixtures/fs_corpus/. "$corpus/"
 
-pids=()
-# Running and not yet a zombie (kill -0 also succeeds on a zombie).
-alive() { [[ "$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]; }
 cleanup() {
   local status=$?
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_services
   rm -rf "$corpus" "$out_dir"/.metrics-*
   if [[ "${PERF_KEEP_DB:-0}" != "1" ]]; then
     psql "$admin_url" -qX -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1 || true
@@ -121,27 +110,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME HTTP_ADDR KEY=VALUE...: runs a release binary with exactly these
-# variables (plus PATH), logs to target/perf/NAME.log, waits for /readyz.
-start() {
-  local name="$1" http_addr="$2"
-  shift 2
-  say "==> starting $name"
-  env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "${preload[@]}" "$@" "$bin_dir/$name" >"$out_dir/$name.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  eval "${name//-/_}_pid=$pid"
-  for _ in $(seq 1 120); do
-    [[ "$(http_status "http://$http_addr/readyz")" == "200" ]] && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$out_dir/$name.log" >&2
-      die "$name exited during start-up"
-    fi
-    sleep 0.5
-  done
-  tail -n 20 "$out_dir/$name.log" >&2
-  die "$name did not become ready in 60 s"
-}
 
 # shellcheck disable=SC2086 # PERF_*_ENV are deliberately split into words
 start pecr-ledger-writer "$lw_http" \
@@ -155,32 +123,8 @@ start pecr-gateway "$gw_http" \
   PECR_RATE_LIMIT_OPERATORS_PER_WINDOW=0 PECR_RATE_LIMIT_SESSIONS_PER_WINDOW=0 \
   ${PERF_GATEWAY_ENV:-}
 
-# CPU ticks (user+system) of one pid, and of every PostgreSQL process.
-ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-postgres_ticks() {
-  local total=0 p
-  for p in /proc/[0-9]*; do
-    [[ "$(cat "$p/comm" 2>/dev/null)" == postgres ]] || continue
-    total=$((total + $(ticks_of "${p#/proc/}")))
-  done
-  echo "$total"
-}
-machine_ticks() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8, $5+$6 }' /proc/stat; }
 
 clk_tck="$(getconf CLK_TCK)"
-# Waits (bounded) until other work on the machine (builds, tests) is done,
-# since the services share its 2 cores with everything else.
-wait_quiet() {
-  local limit="${PERF_QUIET_WAIT:-180}" waited=0 a0 i0 a1 i1
-  (( limit > 0 )) || return 0
-  while (( waited < limit )); do
-    read -r a0 i0 < <(machine_ticks); sleep 3; read -r a1 i1 < <(machine_ticks)
-    (( (i1 - i0) * 100 >= (a1 - a0) * 85 )) && return 0
-    (( waited == 0 )) && say "    waiting for the machine to be quiet (other processes are busy)..."
-    waited=$((waited + 3))
-  done
-  say "    WARNING: the machine is still busy after ${limit}s; figures will be pessimistic (see server_cpu.rest_us_per_call)"
-}
 runs=()
 for op in $ops; do
   for clients in $clients_list; do runs+=("$op $clients -"); done

@@ -26,6 +26,8 @@ pub mod google {
 
 pub use pecr::v1;
 
+mod convert;
+
 /// The encoded `FileDescriptorSet` of every proto under `proto/`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/pecr_descriptor.bin"));

@@ -1,6 +1,5 @@
 //! Contract models (`pecr-contracts`) ⇄ generated protobuf messages.
 
-use pecr_contracts::budget::Budget;
 use pecr_contracts::replay::{
     Claim, ClaimMap, ClaimStatus, EngineMode, ReplayBundle, ReplayBundleMetadata,
     ReplayEvaluationResult, ReplayEvaluationSubmission, ReplayRunScore, RunQualityScorecard,
@@ -10,26 +9,6 @@ use pecr_errors::PecrError;
 use pecr_proto::v1;
 
 use crate::gateway_client::{contract_mode, proto_mode};
-
-pub fn budget_from_proto(budget: &v1::Budget) -> Budget {
-    Budget {
-        max_operator_calls: budget.max_operator_calls,
-        max_bytes: budget.max_bytes,
-        max_wallclock_ms: budget.max_wallclock_ms,
-        max_recursion_depth: budget.max_recursion_depth,
-        max_parallelism: budget.max_parallelism,
-    }
-}
-
-pub fn budget_to_proto(budget: &Budget) -> v1::Budget {
-    v1::Budget {
-        max_operator_calls: budget.max_operator_calls,
-        max_bytes: budget.max_bytes,
-        max_wallclock_ms: budget.max_wallclock_ms,
-        max_recursion_depth: budget.max_recursion_depth,
-        max_parallelism: budget.max_parallelism,
-    }
-}
 
 fn mode_to_proto(mode: TerminalMode) -> i32 {
     proto_mode(mode) as i32
@@ -112,7 +91,7 @@ pub fn bundle_to_proto(bundle: &ReplayBundle) -> v1::ReplayBundle {
     v1::ReplayBundle {
         metadata: Some(metadata_to_proto(&bundle.metadata)),
         query: bundle.query.clone(),
-        budget: Some(budget_to_proto(&bundle.budget)),
+        budget: Some(v1::Budget::from(&bundle.budget)),
         session_id: bundle.session_id.clone(),
         policy_snapshot_id: bundle.policy_snapshot_id.clone(),
         loop_terminal_mode: mode_to_proto(bundle.loop_terminal_mode),

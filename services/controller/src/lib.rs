@@ -112,20 +112,9 @@ impl Service for App {
         let readiness = Readiness::new()
             .with_check("auth", || async { true })
             .with_upstream("gateway", self.gateway, pecr_proto::service_names::GATEWAY);
-        let metrics_guard: Option<MetricsGuard> = self.metrics_require_auth.then(|| {
-            let auth = self.api.auth.clone();
-            let guard: MetricsGuard = Arc::new(move |headers: axum::http::HeaderMap| {
-                let auth = auth.clone();
-                Box::pin(async move {
-                    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
-                    auth.authenticate(&metadata)
-                        .await
-                        .err()
-                        .map(pecr_edge::error_response)
-                })
-            });
-            guard
-        });
+        let metrics_guard: Option<MetricsGuard> = self
+            .metrics_require_auth
+            .then(|| pecr_auth::metrics_guard(self.api.auth.clone()));
         spawn_retention(self.api.runner.store.clone(), self.retention_days);
         let registry = self.api.runner.metrics.registry();
         let routes = tonic::service::Routes::new(ControllerServiceServer::new(self.api));

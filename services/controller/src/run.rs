@@ -2,7 +2,6 @@
 //! answer and claim map, finalize, replay bundle, response.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pecr_auth::Principal;
@@ -19,7 +18,7 @@ use tracing::{info, warn};
 use crate::answer::{self, DraftClaim};
 use crate::budget_gate::BudgetGate;
 use crate::config::OperatorPolicy;
-use crate::convert::{budget_to_proto, claim_map_from_proto};
+use crate::convert::claim_map_from_proto;
 use crate::engine::{self, LoopResult};
 use crate::gateway_client::{
     CallerIdentity, GatewayClient, GatewayCredential, SessionClient, contract_mode,
@@ -59,7 +58,7 @@ impl Runner {
     /// `authorization` is the caller's header in OIDC mode, forwarded to the
     /// gateway in place of the local-mode principal header.
     pub async fn run(
-        self: &Arc<Self>,
+        &self,
         principal: &Principal,
         authorization: Option<String>,
         ids: &RunIds,
@@ -84,7 +83,7 @@ impl Runner {
         };
         let session = self
             .gateway
-            .create_session(&identity, budget_to_proto(&budget))
+            .create_session(&identity, v1::Budget::from(&budget))
             .await?;
         info!(
             event = "controller.gateway_session_created",
@@ -118,14 +117,18 @@ impl Runner {
         let claim_map = answer::claim_map(&claims, proposed_mode);
         let finalized =
             with_failure_mode(session.finalize(response_text, claim_map).await?, &looped);
-        let final_map = finalized.claim_map.clone().unwrap_or_default();
-        let cited_evidence = cited_evidence(&final_map, &looped);
+        let cited_evidence = finalized
+            .claim_map
+            .as_ref()
+            .map(|map| cited_evidence(map, &looped))
+            .unwrap_or_default();
 
-        let run_id = self
-            .persist(
-                principal, ids, &query, budget, &session, &looped, &finalized,
-            )
-            .await;
+        let run_id = match self.bundle(
+            principal, ids, &query, budget, &session, &looped, &finalized,
+        ) {
+            Ok(bundle) => self.persist(&principal.tenant_id, ids, bundle).await,
+            Err(err) => persist_failed(ids, &err),
+        };
         Ok(v1::RunResponse {
             terminal_mode: finalized.terminal_mode,
             trace_id: finalized.trace_id,
@@ -172,23 +175,9 @@ impl Runner {
 
     /// Stores the replay bundle; a failure is logged and leaves the response
     /// as it is (without a run id).
-    #[allow(clippy::too_many_arguments)]
-    async fn persist(
-        &self,
-        principal: &Principal,
-        ids: &RunIds,
-        query: &str,
-        budget: Budget,
-        session: &SessionClient,
-        looped: &LoopResult,
-        finalized: &v1::FinalizeResponse,
-    ) -> Option<String> {
-        let bundle = match self.bundle(principal, ids, query, budget, session, looped, finalized) {
-            Ok(bundle) => bundle,
-            Err(err) => return persist_failed(ids, &err),
-        };
+    async fn persist(&self, tenant_id: &str, ids: &RunIds, bundle: ReplayBundle) -> Option<String> {
         let owner = Owner {
-            tenant_id: principal.tenant_id.clone(),
+            tenant_id: tenant_id.to_owned(),
             principal_id_hash: bundle.metadata.principal_id_hash.clone(),
         };
         match self.store.store_bundle(&owner, &bundle).await {
@@ -208,7 +197,11 @@ impl Runner {
         looped: &LoopResult,
         finalized: &v1::FinalizeResponse,
     ) -> Result<ReplayBundle, PecrError> {
-        let claim_map = claim_map_from_proto(&finalized.claim_map.clone().unwrap_or_default())?;
+        let claim_map = finalized
+            .claim_map
+            .as_ref()
+            .ok_or_else(|| PecrError::internal("finalize without claim map"))
+            .and_then(claim_map_from_proto)?;
         let terminal_mode = contract_mode(finalized.terminal_mode)
             .ok_or_else(|| PecrError::internal("finalize without terminal mode"))?;
         let evidence_unit_ids = looped.evidence.unit_ids();

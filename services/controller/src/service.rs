@@ -74,7 +74,10 @@ impl ControllerApi {
         let ids = run_ids(metadata);
         let authorization = self.auth.forwarded_authorization(metadata);
         let request = request.into_inner();
-        let budget = request.budget.as_ref().map(convert::budget_from_proto);
+        let budget = request
+            .budget
+            .as_ref()
+            .map(pecr_contracts::budget::Budget::from);
         let started = Instant::now();
         // Never the query: it may carry canary or injected text.
         let span = tracing::info_span!(

@@ -93,16 +93,6 @@ fn as_of_time_or(raw: Option<&str>, default: &str) -> PecrResult<String> {
     Ok(value.to_owned())
 }
 
-fn budget_from_proto(budget: &v1::Budget) -> Budget {
-    Budget {
-        max_operator_calls: budget.max_operator_calls,
-        max_bytes: budget.max_bytes,
-        max_wallclock_ms: budget.max_wallclock_ms,
-        max_recursion_depth: budget.max_recursion_depth,
-        max_parallelism: budget.max_parallelism,
-    }
-}
-
 impl Gateway {
     async fn decide(
         &self,
@@ -139,7 +129,7 @@ impl Gateway {
         let budget_proto = request
             .budget
             .ok_or_else(|| PecrError::invalid_params("budget is required"))?;
-        let budget = budget_from_proto(&budget_proto);
+        let budget = Budget::from(&budget_proto);
         budget
             .validate()
             .map_err(|reason| PecrError::invalid_params(format!("invalid budget: {reason}")))?;
@@ -267,7 +257,7 @@ impl Gateway {
         if session.finalized {
             return Err(PecrError::invalid_params("session already finalized").with_http(409));
         }
-        let budget = session.budget.map(|b| budget_from_proto(&b));
+        let budget = session.budget.as_ref().map(Budget::from);
         if budget.is_none_or(|b| b.validate().is_err()) {
             return Err(PecrError::internal("stored session budget is invalid"));
         }

@@ -169,20 +169,9 @@ impl Service for App {
                 let core = Arc::clone(&policy_core);
                 async move { core.policy.ready().await }
             });
-        let metrics_guard: Option<MetricsGuard> = self.metrics_require_auth.then(|| {
-            let auth = auth.clone();
-            let guard: MetricsGuard = Arc::new(move |headers: axum::http::HeaderMap| {
-                let auth = auth.clone();
-                Box::pin(async move {
-                    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
-                    auth.authenticate(&metadata)
-                        .await
-                        .err()
-                        .map(pecr_edge::error_response)
-                })
-            });
-            guard
-        });
+        let metrics_guard: Option<MetricsGuard> = self
+            .metrics_require_auth
+            .then(|| pecr_auth::metrics_guard(auth.clone()));
         let registry = core.metrics.registry();
         let api = service::GatewayApi {
             core,

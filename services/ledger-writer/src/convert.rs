@@ -1,29 +1,8 @@
 //! Conversions between protobuf messages and the contract's JSON shapes as
 //! stored in the ledger (`input_json`, `budget_json`, `claim_map_json`).
 
-use pecr_contracts::Budget;
 use pecr_proto::v1;
 use serde_json::{Value, json};
-
-pub fn budget_from_proto(budget: &v1::Budget) -> Budget {
-    Budget {
-        max_operator_calls: budget.max_operator_calls,
-        max_bytes: budget.max_bytes,
-        max_wallclock_ms: budget.max_wallclock_ms,
-        max_recursion_depth: budget.max_recursion_depth,
-        max_parallelism: budget.max_parallelism,
-    }
-}
-
-pub fn budget_to_proto(budget: &Budget) -> v1::Budget {
-    v1::Budget {
-        max_operator_calls: budget.max_operator_calls,
-        max_bytes: budget.max_bytes,
-        max_wallclock_ms: budget.max_wallclock_ms,
-        max_recursion_depth: budget.max_recursion_depth,
-        max_parallelism: budget.max_parallelism,
-    }
-}
 
 /// The full PolicySnapshot JSON (all eight fields).
 pub fn snapshot_to_json(snapshot: &v1::PolicySnapshot) -> Value {

@@ -75,7 +75,7 @@ fn to_i64(field: &str, value: u64) -> PecrResult<i64> {
 }
 
 fn budget(budget: Option<&v1::Budget>) -> PecrResult<Budget> {
-    let budget = convert::budget_from_proto(budget.ok_or_else(|| invalid("budget is required"))?);
+    let budget = Budget::from(budget.ok_or_else(|| invalid("budget is required"))?);
     budget
         .validate()
         .map_err(|reason| invalid(format!("invalid budget: {reason}")))?;

@@ -69,7 +69,7 @@ pub(crate) async fn load_session(
         policy_snapshot_id: row.get(4),
         policy_snapshot_hash: row.get(5),
         as_of_time: row.get(6),
-        budget: Some(convert::budget_to_proto(&budget)),
+        budget: Some(v1::Budget::from(&budget)),
         session_token_hash: row.get(8),
         session_token_expires_at_epoch_ms: non_negative(row.get(9)),
         operator_calls_used: non_negative(row.get(10)),

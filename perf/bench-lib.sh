@@ -1,0 +1,73 @@
+# Shared by the load benchmarks (run-gateway-bench.sh, run-controller-bench.sh):
+# starting release services, stopping them, and reading CPU use from /proc.
+# The sourcing script sets bin_dir and out_dir; `preload` optionally holds
+# extra KEY=VALUE words for every service (the gateway bench's what-if shim).
+
+pids=()
+preload=()
+
+# port_busy ADDR: something already listens on ADDR's port.
+port_busy() { ss -Hltn "sport = :${1##*:}" 2>/dev/null | grep -q .; }
+
+# Running and not yet a zombie (kill -0 also succeeds on a zombie).
+alive() { [[ "$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]; }
+
+# Stops every service started with `start`: TERM, 10 s grace, then KILL.
+stop_services() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
+    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+# start NAME HTTP_ADDR KEY=VALUE...: runs a release binary with exactly these
+# variables (plus PATH), logs to $out_dir/NAME.log, waits for /readyz.
+start() {
+  local name="$1" http_addr="$2"
+  shift 2
+  say "==> starting $name"
+  env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "${preload[@]}" "$@" "$bin_dir/$name" >"$out_dir/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  eval "${name//-/_}_pid=$pid"
+  for _ in $(seq 1 120); do
+    [[ "$(http_status "http://$http_addr/readyz")" == "200" ]] && return 0
+    if ! alive "$pid"; then
+      tail -n 20 "$out_dir/$name.log" >&2
+      die "$name exited during start-up"
+    fi
+    sleep 0.5
+  done
+  tail -n 20 "$out_dir/$name.log" >&2
+  die "$name did not become ready in 60 s"
+}
+
+# CPU ticks (user + system) of one process, of all PostgreSQL backends, and
+# of the machine (total, idle).
+ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+postgres_ticks() {
+  local total=0 p
+  for p in /proc/[0-9]*; do
+    [[ "$(cat "$p/comm" 2>/dev/null)" == postgres ]] || continue
+    total=$((total + $(ticks_of "${p#/proc/}")))
+  done
+  echo "$total"
+}
+machine_ticks() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8, $5+$6 }' /proc/stat; }
+
+# Waits (up to PERF_QUIET_WAIT s, default 180) for the machine to be >= 85 %
+# idle over 3 s, so other work does not skew the figures.
+wait_quiet() {
+  local limit="${PERF_QUIET_WAIT:-180}" waited=0 a0 i0 a1 i1
+  (( limit > 0 )) || return 0
+  while (( waited < limit )); do
+    read -r a0 i0 < <(machine_ticks); sleep 3; read -r a1 i1 < <(machine_ticks)
+    (( (i1 - i0) * 100 >= (a1 - a0) * 85 )) && return 0
+    (( waited == 0 )) && say "    waiting for the machine to be quiet (other processes are busy)..."
+    waited=$((waited + 3))
+  done
+  say "    WARNING: the machine is still busy after ${limit}s; figures will be pessimistic (see the report's server_cpu)"
+}
