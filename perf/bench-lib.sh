@@ -71,3 +71,9 @@ wait_quiet() {
   done
   say "    WARNING: the machine is still busy after ${limit}s; figures will be pessimistic (see the report's server_cpu)"
 }
+
+# Service tokens for this run: ledger-writer knows the gateway and the
+# controller by them (fresh random values, never written to disk).
+perf_token() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+perf_gateway_token="$(perf_token)"
+perf_controller_token="$(perf_token)"

@@ -114,10 +114,11 @@ trap 'exit 130' INT TERM
 # shellcheck disable=SC2086 # PERF_*_ENV are deliberately split into words
 start pecr-ledger-writer "$lw_http" \
   PECR_DB_URL="$db_url" PECR_LEDGER_GRPC_ADDR="$lw_grpc" PECR_LEDGER_HTTP_ADDR="$lw_http" \
+  PECR_LEDGER_GATEWAY_TOKEN="$perf_gateway_token" PECR_LEDGER_CONTROLLER_TOKEN="$perf_controller_token" \
   ${PERF_LEDGER_ENV:-}
 # shellcheck disable=SC2086
 start pecr-gateway "$gw_http" \
-  PECR_DB_URL="$db_url" PECR_LEDGER_URL="http://$lw_grpc" \
+  PECR_DB_URL="$db_url" PECR_LEDGER_URL="http://$lw_grpc" PECR_LEDGER_TOKEN="$perf_gateway_token" \
   PECR_GATEWAY_GRPC_ADDR="$gw_grpc" PECR_BIND_ADDR="$gw_http" \
   PECR_FS_CORPUS_PATH="$corpus" PECR_POLICY_BUNDLE_DIR="$PECR_ROOT/opa/bundle" \
   PECR_RATE_LIMIT_OPERATORS_PER_WINDOW=0 PECR_RATE_LIMIT_SESSIONS_PER_WINDOW=0 \

@@ -73,11 +73,11 @@ export PECR_BIND_ADDR="${PECR_BIND_ADDR:-127.0.0.1:8080}"
 export PECR_CONTROLLER_GRPC_ADDR="${PECR_CONTROLLER_GRPC_ADDR:-127.0.0.1:50052}"
 export PECR_CONTROLLER_BIND_ADDR="${PECR_CONTROLLER_BIND_ADDR:-127.0.0.1:8081}"
 
-# Per-service TLS settings (empty without --tls: plaintext, as always).
+# Per-service settings: TLS with --tls (plaintext otherwise), then ledger-writer credentials.
 scheme=http
-ledger_tls=()
-gateway_tls=()
-controller_tls=()
+ledger_env=()
+gateway_env=()
+controller_env=()
 grpcurl_tls=(-plaintext)
 cli_tls=()
 if [[ "$tls" == 1 ]]; then
@@ -92,17 +92,40 @@ if [[ "$tls" == 1 ]]; then
     printf '%s\n' "PECR_TLS_CERT=$tls_dir/$1.pem" "PECR_TLS_KEY=$tls_dir/$1.key" \
       "PECR_TLS_CA=$ca" "PECR_TLS_CLIENT_CERT=$tls_dir/$1.pem" "PECR_TLS_CLIENT_KEY=$tls_dir/$1.key"
   }
-  mapfile -t ledger_tls < <(identity pecr-ledger-writer)
-  mapfile -t gateway_tls < <(identity pecr-gateway)
-  mapfile -t controller_tls < <(identity pecr-controller)
+  mapfile -t ledger_env < <(identity pecr-ledger-writer)
+  mapfile -t gateway_env < <(identity pecr-gateway)
+  mapfile -t controller_env < <(identity pecr-controller)
   # ledger-writer admits pecr-gateway and pecr-controller, the gateway only
   # pecr-controller (their defaults). The controller's gRPC port is for end
   # users: TLS only, no client certificate asked.
-  ledger_tls+=("PECR_TLS_CLIENT_CA=$ca")
-  gateway_tls+=("PECR_TLS_CLIENT_CA=$ca")
+  ledger_env+=("PECR_TLS_CLIENT_CA=$ca")
+  gateway_env+=("PECR_TLS_CLIENT_CA=$ca")
   grpcurl_tls=(-cacert "$ca")
   cli_tls=("PECR_TLS_CA=$ca")
 fi
+# ledger-writer knows its callers: by certificate with --tls, otherwise by a
+# service token each. The tokens are generated once (target/dev/ledger-tokens.env,
+# readable by the owner only) and reused; an operator's PECR_LEDGER_*_TOKEN wins.
+tokens_file="$run_dir/ledger-tokens.env"
+if [[ ! -s "$tokens_file" ]]; then
+  random_token() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+  (
+    umask 077
+    {
+      echo "gateway=$(random_token)"
+      echo "controller=$(random_token)"
+      echo "auditor=$(random_token)"
+    } >"$tokens_file"
+  )
+fi
+token_of() { sed -n "s/^$1=//p" "$tokens_file"; }
+gateway_token="${PECR_LEDGER_GATEWAY_TOKEN:-$(token_of gateway)}"
+controller_token="${PECR_LEDGER_CONTROLLER_TOKEN:-$(token_of controller)}"
+auditor_token="${PECR_LEDGER_AUDITOR_TOKEN:-$(token_of auditor)}"
+ledger_env+=("PECR_LEDGER_GATEWAY_TOKEN=$gateway_token" "PECR_LEDGER_CONTROLLER_TOKEN=$controller_token"
+  "PECR_LEDGER_AUDITOR_TOKEN=$auditor_token")
+gateway_env+=("PECR_LEDGER_TOKEN=$gateway_token")
+controller_env+=("PECR_LEDGER_TOKEN=$controller_token")
 export PECR_LEDGER_URL="${PECR_LEDGER_URL:-$scheme://$PECR_LEDGER_GRPC_ADDR}"
 export PECR_GATEWAY_URL="${PECR_GATEWAY_URL:-$scheme://$PECR_GATEWAY_GRPC_ADDR}"
 # The budget a run gets when its request names none (spec 30 §2.2: required).
@@ -130,9 +153,9 @@ start() { # name http_addr [VAR=value ...]
   exit 1
 }
 
-start pecr-ledger-writer "$PECR_LEDGER_HTTP_ADDR" "${ledger_tls[@]}"
-start pecr-gateway "$PECR_BIND_ADDR" "${gateway_tls[@]}"
-start pecr-controller "$PECR_CONTROLLER_BIND_ADDR" "${controller_tls[@]}"
+start pecr-ledger-writer "$PECR_LEDGER_HTTP_ADDR" "${ledger_env[@]}"
+start pecr-gateway "$PECR_BIND_ADDR" "${gateway_env[@]}"
+start pecr-controller "$PECR_CONTROLLER_BIND_ADDR" "${controller_env[@]}"
 
 tools_bin="$("$PECR_ROOT/scripts/tools.sh")"
 say

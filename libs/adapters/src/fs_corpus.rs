@@ -37,6 +37,9 @@ pub(crate) struct IndexEntry {
     pub object_id: String,
     /// Canonical absolute path.
     pub path: PathBuf,
+    /// The canonical root-relative path of the file it resolves to: the id
+    /// `fetch_span` asks policy about.
+    pub canonical_id: String,
 }
 
 #[derive(Debug)]
@@ -268,9 +271,13 @@ fn walk(root: &Path) -> io::Result<Vec<IndexEntry>> {
                     pending.push((canonical, format!("{object_id}/")));
                 }
             } else if metadata.is_file() {
+                let Some(canonical_id) = relative_id(root, &canonical) else {
+                    continue;
+                };
                 entries.push(IndexEntry {
                     object_id,
                     path: canonical,
+                    canonical_id,
                 });
             }
         }

@@ -4,6 +4,8 @@
 use pecr_errors::{ErrorCode, PecrError};
 use tonic::metadata::MetadataMap;
 
+use pecr_contracts::secret::constant_time_eq;
+
 use crate::{EMPTY_ATTRS_HASH, Principal, header};
 
 /// Local-mode authentication: optional shared secret, then the principal header.
@@ -43,15 +45,6 @@ impl LocalAuth {
             attrs_hash: EMPTY_ATTRS_HASH.to_owned(),
         })
     }
-}
-
-/// Compares without an early exit, so timing does not reveal the secret.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (index, byte) in b.iter().enumerate() {
-        diff |= usize::from(a.get(index).copied().unwrap_or(0) ^ byte);
-    }
-    diff == 0
 }
 
 #[cfg(test)]
@@ -113,13 +106,5 @@ mod tests {
             auth.authenticate(&metadata(&[("x-pecr-principal-id", "  ")]))
                 .is_err()
         );
-    }
-
-    #[test]
-    fn constant_time_compare_is_exact() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
     }
 }

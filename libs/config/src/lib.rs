@@ -7,8 +7,28 @@ mod reader;
 mod source;
 
 pub use oidc::{JwksSource, OidcSettings, TenantSource, claim_list};
-pub use reader::ConfigReader;
+pub use reader::{ConfigReader, MIN_SERVICE_TOKEN_LEN};
 pub use source::{EnvSource, LayeredSource, MapSource, ProcessEnv};
+
+/// A secret setting (a token, a password): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// A start-up failure: printed as one `STARTUP_ERROR <CODE>: <message>` line.
 #[derive(Debug, Clone, PartialEq, Eq)]

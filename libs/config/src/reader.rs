@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use crate::{EnvSource, StartupError, StartupErrors};
+use crate::{EnvSource, Secret, StartupError, StartupErrors};
+
+/// The shortest service token accepted: 32 random characters are well over
+/// 128 bits of guessing work.
+pub const MIN_SERVICE_TOKEN_LEN: usize = 32;
 
 /// Reads typed values from a source; bad values are collected, not thrown,
 /// and `finish` reports all of them.
@@ -87,6 +91,20 @@ impl<'a> ConfigReader<'a> {
         })
     }
 
+    /// A service token: at least [`MIN_SERVICE_TOKEN_LEN`] visible ASCII
+    /// characters without spaces (it travels as `authorization: Bearer …`).
+    /// The value never appears in an error.
+    pub fn service_token(&mut self, key: &str) -> Option<Secret> {
+        let token = self.raw(key)?;
+        if token.len() < MIN_SERVICE_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            self.errors.push(StartupError::invalid(format!(
+                "{key} must be at least {MIN_SERVICE_TOKEN_LEN} visible ASCII characters without spaces"
+            )));
+            return None;
+        }
+        Some(Secret::new(token))
+    }
+
     pub fn push_error(&mut self, error: StartupError) {
         self.errors.push(error);
     }
@@ -105,6 +123,36 @@ impl<'a> ConfigReader<'a> {
 mod tests {
     use super::*;
     use crate::MapSource;
+
+    #[test]
+    fn service_tokens_are_long_and_never_echoed() {
+        let token = "t".repeat(MIN_SERVICE_TOKEN_LEN);
+        let source = MapSource::from_pairs([
+            ("GOOD", token.as_str()),
+            ("SHORT", "abc123"),
+            ("SPACED", "a token with spaces that is long enough for it"),
+        ]);
+        let mut reader = ConfigReader::new(&source);
+        assert_eq!(
+            reader
+                .service_token("GOOD")
+                .as_ref()
+                .map(crate::Secret::expose),
+            Some(token.as_str())
+        );
+        assert_eq!(reader.service_token("UNSET"), None);
+        assert_eq!(reader.service_token("SHORT"), None);
+        assert_eq!(reader.service_token("SPACED"), None);
+        let errors = reader.finish().expect_err("two bad tokens").to_string();
+        assert!(
+            errors.contains("SHORT") && errors.contains("SPACED"),
+            "{errors}"
+        );
+        assert!(
+            !errors.contains("abc123") && !errors.contains("spaces that"),
+            "{errors}"
+        );
+    }
 
     #[test]
     fn every_bad_value_is_reported() {

@@ -46,9 +46,23 @@ pub fn parse_ulid(raw: &str) -> Option<String> {
         .map(|id| id.to_string())
 }
 
-/// `x-pecr-trace-id`: the canonical ULID it holds, or a fresh one.
+/// A client-supplied trace id: a ULID or a W3C trace id (32 hex digits, as
+/// in `traceparent`), both 128 bits, in canonical ULID form. The all-zero id
+/// is invalid in W3C trace context and refused in both spellings.
+pub fn parse_trace_id(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let id = if trimmed.len() == 32 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        ulid::Ulid(u128::from_str_radix(trimmed, 16).ok()?)
+    } else {
+        ulid::Ulid::from_string(&parse_ulid(trimmed)?).ok()?
+    };
+    (id.0 != 0).then(|| id.to_string())
+}
+
+/// `x-pecr-trace-id`: the trace id it holds (see [`parse_trace_id`]), or a
+/// fresh one.
 pub fn trace_id_or_new(raw: Option<&str>) -> String {
-    raw.and_then(parse_ulid).unwrap_or_else(new_ulid)
+    raw.and_then(parse_trace_id).unwrap_or_else(new_ulid)
 }
 
 /// Replay and evaluation ids: 1..=256 characters of `[A-Za-z0-9._-]`.
@@ -88,6 +102,14 @@ mod tests {
         assert_eq!(parse_ulid("ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
         assert_eq!(parse_ulid("01ARZ3NDEKTSV4RRFFQ69G5FA"), None);
         assert_eq!(parse_ulid("01ARZ3NDEKTSV4RRFFQ69G5FAU"), None);
+        assert_eq!(
+            parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"),
+            Some(ulid::Ulid(0x4bf92f3577b34da6a3ce929d0e0e4736).to_string())
+        );
+        assert_eq!(parse_trace_id("00000000000000000000000000000000"), None);
+        assert_eq!(parse_trace_id("00000000000000000000000000"), None);
+        assert_eq!(parse_trace_id("4bf92f3577b34da6a3ce929d0e0e473"), None);
+        assert_eq!(parse_trace_id("4bf92f3577b34da6a3ce929d0e0e473g"), None);
         let fresh = trace_id_or_new(Some("not-a-ulid"));
         assert_eq!(parse_ulid(&fresh), Some(fresh.clone()));
     }

@@ -8,6 +8,7 @@ pub mod hashing;
 pub mod ids;
 pub mod replay;
 pub mod scoring;
+pub mod secret;
 pub mod time;
 
 pub use budget::{Budget, BudgetError};

@@ -17,8 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use axum::serve::ListenerExt;
 
-use crate::client_identity::ClientIdentityLayer;
-use crate::{AllowedClients, Readiness, ServerTls, admin_router};
+use crate::{AllowedClients, Methods, Readiness, ServerTls, ServiceCallers, admin_router};
 
 /// How often gRPC health follows readiness.
 const HEALTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,6 +34,9 @@ pub struct ServeSpec {
     pub http_routes: Option<axum::Router>,
     /// When set, `/metrics` answers only requests this guard lets through.
     pub metrics_guard: Option<crate::MetricsGuard>,
+    /// Who may call the service's RPCs. None: anyone who reaches the port,
+    /// or, with client certificates and an allowlist, the listed identities.
+    pub callers: Option<ServiceCallers>,
 }
 
 /// Listeners bound before anything is served, so callers (and tests that
@@ -132,13 +134,19 @@ impl BoundService {
             .add_service(reflection_v1alpha);
 
         let mut builder = tonic::transport::Server::builder();
-        let mut client_check = None;
+        let mut callers = spec.callers;
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(tls.tonic_config()).map_err(|err| {
                 StartupError::invalid(format!("gRPC TLS: {}", crate::tls::error_chain(&err)))
             })?;
-            if let Some(AllowedClients::Only(names)) = tls.allowed_clients() {
-                client_check = ClientIdentityLayer::new(names, spec.service_name);
+            if callers.is_none()
+                && let Some(AllowedClients::Only(names)) = tls.allowed_clients()
+            {
+                let allowed: Vec<(String, Methods)> = names
+                    .iter()
+                    .map(|name| (name.clone(), Methods::All))
+                    .collect();
+                callers = Some(ServiceCallers::by_certificate(spec.service_name, &allowed));
             }
             tracing::info!(
                 client_certificates = tls.allowed_clients().is_some(),
@@ -147,8 +155,10 @@ impl BoundService {
             );
         }
         let grpc = builder
-            // Only with required client certificates and an allowlist.
-            .layer(tower::util::option_layer(client_check))
+            // Known callers only, each to its granted RPCs (when configured).
+            .layer(tower::util::option_layer(
+                callers.as_ref().map(ServiceCallers::layer),
+            ))
             // An `rpc.server` span per call when tracing is on.
             .layer(crate::TraceContextLayer)
             .add_routes(routes)

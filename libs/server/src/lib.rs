@@ -3,11 +3,11 @@
 //! readiness model shared by both, graceful shutdown and JSON logs.
 
 mod admin;
-mod client_identity;
 mod host;
 mod rate_limit;
 mod readiness;
 mod run;
+mod service_callers;
 pub mod telemetry;
 pub mod tls;
 mod upstream;
@@ -17,9 +17,12 @@ pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};
+pub use service_callers::{Methods, ServiceCallers};
 pub use telemetry::{TraceContextLayer, TracedChannel, server_traced, traced};
 pub use tls::{AllowedClients, ClientTls, ServerTls};
-pub use upstream::{endpoint, lazy_channel, probe_health};
+pub use upstream::{
+    Credentialed, credentialed, endpoint, lazy_channel, probe_health, read_upstream_token,
+};
 
 use pecr_config::StartupErrors;
 

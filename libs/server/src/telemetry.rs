@@ -112,12 +112,9 @@ pub fn otel_trace_id(ulid: &str) -> Option<TraceId> {
     parse_ulid(ulid).map(|id| TraceId::from_bytes(id.to_bytes()))
 }
 
+/// A client's trace id in either accepted spelling (ULID or W3C hex).
 fn parse_ulid(raw: &str) -> Option<ulid::Ulid> {
-    let trimmed = raw.trim();
-    if trimmed.len() != 26 || !matches!(trimmed.as_bytes()[0], b'0'..=b'7') {
-        return None;
-    }
-    ulid::Ulid::from_string(trimmed).ok()
+    pecr_contracts::ids::parse_trace_id(raw).and_then(|id| ulid::Ulid::from_string(&id).ok())
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -155,7 +152,13 @@ fn server_parent(headers: &mut http::HeaderMap) -> Context {
         .and_then(|value| value.to_str().ok())
         .and_then(parse_ulid);
     let trace = match pecr {
-        Some(id) => id,
+        Some(id) => {
+            // The service reads the canonical spelling.
+            if let Ok(value) = http::HeaderValue::from_str(&id.to_string()) {
+                headers.insert(TRACE_ID_HEADER, value);
+            }
+            id
+        }
         None => {
             let id = if remote_span.is_valid() {
                 ulid::Ulid::from_bytes(remote_span.trace_id().to_bytes())

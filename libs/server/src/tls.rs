@@ -348,6 +348,11 @@ impl ClientTls {
         self.ca.is_some() || self.pair.is_some()
     }
 
+    /// True when calls to `url` go over TLS presenting a client certificate.
+    pub fn presents_certificate(&self, url: &str) -> bool {
+        self.pair.is_some() && url.trim_start().starts_with("https://")
+    }
+
     fn server_name(&self, key: &str) -> Option<&str> {
         self.server_names
             .iter()

@@ -1,10 +1,12 @@
 //! Client side of the mesh: lazily connected channels to other PECR
-//! services (TLS for https:// URLs, see [`ClientTls`]) and the gRPC health
+//! services (TLS for https:// URLs, see [`ClientTls`]), the service token
+//! presented to an upstream that knows its callers, and the gRPC health
 //! probe used by readiness, which goes over the same channel.
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pecr_config::StartupError;
+use pecr_config::{ConfigReader, Secret, StartupError};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -55,4 +57,72 @@ pub async fn probe_health(channel: Channel, service: &str, timeout: Duration) ->
         tokio::time::timeout(timeout, client.check(request)).await,
         Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
     )
+}
+
+/// The service token `token_key` names, presented to the upstream at
+/// `url` (the value of `url_key`). The upstream authenticates every caller,
+/// so the token is required unless calls go over https:// with a client
+/// certificate.
+pub fn read_upstream_token(
+    reader: &mut ConfigReader<'_>,
+    token_key: &str,
+    url_key: &str,
+    url: &str,
+    tls: &ClientTls,
+) -> Option<Secret> {
+    let token = reader.service_token(token_key);
+    if token.is_none() && reader.raw(token_key).is_none() && !tls.presents_certificate(url) {
+        reader.push_error(StartupError::new(
+            "ERR_MISSING_CONFIG",
+            format!(
+                "{token_key} is required: the service at {url_key} authenticates its callers \
+                 (or call it over https:// with PECR_TLS_CLIENT_CERT and PECR_TLS_CLIENT_KEY)"
+            ),
+        ));
+    }
+    token
+}
+
+/// Calls that carry a service token as `authorization: Bearer …` (marked
+/// sensitive, so it is never logged by the HTTP stack).
+#[derive(Clone, Debug)]
+pub struct Credentialed<S> {
+    inner: S,
+    authorization: Option<http::HeaderValue>,
+}
+
+/// Wraps an upstream channel so every call presents `token`, if any.
+pub fn credentialed<S>(inner: S, token: Option<&str>) -> Credentialed<S> {
+    let authorization = token
+        .and_then(|token| http::HeaderValue::from_str(&format!("Bearer {token}")).ok())
+        .map(|mut value| {
+            value.set_sensitive(true);
+            value
+        });
+    Credentialed {
+        inner,
+        authorization,
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Credentialed<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        self.inner.call(request)
+    }
 }

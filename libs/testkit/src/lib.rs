@@ -3,6 +3,7 @@
 //! Nothing here is mocked: tests get a real PostgreSQL schema, real service
 //! binaries listening on ephemeral ports, and a real TCP proxy for faults.
 
+pub mod credentials;
 mod database;
 mod http;
 mod process;

@@ -51,6 +51,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub gateway_url: String,
     pub ledger_url: String,
+    /// The service token presented to ledger-writer.
+    pub ledger_token: Option<pecr_config::Secret>,
     /// Bound on session creation and finalize, which the budget does not cover.
     pub gateway_timeout: Duration,
     pub front_door: FrontDoor,
@@ -128,12 +130,23 @@ impl Config {
             per_window: reader.number(env::RATE_LIMIT_RUN_PER_WINDOW, 60, 0, 1_000_000),
         };
         let replay = read_replay(&mut reader);
+        let ledger_token = match replay.backend {
+            ReplayBackend::Ledger => pecr_server::read_upstream_token(
+                &mut reader,
+                env::LEDGER_TOKEN,
+                env::LEDGER_URL,
+                &ledger_url,
+                &client_tls,
+            ),
+            ReplayBackend::Files(_) => reader.service_token(env::LEDGER_TOKEN),
+        };
         reader.finish()?;
         Ok(Self {
             grpc_addr,
             http_addr,
             gateway_url,
             ledger_url,
+            ledger_token,
             gateway_timeout,
             front_door,
             engine,
@@ -327,6 +340,7 @@ mod tests {
         let mut pairs = vec![
             ("PECR_GATEWAY_URL", "http://127.0.0.1:50051/"),
             ("PECR_BUDGET_DEFAULTS", BUDGET),
+            ("PECR_LEDGER_TOKEN", LEDGER_TOKEN),
         ];
         pairs.extend_from_slice(extra);
         let source = MapSource::from_pairs(pairs);
@@ -335,6 +349,38 @@ mod tests {
 
     fn codes(extra: &[(&str, &str)]) -> Vec<&'static str> {
         config(extra).err().unwrap_or_default()
+    }
+
+    const LEDGER_TOKEN: &str = "controller-token-for-config-tests-0000";
+
+    #[test]
+    fn ledger_writer_needs_a_credential_unless_replays_are_files() {
+        let loaded = config(&[]).expect("valid");
+        assert!(!format!("{loaded:?}").contains(LEDGER_TOKEN), "redacted");
+        let without = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("PECR_GATEWAY_URL", "http://127.0.0.1:50051/"),
+                ("PECR_BUDGET_DEFAULTS", BUDGET),
+            ];
+            pairs.extend_from_slice(extra);
+            Config::from_source(&MapSource::from_pairs(pairs))
+                .err()
+                .map(|errs| errs.0.iter().map(|e| e.code).collect::<Vec<_>>())
+        };
+        assert_eq!(without(&[]), Some(vec!["ERR_MISSING_CONFIG"]));
+        let dir = std::env::temp_dir().join("pecr-config-test-replays");
+        let dir = dir.display().to_string();
+        assert_eq!(
+            without(&[
+                ("PECR_REPLAY_STORE", "file"),
+                ("PECR_REPLAY_STORE_DIR", &dir)
+            ]),
+            None
+        );
+        assert_eq!(
+            codes(&[("PECR_LEDGER_TOKEN", "short")]),
+            ["ERR_INVALID_CONFIG"]
+        );
     }
 
     #[test]

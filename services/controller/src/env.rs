@@ -7,6 +7,8 @@ pub const LEDGER_URL: &str = "PECR_LEDGER_URL";
 /// Names on the upstreams' certificates when they are not the URLs' hosts.
 pub const GATEWAY_TLS_SERVER_NAME: &str = "PECR_GATEWAY_TLS_SERVER_NAME";
 pub const LEDGER_TLS_SERVER_NAME: &str = "PECR_LEDGER_TLS_SERVER_NAME";
+/// The service token presented to ledger-writer (its `PECR_LEDGER_CONTROLLER_TOKEN`).
+pub const LEDGER_TOKEN: &str = "PECR_LEDGER_TOKEN";
 pub const GATEWAY_TIMEOUT_MS: &str = "PECR_GATEWAY_TIMEOUT_MS";
 pub const ENGINE: &str = "PECR_CONTROLLER_ENGINE";
 pub const RLM_SANDBOX_ACK: &str = "PECR_RLM_SANDBOX_ACK";

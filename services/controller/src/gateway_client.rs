@@ -190,15 +190,21 @@ impl GatewayClient {
             .and_then(|value| value.parse::<AsciiMetadataValue>().ok())
             .ok_or_else(|| bad_reply("session reply has no x-pecr-session-token"))?;
         let session = reply.into_inner();
-        if session.trace_id != identity.trace_id {
-            return Err(bad_reply("session trace_id differs"));
+        if pecr_contracts::ids::parse_ulid(&session.trace_id).as_deref()
+            != Some(session.trace_id.as_str())
+        {
+            return Err(bad_reply("session trace_id is not a ULID"));
         }
         if session.budget != Some(budget) {
             return Err(bad_reply("session budget differs from the one sent"));
         }
+        // The gateway gives a session a trace of its own when the requested
+        // one belongs to another principal; the run follows the session.
+        let mut identity = identity.clone();
+        identity.trace_id = session.trace_id;
         Ok(SessionClient {
             client: self.client.clone(),
-            identity: identity.clone(),
+            identity,
             token,
             timeout: self.timeout,
             session_id: session.session_id,
@@ -208,6 +214,11 @@ impl GatewayClient {
 }
 
 impl SessionClient {
+    /// The trace the gateway recorded the session under.
+    pub fn trace_id(&self) -> &str {
+        &self.identity.trace_id
+    }
+
     fn request<T>(&self, body: T, timeout: Duration) -> Result<tonic::Request<T>, PecrError> {
         let mut request = self.identity.request(body, timeout)?;
         request

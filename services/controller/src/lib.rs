@@ -61,8 +61,15 @@ impl Service for App {
             pecr_server::lazy_channel(env::GATEWAY_URL, &config.gateway_url, &config.client_tls)?;
         let ledger =
             pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url, &config.client_tls)?;
-        let store =
-            replay_store::ReplayStore::new(&config.replay.backend, ledger, config.gateway_timeout);
+        let store = replay_store::ReplayStore::new(
+            &config.replay.backend,
+            ledger,
+            config
+                .ledger_token
+                .as_ref()
+                .map(pecr_config::Secret::expose),
+            config.gateway_timeout,
+        );
         store.init().map_err(|err| {
             StartupError::new(
                 "ERR_REPLAY_STORE_INIT",
@@ -137,6 +144,7 @@ impl Service for App {
             registry,
             http_routes: Some(rest),
             metrics_guard,
+            callers: None,
         };
         self.bound.serve(spec, shutdown).await
     }

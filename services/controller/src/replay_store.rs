@@ -11,7 +11,7 @@ use pecr_contracts::ids::{is_safe_store_id, new_ulid};
 use pecr_contracts::replay::{EngineMode, ReplayBundle, ReplayEvaluationResult};
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
-use pecr_server::TracedChannel;
+use pecr_server::{Credentialed, TracedChannel};
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -27,7 +27,7 @@ pub struct Owner {
 #[derive(Clone)]
 pub enum ReplayStore {
     Ledger {
-        client: LedgerServiceClient<TracedChannel>,
+        client: LedgerServiceClient<Credentialed<TracedChannel>>,
         timeout: Duration,
     },
     Files(PathBuf),
@@ -76,10 +76,19 @@ fn parse_bundle(text: &str) -> Result<ReplayBundle, PecrError> {
 }
 
 impl ReplayStore {
-    pub fn new(backend: &ReplayBackend, ledger: Channel, timeout: Duration) -> Self {
+    /// `token` is ledger-writer's controller token, presented on every call.
+    pub fn new(
+        backend: &ReplayBackend,
+        ledger: Channel,
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> Self {
         match backend {
             ReplayBackend::Ledger => Self::Ledger {
-                client: LedgerServiceClient::new(pecr_server::traced(ledger)),
+                client: LedgerServiceClient::new(pecr_server::credentialed(
+                    pecr_server::traced(ledger),
+                    token,
+                )),
                 timeout,
             },
             ReplayBackend::Files(dir) => Self::Files(dir.clone()),

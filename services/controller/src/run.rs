@@ -85,6 +85,10 @@ impl Runner {
             .gateway
             .create_session(&identity, v1::Budget::from(&budget))
             .await?;
+        let ids = &RunIds {
+            request_id: ids.request_id.clone(),
+            trace_id: session.trace_id().to_owned(),
+        };
         info!(
             event = "controller.gateway_session_created",
             request_id = %ids.request_id,

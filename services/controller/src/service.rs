@@ -104,7 +104,7 @@ impl ControllerApi {
         info!(
             event = "controller.run_completed",
             request_id = %ids.request_id,
-            trace_id = %ids.trace_id,
+            trace_id = %response.trace_id,
             principal_id = %principal.principal_id,
             run_id = %response.run_id,
             stop_reason = %response.stop_reason,

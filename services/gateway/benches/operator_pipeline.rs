@@ -265,20 +265,20 @@ impl Mesh {
         let mut servers = Vec::new();
 
         // Needs `cargo build --release -p pecr-ledger-writer` first (perf/run-gateway-bench.sh does it).
-        let ledger_process = pecr_testkit::ServiceProcess::start(
-            "pecr-ledger-writer",
-            &[
-                ("PECR_DB_URL", db.url()),
-                ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-                ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
-            ],
-        )
-        .await;
+        let mut ledger_env = vec![
+            ("PECR_DB_URL", db.url()),
+            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ];
+        ledger_env.extend(pecr_testkit::credentials::ledger_writer_tokens());
+        let ledger_process =
+            pecr_testkit::ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
         let ledger_addr = ledger_process.grpc_addr;
 
         let gateway_config = pecr_gateway::App::config(&MapSource::from_pairs([
             ("PECR_DB_URL", db.url()),
             ("PECR_LEDGER_URL", format!("http://{ledger_addr}")),
+            pecr_testkit::credentials::gateway_ledger_token(),
             ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".to_owned()),
             ("PECR_BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("PECR_FS_CORPUS_PATH", corpus.display().to_string()),
@@ -464,7 +464,10 @@ fn bench_end_to_end(c: &mut Criterion) {
         .map(|c| c.session_id.clone())
         .unwrap_or_default();
     let ledger =
-        pecr_proto::v1::ledger_service_client::LedgerServiceClient::new(mesh.ledger.clone());
+        pecr_proto::v1::ledger_service_client::LedgerServiceClient::new(pecr_server::credentialed(
+            mesh.ledger.clone(),
+            Some(pecr_testkit::credentials::LEDGER_GATEWAY_TOKEN),
+        ));
     group.bench_function("ledger/get_session", |b| {
         b.to_async(&runtime).iter(|| {
             let mut ledger = ledger.clone();

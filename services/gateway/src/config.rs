@@ -48,6 +48,8 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub ledger_url: String,
+    /// The service token presented to ledger-writer.
+    pub ledger_token: Option<pecr_config::Secret>,
     pub db_url: String,
     pub front_door: FrontDoor,
     pub policy_bundle_dir: PathBuf,
@@ -104,6 +106,13 @@ impl Config {
         if let Err(err) = client_tls.endpoint(env::LEDGER_URL, &ledger_url) {
             r.push_error(err);
         }
+        let ledger_token = pecr_server::read_upstream_token(
+            &mut r,
+            env::LEDGER_TOKEN,
+            env::LEDGER_URL,
+            &ledger_url,
+            &client_tls,
+        );
         let db_url = r.required(env::DB_URL);
         if !db_url.is_empty() && db_url.parse::<tokio_postgres::Config>().is_err() {
             r.push_error(StartupError::invalid(format!(
@@ -181,6 +190,7 @@ impl Config {
             grpc_addr,
             http_addr,
             ledger_url,
+            ledger_token,
             db_url,
             front_door,
             policy_bundle_dir: PathBuf::from(
@@ -247,8 +257,13 @@ mod tests {
     use super::*;
     use pecr_config::MapSource;
 
+    const LEDGER_TOKEN: &str = "gateway-token-for-the-config-tests-000";
+
     fn load(pairs: &[(&str, &str)]) -> Result<Config, Vec<&'static str>> {
-        let mut all = vec![("PECR_DB_URL", "postgres://postgres@127.0.0.1:5432/pecr")];
+        let mut all = vec![
+            ("PECR_DB_URL", "postgres://postgres@127.0.0.1:5432/pecr"),
+            ("PECR_LEDGER_TOKEN", LEDGER_TOKEN),
+        ];
         all.extend_from_slice(pairs);
         Config::from_source(&MapSource::from_pairs(all.iter().copied()))
             .map_err(|errors| errors.0.into_iter().map(|e| e.code).collect())
@@ -314,6 +329,41 @@ mod tests {
         );
         assert_eq!(
             load(&[("PECR_AS_OF_TIME_DEFAULT", "2026-13-01T00:00:00Z")]).err(),
+            Some(vec!["ERR_INVALID_CONFIG"])
+        );
+    }
+
+    #[test]
+    fn ledger_writer_needs_a_credential() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(
+            config
+                .ledger_token
+                .as_ref()
+                .map(pecr_config::Secret::expose),
+            Some(LEDGER_TOKEN)
+        );
+        assert!(!format!("{config:?}").contains(LEDGER_TOKEN));
+        let without = Config::from_source(&MapSource::from_pairs([(
+            "PECR_DB_URL",
+            "postgres://postgres@127.0.0.1:5432/pecr",
+        )]))
+        .err()
+        .map(|errors| errors.0);
+        let message = without
+            .as_deref()
+            .and_then(|errors| {
+                errors
+                    .iter()
+                    .find(|e| e.message.contains("PECR_LEDGER_TOKEN"))
+            })
+            .map(|e| (e.code, e.message.clone()));
+        assert!(
+            matches!(&message, Some(("ERR_MISSING_CONFIG", m)) if m.contains("authenticates its callers")),
+            "{message:?}"
+        );
+        assert_eq!(
+            load(&[("PECR_LEDGER_TOKEN", "short")]).err(),
             Some(vec!["ERR_INVALID_CONFIG"])
         );
     }

@@ -17,6 +17,7 @@ use crate::finalize_gate::{self, SessionUsage};
 use crate::ledger::Ledger;
 use crate::metrics::GatewayMetrics;
 use crate::search_cache::SearchCache;
+use crate::session_access::{CredentialCache, new_session_token};
 use crate::session_locks::SessionLocks;
 use pecr_auth::Principal;
 
@@ -44,6 +45,7 @@ pub struct Gateway {
     pub metrics: GatewayMetrics,
     pub locks: SessionLocks,
     pub search_cache: SearchCache,
+    pub credentials: CredentialCache,
 }
 
 /// A created session and the token returned once to its owner.
@@ -170,7 +172,7 @@ impl Gateway {
 
         let session_id = ids::new_ulid();
         let policy_snapshot_id = ids::new_ulid();
-        let session_token = ids::new_ulid();
+        let session_token = new_session_token()?;
         let mut roles = principal.roles.clone();
         roles.sort_unstable();
         let record = self
@@ -195,6 +197,15 @@ impl Gateway {
                     .saturating_add(self.settings.session_token_ttl.as_millis() as u64),
             })
             .await?;
+        self.credentials.insert(&record).await;
+        if record.trace_id != trace_id {
+            tracing::warn!(
+                trace_id = %record.trace_id,
+                request_id = %caller.request_id,
+                session_id = %record.session_id,
+                "gateway.trace_id_replaced: the requested trace belongs to another principal"
+            );
+        }
         tracing::info!(
             trace_id = %record.trace_id,
             request_id = %caller.request_id,
@@ -206,7 +217,7 @@ impl Gateway {
         Ok(CreatedSession {
             response: v1::CreateSessionResponse {
                 session_id,
-                trace_id,
+                trace_id: record.trace_id,
                 policy_snapshot_id,
                 budget: Some(budget_proto),
             },
@@ -214,46 +225,62 @@ impl Gateway {
         })
     }
 
-    /// Loads a session and checks the caller's credentials before anything
-    /// about the session is revealed: an unknown session, another principal's
-    /// session and a wrong or expired token all get the same 401. Mismatches
-    /// on an existing session are recorded in the ledger.
-    async fn open_session(
+    /// Checks that the caller may use the session, before its lock is taken
+    /// and before anything is written to it. An unknown session, another
+    /// tenant's, principal's or attribute set's session and a wrong or
+    /// expired token all get the same 401; refusals of an existing session
+    /// are recorded by the ledger apart from the session's own events.
+    async fn admit(
         &self,
         caller: &Caller,
         session_id: &str,
         token: &str,
-        op_name: &str,
-    ) -> PecrResult<v1::SessionRecord> {
+        action: &str,
+    ) -> PecrResult<()> {
+        let credentials = match self.credentials.get(session_id).await {
+            Some(credentials) => credentials,
+            None => {
+                let session = self
+                    .ledger
+                    .get_session(session_id)
+                    .await?
+                    .ok_or_else(invalid_credentials)?;
+                self.credentials.insert(&session).await
+            }
+        };
+        let Err(refusal) = credentials.admit(&caller.principal, token, now_ms()) else {
+            return Ok(());
+        };
+        let reason = refusal.reason();
+        tracing::warn!(
+            request_id = %caller.request_id,
+            session_id,
+            principal_id = %caller.principal.principal_id,
+            reason,
+            "gateway.session_credentials_rejected"
+        );
+        self.metrics.session_refused(reason);
+        self.ledger
+            .record_access_refusal(v1::RecordAccessRefusalRequest {
+                session_id: session_id.to_owned(),
+                principal_id: caller.principal.principal_id.clone(),
+                tenant_id: caller.principal.tenant_id.clone(),
+                reason: reason.to_owned(),
+                action: action.to_owned(),
+                request_id: caller.request_id.clone(),
+            })
+            .await?;
+        Err(invalid_credentials())
+    }
+
+    /// The current state of an admitted session, read under its lock: it
+    /// must still be open and carry a valid budget.
+    async fn open_session(&self, session_id: &str) -> PecrResult<v1::SessionRecord> {
         let session = self
             .ledger
             .get_session(session_id)
             .await?
             .ok_or_else(invalid_credentials)?;
-        let reason = if session.principal_id != caller.principal.principal_id {
-            Some("principal_mismatch")
-        } else if now_ms() > session.session_token_expires_at_epoch_ms
-            || sha256_hex(token) != session.session_token_hash
-        {
-            Some("invalid_session_token")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            tracing::warn!(trace_id = %session.trace_id, request_id = %caller.request_id, session_id, reason, "gateway.session_credentials_rejected");
-            let payload = events::policy_decision(op_name, false, reason, &caller.request_id);
-            self.append_events(
-                &session,
-                vec![event(
-                    &session,
-                    &caller.principal.principal_id,
-                    "POLICY_DECISION",
-                    payload,
-                )],
-            )
-            .await?;
-            return Err(invalid_credentials());
-        }
         if session.finalized {
             return Err(PecrError::invalid_params("session already finalized").with_http(409));
         }
@@ -299,15 +326,16 @@ impl Gateway {
         if request.session_id.trim().is_empty() {
             return Err(PecrError::invalid_params("session_id is required"));
         }
+        let action = Operator::parse(&op_name).map_or("unknown_operator", Operator::name);
+        self.admit(caller, &request.session_id, token, action)
+            .await?;
         let _guard = self
             .locks
             .acquire(&request.session_id, self.settings.lock_timeout)
             .await?;
         let params_bytes = json_len(&params);
         let params_hash = hash_canonical_json(&params);
-        let session = self
-            .open_session(caller, &request.session_id, token, &op_name)
-            .await?;
+        let session = self.open_session(&request.session_id).await?;
         let budget = session.budget.unwrap_or_default();
         let caller_id = caller.principal.principal_id.as_str();
         let rid = caller.request_id.as_str();
@@ -663,13 +691,13 @@ impl Gateway {
         if request.session_id.trim().is_empty() {
             return Err(PecrError::invalid_params("session_id is required"));
         }
+        self.admit(caller, &request.session_id, token, "finalize")
+            .await?;
         let _guard = self
             .locks
             .acquire(&request.session_id, self.settings.lock_timeout)
             .await?;
-        let session = self
-            .open_session(caller, &request.session_id, token, "finalize")
-            .await?;
+        let session = self.open_session(&request.session_id).await?;
         let caller_id = caller.principal.principal_id.as_str();
         let rid = caller.request_id.as_str();
         let input = json!({
@@ -760,9 +788,16 @@ impl Gateway {
         }
         let params: Value = serde_json::from_str(&request.params)
             .map_err(|_| PecrError::invalid_params("invalid JSON body"))?;
-        let Value::Object(params_object) = &params else {
+        let Value::Object(mut params_object) = params else {
             return Err(PecrError::invalid_params("params must be an object"));
         };
+        // Policy sees the file a path resolves to, as on a real call.
+        if let Some(Value::String(raw)) = params_object.get_mut("object_id")
+            && let Ok(canonical) = self.adapters.canonical_object_id(raw).await
+        {
+            *raw = canonical;
+        }
+        let params = Value::Object(params_object.clone());
         let hash_field = |name: &str, value: Option<&str>| -> PecrResult<Option<String>> {
             match value.map(str::trim).filter(|v| !v.is_empty()) {
                 None => Ok(None),
@@ -795,7 +830,7 @@ impl Gateway {
         }
         // Params may add fields (op_name, object_id, …) but never override these.
         for (key, value) in params_object {
-            input.entry(key.clone()).or_insert_with(|| value.clone());
+            input.entry(key).or_insert(value);
         }
         let parts = vec![
             hash_canonical_json(&params),

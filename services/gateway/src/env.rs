@@ -5,6 +5,8 @@ pub const HTTP_ADDR: &str = "PECR_BIND_ADDR";
 pub const LEDGER_URL: &str = "PECR_LEDGER_URL";
 /// Name on ledger-writer's certificate when it is not `PECR_LEDGER_URL`'s host.
 pub const LEDGER_TLS_SERVER_NAME: &str = "PECR_LEDGER_TLS_SERVER_NAME";
+/// The service token presented to ledger-writer (its `PECR_LEDGER_GATEWAY_TOKEN`).
+pub const LEDGER_TOKEN: &str = "PECR_LEDGER_TOKEN";
 pub const DB_URL: &str = "PECR_DB_URL";
 
 pub const OPA_URL: &str = "PECR_OPA_URL";

@@ -5,20 +5,22 @@ use std::time::Duration;
 
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
-use pecr_server::TracedChannel;
+use pecr_server::{Credentialed, TracedChannel};
 use tonic::transport::Channel;
 use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Ledger {
-    client: LedgerServiceClient<TracedChannel>,
+    client: LedgerServiceClient<Credentialed<TracedChannel>>,
     timeout: Duration,
 }
 
 impl Ledger {
-    pub fn new(channel: Channel, timeout: Duration) -> Self {
+    /// A client presenting `token` (ledger-writer's gateway token) on every call.
+    pub fn new(channel: Channel, token: Option<&str>, timeout: Duration) -> Self {
+        let channel = pecr_server::credentialed(pecr_server::traced(channel), token);
         Self {
-            client: LedgerServiceClient::new(pecr_server::traced(channel)),
+            client: LedgerServiceClient::new(channel),
             timeout,
         }
     }
@@ -55,6 +57,14 @@ impl Ledger {
             }
         };
         match PecrError::from_status(&status) {
+            Some(error) if matches!(error.http_status, 401 | 403) => {
+                tracing::error!(
+                    rpc,
+                    code = error.code.as_str(),
+                    "ledger-writer refused the gateway's credential"
+                );
+                Err(PecrError::ledger_unavailable())
+            }
             Some(error) if error.http_status == 400 => {
                 tracing::error!(rpc, message = %error.message, "ledger-writer refused a record the gateway built");
                 Err(PecrError::internal("ledger refused the record"))
@@ -101,6 +111,18 @@ impl Ledger {
             self.client.clone().record_operator_call(request),
         )
         .await
+    }
+
+    pub async fn record_access_refusal(
+        &self,
+        request: v1::RecordAccessRefusalRequest,
+    ) -> PecrResult<()> {
+        self.call(
+            "RecordAccessRefusal",
+            self.client.clone().record_access_refusal(request),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn record_finalize(

@@ -12,6 +12,7 @@ mod ledger;
 mod metrics;
 mod search_cache;
 mod service;
+mod session_access;
 mod session_locks;
 
 use std::sync::Arc;
@@ -27,6 +28,9 @@ use tonic::transport::Channel;
 pub use config::Config;
 
 /// Floor of the per-session lock wait (spec 20 §3.3).
+/// Sessions whose credentials a replica keeps at hand.
+const SESSION_CREDENTIALS_CACHED: u64 = 100_000;
+
 const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 /// Largest REST body accepted (spec 20 §1.5).
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -127,9 +131,20 @@ impl Service for App {
             },
             policy,
             adapters,
-            ledger: ledger::Ledger::new(ledger_channel.clone(), config.ledger_write_timeout),
+            ledger: ledger::Ledger::new(
+                ledger_channel.clone(),
+                config
+                    .ledger_token
+                    .as_ref()
+                    .map(pecr_config::Secret::expose),
+                config.ledger_write_timeout,
+            ),
             metrics,
             locks: session_locks::SessionLocks::default(),
+            credentials: session_access::CredentialCache::new(
+                SESSION_CREDENTIALS_CACHED,
+                config.session_token_ttl,
+            ),
             search_cache: search_cache::SearchCache::new(
                 config.cache_max_entries,
                 config.cache_ttl_ms,
@@ -199,6 +214,7 @@ impl Service for App {
             registry,
             http_routes: Some(rest),
             metrics_guard,
+            callers: None,
         };
         self.bound.serve(spec, shutdown).await
     }

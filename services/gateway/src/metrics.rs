@@ -31,6 +31,7 @@ pub struct GatewayMetrics {
     operator_calls: IntCounterVec,
     cache_hits: IntCounterVec,
     budget_violations: IntCounter,
+    session_refusals: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -78,12 +79,20 @@ impl GatewayMetrics {
             "pecr_gateway_budget_violations_total",
             "Operator calls refused by the session budget",
         )?;
+        let session_refusals = IntCounterVec::new(
+            Opts::new(
+                "pecr_gateway_session_refusals_total",
+                "Callers refused by a session's credentials, by reason",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(durations.clone()))?;
         registry.register(Box::new(terminal_modes.clone()))?;
         registry.register(Box::new(operator_calls.clone()))?;
         registry.register(Box::new(cache_hits.clone()))?;
         registry.register(Box::new(budget_violations.clone()))?;
+        registry.register(Box::new(session_refusals.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -92,6 +101,7 @@ impl GatewayMetrics {
             operator_calls,
             cache_hits,
             budget_violations,
+            session_refusals,
         })
     }
 
@@ -148,6 +158,11 @@ impl GatewayMetrics {
 
     pub fn budget_violation(&self) {
         self.budget_violations.inc();
+    }
+
+    /// `reason` is one of the fixed refusal reasons of `session_access`.
+    pub fn session_refused(&self, reason: &'static str) {
+        self.session_refusals.with_label_values(&[reason]).inc();
     }
 }
 

@@ -377,6 +377,7 @@ fn startup_env(db_url: Option<String>) -> Vec<(&'static str, String)> {
         ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_BIND_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_URL", "http://127.0.0.1:9".to_owned()),
+        pecr_testkit::credentials::gateway_ledger_token(),
         (
             "PECR_POLICY_BUNDLE_DIR",
             workspace_root().join("opa/bundle").display().to_string(),

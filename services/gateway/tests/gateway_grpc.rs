@@ -677,17 +677,30 @@ async fn session_credentials_are_checked_before_anything_is_revealed() {
         .await
         .expect_err("other principal");
     assert_eq!(error(&status).message, "invalid session credentials");
-    let reasons: Vec<String> = mesh
-        .events(&dev.trace_id)
-        .await
-        .into_iter()
-        .filter(|(t, _)| t == "POLICY_DECISION")
-        .map(|(_, p)| p["reason"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    // Refusals are recorded, but never in the session's own event stream.
     assert!(
-        reasons.contains(&"invalid_session_token".to_owned())
-            && reasons.contains(&"principal_mismatch".to_owned()),
-        "{reasons:?}"
+        mesh.events(&dev.trace_id).await.is_empty(),
+        "a refused caller wrote nothing into the session's events"
+    );
+    let refusals: Vec<(String, String)> = mesh
+        .db
+        .client()
+        .query(
+            "SELECT principal_id, reason FROM pecr_session_access_refusals \
+             WHERE session_id = $1 ORDER BY refusal_id",
+            &[&dev.session_id],
+        )
+        .await
+        .expect("refusals")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        refusals,
+        vec![
+            ("dev".to_owned(), "invalid_session_token".to_owned()),
+            ("support".to_owned(), "principal_mismatch".to_owned()),
+        ]
     );
 
     // Deliberate fix: an unknown session looks exactly like someone else's.

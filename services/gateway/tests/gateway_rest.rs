@@ -44,8 +44,9 @@ async fn rest_session_operator_and_finalize_round_trip() {
 
     // Scenario 13 over REST.
     let dev = mesh.rest_session("dev", budget_json(10, 1_048_576)).await;
+    // 256 random bits as hex: nothing like the session's ids.
     assert!(
-        pecr_contracts::ids::parse_ulid(&dev.token).is_some(),
+        dev.token.len() == 64 && dev.token.bytes().all(|b| b.is_ascii_hexdigit()),
         "token header: {:?}",
         dev.token
     );
@@ -198,19 +199,27 @@ async fn rest_session_operator_and_finalize_round_trip() {
 }
 
 #[tokio::test]
-async fn the_trace_id_header_is_used_only_when_it_is_a_ulid() {
-    // Spec 20 §1.2 (with our parser refusing a first character above 7).
+async fn the_trace_id_header_is_used_only_when_it_is_a_trace_id() {
+    // Spec 20 §1.2 (with our parser refusing a first character above 7),
+    // plus the W3C spelling of the same 128 bits.
     let mesh = Mesh::start(Policy::Test).await;
     let url = mesh.url("/v1/sessions");
     let body = json!({"budget": budget_json(10, 1024)}).to_string();
+    let w3c = ulid::Ulid(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).to_string();
     for (header, expected) in [
         (
             " 01arz3ndektsv4rrffq69g5fav ",
             Some("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
         ),
+        ("4bf92f3577b34da6a3ce929d0e0e4736", Some(w3c.as_str())),
         ("not-a-ulid", None),
         ("ZZZZZZZZZZZZZZZZZZZZZZZZZZ", None),
         ("01ARZ3NDEKTSV4RRFFQ69G5FAVX", None),
+        ("00000000000000000000000000000000", None),
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        ),
     ] {
         let answer = http_post_json(
             &url,
@@ -232,6 +241,39 @@ async fn the_trace_id_header_is_used_only_when_it_is_a_ulid() {
             ),
         }
     }
+
+    // A trace is never joined by another principal: asking for dev's trace
+    // gives support a fresh one, and nothing support does lands in dev's.
+    let dev_trace = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    let answer = http_post_json(
+        &url,
+        &[
+            ("x-pecr-principal-id", "support"),
+            ("x-pecr-trace-id", dev_trace),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let support_trace = answer.json()["trace_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_ne!(support_trace, dev_trace);
+    assert!(pecr_contracts::ids::parse_ulid(&support_trace).is_some());
+    let principals: Vec<String> = mesh
+        .db
+        .client()
+        .query(
+            "SELECT DISTINCT principal_id FROM pecr_sessions WHERE trace_id = $1",
+            &[&dev_trace],
+        )
+        .await
+        .expect("sessions")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(principals, vec!["dev".to_owned()]);
 }
 
 #[tokio::test]

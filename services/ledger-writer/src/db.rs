@@ -11,7 +11,7 @@ mod embedded {
 }
 
 /// The newest migration version compiled into this binary.
-pub const LAST_MIGRATION_VERSION: i64 = 20261128000200;
+pub const LAST_MIGRATION_VERSION: i64 = 20261206000500;
 
 /// Bound on the whole connect-and-migrate step at start-up.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);

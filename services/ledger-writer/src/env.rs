@@ -6,6 +6,10 @@ pub const HTTP_ADDR: &str = "PECR_LEDGER_HTTP_ADDR";
 pub const WRITE_TIMEOUT_MS: &str = "PECR_LEDGER_WRITE_TIMEOUT_MS";
 pub const POOL_MAX_SIZE: &str = "PECR_DB_POOL_MAX_SIZE";
 pub const ALLOW_NONLOCAL_BIND: &str = "PECR_DEV_ALLOW_NONLOCAL_BIND";
+/// Service tokens of the callers, when the gRPC port has no client certificates.
+pub const GATEWAY_TOKEN: &str = "PECR_LEDGER_GATEWAY_TOKEN";
+pub const CONTROLLER_TOKEN: &str = "PECR_LEDGER_CONTROLLER_TOKEN";
+pub const AUDITOR_TOKEN: &str = "PECR_LEDGER_AUDITOR_TOKEN";
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50053";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8082";

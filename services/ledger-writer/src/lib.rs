@@ -2,6 +2,7 @@
 //! validates every write (hashes recomputed and checked, nothing written on
 //! bad input) and serves `pecr.v1.LedgerService` over gRPC.
 
+mod callers;
 mod convert;
 mod db;
 mod env;
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, StartupError, StartupErrors};
 use pecr_proto::v1::ledger_service_server::LedgerServiceServer;
-use pecr_server::{AllowedClients, BoundService, Readiness, ServeSpec, ServerTls, Service};
+use pecr_server::{
+    AllowedClients, BoundService, Readiness, ServeSpec, ServerTls, Service, ServiceCallers,
+};
 
 pub use db::{LAST_MIGRATION_VERSION, migrate};
 
@@ -27,14 +30,19 @@ pub struct Config {
     pub db_url: String,
     pub write_timeout: Duration,
     pub pool_max_size: usize,
-    /// TLS on the gRPC port; with a client CA, only [`ALLOWED_CLIENTS`] may call.
+    /// TLS on the gRPC port; with a client CA, callers are known by certificate.
     pub server_tls: Option<ServerTls>,
+    /// Callers' service tokens, used when the port has no client certificates.
+    pub caller_tokens: CallerTokens,
 }
 
-/// Who may call ledger-writer when client certificates are required
-/// (`PECR_TLS_ALLOWED_CLIENTS` overrides it): the gateway writes the
-/// ledger, the controller stores replays and evaluations.
-pub const ALLOWED_CLIENTS: [&str; 2] = ["pecr-gateway", "pecr-controller"];
+/// The callers ledger-writer knows, by the certificate identity or token
+/// each presents: the gateway writes sessions and events, the controller
+/// stores replays and evaluations, an auditor reads events.
+/// `PECR_TLS_ALLOWED_CLIENTS` may narrow the list.
+pub const ALLOWED_CLIENTS: [&str; 3] = [callers::GATEWAY, callers::CONTROLLER, callers::AUDITOR];
+
+pub use callers::CallerTokens;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("write_timeout", &self.write_timeout)
             .field("pool_max_size", &self.pool_max_size)
             .field("server_tls", &self.server_tls)
+            .field("caller_tokens", &self.caller_tokens)
             .finish()
     }
 }
@@ -60,9 +69,16 @@ impl Config {
         let pool_max_size = reader.number::<usize>(env::POOL_MAX_SIZE, 8, 1, 1024);
         let allow_nonlocal = reader.boolean(env::ALLOW_NONLOCAL_BIND, false);
         let server_tls = ServerTls::read(&mut reader, AllowedClients::only(&ALLOWED_CLIENTS));
-        // ledger-writer's client authentication is mTLS (PECR_TLS_CLIENT_CA);
-        // without it the override is the operator's statement that the
-        // network is private.
+        let caller_tokens = CallerTokens {
+            gateway: reader.service_token(env::GATEWAY_TOKEN),
+            controller: reader.service_token(env::CONTROLLER_TOKEN),
+            auditor: reader.service_token(env::AUDITOR_TOKEN),
+        };
+        if let Err(err) = check_caller_authentication(server_tls.as_ref(), &caller_tokens) {
+            reader.push_error(err);
+        }
+        // Callers always authenticate; binding beyond loopback still takes
+        // the operator's explicit override.
         for (key, addr) in [(env::GRPC_ADDR, grpc_addr), (env::HTTP_ADDR, http_addr)] {
             if let Err(err) = pecr_config::check_bind_rule(key, addr, allow_nonlocal, true) {
                 reader.push_error(err);
@@ -84,8 +100,63 @@ impl Config {
             write_timeout: Duration::from_millis(write_timeout_ms),
             pool_max_size,
             server_tls,
+            caller_tokens,
         })
     }
+
+    /// Who may call, as the gRPC layer enforces it.
+    fn callers(&self) -> ServiceCallers {
+        let service = pecr_proto::service_names::LEDGER;
+        match self
+            .server_tls
+            .as_ref()
+            .and_then(ServerTls::allowed_clients)
+        {
+            Some(AllowedClients::Only(names)) => callers::by_certificate(service, names),
+            Some(AllowedClients::Any) => {
+                callers::by_certificate(service, &ALLOWED_CLIENTS.map(String::from))
+            }
+            None => self.caller_tokens.callers(service),
+        }
+    }
+}
+
+/// ledger-writer answers no one it cannot name: either client certificates
+/// (`PECR_TLS_CLIENT_CA`) or service tokens must be configured.
+fn check_caller_authentication(
+    server_tls: Option<&ServerTls>,
+    tokens: &CallerTokens,
+) -> Result<(), StartupError> {
+    let certificates = server_tls.and_then(ServerTls::allowed_clients);
+    if tokens.has_shared_token() {
+        return Err(StartupError::invalid(format!(
+            "{}, {} and {} must differ: a shared token lets one caller act as another",
+            env::GATEWAY_TOKEN,
+            env::CONTROLLER_TOKEN,
+            env::AUDITOR_TOKEN
+        )));
+    }
+    if let Some(AllowedClients::Only(names)) = certificates
+        && let Some(unknown) = names.iter().find(|name| callers::grants(name).is_none())
+    {
+        return Err(StartupError::invalid(format!(
+            "PECR_TLS_ALLOWED_CLIENTS names {unknown:?}; ledger-writer's callers are {}",
+            ALLOWED_CLIENTS.join(", ")
+        )));
+    }
+    if certificates.is_some() || !tokens.is_empty() {
+        return Ok(());
+    }
+    Err(StartupError::new(
+        "ERR_MISSING_CONFIG",
+        format!(
+            "ledger-writer authenticates every caller: set PECR_TLS_CLIENT_CA (mTLS) or {} and {} \
+             (service tokens of at least {} characters)",
+            env::GATEWAY_TOKEN,
+            env::CONTROLLER_TOKEN,
+            pecr_config::MIN_SERVICE_TOKEN_LEN
+        ),
+    ))
 }
 
 /// A migrated, bound ledger-writer, ready to serve.
@@ -93,6 +164,7 @@ pub struct App {
     bound: BoundService,
     store: store::LedgerStore,
     metrics: metrics::LedgerMetrics,
+    callers: ServiceCallers,
 }
 
 impl Service for App {
@@ -112,11 +184,13 @@ impl Service for App {
         db::migrate_bounded(&config.db_url).await?;
         let pool = db::pool(&config.db_url, config.pool_max_size)?;
         let store = store::LedgerStore::new(pool, config.write_timeout);
+        let callers = config.callers();
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
             .await?
             .with_tls(config.server_tls);
         Ok(Self {
             bound,
+            callers,
             store,
             metrics: metrics::LedgerMetrics::new()
                 .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?,
@@ -147,6 +221,7 @@ impl Service for App {
             http_routes: None,
             metrics_guard: None,
             registry: self.metrics.registry(),
+            callers: Some(self.callers),
         };
         self.bound.serve(spec, shutdown).await
     }

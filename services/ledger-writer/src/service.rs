@@ -105,6 +105,18 @@ impl LedgerService for Ledger {
         .await
     }
 
+    async fn record_access_refusal(
+        &self,
+        request: Request<v1::RecordAccessRefusalRequest>,
+    ) -> Result<Response<v1::RecordAccessRefusalResponse>, Status> {
+        self.call("RecordAccessRefusal", async {
+            let refusal = validate::access_refusal(request.into_inner())?;
+            let refusal_id = self.store.record_refusal(refusal).await?;
+            Ok(v1::RecordAccessRefusalResponse { refusal_id })
+        })
+        .await
+    }
+
     async fn record_finalize(
         &self,
         request: Request<v1::RecordFinalizeRequest>,

@@ -98,6 +98,42 @@ pub struct NewSession {
     pub session_token_expires_at_epoch_ms: i64,
 }
 
+/// A refused attempt to use a session.
+pub struct NewRefusal {
+    pub session_id: String,
+    pub principal_id: String,
+    pub tenant_id: String,
+    pub reason: String,
+    pub action: String,
+    pub request_id: String,
+}
+
+/// Why a session refused a caller.
+pub const REFUSAL_REASONS: &[&str] = &[
+    "principal_mismatch",
+    "tenant_mismatch",
+    "attributes_mismatch",
+    "invalid_session_token",
+    "expired_session_token",
+];
+
+pub fn access_refusal(request: v1::RecordAccessRefusalRequest) -> PecrResult<NewRefusal> {
+    if !REFUSAL_REASONS.contains(&request.reason.as_str()) {
+        return Err(invalid(format!(
+            "reason must be one of {}",
+            REFUSAL_REASONS.join(", ")
+        )));
+    }
+    Ok(NewRefusal {
+        session_id: identifier("session_id", &request.session_id)?,
+        principal_id: identifier("principal_id", &request.principal_id)?,
+        tenant_id: identifier("tenant_id", &request.tenant_id)?,
+        reason: request.reason,
+        action: identifier("action", &request.action)?,
+        request_id: identifier("request_id", &request.request_id)?,
+    })
+}
+
 pub fn record_session(request: v1::RecordSessionRequest) -> PecrResult<NewSession> {
     let snapshot = request
         .policy_snapshot

@@ -95,15 +95,13 @@ async fn an_unreachable_database_fails_start_up() {
     let proxy = TcpProxy::start(db.server_addr()).await;
     proxy.cut();
     let url = db.url_through(proxy.addr());
-    expect_startup_error(
-        &[
-            ("PECR_DB_URL", url),
-            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
-            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
-        ],
-        "ERR_LEDGER_UNAVAILABLE",
-    )
-    .await;
+    let mut env = vec![
+        ("PECR_DB_URL", url),
+        ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+        ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+    ];
+    env.extend(pecr_testkit::credentials::ledger_writer_tokens());
+    expect_startup_error(&env, "ERR_LEDGER_UNAVAILABLE").await;
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ async fn migrations_apply_on_an_empty_schema_and_rerun_as_a_no_op() {
         .await
         .expect("second migration run");
     assert_eq!(db.count("refinery_schema_history").await, applied);
-    assert_eq!(applied, 5);
+    assert_eq!(applied, 6);
     let version: i64 = db
         .client()
         .query_one(
@@ -148,7 +148,7 @@ async fn events_store_the_canonical_payload_hash_and_rehash_the_same() {
     assert_eq!(row.get::<_, String>(1), v6);
 
     let listed = ledger
-        .client
+        .auditor
         .list_events(v1::ListEventsRequest {
             trace_id: Some(session.trace_id.clone()),
             ..Default::default()
@@ -320,7 +320,7 @@ async fn bad_input_is_invalid_argument_and_writes_nothing() {
     );
 
     let status = ledger
-        .client
+        .auditor
         .list_events(v1::ListEventsRequest::default())
         .await
         .expect_err("unfiltered list");
@@ -513,7 +513,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     let support = pecr_contracts::hashing::principal_id_hash("support");
     for (run_id, at) in [("run_01", 1_000), ("run_02", 2_000)] {
         ledger
-            .client
+            .controller
             .store_replay_bundle(v1::StoreReplayBundleRequest {
                 tenant_id: "local".into(),
                 bundle: bundle(run_id, &dev, at).to_string(),
@@ -524,7 +524,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     let mut tampered = bundle("run_03", &dev, 3_000);
     tampered["query"] = json!("changed after hashing");
     let status = ledger
-        .client
+        .controller
         .store_replay_bundle(v1::StoreReplayBundleRequest {
             tenant_id: "local".into(),
             bundle: tampered.to_string(),
@@ -537,7 +537,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     );
 
     let loaded = ledger
-        .client
+        .controller
         .load_replay_bundle(v1::LoadReplayBundleRequest {
             tenant_id: "local".into(),
             principal_id_hash: dev.clone(),
@@ -555,7 +555,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
         ("local", &dev, "../run_01"),
     ] {
         let status = ledger
-            .client
+            .controller
             .load_replay_bundle(v1::LoadReplayBundleRequest {
                 tenant_id: tenant.into(),
                 principal_id_hash: owner.clone(),
@@ -568,7 +568,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     }
 
     let listed = ledger
-        .client
+        .controller
         .list_replay_bundles(v1::ListReplayBundlesRequest {
             tenant_id: "local".into(),
             principal_id_hash: dev.clone(),
@@ -591,7 +591,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     assert_eq!(run_ids, ["run_02", "run_01"]);
 
     let pruned = ledger
-        .client
+        .controller
         .prune_replays(v1::PruneReplaysRequest { retention_days: 1 })
         .await
         .expect("prune")
@@ -612,7 +612,7 @@ async fn evaluations_are_owner_scoped() {
         "run_results": [], "scorecards": [], "overall_pass": true
     });
     ledger
-        .client
+        .controller
         .store_evaluation(v1::StoreEvaluationRequest {
             tenant_id: "local".into(),
             evaluation: evaluation.to_string(),
@@ -620,7 +620,7 @@ async fn evaluations_are_owner_scoped() {
         .await
         .expect("store");
     let loaded = ledger
-        .client
+        .controller
         .load_evaluation(v1::LoadEvaluationRequest {
             tenant_id: "local".into(),
             principal_id_hash: dev,
@@ -632,7 +632,7 @@ async fn evaluations_are_owner_scoped() {
         .evaluation;
     assert_eq!(loaded, canonical_json(&evaluation));
     let status = ledger
-        .client
+        .controller
         .load_evaluation(v1::LoadEvaluationRequest {
             tenant_id: "local".into(),
             principal_id_hash: pecr_contracts::hashing::principal_id_hash("support"),

@@ -9,7 +9,7 @@ use pecr_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
     ledger_service_client::LedgerServiceClient,
 };
-use pecr_testkit::{ServiceProcess, TestDatabase, workspace_root};
+use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
 use tonic::transport::Channel;
 
 /// The `PECR_BUDGET_DEFAULTS` of the tests (the reference's usual value).
@@ -78,14 +78,13 @@ impl Mesh {
         pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
             .await
             .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
-        let ledger_env = merge(
-            vec![
-                ("PECR_DB_URL", db.url()),
-                ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
-                ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
-            ],
-            ledger,
-        );
+        let mut ledger_defaults = vec![
+            ("PECR_DB_URL", db.url()),
+            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+        ];
+        ledger_defaults.extend(credentials::ledger_writer_tokens());
+        let ledger_env = merge(ledger_defaults, ledger);
         let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
         let ledger_url = upstream_url(&ledger, &ledger_env);
         let root = workspace_root();
@@ -93,6 +92,7 @@ impl Mesh {
             vec![
                 ("PECR_DB_URL", db.url()),
                 ("PECR_LEDGER_URL", ledger_url.clone()),
+                credentials::gateway_ledger_token(),
                 ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
                 ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
                 (
@@ -111,6 +111,7 @@ impl Mesh {
             vec![
                 ("PECR_GATEWAY_URL", upstream_url(&gateway, &gateway_env)),
                 ("PECR_LEDGER_URL", ledger_url),
+                credentials::controller_ledger_token(),
                 ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
                 ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),
                 ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.into()),
@@ -155,27 +156,39 @@ impl Mesh {
 
     /// The operator names of a trace's OPERATOR_CALL ledger events, in ledger order.
     pub async fn operator_calls(&self, trace_id: &str) -> Vec<String> {
-        let mut ledger = LedgerServiceClient::connect(self.ledger.grpc_url())
+        self.ledger_events(v1::ListEventsRequest {
+            trace_id: Some(trace_id.to_owned()),
+            event_type: Some("OPERATOR_CALL".into()),
+            ..v1::ListEventsRequest::default()
+        })
+        .await
+        .iter()
+        .map(|event| {
+            serde_json::from_str::<serde_json::Value>(&event.payload)
+                .ok()
+                .and_then(|payload| payload["op_name"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+    }
+
+    /// Ledger events as an auditor reads them.
+    pub async fn ledger_events(&self, query: v1::ListEventsRequest) -> Vec<v1::LedgerEvent> {
+        let mut request = tonic::Request::new(query);
+        request.metadata_mut().insert(
+            "authorization",
+            credentials::bearer(credentials::LEDGER_AUDITOR_TOKEN)
+                .parse()
+                .unwrap_or_else(|err| panic!("token: {err}")),
+        );
+        LedgerServiceClient::connect(self.ledger.grpc_url())
             .await
-            .unwrap_or_else(|err| panic!("connect ledger: {err}"));
-        ledger
-            .list_events(v1::ListEventsRequest {
-                trace_id: Some(trace_id.to_owned()),
-                event_type: Some("OPERATOR_CALL".into()),
-                ..v1::ListEventsRequest::default()
-            })
+            .unwrap_or_else(|err| panic!("connect ledger: {err}"))
+            .list_events(request)
             .await
             .unwrap_or_else(|status| panic!("list events: {status:?}"))
             .into_inner()
             .events
-            .iter()
-            .map(|event| {
-                serde_json::from_str::<serde_json::Value>(&event.payload)
-                    .ok()
-                    .and_then(|payload| payload["op_name"].as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            })
-            .collect()
     }
 
     /// `path` on the controller's REST edge.

@@ -7,6 +7,7 @@ use pecr_testkit::ServiceProcess;
 async fn refuses(extra: &[(&'static str, &str)], code: &str) {
     let mut env: Vec<(&'static str, String)> = vec![
         ("PECR_GATEWAY_URL", "http://127.0.0.1:1".into()),
+        pecr_testkit::credentials::controller_ledger_token(),
         ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.into()),
         ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
         ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1;
-use pecr_testkit::{ServiceProcess, TestDatabase, http_get, tool_path};
+use pecr_testkit::{ServiceProcess, TestDatabase, credentials, http_get, tool_path};
 use tonic::Code;
 
 struct Mesh {
@@ -30,10 +30,12 @@ async fn start_mesh() -> Mesh {
         .expect("safe-view fixture");
     let mut ledger_env = loopback_ports("PECR_LEDGER_GRPC_ADDR", "PECR_LEDGER_HTTP_ADDR").to_vec();
     ledger_env.push(("PECR_DB_URL", db.url()));
+    ledger_env.extend(credentials::ledger_writer_tokens());
     let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
 
     let mut gateway_env = loopback_ports("PECR_GATEWAY_GRPC_ADDR", "PECR_BIND_ADDR").to_vec();
     gateway_env.push(("PECR_LEDGER_URL", ledger.grpc_url()));
+    gateway_env.push(credentials::gateway_ledger_token());
     gateway_env.push(("PECR_DB_URL", db.url()));
     let root = pecr_testkit::workspace_root();
     gateway_env.push((
@@ -50,6 +52,7 @@ async fn start_mesh() -> Mesh {
         loopback_ports("PECR_CONTROLLER_GRPC_ADDR", "PECR_CONTROLLER_BIND_ADDR").to_vec();
     controller_env.push(("PECR_GATEWAY_URL", gateway.grpc_url()));
     controller_env.push(("PECR_LEDGER_URL", ledger.grpc_url()));
+    controller_env.push(credentials::controller_ledger_token());
     controller_env.push((
         "PECR_BUDGET_DEFAULTS",
         pecr_mesh_tests::BUDGET_DEFAULTS.into(),

@@ -243,18 +243,18 @@ async fn a_query_crosses_the_mesh_over_mtls_and_only_allowed_identities_reach_th
         Some(&response.run_id)
     );
 
-    // The gateway's identity is admitted and sees what the run wrote.
-    let gateway_identity = pki.issue("pecr-gateway");
-    let channel = tls_channel(ledger_addr, pki.ca_pem(), Some(&gateway_identity))
+    // An auditor's identity reads what the run wrote.
+    let auditor_identity = pki.issue("pecr-auditor");
+    let channel = tls_channel(ledger_addr, pki.ca_pem(), Some(&auditor_identity))
         .await
-        .unwrap_or_else(|err| panic!("connect ledger as gateway: {err:?}"));
+        .unwrap_or_else(|err| panic!("connect ledger as auditor: {err:?}"));
     let events = LedgerServiceClient::new(channel)
         .list_events(v1::ListEventsRequest {
             trace_id: Some(response.trace_id.clone()),
             ..v1::ListEventsRequest::default()
         })
         .await
-        .unwrap_or_else(|status| panic!("list events as gateway: {status:?}"))
+        .unwrap_or_else(|status| panic!("list events as auditor: {status:?}"))
         .into_inner()
         .events;
     assert!(!events.is_empty(), "the run wrote no ledger events");
@@ -287,13 +287,26 @@ async fn a_query_crosses_the_mesh_over_mtls_and_only_allowed_identities_reach_th
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    // The controller's identity is admitted too (it stores replays).
-    let controller_identity = pki.issue("pecr-controller");
-    let outcome = list_ledger_events(
-        tls_channel(ledger_addr, pki.ca_pem(), Some(&controller_identity)).await,
-    )
-    .await;
-    assert!(matches!(outcome, Outcome::Answered), "{outcome:?}");
+    // The gateway's and the controller's identities are admitted, each to
+    // its own RPCs only: neither reads the audit trail.
+    for identity in ["pecr-gateway", "pecr-controller"] {
+        let issued = pki.issue(identity);
+        let outcome =
+            list_ledger_events(tls_channel(ledger_addr, pki.ca_pem(), Some(&issued)).await).await;
+        match &outcome {
+            Outcome::Refused(status) => {
+                assert_eq!(
+                    status.code(),
+                    Code::PermissionDenied,
+                    "{identity}: {status:?}"
+                );
+                let error = PecrError::from_status(status)
+                    .unwrap_or_else(|| panic!("{identity}: no PECR detail in {status:?}"));
+                assert_eq!(error.code, ErrorCode::PolicyDenied);
+            }
+            other => panic!("{identity}: expected PERMISSION_DENIED, got {other:?}"),
+        }
+    }
 
     // Plaintext gRPC to the TLS port fails.
     let plaintext = Endpoint::from_shared(format!("http://{ledger_addr}"))

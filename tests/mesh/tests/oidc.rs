@@ -453,6 +453,7 @@ fn gateway_start_env(extra: Vec<(&'static str, String)>) -> Vec<(&'static str, S
     let mut env = vec![
         ("PECR_DB_URL", "postgres://pecr@127.0.0.1:1/pecr".to_owned()),
         ("PECR_LEDGER_URL", "http://127.0.0.1:1".to_owned()),
+        pecr_testkit::credentials::gateway_ledger_token(),
         ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_BIND_ADDR", "127.0.0.1:0".to_owned()),
         (
@@ -471,6 +472,7 @@ fn gateway_start_env(extra: Vec<(&'static str, String)>) -> Vec<(&'static str, S
 fn controller_start_env(extra: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("PECR_GATEWAY_URL", "http://127.0.0.1:1".to_owned()),
+        pecr_testkit::credentials::controller_ledger_token(),
         ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.to_owned()),
         ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".to_owned()),
@@ -540,4 +542,117 @@ async fn oidc_start_up_needs_its_settings_and_a_reachable_jwks() {
         "ERR_INVALID_CONFIG",
     )
     .await;
+}
+
+/// The attack: `dev` of one tenant replays the session of `dev` of another
+/// tenant (token included) and reads that tenant's rows. A session is bound
+/// to the tenant, the principal and the principal's attribute hash; any
+/// mismatch is the same 401 as a wrong token, and is recorded apart from
+/// the session's events.
+#[tokio::test]
+async fn a_session_is_bound_to_its_tenant_principal_and_attributes() {
+    let (key, _) = keys().await;
+    let issuer = JwksServer::start(jwks(&[&key])).await;
+    let mesh = Mesh::start_with(MeshOptions {
+        gateway: oidc_env(&issuer.url()),
+        controller: oidc_env(&issuer.url()),
+    })
+    .await;
+    let gateway = mesh.gateway.as_ref().expect("gateway running");
+    let mut client = GatewayServiceClient::connect(gateway.grpc_url())
+        .await
+        .expect("connect gateway");
+    let owner = format!("Bearer {}", key.sign(&claims("dev")));
+    let created = client
+        .create_session(bearer(
+            Some(&owner),
+            v1::CreateSessionRequest {
+                budget: Some(pecr_mesh_tests::roomy_budget()),
+                as_of_time: None,
+            },
+        ))
+        .await
+        .expect("session");
+    let token = created
+        .metadata()
+        .get("x-pecr-session-token")
+        .and_then(|value| value.to_str().ok())
+        .expect("token")
+        .to_owned();
+    let session_id = created.into_inner().session_id;
+
+    let fetch = |authorization: String| {
+        let mut request = bearer(
+            Some(&authorization),
+            v1::CallOperatorRequest {
+                session_id: session_id.clone(),
+                op_name: "fetch_rows".into(),
+                params: json!({"view_id": "safe_customer_view_public", "filter_spec": {"customer_id": "cust_public_1"}, "fields": ["status", "plan_tier"]}).to_string(),
+            },
+        );
+        request
+            .metadata_mut()
+            .insert("x-pecr-session-token", token.parse().expect("token"));
+        let mut client = client.clone();
+        async move { client.call_operator(request).await }
+    };
+    let intruders = [
+        (
+            "same name, other tenant",
+            claims_with(|c| {
+                c.insert("tenant".into(), json!("tenant-b"));
+            }),
+            "tenant_mismatch",
+        ),
+        (
+            "same name, other attributes",
+            claims_with(|c| {
+                c.insert("dept".into(), json!("sales"));
+            }),
+            "attributes_mismatch",
+        ),
+        ("other principal", claims("support"), "principal_mismatch"),
+    ];
+    for (what, intruder_claims, _) in &intruders {
+        let status = fetch(format!("Bearer {}", key.sign(intruder_claims)))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        let error = error_of(&status);
+        assert_eq!(
+            (error.http_status, error.message.as_str()),
+            (401, "invalid session credentials"),
+            "{what}"
+        );
+    }
+    let reasons: Vec<String> = mesh
+        .db
+        .client()
+        .query(
+            "SELECT reason FROM pecr_session_access_refusals WHERE session_id = $1 \
+             ORDER BY refusal_id",
+            &[&session_id],
+        )
+        .await
+        .expect("refusals")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<String> = intruders.iter().map(|(_, _, r)| (*r).to_owned()).collect();
+    assert_eq!(reasons, expected);
+    let evidence: i64 = mesh
+        .db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pecr_evidence_units WHERE session_id = $1",
+            &[&session_id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(evidence, 0, "no intruder read a row");
+
+    // The owner still can.
+    let reply = fetch(owner).await.expect("owner reads");
+    assert!(reply.into_inner().result.contains("cust_public_1"));
 }

@@ -2,6 +2,12 @@
 //! corpus. Returns refs only: no evidence, no version store, no as_of_time,
 //! no redaction. The gateway filters the refs per object through policy
 //! (decision 1), so nothing is filtered here.
+//!
+//! Every ref names the file its path resolves to, never a link: a link and
+//! its target are one ref, and the gateway judges it exactly as a
+//! `fetch_span` of that file would be judged.
+
+use std::collections::HashSet;
 
 use pecr_errors::PecrError;
 use serde_json::{Value, json};
@@ -36,9 +42,13 @@ pub(super) async fn run(
         .fs
         .scan_index(move |entries| {
             let mut refs = Vec::new();
+            let mut seen = HashSet::new();
             for entry in entries {
                 if refs.len() >= limit {
                     break;
+                }
+                if !seen.insert(entry.canonical_id.as_str()) {
+                    continue;
                 }
                 let bytes = std::fs::read(&entry.path)?;
                 let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -51,7 +61,7 @@ pub(super) async fn run(
                 let version_id = pecr_contracts::sha256_hex(&bytes);
                 let unit = corpus_unit(
                     &scope,
-                    &entry.object_id,
+                    &entry.canonical_id,
                     version_id.clone(),
                     text_span(&bytes, 0, bytes.len()),
                     text.to_owned(),
@@ -60,7 +70,7 @@ pub(super) async fn run(
                 refs.push(json!({
                     "evidence_unit_id": unit.evidence_unit_id,
                     "source_system": SOURCE_SYSTEM,
-                    "object_id": entry.object_id,
+                    "object_id": entry.canonical_id,
                     "version_id": version_id,
                 }));
             }

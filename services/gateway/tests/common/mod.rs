@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use pecr_errors::PecrError;
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
-use pecr_testkit::{ServiceProcess, TestDatabase, workspace_root};
+use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -78,15 +78,13 @@ impl Mesh {
         let _ = std::fs::remove_dir_all(&corpus);
         copy_dir(&workspace_root().join("fixtures/fs_corpus"), &corpus);
 
-        let ledger = ServiceProcess::start(
-            "pecr-ledger-writer",
-            &[
-                ("PECR_DB_URL", db.url()),
-                ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
-                ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
-            ],
-        )
-        .await;
+        let mut ledger_env = vec![
+            ("PECR_DB_URL", db.url()),
+            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+        ];
+        ledger_env.extend(credentials::ledger_writer_tokens());
+        let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
         let bundle = match policy {
             Policy::Bundle => "opa/bundle",
             Policy::Test => "opa/test-bundle",
@@ -94,6 +92,7 @@ impl Mesh {
         let mut env: Vec<(&'static str, String)> = vec![
             ("PECR_DB_URL", db.url()),
             ("PECR_LEDGER_URL", ledger.grpc_url()),
+            credentials::gateway_ledger_token(),
             ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
             ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
             ("PECR_FS_CORPUS_PATH", corpus.display().to_string()),
@@ -269,6 +268,7 @@ pub fn call<T>(principal: &str, token: Option<&str>, body: T) -> tonic::Request<
     request
 }
 
+#[derive(Clone)]
 pub struct Session {
     pub principal: String,
     pub token: String,

@@ -1,14 +1,14 @@
 //! Sessions, policy snapshots and runtime state.
 
 use deadpool_postgres::GenericClient;
-use pecr_contracts::Budget;
+use pecr_contracts::{Budget, ids};
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 use serde_json::Value;
 
 use super::{LedgerStore, already_finalized, db_error, not_found_session};
 use crate::convert;
-use crate::validate::NewSession;
+use crate::validate::{NewRefusal, NewSession};
 
 const SESSION_SELECT: &str = r#"
 SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
@@ -18,7 +18,8 @@ SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
        COALESCE(r.session_token_expires_at_epoch_ms, 0),
        GREATEST(COALESCE(r.operator_calls_used, 0), 0), GREATEST(COALESCE(r.bytes_used, 0), 0),
        COALESCE(r.evidence_unit_ids_json, '[]'::jsonb)::text,
-       (s.finalized_at IS NOT NULL OR COALESCE(r.finalized, false)), s.terminal_mode
+       (s.finalized_at IS NOT NULL OR COALESCE(r.finalized, false)), s.terminal_mode,
+       COALESCE(p.input_json->>'principal_attrs_hash', '')
 FROM pecr_sessions s
 JOIN pecr_policy_snapshots p ON p.policy_snapshot_id = s.policy_snapshot_id
 LEFT JOIN pecr_session_runtime r ON r.session_id = s.session_id
@@ -77,6 +78,7 @@ pub(crate) async fn load_session(
         evidence_unit_ids,
         finalized: row.get(13),
         terminal_mode: terminal_mode as i32,
+        principal_attrs_hash: row.get(15),
     }))
 }
 
@@ -112,12 +114,52 @@ pub(crate) async fn lock_open_session(
     Ok(session)
 }
 
+/// The advisory-lock namespace of trace ids (`PECR` in ASCII); two-key
+/// locks never collide with the one-key migration lock.
+const TRACE_LOCK_SPACE: i32 = 0x5045_4352;
+
+/// True when `new.trace_id` already names a session of another tenant or
+/// principal. Sessions on the same trace take turns on an advisory lock, so
+/// two principals cannot both claim a new trace at once; the check runs in
+/// its own statement, after the lock, to see what the other committed.
+async fn trace_owned_by_another(client: &impl GenericClient, new: &NewSession) -> PecrResult<bool> {
+    client
+        .execute(
+            &client
+                .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .await
+                .map_err(db_error)?,
+            &[&TRACE_LOCK_SPACE, &new.trace_id],
+        )
+        .await
+        .map_err(db_error)?;
+    let row = client
+        .query_one(
+            &client
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM pecr_sessions s \
+                     JOIN pecr_session_runtime r ON r.session_id = s.session_id \
+                     WHERE s.trace_id = $1 AND (s.principal_id <> $2 OR r.tenant_id <> $3))",
+                )
+                .await
+                .map_err(db_error)?,
+            &[&new.trace_id, &new.principal_id, &new.tenant_id],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(row.get(0))
+}
+
 impl LedgerStore {
-    /// Inserts snapshot, session and runtime row in one transaction.
-    pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::SessionRecord> {
+    /// Inserts snapshot, session and runtime row in one transaction. A trace
+    /// id another (tenant, principal) already uses is replaced by a fresh one.
+    pub async fn record_session(&self, mut new: NewSession) -> PecrResult<v1::SessionRecord> {
         self.db("record_session", async {
             let mut client = self.client().await?;
             let tx = self.begin(&mut client).await?;
+            if trace_owned_by_another(&tx, &new).await? {
+                new.trace_id = ids::new_ulid();
+            }
             tx.execute(
                 &tx.prepare_cached("INSERT INTO pecr_policy_snapshots \
                  (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) \
@@ -164,6 +206,38 @@ impl LedgerStore {
                 .ok_or_else(PecrError::ledger_unavailable)?;
             tx.commit().await.map_err(db_error)?;
             Ok(record)
+        })
+        .await
+    }
+
+    /// Appends a refused attempt to use a session (outside its event stream).
+    pub async fn record_refusal(&self, refusal: NewRefusal) -> PecrResult<String> {
+        self.db("record_access_refusal", async {
+            let client = self.client().await?;
+            let refusal_id = ids::new_ulid();
+            client
+                .execute(
+                    &client
+                        .prepare_cached(
+                            "INSERT INTO pecr_session_access_refusals \
+                             (refusal_id, session_id, principal_id, tenant_id, reason, action, request_id) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .await
+                        .map_err(db_error)?,
+                    &[
+                        &refusal_id,
+                        &refusal.session_id,
+                        &refusal.principal_id,
+                        &refusal.tenant_id,
+                        &refusal.reason,
+                        &refusal.action,
+                        &refusal.request_id,
+                    ],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(refusal_id)
         })
         .await
     }

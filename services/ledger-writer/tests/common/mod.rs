@@ -10,7 +10,8 @@ use pecr_contracts::hashing::{
 use pecr_contracts::{hash_canonical_json, sha256_hex};
 use pecr_errors::PecrError;
 use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
-use pecr_testkit::{ServiceProcess, TestDatabase};
+use pecr_server::Credentialed;
+use pecr_testkit::{ServiceProcess, TestDatabase, credentials};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -18,10 +19,28 @@ pub const AS_OF: &str = "1970-01-01T00:00:00Z";
 pub const BUNDLE_HASH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 pub const ATTRS_HASH: &str = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
+/// A ledger-writer client presenting one caller's service token.
+pub type Client = LedgerServiceClient<Credentialed<Channel>>;
+
 pub struct Ledger {
     pub db: TestDatabase,
     pub process: ServiceProcess,
-    pub client: LedgerServiceClient<Channel>,
+    /// Calls as the gateway (sessions and events).
+    pub client: Client,
+    /// Calls as the controller (replays and evaluations).
+    pub controller: Client,
+    /// Calls as an auditor (reads events).
+    pub auditor: Client,
+}
+
+/// A client of `process` presenting `token`.
+pub async fn client_as(process: &ServiceProcess, token: &str) -> Client {
+    let channel = Channel::from_shared(process.grpc_url())
+        .unwrap_or_else(|err| panic!("ledger-writer URL: {err}"))
+        .connect()
+        .await
+        .unwrap_or_else(|err| panic!("connect to ledger-writer: {err}"));
+    LedgerServiceClient::new(pecr_server::credentialed(channel, Some(token)))
 }
 
 pub async fn start_ledger() -> Ledger {
@@ -32,20 +51,23 @@ pub async fn start_ledger() -> Ledger {
 /// Starts ledger-writer on `db`, optionally through another database URL
 /// (a proxy in front of the same server).
 pub async fn start_ledger_with_url(db: TestDatabase, url: Option<String>) -> Ledger {
-    let env = [
+    let mut env = vec![
         ("PECR_DB_URL", url.unwrap_or_else(|| db.url())),
         ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_WRITE_TIMEOUT_MS", "1500".to_owned()),
     ];
+    env.extend(credentials::ledger_writer_tokens());
     let process = ServiceProcess::start("pecr-ledger-writer", &env).await;
-    let client = LedgerServiceClient::connect(process.grpc_url())
-        .await
-        .unwrap_or_else(|err| panic!("connect to ledger-writer: {err}"));
+    let client = client_as(&process, credentials::LEDGER_GATEWAY_TOKEN).await;
+    let controller = client_as(&process, credentials::LEDGER_CONTROLLER_TOKEN).await;
+    let auditor = client_as(&process, credentials::LEDGER_AUDITOR_TOKEN).await;
     Ledger {
         db,
         process,
         client,
+        controller,
+        auditor,
     }
 }
 
