@@ -11,8 +11,17 @@
 #                 require client certificates, and the services call each
 #                 other over https://. Same as PECR_DEV_TLS=1.
 #
+# Database: by default the PostgreSQL on 127.0.0.1:5432, where the local
+# administrator (postgres) provisions, on every start, the database "pecr"
+# and its roles (deploy/postgres/provision.sql, new random passwords each
+# time): pecr_owner owns the database and runs the migrations,
+# ledger-writer serves as pecr_ledger_writer, the gateway reads the safe
+# views as pecr_gateway. No service runs as a superuser.
+#
 # Environment (all optional):
-#   PECR_DB_URL   ledger database (default: database "pecr" on 127.0.0.1:5432, created if missing)
+#   PECR_DB_URL   use this database as is instead, for the fixture, the
+#                 migrations and both services (PECR_LEDGER_MIGRATE_DB_URL,
+#                 when exported, takes over the migrations); no provisioning
 #   PECR_*_ADDR   listen addresses (see README.md / RUNBOOK.md)
 #   PECR_DEV_TLS  1 turns --tls on
 set -euo pipefail
@@ -50,19 +59,38 @@ say "==> building (cargo build --workspace --bins)"
 cargo build --workspace --bins --quiet
 
 say "==> preparing the ledger database"
+# Per-service database settings, passed to each service only.
+ledger_db=()
+gateway_db=()
 if [[ -z "${PECR_DB_URL:-}" ]]; then
-  admin_url="postgres://postgres@127.0.0.1:5432/postgres"
+  server="127.0.0.1:5432"
+  admin_url="postgres://postgres@$server/postgres"
   ensure_postgres "$admin_url"
-  if [[ "$(psql "$admin_url" -tAc "SELECT 1 FROM pg_database WHERE datname = 'pecr'")" != "1" ]]; then
-    psql "$admin_url" -qc 'CREATE DATABASE pecr' >/dev/null
-    say "    created database pecr"
-  fi
-  export PECR_DB_URL="postgres://postgres@127.0.0.1:5432/pecr"
+  random_password() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+  owner_password="$(random_password)"
+  ledger_password="$(random_password)"
+  gateway_password="$(random_password)"
+  say "==> provisioning database pecr and its roles, loading the safe-view fixture (deploy/postgres/provision.sql)"
+  PECR_OWNER_DB_PASSWORD="$owner_password" PECR_LEDGER_DB_PASSWORD="$ledger_password" \
+    PECR_GATEWAY_DB_PASSWORD="$gateway_password" \
+    PECR_FIXTURE_SQL="$PECR_ROOT/fixtures/pg/safeview_fixtures.sql" \
+    psql "$admin_url" -X -q -v ON_ERROR_STOP=1 -f "$PECR_ROOT/deploy/postgres/provision.sql" >/dev/null 2>"$run_dir/provision.log" ||
+    { cat "$run_dir/provision.log" >&2; die "provisioning the pecr database failed"; }
+  ledger_db=(
+    "PECR_LEDGER_MIGRATE_DB_URL=postgres://pecr_owner:$owner_password@$server/pecr"
+    "PECR_DB_URL=postgres://pecr_ledger_writer:$ledger_password@$server/pecr"
+  )
+  gateway_db=("PECR_DB_URL=postgres://pecr_gateway:$gateway_password@$server/pecr")
+  db_summary="postgres://$server/pecr (pecr_owner migrates; pecr_ledger_writer, pecr_gateway serve)"
 else
   ensure_postgres "$PECR_DB_URL"
+  if [[ "$(psql "$PECR_DB_URL" -X -tAc "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")" == "t" ]]; then
+    say "warning: PECR_DB_URL logs in as a superuser; see RUNBOOK.md, Database roles" >&2
+  fi
+  say "==> loading the safe-view fixture (fixtures/pg/safeview_fixtures.sql; re-runnable)"
+  psql "$PECR_DB_URL" -X -v ON_ERROR_STOP=1 -q -f "$PECR_ROOT/fixtures/pg/safeview_fixtures.sql" >/dev/null
+  db_summary="$(printf '%s' "${PECR_DB_URL%%\?*}" | sed 's#//[^@/]*@#//#')"
 fi
-say "==> loading the safe-view fixture (fixtures/pg/safeview_fixtures.sql; re-runnable)"
-psql "$PECR_DB_URL" -v ON_ERROR_STOP=1 -q -f "$PECR_ROOT/fixtures/pg/safeview_fixtures.sql" >/dev/null
 export PECR_FS_CORPUS_PATH="${PECR_FS_CORPUS_PATH:-$PECR_ROOT/fixtures/fs_corpus}"
 export PECR_POLICY_BUNDLE_DIR="${PECR_POLICY_BUNDLE_DIR:-$PECR_ROOT/opa/bundle}"
 
@@ -136,7 +164,12 @@ start() { # name http_addr [VAR=value ...]
   local name="$1" http_addr="$2"
   shift 2
   say "==> starting $name"
-  nohup env "$@" "$bin_dir/$name" >"$run_dir/$name.log" 2>&1 &
+  # The settings are exported in the child, so no password shows in a
+  # process list; exec keeps the pid.
+  (
+    for setting in "$@"; do export "${setting?}"; done
+    exec nohup "$bin_dir/$name" >"$run_dir/$name.log" 2>&1
+  ) &
   echo $! >"$run_dir/$name.pid"
   for _ in $(seq 1 120); do
     if [[ "$(http_status "http://$http_addr/readyz")" == "200" ]]; then return 0; fi
@@ -153,8 +186,8 @@ start() { # name http_addr [VAR=value ...]
   exit 1
 }
 
-start pecr-ledger-writer "$PECR_LEDGER_HTTP_ADDR" "${ledger_env[@]}"
-start pecr-gateway "$PECR_BIND_ADDR" "${gateway_env[@]}"
+start pecr-ledger-writer "$PECR_LEDGER_HTTP_ADDR" "${ledger_db[@]}" "${ledger_env[@]}"
+start pecr-gateway "$PECR_BIND_ADDR" "${gateway_db[@]}" "${gateway_env[@]}"
 start pecr-controller "$PECR_CONTROLLER_BIND_ADDR" "${controller_env[@]}"
 
 tools_bin="$("$PECR_ROOT/scripts/tools.sh")"
@@ -175,7 +208,7 @@ printf '  %-20s %-18s %s\n' service gRPC "HTTP (/healthz /readyz /metrics)" \
   pecr-gateway "$PECR_GATEWAY_GRPC_ADDR" "http://$PECR_BIND_ADDR" \
   pecr-controller "$PECR_CONTROLLER_GRPC_ADDR" "http://$PECR_CONTROLLER_BIND_ADDR" \
   pecr-ledger-writer "$PECR_LEDGER_GRPC_ADDR" "http://$PECR_LEDGER_HTTP_ADDR"
-say "  ledger database: ${PECR_DB_URL%%\?*}"
+say "  ledger database: $db_summary"
 if [[ "$tls" == 1 ]]; then
   say "  mTLS on: certificates in ${tls_dir#"$PECR_ROOT"/} (throw-away CA, regenerated by every dev-up --tls)."
   say "  CLI: PECR_CONTROLLER_URL=https://$PECR_CONTROLLER_GRPC_ADDR PECR_TLS_CA=${ca#"$PECR_ROOT"/} ${bin_dir#"$PECR_ROOT"/}/pecr …"

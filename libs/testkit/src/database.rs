@@ -62,10 +62,7 @@ impl TestDatabase {
 
     /// The TCP address of the test PostgreSQL server.
     pub fn server_addr(&self) -> std::net::SocketAddr {
-        let config: tokio_postgres::Config = self
-            .base_url
-            .parse()
-            .unwrap_or_else(|err| panic!("PECR_TEST_DB_URL: {err}"));
+        let config = self.base_config();
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
             _ => panic!("the test database must be reached over TCP for fault tests"),
@@ -83,18 +80,61 @@ impl TestDatabase {
 
     /// `url()` with the server address replaced, e.g. by a proxy's.
     pub fn url_through(&self, addr: std::net::SocketAddr) -> String {
-        let config: tokio_postgres::Config = self
-            .base_url
-            .parse()
-            .unwrap_or_else(|err| panic!("PECR_TEST_DB_URL: {err}"));
+        let config = self.base_config();
         let user = config.get_user().unwrap_or("postgres");
         let password = config
             .get_password()
             .map(|p| format!(":{}", String::from_utf8_lossy(p)))
             .unwrap_or_default();
-        let dbname = config.get_dbname().unwrap_or(user);
+        self.schema_url(&format!("{user}{password}"), &addr.to_string())
+    }
+
+    /// `url()` logging in as `user` (no password: the test server trusts
+    /// local connections).
+    pub fn url_as(&self, user: &str) -> String {
+        self.schema_url(user, &self.server_addr().to_string())
+    }
+
+    /// Makes sure the NOLOGIN role `group` and the LOGIN role `login`, a
+    /// member of it, exist, and returns [`Self::url_as`] `login`. Roles are
+    /// global to the server: both are created once, race-safely, and kept.
+    pub async fn login_role(&self, login: &str, group: &str) -> String {
+        let create = |role: &str, options: String| {
+            format!(
+                "DO $$ BEGIN \
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+                     CREATE ROLE {role} {options}; \
+                   END IF; \
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+                 END $$"
+            )
+        };
+        for statement in [
+            create(group, "NOLOGIN".to_owned()),
+            create(login, format!("LOGIN IN ROLE {group}")),
+        ] {
+            self.client
+                .batch_execute(&statement)
+                .await
+                .unwrap_or_else(|err| panic!("create role {login} in {group}: {err}"));
+        }
+        self.url_as(login)
+    }
+
+    fn base_config(&self) -> tokio_postgres::Config {
+        self.base_url
+            .parse()
+            .unwrap_or_else(|err| panic!("PECR_TEST_DB_URL: {err}"))
+    }
+
+    fn schema_url(&self, credentials: &str, addr: &str) -> String {
+        let config = self.base_config();
+        let dbname = config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or("postgres");
         format!(
-            "postgres://{user}{password}@{addr}/{dbname}?options=-csearch_path%3D{}",
+            "postgres://{credentials}@{addr}/{dbname}?options=-csearch_path%3D{}",
             self.schema
         )
     }

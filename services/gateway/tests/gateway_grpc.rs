@@ -817,3 +817,47 @@ async fn policy_simulation_writes_nothing() {
     );
     assert_eq!(mesh.db.count("pecr_sessions").await, 0);
 }
+
+#[tokio::test]
+async fn the_gateway_reads_the_safe_views_as_the_limited_safeview_role() {
+    let mesh = Mesh::start_least_privilege(Policy::Test).await;
+    let ready = pecr_testkit::http_get(&mesh.url("/readyz")).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+
+    let mut dev = mesh.session("dev").await;
+    let rows = dev
+        .op(
+            "fetch_rows",
+            json!({"view_id": "safe_customer_view_admin", "fields": ["admin_note"]}),
+        )
+        .await
+        .expect("fetch_rows as pecr_safeview_read");
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "both rows of tenant local: {rows:?}");
+    let aggregate = dev
+        .op(
+            "aggregate",
+            json!({"view_id": "safe_customer_view_public", "group_by": ["status"], "metrics": [{"name": "count", "field": "customer_id"}]}),
+        )
+        .await
+        .expect("aggregate as pecr_safeview_read");
+    assert_eq!(aggregate["span_or_row_spec"]["type"], "db_aggregate");
+
+    // ledger-writer, as pecr_ledger_rw, recorded the calls and the finalize.
+    let id = rows[0]["evidence_unit_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let finalized = dev
+        .finalize(vec![claim("a customer exists", Status::Supported, &[&id])])
+        .await
+        .expect("finalize");
+    assert_eq!(finalized.terminal_mode, v1::TerminalMode::Supported as i32);
+    let events = mesh.events(&dev.trace_id).await;
+    for kind in ["OPERATOR_CALL", "EVIDENCE_EMITTED", "FINALIZE_RESULT"] {
+        assert!(
+            events.iter().any(|(t, _)| t == kind),
+            "{kind} missing from {events:?}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ mod embedded {
 }
 
 /// The newest migration version compiled into this binary.
-pub const LAST_MIGRATION_VERSION: i64 = 20261206000500;
+pub const LAST_MIGRATION_VERSION: i64 = 20261207000200;
 
 /// Bound on the whole connect-and-migrate step at start-up.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,15 +48,60 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StartupError> {
         })
 }
 
-/// Connect and migrate, bounded; failure is the `ERR_LEDGER_UNAVAILABLE` start-up error.
-pub async fn migrate_bounded(url: &str) -> Result<(), StartupError> {
-    match tokio::time::timeout(MIGRATE_TIMEOUT, migrate(url)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => Err(StartupError::new("ERR_LEDGER_UNAVAILABLE", message)),
-        Err(_) => Err(StartupError::new(
+/// Connect through `url` (the value of the setting `key`) and migrate,
+/// bounded; failure is the `ERR_LEDGER_UNAVAILABLE` start-up error.
+pub async fn migrate_bounded(url: &str, key: &str) -> Result<(), StartupError> {
+    let message = match tokio::time::timeout(MIGRATE_TIMEOUT, migrate(url)).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(message)) => message,
+        Err(_) => "ledger migration timed out".to_owned(),
+    };
+    Err(StartupError::new(
+        "ERR_LEDGER_UNAVAILABLE",
+        format!("{message} (through {key})"),
+    ))
+}
+
+/// Checks, bounded, that the runtime connection reaches the migrated ledger,
+/// so a runtime role without its grants fails start-up instead of every
+/// RPC. A superuser runtime role only earns a warning.
+pub async fn check_runtime_bounded(pool: &Pool) -> Result<(), StartupError> {
+    let unavailable = |message: String| {
+        StartupError::new(
             "ERR_LEDGER_UNAVAILABLE",
-            "ledger migration timed out",
-        )),
+            format!("the runtime connection ({}): {message}", crate::env::DB_URL),
+        )
+    };
+    let check = async {
+        let client = pool
+            .get()
+            .await
+            .map_err(|err| format!("cannot connect: {err}"))?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::bigint, \
+                        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                 FROM refinery_schema_history",
+                &[],
+            )
+            .await
+            .map_err(|err| format!("cannot read the migration history: {err}"))?;
+        let (version, superuser): (i64, Option<bool>) = (row.get(0), row.get(1));
+        if version < LAST_MIGRATION_VERSION {
+            return Err(format!(
+                "sees migration {version}, expected {LAST_MIGRATION_VERSION}: another schema or database?"
+            ));
+        }
+        if superuser == Some(true) {
+            tracing::warn!(
+                "the runtime connection is a PostgreSQL superuser; give it a login role in pecr_ledger_rw (RUNBOOK.md, Database roles)"
+            );
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, check).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(unavailable("timed out".to_owned())),
     }
 }
 

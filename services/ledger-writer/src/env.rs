@@ -1,6 +1,8 @@
 //! The environment variables ledger-writer reads.
 
 pub const DB_URL: &str = "PECR_DB_URL";
+/// Optional owner connection for migrations; `DB_URL` then only serves RPCs.
+pub const MIGRATE_DB_URL: &str = "PECR_LEDGER_MIGRATE_DB_URL";
 pub const GRPC_ADDR: &str = "PECR_LEDGER_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "PECR_LEDGER_HTTP_ADDR";
 pub const WRITE_TIMEOUT_MS: &str = "PECR_LEDGER_WRITE_TIMEOUT_MS";

@@ -27,7 +27,10 @@ pub use db::{LAST_MIGRATION_VERSION, migrate};
 pub struct Config {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The runtime connection every RPC uses.
     pub db_url: String,
+    /// The connection migrations run through; `db_url` when unset.
+    pub migrate_db_url: Option<String>,
     pub write_timeout: Duration,
     pub pool_max_size: usize,
     /// TLS on the gRPC port; with a client CA, callers are known by certificate.
@@ -50,6 +53,10 @@ impl std::fmt::Debug for Config {
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
             .field("db_url", &"<redacted>")
+            .field(
+                "migrate_db_url",
+                &self.migrate_db_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("write_timeout", &self.write_timeout)
             .field("pool_max_size", &self.pool_max_size)
             .field("server_tls", &self.server_tls)
@@ -65,6 +72,7 @@ impl Config {
         let grpc_addr = reader.socket_addr(env::GRPC_ADDR, env::DEFAULT_GRPC_ADDR);
         let http_addr = reader.socket_addr(env::HTTP_ADDR, env::DEFAULT_HTTP_ADDR);
         let db_url = reader.required(env::DB_URL);
+        let migrate_db_url = reader.raw(env::MIGRATE_DB_URL);
         let write_timeout_ms = reader.number::<u64>(env::WRITE_TIMEOUT_MS, 2000, 1, 600_000);
         let pool_max_size = reader.number::<usize>(env::POOL_MAX_SIZE, 8, 1, 1024);
         let allow_nonlocal = reader.boolean(env::ALLOW_NONLOCAL_BIND, false);
@@ -84,19 +92,25 @@ impl Config {
                 reader.push_error(err);
             }
         }
-        if !db_url.is_empty()
-            && let Err(err) = db_url.parse::<tokio_postgres::Config>()
-        {
-            reader.push_error(StartupError::invalid(format!(
-                "{} is not a PostgreSQL URL: {err}",
-                env::DB_URL
-            )));
+        let urls = [
+            (env::DB_URL, Some(&db_url)),
+            (env::MIGRATE_DB_URL, migrate_db_url.as_ref()),
+        ];
+        for (key, url) in urls {
+            if let Some(url) = url.filter(|url| !url.is_empty())
+                && let Err(err) = url.parse::<tokio_postgres::Config>()
+            {
+                reader.push_error(StartupError::invalid(format!(
+                    "{key} is not a PostgreSQL URL: {err}"
+                )));
+            }
         }
         reader.finish()?;
         Ok(Self {
             grpc_addr,
             http_addr,
             db_url,
+            migrate_db_url,
             write_timeout: Duration::from_millis(write_timeout_ms),
             pool_max_size,
             server_tls,
@@ -179,10 +193,16 @@ impl Service for App {
         &self.bound
     }
 
-    /// Migrates the database (bounded), builds the pool and binds both ports.
+    /// Migrates the database (bounded) through the migration connection,
+    /// checks that the runtime connection sees the migrated ledger, and
+    /// binds both ports.
     async fn bind(config: Config) -> Result<Self, StartupError> {
-        db::migrate_bounded(&config.db_url).await?;
+        match &config.migrate_db_url {
+            Some(url) => db::migrate_bounded(url, env::MIGRATE_DB_URL).await?,
+            None => db::migrate_bounded(&config.db_url, env::DB_URL).await?,
+        }
         let pool = db::pool(&config.db_url, config.pool_max_size)?;
+        db::check_runtime_bounded(&pool).await?;
         let store = store::LedgerStore::new(pool, config.write_timeout);
         let callers = config.callers();
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
@@ -224,5 +244,33 @@ impl Service for App {
             callers: Some(self.callers),
         };
         self.bound.serve(spec, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pecr_config::MapSource;
+
+    #[test]
+    fn the_migration_url_is_optional_and_never_printed() {
+        let runtime = "postgres://pecr_ledger_writer:runtime-secret@db/pecr";
+        let owner = "postgres://pecr_owner:owner-secret@db/pecr";
+        let unset =
+            Config::from_source(&MapSource::from_pairs([(env::DB_URL, runtime)])).expect("valid");
+        assert_eq!(unset.migrate_db_url, None);
+
+        let both = Config::from_source(&MapSource::from_pairs([
+            (env::DB_URL, runtime),
+            (env::MIGRATE_DB_URL, owner),
+        ]))
+        .expect("valid");
+        assert_eq!(both.migrate_db_url.as_deref(), Some(owner));
+        let printed = format!("{both:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(
+            printed.contains(r#"migrate_db_url: Some("<redacted>")"#),
+            "{printed}"
+        );
     }
 }

@@ -66,6 +66,22 @@ impl Mesh {
 
     /// Starts the mesh; `extra` adds or overrides gateway settings.
     pub async fn start_with(policy: Policy, extra: &[(&'static str, String)]) -> Self {
+        Self::start_as(policy, extra, false).await
+    }
+
+    /// Starts the mesh with the database roles of production: ledger-writer
+    /// migrates as the schema's owner and serves as a member of
+    /// `pecr_ledger_rw`, the gateway reads the safe views as a member of
+    /// `pecr_safeview_read`.
+    pub async fn start_least_privilege(policy: Policy) -> Self {
+        Self::start_as(policy, &[], true).await
+    }
+
+    async fn start_as(
+        policy: Policy,
+        extra: &[(&'static str, String)],
+        least_privilege: bool,
+    ) -> Self {
         let db = TestDatabase::create().await;
         pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
             .await
@@ -78,8 +94,19 @@ impl Mesh {
         let _ = std::fs::remove_dir_all(&corpus);
         copy_dir(&workspace_root().join("fixtures/fs_corpus"), &corpus);
 
+        let (ledger_url, safeview_url) = if least_privilege {
+            (
+                db.login_role("pecr_test_ledger_login", "pecr_ledger_rw")
+                    .await,
+                db.login_role("pecr_test_safeview_login", "pecr_safeview_read")
+                    .await,
+            )
+        } else {
+            (db.url(), db.url())
+        };
         let mut ledger_env = vec![
-            ("PECR_DB_URL", db.url()),
+            ("PECR_LEDGER_MIGRATE_DB_URL", db.url()),
+            ("PECR_DB_URL", ledger_url),
             ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
             ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
         ];
@@ -90,7 +117,7 @@ impl Mesh {
             Policy::Test => "opa/test-bundle",
         };
         let mut env: Vec<(&'static str, String)> = vec![
-            ("PECR_DB_URL", db.url()),
+            ("PECR_DB_URL", safeview_url),
             ("PECR_LEDGER_URL", ledger.grpc_url()),
             credentials::gateway_ledger_token(),
             ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),

@@ -51,14 +51,20 @@ pub async fn start_ledger() -> Ledger {
 /// Starts ledger-writer on `db`, optionally through another database URL
 /// (a proxy in front of the same server).
 pub async fn start_ledger_with_url(db: TestDatabase, url: Option<String>) -> Ledger {
-    let mut env = vec![
-        ("PECR_DB_URL", url.unwrap_or_else(|| db.url())),
+    let url = url.unwrap_or_else(|| db.url());
+    start_ledger_with_env(db, &[("PECR_DB_URL", url)]).await
+}
+
+/// Starts ledger-writer on `db` with `env` added to the test settings.
+pub async fn start_ledger_with_env(db: TestDatabase, env: &[(&str, String)]) -> Ledger {
+    let mut settings = vec![
         ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_WRITE_TIMEOUT_MS", "1500".to_owned()),
     ];
-    env.extend(credentials::ledger_writer_tokens());
-    let process = ServiceProcess::start("pecr-ledger-writer", &env).await;
+    settings.extend(credentials::ledger_writer_tokens());
+    settings.extend(env.iter().cloned());
+    let process = ServiceProcess::start("pecr-ledger-writer", &settings).await;
     let client = client_as(&process, credentials::LEDGER_GATEWAY_TOKEN).await;
     let controller = client_as(&process, credentials::LEDGER_CONTROLLER_TOKEN).await;
     let auditor = client_as(&process, credentials::LEDGER_AUDITOR_TOKEN).await;
@@ -257,4 +263,25 @@ pub async fn counts(db: &TestDatabase) -> [i64; 6] {
         db.count("pecr_evidence_units").await,
         db.count("pecr_claim_maps").await,
     ]
+}
+
+/// A replay bundle of `run_id` owned by `principal_hash`, hash filled in.
+pub fn bundle(run_id: &str, principal_hash: &str, recorded_at: u64) -> Value {
+    let mut bundle = json!({
+        "metadata": {
+            "schema_version": 1, "run_id": run_id, "trace_id": "t", "request_id": "r",
+            "principal_id_hash": principal_hash, "engine_mode": "baseline",
+            "recorded_at_unix_ms": recorded_at, "terminal_mode": "INSUFFICIENT_EVIDENCE",
+            "quality_score": 61.5, "bundle_hash": ""
+        },
+        "query": "q",
+        "budget": {"max_operator_calls": 10, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3, "max_parallelism": null},
+        "session_id": "s", "policy_snapshot_id": "p", "loop_terminal_mode": "INSUFFICIENT_EVIDENCE",
+        "response_text": "r",
+        "claim_map": {"claim_map_id": "c", "terminal_mode": "INSUFFICIENT_EVIDENCE", "claims": [], "coverage_threshold": 0.95, "coverage_observed": 0.0},
+        "operator_calls_used": 0, "bytes_used": 0, "depth_used": 0, "evidence_ref_count": 0, "evidence_unit_ids": []
+    });
+    let hash = pecr_contracts::hashing::bundle_hash(&bundle).expect("bundle hash");
+    bundle["metadata"]["bundle_hash"] = Value::String(hash);
+    bundle
 }
