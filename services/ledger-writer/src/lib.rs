@@ -256,15 +256,24 @@ mod tests {
     fn the_migration_url_is_optional_and_never_printed() {
         let runtime = "postgres://pecr_ledger_writer:runtime-secret@db/pecr";
         let owner = "postgres://pecr_owner:owner-secret@db/pecr";
-        let unset =
-            Config::from_source(&MapSource::from_pairs([(env::DB_URL, runtime)])).expect("valid");
+        let token = "gateway-token-for-the-ledger-config-test";
+        let unset = Config::from_source(&MapSource::from_pairs([
+            (env::DB_URL, runtime),
+            (env::GATEWAY_TOKEN, token),
+        ]))
+        .expect("valid");
         assert_eq!(unset.migrate_db_url, None);
 
         let both = Config::from_source(&MapSource::from_pairs([
             (env::DB_URL, runtime),
             (env::MIGRATE_DB_URL, owner),
+            (env::GATEWAY_TOKEN, token),
         ]))
         .expect("valid");
+        assert!(
+            !format!("{both:?}").contains(token),
+            "the token is redacted"
+        );
         assert_eq!(both.migrate_db_url.as_deref(), Some(owner));
         let printed = format!("{both:?}");
         assert!(!printed.contains("secret"), "{printed}");

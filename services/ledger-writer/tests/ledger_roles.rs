@@ -492,7 +492,7 @@ async fn ledger_writer_serves_a_whole_session_as_the_ledger_role() {
         .expect("session");
     assert!(finalized.finalized);
     let events = ledger
-        .client
+        .auditor
         .list_events(v1::ListEventsRequest {
             session_id: Some("s-roles".into()),
             ..Default::default()
@@ -512,7 +512,7 @@ async fn ledger_writer_serves_a_whole_session_as_the_ledger_role() {
 
     let dev = principal_id_hash("dev");
     ledger
-        .client
+        .controller
         .store_replay_bundle(v1::StoreReplayBundleRequest {
             tenant_id: "local".into(),
             bundle: bundle("run_roles", &dev, 1_000).to_string(),
@@ -520,7 +520,7 @@ async fn ledger_writer_serves_a_whole_session_as_the_ledger_role() {
         .await
         .expect("store replay");
     let listed = ledger
-        .client
+        .controller
         .list_replay_bundles(v1::ListReplayBundlesRequest {
             tenant_id: "local".into(),
             principal_id_hash: dev.clone(),
@@ -533,7 +533,7 @@ async fn ledger_writer_serves_a_whole_session_as_the_ledger_role() {
         .bundles;
     assert_eq!(listed.len(), 1);
     ledger
-        .client
+        .controller
         .store_evaluation(v1::StoreEvaluationRequest {
             tenant_id: "local".into(),
             evaluation: json!({
@@ -546,7 +546,7 @@ async fn ledger_writer_serves_a_whole_session_as_the_ledger_role() {
         .await
         .expect("store evaluation");
     let pruned = ledger
-        .client
+        .controller
         .prune_replays(v1::PruneReplaysRequest { retention_days: 1 })
         .await
         .expect("prune")
@@ -558,16 +558,14 @@ async fn ledger_writer_serves_a_whole_session_as_the_ledger_role() {
 async fn a_runtime_role_without_the_ledger_grants_fails_start_up() {
     let db = TestDatabase::create().await;
     let wrong_role = db.login_role(SAFEVIEW_LOGIN, "pecr_safeview_read").await;
-    let report = pecr_testkit::ServiceProcess::run_to_exit(
-        "pecr-ledger-writer",
-        &[
-            ("PECR_LEDGER_MIGRATE_DB_URL", db.url()),
-            ("PECR_DB_URL", wrong_role),
-            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
-            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("PECR_LEDGER_MIGRATE_DB_URL", db.url()),
+        ("PECR_DB_URL", wrong_role),
+        ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+        ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+    ];
+    env.extend(pecr_testkit::credentials::ledger_writer_tokens());
+    let report = pecr_testkit::ServiceProcess::run_to_exit("pecr-ledger-writer", &env).await;
     assert_eq!(report.code, Some(1), "{}", report.stderr);
     assert!(
         report.stderr.lines().any(|line| line.starts_with(
@@ -578,7 +576,7 @@ async fn a_runtime_role_without_the_ledger_grants_fails_start_up() {
     );
     assert_eq!(
         db.count("refinery_schema_history").await,
-        7,
+        8,
         "the migrations ran through PECR_LEDGER_MIGRATE_DB_URL"
     );
 }
