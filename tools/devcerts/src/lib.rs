@@ -13,9 +13,15 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-/// The identities of the three services; each certificate carries its
-/// service's name as a DNS subjectAltName, which is what the allowlists match.
-pub const SERVICES: [&str; 3] = ["pecr-ledger-writer", "pecr-gateway", "pecr-controller"];
+/// The identities of the three services and of a read-only ledger auditor;
+/// each certificate carries its name as a DNS subjectAltName, which is what
+/// the allowlists match.
+pub const SERVICES: [&str; 4] = [
+    "pecr-ledger-writer",
+    "pecr-gateway",
+    "pecr-controller",
+    "pecr-auditor",
+];
 
 /// Extra names on every service certificate, so `https://localhost:…` and
 /// `https://127.0.0.1:…` verify without a server-name override.
