@@ -29,6 +29,8 @@ pub struct RateLimits {
     pub sessions: u32,
     pub operators: u32,
     pub finalize: u32,
+    /// `SimulatePolicy`: each call is a policy evaluation (remote OPA included).
+    pub simulate: u32,
 }
 
 /// Filesystem and safe-view adapter limits.
@@ -231,6 +233,7 @@ impl Config {
                 sessions: r.number(env::RATE_LIMIT_SESSIONS, 60, 0, u32::MAX),
                 operators: r.number(env::RATE_LIMIT_OPERATORS, 240, 0, u32::MAX),
                 finalize: r.number(env::RATE_LIMIT_FINALIZE, 120, 0, u32::MAX),
+                simulate: r.number(env::RATE_LIMIT_SIMULATE, 120, 0, u32::MAX),
             },
             coverage_threshold,
             as_of_time_default,

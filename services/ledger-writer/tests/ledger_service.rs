@@ -567,6 +567,55 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
         assert_eq!(pecr_error(&status).code, ErrorCode::ReplayNotFound);
     }
 
+    let batch = |tenant: &str, owner: &str, run_ids: &[&str]| v1::LoadReplayBundlesRequest {
+        tenant_id: tenant.into(),
+        principal_id_hash: owner.into(),
+        run_ids: run_ids.iter().map(|id| (*id).to_owned()).collect(),
+    };
+    let mut found = ledger
+        .client
+        .load_replay_bundles(batch(
+            "local",
+            &dev,
+            &["run_02", "run_01", "run_02", "run_03", "../run_01"],
+        ))
+        .await
+        .expect("batch load")
+        .into_inner()
+        .bundles;
+    found.sort();
+    let mut expected = vec![
+        canonical_json(&bundle("run_01", &dev, 1_000)),
+        canonical_json(&bundle("run_02", &dev, 2_000)),
+    ];
+    expected.sort();
+    assert_eq!(
+        found, expected,
+        "each found bundle once; unknown and unsafe ids left out"
+    );
+    for (tenant, owner) in [("local", &support), ("other", &dev)] {
+        let others = ledger
+            .client
+            .load_replay_bundles(batch(tenant, owner, &["run_01", "run_02"]))
+            .await
+            .expect("batch load")
+            .into_inner()
+            .bundles;
+        assert!(others.is_empty(), "{tenant}: not visible");
+    }
+    let too_many: Vec<String> = (0..10_001).map(|n| format!("run_{n}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let status = ledger
+        .client
+        .load_replay_bundles(batch("local", &dev, &too_many))
+        .await
+        .expect_err("over the cap");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        pecr_error(&status).message,
+        "run_ids must hold at most 10000 ids"
+    );
+
     let listed = ledger
         .client
         .list_replay_bundles(v1::ListReplayBundlesRequest {
