@@ -26,6 +26,9 @@ pub const REPLAY_LIST_LIMIT: &str = "PECR_REPLAY_LIST_LIMIT";
 pub const RLM_PYTHON: &str = "PECR_RLM_PYTHON";
 #[cfg(feature = "rlm")]
 pub const RLM_SCRIPT_PATH: &str = "PECR_RLM_SCRIPT_PATH";
+/// Read by the bridge script itself; passed through to it.
+#[cfg(feature = "rlm")]
+pub const RLM_BACKEND: &str = "PECR_RLM_BACKEND";
 
 /// Lookup order of the adaptive-parallelism flag and its aliases.
 pub const ADAPTIVE_PARALLELISM: &[&str] = &[
