@@ -38,6 +38,7 @@ pub struct RateLimits {
 pub struct SourceLimits {
     pub fs_corpus_path: PathBuf,
     pub fs_version_cache_max_bytes: u64,
+    pub fs_version_cache_max_total_bytes: u64,
     pub fs_version_cache_max_versions_per_object: u32,
     pub fs_diff_max_bytes: u64,
     pub pg_query_timeout_ms: u64,
@@ -214,6 +215,12 @@ impl Config {
                     env::FS_VERSION_CACHE_MAX_BYTES,
                     2_097_152,
                     0,
+                    u64::MAX,
+                ),
+                fs_version_cache_max_total_bytes: r.number(
+                    env::FS_VERSION_CACHE_MAX_TOTAL_BYTES,
+                    67_108_864,
+                    1,
                     u64::MAX,
                 ),
                 fs_version_cache_max_versions_per_object: r.number(
