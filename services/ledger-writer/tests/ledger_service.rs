@@ -777,3 +777,47 @@ async fn evidence_content_is_stored_only_when_asked() {
         "metadata-only by default"
     );
 }
+
+#[tokio::test]
+async fn database_errors_are_logged_by_sqlstate_never_by_their_text() {
+    const CANARY: &str = "CALLER_TEXT_CANARY_7d2f";
+    let mut ledger = start_ledger().await;
+    let session = record_session(&mut ledger, "s-nul", "dev").await;
+    // JSON allows \u0000; PostgreSQL's jsonb refuses it (SQLSTATE 22P05),
+    // and its error quotes the payload around it.
+    let payload = json!({"note": format!("{CANARY}\u{0}")});
+    let status = ledger
+        .client
+        .append_event(v1::AppendEventRequest {
+            event: Some(event(&session, "POLICY_DECISION", payload)),
+        })
+        .await
+        .expect_err("refused");
+    let error = pecr_error(&status);
+    assert_eq!(
+        (error.code, error.http_status, error.message.as_str()),
+        (
+            ErrorCode::InvalidParams,
+            400,
+            "a value was rejected by the ledger database"
+        )
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while !lines.iter().any(|line: &String| line.contains("22P05")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SQLSTATE logged: {lines:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        lines.extend(ledger.process.drain_stderr());
+    }
+    let logs = lines.join("\n");
+    for raw in [
+        CANARY,
+        "unsupported Unicode escape sequence",
+        "cannot be converted",
+    ] {
+        assert!(!logs.contains(raw), "the log holds {raw:?}:\n{logs}");
+    }
+}
