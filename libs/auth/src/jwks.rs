@@ -515,7 +515,9 @@ mod tests {
     }
 
     fn assert_unavailable(result: Result<DecodingKey, PecrError>) {
-        let error = result.err().expect("refused");
+        let Err(error) = result else {
+            panic!("refused expected")
+        };
         assert_eq!(
             (error.code, error.http_status, error.retryable),
             (ErrorCode::AuthUnavailable, 503, true)
