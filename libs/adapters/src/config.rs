@@ -10,8 +10,12 @@ pub struct AdaptersConfig {
     /// canonicalised at each use.
     pub fs_corpus_path: PathBuf,
     /// `PECR_FS_VERSION_CACHE_MAX_BYTES`, default 2097152: byte cap of each
-    /// version store (one for files, one for row snapshots); 0 disables caching.
+    /// principal in each version store (one for files, one for row
+    /// snapshots); 0 disables caching.
     pub fs_version_cache_max_bytes: u64,
+    /// `PECR_FS_VERSION_CACHE_MAX_TOTAL_BYTES`, default 67108864: byte cap of
+    /// each version store across principals (at least the per-principal cap).
+    pub fs_version_cache_max_total_bytes: u64,
     /// `PECR_FS_VERSION_CACHE_MAX_VERSIONS_PER_OBJECT`, default 16 (at least 1 is used).
     pub fs_version_cache_max_versions_per_object: usize,
     /// `PECR_FS_DIFF_MAX_BYTES`, default 32768: longest diff patch; 0 = no cap.
@@ -35,6 +39,7 @@ impl Default for AdaptersConfig {
         Self {
             fs_corpus_path: PathBuf::from("fixtures/fs_corpus"),
             fs_version_cache_max_bytes: 2_097_152,
+            fs_version_cache_max_total_bytes: 67_108_864,
             fs_version_cache_max_versions_per_object: 16,
             fs_diff_max_bytes: 32_768,
             pg_query_timeout_ms: 200,

@@ -97,10 +97,12 @@ impl Adapters {
     pub async fn connect(config: AdaptersConfig, db_url: &str) -> Result<Self, StartupError> {
         let fs_versions = Arc::new(MemoryVersionStore::new(
             config.fs_version_cache_max_bytes,
+            config.fs_version_cache_max_total_bytes,
             config.fs_version_cache_max_versions_per_object,
         ));
         let pg_versions = Arc::new(MemoryVersionStore::new(
             config.fs_version_cache_max_bytes,
+            config.fs_version_cache_max_total_bytes,
             config.fs_version_cache_max_versions_per_object,
         ));
         Self::connect_with_stores(config, db_url, fs_versions, pg_versions).await

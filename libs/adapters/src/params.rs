@@ -95,7 +95,9 @@ pub(crate) fn parse_filter_spec(
             .copied()
             .find(|field| *field == key)
             .ok_or_else(|| {
-                PecrError::invalid_params(format!("filter field not allowlisted: {key}"))
+                crate::errors::not_allowlisted("filter field not allowlisted", &[key], || {
+                    key.to_owned()
+                })
             })?;
         let value = value
             .as_str()

@@ -243,7 +243,16 @@ impl SafeViewDb {
         let timeout_setting = format!("{}ms", self.query_timeout_ms);
         let work = async {
             let mut client = self.pool.get().await.map_err(|err| {
-                tracing::warn!(error = %err, "safe-view connection unavailable");
+                tracing::warn!(
+                    timeout = matches!(err, deadpool_postgres::PoolError::Timeout(_)),
+                    sqlstate = match &err {
+                        deadpool_postgres::PoolError::Backend(err) => {
+                            err.code().map_or("", |code| code.code())
+                        }
+                        _ => "",
+                    },
+                    "safe-view connection unavailable"
+                );
                 database_unavailable()
             })?;
             let tx = client.transaction().await.map_err(|err| {

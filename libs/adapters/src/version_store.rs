@@ -20,6 +20,11 @@
 //!   falling back to an older cached version that was not current at t.
 //! - Empty blobs are cached (accounted as one byte), so as_of applies to empty
 //!   files too (reference quirk: never applied to empty files).
+//! - The byte cap is per principal (tenant and principal id): a principal
+//!   over its cap evicts only its own oldest blobs, so one principal filling
+//!   the store never evicts another's history. A second, store-wide cap bounds
+//!   memory across principals; over it, the principal holding the most bytes
+//!   gives up its oldest blob, so each keeps at least a fair share.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -102,19 +107,35 @@ pub trait VersionStore: Send + Sync {
     fn versions<'a>(&'a self, key: &'a VersionKey) -> StoreFuture<'a, Vec<String>>;
 }
 
-/// A process-local [`VersionStore`] with the spec's caps.
+/// A process-local [`VersionStore`] with per-principal and store-wide caps.
 #[derive(Debug)]
 pub struct MemoryVersionStore {
+    /// Bytes one principal's versions may hold.
     max_bytes: u64,
+    /// Bytes all principals' versions may hold together.
+    max_total_bytes: u64,
     max_versions_per_object: usize,
     state: Mutex<MemoryState>,
+}
+
+/// Whose versions these are: tenant and principal id.
+type Owner = (String, String);
+
+fn owner_of(key: &VersionKey) -> Owner {
+    (key.tenant_id.clone(), key.principal_id.clone())
+}
+
+/// One principal's blobs in insertion order, and the bytes they count for.
+#[derive(Debug, Default)]
+struct OwnerUsage {
+    order: VecDeque<(VersionKey, String)>,
+    bytes: u64,
 }
 
 #[derive(Debug, Default)]
 struct MemoryState {
     blobs: HashMap<VersionKey, BTreeMap<String, Arc<Vec<u8>>>>,
-    /// Insertion order, for eviction over the byte cap.
-    order: VecDeque<(VersionKey, String)>,
+    owners: HashMap<Owner, OwnerUsage>,
     total_bytes: u64,
     /// Per key: as_of_time → version_id. Kept only for keys with cached
     /// blobs (without blobs, `select` answers None whatever they say), so
@@ -128,25 +149,65 @@ fn charge(bytes: &[u8]) -> u64 {
 }
 
 impl MemoryState {
+    /// Drops one blob and its accounting (its place in the owner's order
+    /// is the caller's to drop).
     fn remove_blob(&mut self, key: &VersionKey, version_id: &str) {
         let Some(versions) = self.blobs.get_mut(key) else {
             return;
         };
         if let Some(bytes) = versions.remove(version_id) {
-            self.total_bytes = self.total_bytes.saturating_sub(charge(&bytes));
+            let size = charge(&bytes);
+            self.total_bytes = self.total_bytes.saturating_sub(size);
+            let owner = owner_of(key);
+            if let Some(usage) = self.owners.get_mut(&owner) {
+                usage.bytes = usage.bytes.saturating_sub(size);
+                if usage.bytes == 0 && usage.order.is_empty() {
+                    self.owners.remove(&owner);
+                }
+            }
         }
         if versions.is_empty() {
             self.blobs.remove(key);
             self.observations.remove(key);
         }
     }
+
+    /// Drops the oldest blob of `owner`; false when it has none.
+    fn evict_oldest(&mut self, owner: &Owner) -> bool {
+        let Some((key, version_id)) = self
+            .owners
+            .get_mut(owner)
+            .and_then(|usage| usage.order.pop_front())
+        else {
+            return false;
+        };
+        self.remove_blob(&key, &version_id);
+        true
+    }
+
+    fn owner_bytes(&self, owner: &Owner) -> u64 {
+        self.owners.get(owner).map_or(0, |usage| usage.bytes)
+    }
+
+    /// The principal holding the most bytes, leaving out `inserting` when
+    /// its only blob is the one just inserted (ties: the greater owner).
+    fn largest_holder(&self, inserting: &Owner) -> Option<Owner> {
+        self.owners
+            .iter()
+            .filter(|(owner, usage)| *owner != inserting || usage.order.len() > 1)
+            .max_by(|(a, x), (b, y)| x.bytes.cmp(&y.bytes).then_with(|| a.cmp(b)))
+            .map(|(owner, _)| owner.clone())
+    }
 }
 
 impl MemoryVersionStore {
-    /// `max_bytes` 0 disables caching; `max_versions_per_object` is at least 1.
-    pub fn new(max_bytes: u64, max_versions_per_object: usize) -> Self {
+    /// `max_bytes` is each principal's cap (0 disables caching);
+    /// `max_total_bytes` the store's, at least `max_bytes`;
+    /// `max_versions_per_object` is at least 1.
+    pub fn new(max_bytes: u64, max_total_bytes: u64, max_versions_per_object: usize) -> Self {
         Self {
             max_bytes,
+            max_total_bytes: max_total_bytes.max(max_bytes),
             max_versions_per_object: max_versions_per_object.max(1),
             state: Mutex::new(MemoryState::default()),
         }
@@ -171,7 +232,10 @@ impl MemoryVersionStore {
         }
         versions.insert(version_id.to_owned(), bytes);
         state.total_bytes += size;
-        state.order.push_back((key.clone(), version_id.to_owned()));
+        let owner = owner_of(key);
+        let usage = state.owners.entry(owner.clone()).or_default();
+        usage.bytes += size;
+        usage.order.push_back((key.clone(), version_id.to_owned()));
 
         // Too many versions of this object: drop its smallest other ids.
         loop {
@@ -183,16 +247,26 @@ impl MemoryVersionStore {
                 _ => None,
             };
             let Some(victim) = victim else { break };
+            if let Some(usage) = state.owners.get_mut(&owner) {
+                usage.order.retain(|(k, id)| !(k == key && *id == victim));
+            }
             state.remove_blob(key, &victim);
-            state.order.retain(|(k, id)| !(k == key && *id == victim));
         }
-        // Over the byte cap: drop the oldest blobs. The new blob fits on its
-        // own, so it is never the one evicted.
-        while state.total_bytes > self.max_bytes {
-            let Some((old_key, old_id)) = state.order.pop_front() else {
+        // Over this principal's cap: its own oldest blobs go. The new blob
+        // fits on its own, so it is never the one evicted.
+        while state.owner_bytes(&owner) > self.max_bytes {
+            if !state.evict_oldest(&owner) {
+                break;
+            }
+        }
+        // Over the store's cap: the largest holder gives up its oldest.
+        while state.total_bytes > self.max_total_bytes {
+            let Some(victim) = state.largest_holder(&owner) else {
                 break;
             };
-            state.remove_blob(&old_key, &old_id);
+            if !state.evict_oldest(&victim) {
+                break;
+            }
         }
     }
 
@@ -312,7 +386,7 @@ mod tests {
 
     #[test]
     fn select_follows_observations() {
-        let store = MemoryVersionStore::new(1024, 16);
+        let store = MemoryVersionStore::new(1024, 1024, 16);
         let k = key("dev", "o");
         assert_eq!(selected(&store, &k, T1), None);
         store.insert_now(&k, "v1", blob("one"));
@@ -343,7 +417,7 @@ mod tests {
 
     #[test]
     fn keys_are_per_principal() {
-        let store = MemoryVersionStore::new(1024, 16);
+        let store = MemoryVersionStore::new(1024, 1024, 16);
         store.insert_now(&key("dev", "o"), "v1", blob("one"));
         store.observe_now(&key("dev", "o"), T1, "v1");
         assert_eq!(
@@ -356,7 +430,7 @@ mod tests {
 
     #[test]
     fn caps_evict_smallest_other_version_then_oldest() {
-        let store = MemoryVersionStore::new(10, 2);
+        let store = MemoryVersionStore::new(10, 10, 2);
         let k = key("dev", "o");
         store.insert_now(&k, "b", blob("1"));
         store.insert_now(&k, "a", blob("2"));
@@ -376,14 +450,77 @@ mod tests {
         // Too large for the cap, or caching off: skipped.
         store.insert_now(&other, "z", blob("01234567890"));
         assert_eq!(store.versions_now(&other), vec!["y".to_owned()]);
-        let off = MemoryVersionStore::new(0, 16);
+        let off = MemoryVersionStore::new(0, 0, 16);
         off.insert_now(&k, "v", blob("x"));
         assert_eq!(off.versions_now(&k), Vec::<String>::new());
     }
 
     #[test]
+    fn one_principal_filling_its_cap_keeps_another_principals_history() {
+        let store = MemoryVersionStore::new(10, 1_000, 16);
+        let dev = key("dev", "o");
+        store.insert_now(&dev, "v1", blob("dev's!"));
+        store.observe_now(&dev, T1, "v1");
+        for n in 0..50 {
+            let flood = key("mallory", &format!("o{n}"));
+            store.insert_now(&flood, "x", blob("12345"));
+        }
+        assert_eq!(selected(&store, &dev, T1).as_deref(), Some("v1"));
+        assert_eq!(store.versions_now(&dev), vec!["v1".to_owned()]);
+        // Mallory kept only what fits in its own cap: its newest two.
+        let kept: Vec<usize> = (0..50)
+            .filter(|n| {
+                !store
+                    .versions_now(&key("mallory", &format!("o{n}")))
+                    .is_empty()
+            })
+            .collect();
+        assert_eq!(kept, [48, 49]);
+        let state = store.lock();
+        assert_eq!(state.total_bytes, 6 + 10);
+        assert_eq!(state.owner_bytes(&("local".into(), "mallory".into())), 10);
+    }
+
+    #[test]
+    fn the_same_principal_id_in_another_tenant_has_its_own_cap() {
+        let store = MemoryVersionStore::new(6, 1_000, 16);
+        let ours = key("dev", "o");
+        store.insert_now(&ours, "v1", blob("ours!!"));
+        let theirs = VersionKey {
+            tenant_id: "other".into(),
+            ..key("dev", "o")
+        };
+        store.insert_now(&theirs, "v9", blob("theirs"));
+        assert_eq!(store.versions_now(&ours), vec!["v1".to_owned()]);
+        assert_eq!(store.versions_now(&theirs), vec!["v9".to_owned()]);
+    }
+
+    #[test]
+    fn over_the_store_cap_the_largest_holder_gives_way() {
+        let store = MemoryVersionStore::new(10, 20, 16);
+        store.insert_now(&key("a", "o1"), "x", blob("11111"));
+        store.insert_now(&key("a", "o2"), "x", blob("22222"));
+        store.insert_now(&key("b", "o1"), "x", blob("3333"));
+        assert_eq!(store.lock().total_bytes, 14);
+        // 14 + 8 > 20: `a` holds the most, its oldest blob goes.
+        store.insert_now(&key("c", "o1"), "x", blob("44444444"));
+        assert!(store.versions_now(&key("a", "o1")).is_empty());
+        assert_eq!(store.versions_now(&key("a", "o2")), vec!["x".to_owned()]);
+        assert_eq!(store.versions_now(&key("b", "o1")), vec!["x".to_owned()]);
+        assert_eq!(store.versions_now(&key("c", "o1")), vec!["x".to_owned()]);
+        assert_eq!(store.lock().total_bytes, 17);
+        // A newcomer's only blob is never its own victim.
+        let tight = MemoryVersionStore::new(10, 10, 16);
+        tight.insert_now(&key("a", "o"), "x", blob("123456"));
+        tight.insert_now(&key("b", "o"), "y", blob("654321"));
+        assert!(tight.versions_now(&key("a", "o")).is_empty());
+        assert_eq!(tight.versions_now(&key("b", "o")), vec!["y".to_owned()]);
+        assert!(tight.lock().owners.len() == 1, "empty owners are dropped");
+    }
+
+    #[test]
     fn evicted_versions_are_not_replaced_by_older_ones() {
-        let store = MemoryVersionStore::new(1024, 1);
+        let store = MemoryVersionStore::new(1024, 1024, 1);
         let k = key("dev", "o");
         store.insert_now(&k, "v2", blob("old"));
         store.observe_now(&k, T1, "v2");
@@ -396,7 +533,7 @@ mod tests {
 
     #[test]
     fn empty_blobs_are_cached() {
-        let store = MemoryVersionStore::new(1024, 16);
+        let store = MemoryVersionStore::new(1024, 1024, 16);
         let k = key("dev", "empty");
         store.insert_now(&k, "e", Arc::new(Vec::new()));
         store.observe_now(&k, T1, "e");

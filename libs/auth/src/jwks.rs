@@ -1,6 +1,9 @@
 //! The signing keys of the OIDC issuer: loaded once at start-up, looked up
 //! by `kid`, and refetched on an unknown `kid` only when the cached set is
-//! older than the refresh TTL (spec 10 §7.2 step 4).
+//! older than the refresh TTL (spec 10 §7.2 step 4). Refetches are
+//! serialised, so concurrent unknown `kid`s share one fetch, and after a
+//! failed refetch the next one waits an exponential backoff: a flood of
+//! tokens with made-up `kid`s cannot hammer a failing or slow issuer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +23,28 @@ use serde_json::Value;
 
 /// A JWKS larger than this is refused; real ones are a few KiB.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// The wait after the first failed refetch; it doubles with each further
+/// failure up to [`REFRESH_BACKOFF_CAP`], and a success resets it.
+const REFRESH_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const REFRESH_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The time source; tests drive their own.
+pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// Refetch failures since the last success, and when the next may run.
+#[derive(Default)]
+struct RefreshState {
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// The wait after `failures` consecutive failed refetches (at least one).
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    REFRESH_BACKOFF_BASE
+        .saturating_mul(1 << doublings)
+        .min(REFRESH_BACKOFF_CAP)
+}
 
 /// Keys by `kid`; `None` marks a key that exists but cannot verify RS256.
 type KeyMap = HashMap<String, Option<DecodingKey>>;
@@ -33,9 +58,11 @@ struct KeySet {
 pub(crate) struct Jwks {
     fetcher: Option<Fetcher>,
     current: RwLock<Arc<KeySet>>,
-    /// Serialises refetches so concurrent unknown `kid`s cause one fetch.
-    refresh: tokio::sync::Mutex<()>,
+    /// Serialises refetches so concurrent unknown `kid`s cause one fetch,
+    /// and holds the backoff after failures.
+    refresh: tokio::sync::Mutex<RefreshState>,
     refresh_ttl: Duration,
+    clock: Clock,
 }
 
 impl Jwks {
@@ -44,6 +71,16 @@ impl Jwks {
         source: &JwksSource,
         timeout: Duration,
         refresh_ttl: Duration,
+    ) -> Result<Self, StartupError> {
+        Self::load_with_clock(source, timeout, refresh_ttl, Arc::new(Instant::now)).await
+    }
+
+    /// [`Jwks::load`] with the TTL and backoff measured on `clock`.
+    pub(crate) async fn load_with_clock(
+        source: &JwksSource,
+        timeout: Duration,
+        refresh_ttl: Duration,
+        clock: Clock,
     ) -> Result<Self, StartupError> {
         let (fetcher, keys) = match source {
             JwksSource::Inline(json) => {
@@ -67,10 +104,11 @@ impl Jwks {
             fetcher,
             current: RwLock::new(Arc::new(KeySet {
                 keys,
-                loaded_at: Instant::now(),
+                loaded_at: clock(),
             })),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(RefreshState::default()),
             refresh_ttl,
+            clock,
         })
     }
 
@@ -82,7 +120,8 @@ impl Jwks {
     }
 
     /// The verification key for `kid`. An unknown `kid` refetches a URL set
-    /// older than the TTL; a failed refetch is `ERR_AUTH_UNAVAILABLE`.
+    /// older than the TTL unless a failed refetch's backoff is still running;
+    /// a failed or backed-off refetch is `ERR_AUTH_UNAVAILABLE`.
     pub(crate) async fn key(&self, kid: &str) -> Result<DecodingKey, PecrError> {
         if let Some(found) = self.snapshot().keys.get(kid) {
             return usable(found);
@@ -90,19 +129,36 @@ impl Jwks {
         let Some(fetcher) = &self.fetcher else {
             return Err(kid_not_found());
         };
-        let _refreshing = self.refresh.lock().await;
+        let mut state = self.refresh.lock().await;
         // Another request may have refreshed while this one waited.
         let cached = self.snapshot();
         if let Some(found) = cached.keys.get(kid) {
             return usable(found);
         }
-        if cached.loaded_at.elapsed() < self.refresh_ttl {
+        let now = (self.clock)();
+        if now.saturating_duration_since(cached.loaded_at) < self.refresh_ttl {
             return Err(kid_not_found());
         }
-        let keys = fetcher.fetch().await.map_err(|reason| {
-            tracing::warn!(event = "auth.jwks_refresh_failed", reason = %reason, "JWKS refresh failed");
-            PecrError::new(ErrorCode::AuthUnavailable, "JWKS refresh failed")
-        })?;
+        if state.retry_at.is_some_and(|at| now < at) {
+            return Err(refresh_failed());
+        }
+        let keys = match fetcher.fetch().await {
+            Ok(keys) => keys,
+            Err(reason) => {
+                state.failures = state.failures.saturating_add(1);
+                let wait = backoff(state.failures);
+                state.retry_at = Some((self.clock)() + wait);
+                tracing::warn!(
+                    event = "auth.jwks_refresh_failed",
+                    reason = %reason,
+                    failures = state.failures,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "JWKS refresh failed"
+                );
+                return Err(refresh_failed());
+            }
+        };
+        *state = RefreshState::default();
         tracing::info!(
             event = "auth.jwks_refreshed",
             keys = keys.len(),
@@ -111,7 +167,7 @@ impl Jwks {
         let found = keys.get(kid).cloned();
         let fresh = Arc::new(KeySet {
             keys,
-            loaded_at: Instant::now(),
+            loaded_at: (self.clock)(),
         });
         match self.current.write() {
             Ok(mut guard) => *guard = fresh,
@@ -119,6 +175,10 @@ impl Jwks {
         }
         found.map_or_else(|| Err(kid_not_found()), |key| usable(&key))
     }
+}
+
+fn refresh_failed() -> PecrError {
+    PecrError::new(ErrorCode::AuthUnavailable, "JWKS refresh failed")
 }
 
 fn kid_not_found() -> PecrError {
@@ -420,23 +480,143 @@ mod tests {
         assert_eq!(issuer.hits(), 4, "known kids never refetch");
     }
 
+    /// A clock the test moves by hand.
+    #[derive(Clone)]
+    struct ManualClock(Arc<std::sync::Mutex<Instant>>);
+
+    impl ManualClock {
+        fn new() -> Self {
+            Self(Arc::new(std::sync::Mutex::new(Instant::now())))
+        }
+
+        fn advance(&self, by: Duration) {
+            if let Ok(mut now) = self.0.lock() {
+                *now += by;
+            }
+        }
+
+        fn clock(&self) -> Clock {
+            let now = Arc::clone(&self.0);
+            Arc::new(move || now.lock().map_or_else(|_| Instant::now(), |now| *now))
+        }
+    }
+
+    impl Issuer {
+        async fn load_on(&self, clock: &ManualClock, timeout: Duration) -> Jwks {
+            Jwks::load_with_clock(
+                &JwksSource::Url(self.url.clone()),
+                timeout,
+                Duration::ZERO,
+                clock.clock(),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+        }
+    }
+
+    fn assert_unavailable(result: Result<DecodingKey, PecrError>) {
+        let Err(error) = result else {
+            panic!("refused expected")
+        };
+        assert_eq!(
+            (error.code, error.http_status, error.retryable),
+            (ErrorCode::AuthUnavailable, 503, true)
+        );
+    }
+
     #[tokio::test]
     async fn a_failed_refetch_is_auth_unavailable() {
         let issuer = Issuer::start(200, set(&["a"])).await;
-        let jwks = issuer.load(Duration::ZERO).await.expect("load");
-        for reply in [
+        let clock = ManualClock::new();
+        let jwks = issuer.load_on(&clock, Duration::from_millis(500)).await;
+        for (attempt, reply) in [
             Some((500, serde_json::json!({}))),
             Some((200, serde_json::json!({"no": "keys"}))),
             None,
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             issuer.reply(reply);
-            let error = jwks.key("b").await.expect_err("refused");
-            assert_eq!(
-                (error.code, error.http_status, error.retryable),
-                (ErrorCode::AuthUnavailable, 503, true)
-            );
+            // Past the backoff the previous failure started.
+            clock.advance(REFRESH_BACKOFF_CAP);
+            assert_unavailable(jwks.key("b").await);
+            assert_eq!(issuer.hits(), attempt + 2, "each failure was a fetch");
         }
         assert!(jwks.key("a").await.is_ok(), "the cached keys remain");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(u32::MAX), REFRESH_BACKOFF_CAP);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_kids_does_not_hammer_a_failing_issuer() {
+        let issuer = Issuer::start(200, set(&["a"])).await;
+        let clock = ManualClock::new();
+        let jwks = Arc::new(issuer.load_on(&clock, Duration::from_millis(500)).await);
+        assert_eq!(issuer.hits(), 1);
+        issuer.reply(Some((503, serde_json::json!({}))));
+
+        // 64 concurrent tokens with made-up kids: one fetch between them.
+        let mut flood = tokio::task::JoinSet::new();
+        for n in 0..64 {
+            let jwks = Arc::clone(&jwks);
+            flood.spawn(async move { jwks.key(&format!("random-{n}")).await });
+        }
+        while let Some(result) = flood.join_next().await {
+            assert_unavailable(result.expect("task"));
+        }
+        assert_eq!(issuer.hits(), 2, "concurrent refreshes share one fetch");
+        // More of them during the backoff: no fetch at all.
+        for n in 0..64 {
+            assert_unavailable(jwks.key(&format!("later-{n}")).await);
+        }
+        assert_eq!(issuer.hits(), 2, "the backoff holds");
+
+        // Each further failure doubles the wait, up to the cap.
+        let mut hits = 2;
+        for failures in 1..=8_u32 {
+            let wait = backoff(failures);
+            clock.advance(wait - Duration::from_millis(1));
+            assert_unavailable(jwks.key("random").await);
+            assert_eq!(issuer.hits(), hits, "still backing off after {failures}");
+            clock.advance(Duration::from_millis(1));
+            assert_unavailable(jwks.key("random").await);
+            hits += 1;
+            assert_eq!(issuer.hits(), hits, "one fetch once {wait:?} passed");
+        }
+
+        // A success resets the backoff.
+        issuer.reply(Some((200, set(&["a", "b"]))));
+        clock.advance(REFRESH_BACKOFF_CAP);
+        assert!(jwks.key("b").await.is_ok(), "the issuer is back");
+        issuer.reply(Some((503, serde_json::json!({}))));
+        assert_unavailable(jwks.key("random").await);
+        let after_reset = issuer.hits();
+        clock.advance(REFRESH_BACKOFF_BASE);
+        assert_unavailable(jwks.key("random").await);
+        assert_eq!(issuer.hits(), after_reset + 1, "the wait started over");
+    }
+
+    #[tokio::test]
+    async fn a_slow_issuer_is_asked_once_by_concurrent_tokens() {
+        let issuer = Issuer::start(200, set(&["a"])).await;
+        let clock = ManualClock::new();
+        let jwks = Arc::new(issuer.load_on(&clock, Duration::from_millis(200)).await);
+        issuer.reply(None); // accepts, never answers: every fetch times out
+        let mut flood = tokio::task::JoinSet::new();
+        for n in 0..32 {
+            let jwks = Arc::clone(&jwks);
+            flood.spawn(async move { jwks.key(&format!("random-{n}")).await });
+        }
+        while let Some(result) = flood.join_next().await {
+            assert_unavailable(result.expect("task"));
+        }
+        assert_eq!(issuer.hits(), 2, "one timed-out fetch, then the backoff");
     }
 
     #[tokio::test]

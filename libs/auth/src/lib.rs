@@ -34,6 +34,20 @@ pub struct Principal {
     pub attrs_hash: String,
 }
 
+impl Principal {
+    /// This caller's rate-limit key in `bucket`. The tenant is part of it,
+    /// length-prefixed so no split of tenant and principal ids can collide:
+    /// `dev` of one tenant never spends the quota of `dev` of another.
+    pub fn rate_key(&self, bucket: &str) -> String {
+        format!(
+            "{bucket}:{}:{}:{}",
+            self.tenant_id.len(),
+            self.tenant_id,
+            self.principal_id
+        )
+    }
+}
+
 /// The configured authentication mode; cheap to clone.
 #[derive(Clone)]
 pub enum Authenticator {
@@ -97,6 +111,32 @@ mod tests {
         assert_eq!(
             EMPTY_ATTRS_HASH,
             pecr_contracts::hash_canonical_json(&serde_json::json!({}))
+        );
+    }
+
+    fn principal(tenant_id: &str, principal_id: &str) -> Principal {
+        Principal {
+            principal_id: principal_id.into(),
+            tenant_id: tenant_id.into(),
+            roles: Vec::new(),
+            attrs_hash: EMPTY_ATTRS_HASH.into(),
+        }
+    }
+
+    #[test]
+    fn rate_keys_carry_the_tenant_and_cannot_collide() {
+        assert_eq!(
+            principal("local", "dev").rate_key("sessions"),
+            "sessions:5:local:dev"
+        );
+        assert_ne!(
+            principal("acme", "dev").rate_key("run"),
+            principal("globex", "dev").rate_key("run")
+        );
+        // "a:b" + "c" and "a" + "b:c" join to the same text without the length.
+        assert_ne!(
+            principal("a:b", "c").rate_key("run"),
+            principal("a", "b:c").rate_key("run")
         );
     }
 

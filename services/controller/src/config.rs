@@ -38,10 +38,14 @@ pub struct ReplaySettings {
     pub list_limit: u32,
 }
 
+/// Per-principal limits per window; 0 disables a limit.
 #[derive(Debug, Clone, Copy)]
-pub struct RunRateLimit {
+pub struct RateLimits {
     pub window: Duration,
-    pub per_window: u32,
+    /// `Run` calls (spec 30 §4).
+    pub runs: u32,
+    /// `SubmitEvaluation` calls: each may read up to the list limit of bundles.
+    pub evaluations: u32,
 }
 
 /// pecr-controller settings.
@@ -63,7 +67,7 @@ pub struct Config {
     pub batch_mode: bool,
     pub operator_policies: BTreeMap<String, OperatorPolicy>,
     pub metrics_require_auth: bool,
-    pub rate_limit: RunRateLimit,
+    pub rate_limits: RateLimits,
     pub replay: ReplaySettings,
     /// TLS on the gRPC port. End users call it, so with a client CA any
     /// certificate the CA signed is accepted unless an allowlist is set.
@@ -124,10 +128,11 @@ impl Config {
             !http_addr.ip().is_loopback() || !grpc_addr.ip().is_loopback(),
         );
         let window_secs: u64 = reader.number(env::RATE_LIMIT_WINDOW_SECS, 60, 0, 86_400);
-        let rate_limit = RunRateLimit {
+        let rate_limits = RateLimits {
             // A zero window is treated as one second (spec 30 §2.2).
             window: Duration::from_secs(window_secs.max(1)),
-            per_window: reader.number(env::RATE_LIMIT_RUN_PER_WINDOW, 60, 0, 1_000_000),
+            runs: reader.number(env::RATE_LIMIT_RUN_PER_WINDOW, 60, 0, 1_000_000),
+            evaluations: reader.number(env::RATE_LIMIT_EVALUATION_PER_WINDOW, 30, 0, 1_000_000),
         };
         let replay = read_replay(&mut reader);
         let ledger_token = match replay.backend {
@@ -156,7 +161,7 @@ impl Config {
             batch_mode,
             operator_policies,
             metrics_require_auth,
-            rate_limit,
+            rate_limits,
             replay,
             server_tls,
             client_tls,
@@ -471,6 +476,8 @@ mod tests {
         assert_eq!(config.replay.backend, ReplayBackend::Ledger);
         assert_eq!(config.replay.retention_days, 30);
         assert_eq!(config.replay.list_limit, 200);
+        assert_eq!(config.rate_limits.runs, 60);
+        assert_eq!(config.rate_limits.evaluations, 30);
         assert_eq!(config.gateway_url, "http://127.0.0.1:50051");
         assert!(!config.metrics_require_auth);
         assert_eq!(config.plan.steps().len(), 4);

@@ -18,6 +18,7 @@ pub const BASELINE_PLAN: &str = "PECR_BASELINE_PLAN";
 pub const METRICS_REQUIRE_AUTH: &str = "PECR_METRICS_REQUIRE_AUTH";
 pub const RATE_LIMIT_WINDOW_SECS: &str = "PECR_RATE_LIMIT_WINDOW_SECS";
 pub const RATE_LIMIT_RUN_PER_WINDOW: &str = "PECR_RATE_LIMIT_RUN_PER_WINDOW";
+pub const RATE_LIMIT_EVALUATION_PER_WINDOW: &str = "PECR_RATE_LIMIT_EVALUATION_PER_WINDOW";
 pub const REPLAY_STORE: &str = "PECR_REPLAY_STORE";
 pub const REPLAY_STORE_DIR: &str = "PECR_REPLAY_STORE_DIR";
 pub const REPLAY_RETENTION_DAYS: &str = "PECR_REPLAY_RETENTION_DAYS";
@@ -27,6 +28,9 @@ pub const REPLAY_LIST_LIMIT: &str = "PECR_REPLAY_LIST_LIMIT";
 pub const RLM_PYTHON: &str = "PECR_RLM_PYTHON";
 #[cfg(feature = "rlm")]
 pub const RLM_SCRIPT_PATH: &str = "PECR_RLM_SCRIPT_PATH";
+/// Read by the bridge script itself; passed through to it.
+#[cfg(feature = "rlm")]
+pub const RLM_BACKEND: &str = "PECR_RLM_BACKEND";
 
 /// Lookup order of the adaptive-parallelism flag and its aliases.
 pub const ADAPTIVE_PARALLELISM: &[&str] = &[

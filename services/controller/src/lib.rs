@@ -95,8 +95,8 @@ impl Service for App {
         let api = service::ControllerApi {
             runner,
             auth,
-            limiter: pecr_server::RateLimiter::new(config.rate_limit.window),
-            rate_limit: config.rate_limit,
+            limiter: pecr_server::RateLimiter::new(config.rate_limits.window),
+            rate_limits: config.rate_limits,
             list_limit: config.replay.list_limit,
         };
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)

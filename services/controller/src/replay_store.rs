@@ -4,6 +4,7 @@
 //! Both verify each bundle's hash on the way out; a bundle whose hash does
 //! not match does not exist.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -33,11 +34,25 @@ pub enum ReplayStore {
     Files(PathBuf),
 }
 
-fn store_error(detail: impl std::fmt::Display) -> PecrError {
-    PecrError::new(
-        ErrorCode::ReplayStore,
-        format!("replay store unavailable: {detail}"),
-    )
+/// A fixed client message; the cause is logged as a fixed reason (and an
+/// I/O error kind), never as error text that could carry paths or data.
+fn store_error(reason: &'static str) -> PecrError {
+    tracing::warn!(
+        event = "controller.replay_store_error",
+        reason,
+        "replay store failed"
+    );
+    PecrError::new(ErrorCode::ReplayStore, "replay store unavailable")
+}
+
+fn io_error(reason: &'static str, err: &std::io::Error) -> PecrError {
+    tracing::warn!(
+        event = "controller.replay_store_error",
+        reason,
+        io_kind = ?err.kind(),
+        "replay store failed"
+    );
+    PecrError::new(ErrorCode::ReplayStore, "replay store unavailable")
 }
 
 fn replay_not_found() -> PecrError {
@@ -59,13 +74,30 @@ fn ledger_error(status: &tonic::Status) -> PecrError {
         {
             error
         }
-        Some(error) => store_error(error.message),
-        None => store_error(status.code()),
+        Some(error) => {
+            tracing::warn!(
+                event = "controller.replay_store_error",
+                reason = "ledger refused",
+                code = error.code.as_str(),
+                "replay store failed"
+            );
+            PecrError::new(ErrorCode::ReplayStore, "replay store unavailable")
+        }
+        None => {
+            tracing::warn!(
+                event = "controller.replay_store_error",
+                reason = "ledger unreachable",
+                grpc_code = ?status.code(),
+                "replay store failed"
+            );
+            PecrError::new(ErrorCode::ReplayStore, "replay store unavailable")
+        }
     }
 }
 
 fn parse_bundle(text: &str) -> Result<ReplayBundle, PecrError> {
-    let value: Value = serde_json::from_str(text).map_err(store_error)?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|_| store_error("a stored bundle is not JSON"))?;
     ReplayBundle::from_json_verified(&value).map_err(|err| {
         if err.is_hash_mismatch() {
             replay_not_found()
@@ -173,6 +205,63 @@ impl ReplayStore {
         Ok(bundle)
     }
 
+    /// The caller's bundles among `run_ids` by run id, read in one store
+    /// operation (one ledger call). Ids that are unsafe, missing, another
+    /// principal's or tampered with have no entry; an unparsable stored
+    /// bundle fails the whole read.
+    pub async fn load_bundles(
+        &self,
+        owner: &Owner,
+        run_ids: &[String],
+    ) -> Result<HashMap<String, ReplayBundle>, PecrError> {
+        let wanted: BTreeSet<&str> = run_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| is_safe_store_id(id))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let texts = match self {
+            Self::Ledger { client, timeout } => {
+                let request = v1::LoadReplayBundlesRequest {
+                    tenant_id: owner.tenant_id.clone(),
+                    principal_id_hash: owner.principal_id_hash.clone(),
+                    run_ids: wanted.iter().map(|id| (*id).to_owned()).collect(),
+                };
+                client
+                    .clone()
+                    .load_replay_bundles(Self::request(request, *timeout))
+                    .await
+                    .map_err(|status| ledger_error(&status))?
+                    .into_inner()
+                    .bundles
+            }
+            Self::Files(dir) => {
+                let mut texts = Vec::new();
+                for run_id in &wanted {
+                    let path = dir.join("replays").join(format!("{run_id}.json"));
+                    texts.extend(read_optional(&path).await?);
+                }
+                texts
+            }
+        };
+        let mut found = HashMap::new();
+        for text in &texts {
+            let bundle = match parse_bundle(text) {
+                Ok(bundle) => bundle,
+                Err(err) if err.code == ErrorCode::ReplayNotFound => continue,
+                Err(err) => return Err(err),
+            };
+            if bundle.metadata.principal_id_hash == owner.principal_id_hash
+                && wanted.contains(bundle.metadata.run_id.as_str())
+            {
+                found.insert(bundle.metadata.run_id.clone(), bundle);
+            }
+        }
+        Ok(found)
+    }
+
     /// The caller's newest `limit` valid bundles, newest first.
     pub async fn list_bundles(
         &self,
@@ -218,7 +307,8 @@ impl ReplayStore {
         owner: &Owner,
         evaluation: &ReplayEvaluationResult,
     ) -> Result<(), PecrError> {
-        let json = serde_json::to_value(evaluation).map_err(store_error)?;
+        let json = serde_json::to_value(evaluation)
+            .map_err(|_| store_error("evaluation not encodable"))?;
         match self {
             Self::Ledger { client, timeout } => {
                 let request = v1::StoreEvaluationRequest {
@@ -309,14 +399,17 @@ impl ReplayStore {
 
 /// Pretty JSON written to a temporary name in the same directory, then renamed.
 async fn write_atomically(path: &Path, json: &Value) -> Result<(), PecrError> {
-    let text = serde_json::to_string_pretty(json).map_err(store_error)?;
+    let text =
+        serde_json::to_string_pretty(json).map_err(|_| store_error("record not encodable"))?;
     let tmp = path.with_extension(format!("json.tmp-{}", new_ulid()));
-    tokio::fs::write(&tmp, text).await.map_err(store_error)?;
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|err| io_error("write failed", &err))?;
     if tokio::fs::rename(&tmp, path).await.is_err() {
         let _ = tokio::fs::remove_file(path).await;
         if let Err(err) = tokio::fs::rename(&tmp, path).await {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(store_error(err));
+            return Err(io_error("rename failed", &err));
         }
     }
     Ok(())
@@ -326,15 +419,21 @@ async fn read_optional(path: &Path) -> Result<Option<String>, PecrError> {
     match tokio::fs::read_to_string(path).await {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(store_error(err)),
+        Err(err) => Err(io_error("read failed", &err)),
     }
 }
 
 /// Every `*.json` file of a directory (unreadable entries are skipped).
 async fn read_json_files(dir: &Path) -> Result<Vec<String>, PecrError> {
-    let mut entries = tokio::fs::read_dir(dir).await.map_err(store_error)?;
+    let mut entries = tokio::fs::read_dir(dir)
+        .await
+        .map_err(|err| io_error("list failed", &err))?;
     let mut texts = Vec::new();
-    while let Some(entry) = entries.next_entry().await.map_err(store_error)? {
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|err| io_error("list failed", &err))?
+    {
         let path = entry.path();
         if path.extension().is_some_and(|ext| ext == "json")
             && let Ok(text) = tokio::fs::read_to_string(&path).await
@@ -346,9 +445,15 @@ async fn read_json_files(dir: &Path) -> Result<Vec<String>, PecrError> {
 }
 
 async fn prune_dir(dir: &Path, max_age: Duration) -> Result<(), PecrError> {
-    let mut entries = tokio::fs::read_dir(dir).await.map_err(store_error)?;
+    let mut entries = tokio::fs::read_dir(dir)
+        .await
+        .map_err(|err| io_error("prune failed", &err))?;
     let now = SystemTime::now();
-    while let Some(entry) = entries.next_entry().await.map_err(store_error)? {
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|err| io_error("prune failed", &err))?
+    {
         let path = entry.path();
         if path.extension().is_none_or(|ext| ext != "json") {
             continue;
@@ -357,7 +462,9 @@ async fn prune_dir(dir: &Path, max_age: Duration) -> Result<(), PecrError> {
         if let Ok(modified) = modified
             && now.duration_since(modified).is_ok_and(|age| age > max_age)
         {
-            tokio::fs::remove_file(&path).await.map_err(store_error)?;
+            tokio::fs::remove_file(&path)
+                .await
+                .map_err(|err| io_error("prune failed", &err))?;
         }
     }
     Ok(())

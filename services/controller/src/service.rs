@@ -1,13 +1,14 @@
 //! `pecr.v1.ControllerService`: authenticate → (rate-limit) → run or read
 //! replays and evaluations. Identity and correlation ids come from metadata.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pecr_auth::{Authenticator, Principal};
 use pecr_contracts::hashing::principal_id_hash;
 use pecr_contracts::ids::{new_ulid, sanitize_request_id, trace_id_or_new};
-use pecr_contracts::replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
+use pecr_contracts::replay::{EngineMode, ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
 use pecr_contracts::scoring::{
     EvaluationThresholds, evaluate, scorecards, validate_submission, validate_thresholds,
 };
@@ -18,7 +19,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info};
 
-use crate::config::RunRateLimit;
+use crate::config::RateLimits;
 use crate::convert;
 use crate::replay_store::Owner;
 use crate::run::{RunIds, Runner};
@@ -27,7 +28,7 @@ pub struct ControllerApi {
     pub runner: Arc<Runner>,
     pub auth: Authenticator,
     pub limiter: RateLimiter,
-    pub rate_limit: RunRateLimit,
+    pub rate_limits: RateLimits,
     pub list_limit: u32,
 }
 
@@ -39,6 +40,24 @@ fn owner(principal: &Principal) -> Owner {
 }
 
 impl ControllerApi {
+    /// Spends one attempt of the caller's quota in `bucket` (0 is unlimited).
+    fn check_rate(
+        &self,
+        principal: &Principal,
+        bucket: &str,
+        limit: u32,
+        route: &str,
+    ) -> PecrResult<()> {
+        if self.limiter.allow(&principal.rate_key(bucket), limit) {
+            Ok(())
+        } else {
+            Err(PecrError::new(
+                ErrorCode::RateLimited,
+                format!("rate limit exceeded for {route}"),
+            ))
+        }
+    }
+
     /// `min(max(limit or cap, 1), cap)`.
     fn effective_limit(&self, limit: Option<u32>) -> u32 {
         limit.unwrap_or(self.list_limit).max(1).min(self.list_limit)
@@ -62,15 +81,7 @@ impl ControllerApi {
     async fn run_inner(&self, request: Request<v1::RunRequest>) -> PecrResult<v1::RunResponse> {
         let metadata = request.metadata();
         let principal = self.auth.authenticate(metadata).await?;
-        if !self.limiter.allow(
-            &format!("run:{}", principal.principal_id),
-            self.rate_limit.per_window,
-        ) {
-            return Err(PecrError::new(
-                ErrorCode::RateLimited,
-                "rate limit exceeded for /v1/run",
-            ));
-        }
+        self.check_rate(&principal, "run", self.rate_limits.runs, "/v1/run")?;
         let ids = run_ids(metadata);
         let authorization = self.auth.forwarded_authorization(metadata);
         let request = request.into_inner();
@@ -125,33 +136,31 @@ impl ControllerApi {
         // Threshold ranges are checked before authentication (spec 30 §13.1).
         validate_thresholds(&submission).map_err(PecrError::invalid_params)?;
         let principal = self.auth.authenticate(metadata).await?;
+        self.check_rate(
+            &principal,
+            "evaluations",
+            self.rate_limits.evaluations,
+            "/v1/evaluations",
+        )?;
         validate_submission(&submission).map_err(PecrError::invalid_params)?;
+        // One evaluation reads no more bundles than one without ids would.
+        if submission.replay_ids.len() > self.list_limit as usize {
+            return Err(PecrError::invalid_params(format!(
+                "replay_ids must list at most {} ids",
+                self.list_limit
+            )));
+        }
         let owner = owner(&principal);
         let store = &self.runner.store;
-        let mut selected = Vec::new();
-        let mut missing = Vec::new();
-        if submission.replay_ids.is_empty() {
-            selected = store
+        let (selected, missing) = if submission.replay_ids.is_empty() {
+            let newest = store
                 .list_bundles(&owner, submission.engine_mode, self.list_limit)
                 .await?;
+            (newest, Vec::new())
         } else {
-            for run_id in &submission.replay_ids {
-                match store.load_bundle(&owner, run_id).await {
-                    Ok(bundle) => {
-                        if submission
-                            .engine_mode
-                            .is_none_or(|mode| mode == bundle.metadata.engine_mode)
-                        {
-                            selected.push(bundle);
-                        }
-                    }
-                    Err(err) if err.code == ErrorCode::ReplayNotFound => {
-                        missing.push(run_id.clone());
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-        }
+            let found = store.load_bundles(&owner, &submission.replay_ids).await?;
+            select_runs(&submission.replay_ids, &found, submission.engine_mode)
+        };
         let run_results: Vec<ReplayRunScore> =
             selected.iter().map(ReplayRunScore::from_bundle).collect();
         let outcome = evaluate(
@@ -175,6 +184,28 @@ impl ControllerApi {
         store.store_evaluation(&owner, &result).await?;
         Ok(result)
     }
+}
+
+/// Spec 30 §13.1 step 6 over bundles loaded at once: in the given order,
+/// an id without a bundle is missing, a bundle of another engine mode is
+/// left out, and a duplicate id is selected (or missing) each time it appears.
+fn select_runs(
+    replay_ids: &[String],
+    found: &HashMap<String, ReplayBundle>,
+    engine_mode: Option<EngineMode>,
+) -> (Vec<ReplayBundle>, Vec<String>) {
+    let mut selected = Vec::new();
+    let mut missing = Vec::new();
+    for run_id in replay_ids {
+        match found.get(run_id) {
+            Some(bundle) if engine_mode.is_none_or(|mode| mode == bundle.metadata.engine_mode) => {
+                selected.push(bundle.clone());
+            }
+            Some(_) => {}
+            None => missing.push(run_id.clone()),
+        }
+    }
+    (selected, missing)
 }
 
 /// Request id (sanitized) and trace id (a ULID, else a fresh one).

@@ -29,6 +29,8 @@ pub struct RateLimits {
     pub sessions: u32,
     pub operators: u32,
     pub finalize: u32,
+    /// `SimulatePolicy`: each call is a policy evaluation (remote OPA included).
+    pub simulate: u32,
 }
 
 /// Filesystem and safe-view adapter limits.
@@ -36,6 +38,7 @@ pub struct RateLimits {
 pub struct SourceLimits {
     pub fs_corpus_path: PathBuf,
     pub fs_version_cache_max_bytes: u64,
+    pub fs_version_cache_max_total_bytes: u64,
     pub fs_version_cache_max_versions_per_object: u32,
     pub fs_diff_max_bytes: u64,
     pub pg_query_timeout_ms: u64,
@@ -224,6 +227,12 @@ impl Config {
                     0,
                     u64::MAX,
                 ),
+                fs_version_cache_max_total_bytes: r.number(
+                    env::FS_VERSION_CACHE_MAX_TOTAL_BYTES,
+                    67_108_864,
+                    1,
+                    u64::MAX,
+                ),
                 fs_version_cache_max_versions_per_object: r.number(
                     env::FS_VERSION_CACHE_MAX_VERSIONS_PER_OBJECT,
                     16,
@@ -241,6 +250,7 @@ impl Config {
                 sessions: r.number(env::RATE_LIMIT_SESSIONS, 60, 0, u32::MAX),
                 operators: r.number(env::RATE_LIMIT_OPERATORS, 240, 0, u32::MAX),
                 finalize: r.number(env::RATE_LIMIT_FINALIZE, 120, 0, u32::MAX),
+                simulate: r.number(env::RATE_LIMIT_SIMULATE, 120, 0, u32::MAX),
             },
             coverage_threshold,
             as_of_time_default,

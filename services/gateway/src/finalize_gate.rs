@@ -19,12 +19,17 @@ pub struct SessionUsage<'a> {
 /// Returns the gated claim map: threshold from config, claims trimmed,
 /// sorted, re-identified, evidence-less SUPPORTED claims downgraded,
 /// coverage and terminal mode computed. `claim_map_id` and `notes` are kept.
+///
+/// Coverage is the share of the claims that need evidence (every claim but
+/// an ASSUMPTION) that are SUPPORTED by emitted evidence, so UNKNOWN claims
+/// count against it; with no such claim it is 0.
 pub fn gate(
     mut claim_map: v1::ClaimMap,
     usage: &SessionUsage<'_>,
     threshold: f64,
 ) -> PecrResult<v1::ClaimMap> {
     let mut supported = 0_u32;
+    let mut eligible = 0_u32;
     for claim in &mut claim_map.claims {
         let text = claim.claim_text.trim();
         if text.is_empty() {
@@ -62,6 +67,9 @@ pub fn gate(
                 supported += 1;
             }
         }
+        if status != Status::Assumption {
+            eligible += 1;
+        }
         claim.status = status as i32;
         claim.claim_id = claim_id(
             &claim.claim_text,
@@ -71,7 +79,7 @@ pub fn gate(
     }
     // Every supported claim cites emitted evidence, so all of them are covered.
     let covered = supported;
-    let coverage_observed = f64::from(covered) / f64::from(supported.max(1));
+    let coverage_observed = f64::from(covered) / f64::from(eligible.max(1));
     // max_bytes = 0 means unlimited here as everywhere (a deliberate fix).
     let budget_violation = usage.operator_calls_used > usage.max_operator_calls
         || (usage.max_bytes > 0 && usage.bytes_used > usage.max_bytes);
@@ -188,6 +196,80 @@ mod tests {
         assert_eq!(
             gated.claims[0].claim_id,
             "ad3099dcca04ed3e2f258c23006f2f566ff0c50f462167efdc566a4a3337b3a9"
+        );
+    }
+
+    #[test]
+    fn unknown_claims_count_against_coverage() {
+        let emitted = vec![PUBLIC_UNIT.to_owned()];
+        let mut claims = vec![claim(
+            "public doc retrieved",
+            Status::Supported,
+            &[PUBLIC_UNIT],
+        )];
+        claims.extend((0..200).map(|n| claim(&format!("guess {n}"), Status::Unknown, &[])));
+        let gated = gate(map(claims), &usage(&emitted, 0, 1024), 0.95).expect("gated");
+        assert_eq!(gated.coverage_observed, 1.0 / 201.0);
+        assert_eq!(
+            gated.terminal_mode,
+            v1::TerminalMode::InsufficientEvidence as i32
+        );
+        // Even a zero threshold needs a supported claim.
+        let lenient = gate(
+            map(vec![claim("guess", Status::Unknown, &[])]),
+            &usage(&emitted, 0, 1024),
+            0.0,
+        )
+        .expect("gated");
+        assert_eq!(lenient.coverage_observed, 0.0);
+        assert_eq!(
+            lenient.terminal_mode,
+            v1::TerminalMode::InsufficientEvidence as i32
+        );
+    }
+
+    #[test]
+    fn downgraded_claims_count_against_coverage_and_assumptions_do_not() {
+        let emitted = vec![PUBLIC_UNIT.to_owned()];
+        let supported = || claim("public doc retrieved", Status::Supported, &[PUBLIC_UNIT]);
+        let downgraded = gate(
+            map(vec![
+                supported(),
+                claim("no evidence", Status::Supported, &[]),
+            ]),
+            &usage(&emitted, 0, 1024),
+            0.5,
+        )
+        .expect("gated");
+        assert_eq!(downgraded.coverage_observed, 0.5);
+        assert_eq!(downgraded.terminal_mode, v1::TerminalMode::Supported as i32);
+
+        let assumptions = gate(
+            map(vec![
+                supported(),
+                claim("the customer means the public one", Status::Assumption, &[]),
+                claim("a second assumption", Status::Assumption, &[]),
+            ]),
+            &usage(&emitted, 0, 1024),
+            0.95,
+        )
+        .expect("gated");
+        assert_eq!(assumptions.coverage_observed, 1.0);
+        assert_eq!(
+            assumptions.terminal_mode,
+            v1::TerminalMode::Supported as i32
+        );
+
+        let only_assumptions = gate(
+            map(vec![claim("an assumption", Status::Assumption, &[])]),
+            &usage(&emitted, 0, 1024),
+            0.0,
+        )
+        .expect("gated");
+        assert_eq!(only_assumptions.coverage_observed, 0.0);
+        assert_eq!(
+            only_assumptions.terminal_mode,
+            v1::TerminalMode::InsufficientEvidence as i32
         );
     }
 

@@ -66,6 +66,7 @@ fn adapters_config(config: &Config) -> AdaptersConfig {
     AdaptersConfig {
         fs_corpus_path: sources.fs_corpus_path.clone(),
         fs_version_cache_max_bytes: sources.fs_version_cache_max_bytes,
+        fs_version_cache_max_total_bytes: sources.fs_version_cache_max_total_bytes,
         fs_version_cache_max_versions_per_object: sources.fs_version_cache_max_versions_per_object
             as usize,
         fs_diff_max_bytes: sources.fs_diff_max_bytes,

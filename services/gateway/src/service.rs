@@ -60,9 +60,7 @@ impl GatewayApi {
     ) -> PecrResult<Caller> {
         let principal = self.auth.authenticate(metadata).await?;
         if let Some((prefix, limit, what)) = bucket
-            && !self
-                .limiter
-                .allow(&format!("{prefix}:{}", principal.principal_id), limit)
+            && !self.limiter.allow(&principal.rate_key(prefix), limit)
         {
             return Err(rate_limited(what));
         }
@@ -126,7 +124,8 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
         let started = Instant::now();
         let result = async {
-            let caller = self.caller(request.metadata(), None).await?;
+            let bucket = ("simulate", self.limits.simulate, "policy simulation");
+            let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let decision = self.core.simulate(&caller, request.into_inner()).await?;
             let decision = policy_decision(decision);
             let response = v1::SimulatePolicyResponse {

@@ -25,6 +25,7 @@ const GATEWAY_RPCS: &[&str] = &[
 const CONTROLLER_RPCS: &[&str] = &[
     "StoreReplayBundle",
     "LoadReplayBundle",
+    "LoadReplayBundles",
     "ListReplayBundles",
     "PruneReplays",
     "StoreEvaluation",

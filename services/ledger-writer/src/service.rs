@@ -172,6 +172,20 @@ impl LedgerService for Ledger {
         .await
     }
 
+    async fn load_replay_bundles(
+        &self,
+        request: Request<v1::LoadReplayBundlesRequest>,
+    ) -> Result<Response<v1::LoadReplayBundlesResponse>, Status> {
+        self.call("LoadReplayBundles", async {
+            let request = request.into_inner();
+            let owner = validate::owner(&request.tenant_id, &request.principal_id_hash)?;
+            let run_ids = validate::batch_run_ids(request.run_ids)?;
+            let bundles = self.store.load_replays(owner, &run_ids).await?;
+            Ok(v1::LoadReplayBundlesResponse { bundles })
+        })
+        .await
+    }
+
     async fn list_replay_bundles(
         &self,
         request: Request<v1::ListReplayBundlesRequest>,

@@ -659,6 +659,27 @@ pub fn list_events(request: v1::ListEventsRequest) -> PecrResult<EventQuery> {
     })
 }
 
+/// Most run ids one `LoadReplayBundles` call may name (the list cap).
+pub const MAX_BATCH_RUN_IDS: usize = 10_000;
+
+/// The distinct safe ids of a batch load, sorted. Unsafe ids can name no
+/// stored bundle, so they are dropped rather than refused (as a single
+/// load answers them with not found).
+pub fn batch_run_ids(run_ids: Vec<String>) -> PecrResult<Vec<String>> {
+    if run_ids.len() > MAX_BATCH_RUN_IDS {
+        return Err(invalid(format!(
+            "run_ids must hold at most {MAX_BATCH_RUN_IDS} ids"
+        )));
+    }
+    let mut safe: Vec<String> = run_ids
+        .into_iter()
+        .filter(|id| ids::is_safe_store_id(id))
+        .collect();
+    safe.sort_unstable();
+    safe.dedup();
+    Ok(safe)
+}
+
 pub fn list_limit(limit: u32) -> PecrResult<i64> {
     if (1..=10_000).contains(&limit) {
         Ok(i64::from(limit))

@@ -95,6 +95,7 @@ async fn each_caller_may_call_only_its_own_rpcs() {
     let controller_rpcs = [
         "StoreReplayBundle",
         "LoadReplayBundle",
+        "LoadReplayBundles",
         "ListReplayBundles",
         "PruneReplays",
         "StoreEvaluation",

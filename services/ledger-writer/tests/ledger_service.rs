@@ -548,6 +548,55 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
         assert_eq!(pecr_error(&status).code, ErrorCode::ReplayNotFound);
     }
 
+    let batch = |tenant: &str, owner: &str, run_ids: &[&str]| v1::LoadReplayBundlesRequest {
+        tenant_id: tenant.into(),
+        principal_id_hash: owner.into(),
+        run_ids: run_ids.iter().map(|id| (*id).to_owned()).collect(),
+    };
+    let mut found = ledger
+        .client
+        .load_replay_bundles(batch(
+            "local",
+            &dev,
+            &["run_02", "run_01", "run_02", "run_03", "../run_01"],
+        ))
+        .await
+        .expect("batch load")
+        .into_inner()
+        .bundles;
+    found.sort();
+    let mut expected = vec![
+        canonical_json(&bundle("run_01", &dev, 1_000)),
+        canonical_json(&bundle("run_02", &dev, 2_000)),
+    ];
+    expected.sort();
+    assert_eq!(
+        found, expected,
+        "each found bundle once; unknown and unsafe ids left out"
+    );
+    for (tenant, owner) in [("local", &support), ("other", &dev)] {
+        let others = ledger
+            .client
+            .load_replay_bundles(batch(tenant, owner, &["run_01", "run_02"]))
+            .await
+            .expect("batch load")
+            .into_inner()
+            .bundles;
+        assert!(others.is_empty(), "{tenant}: not visible");
+    }
+    let too_many: Vec<String> = (0..10_001).map(|n| format!("run_{n}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let status = ledger
+        .client
+        .load_replay_bundles(batch("local", &dev, &too_many))
+        .await
+        .expect_err("over the cap");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        pecr_error(&status).message,
+        "run_ids must hold at most 10000 ids"
+    );
+
     let listed = ledger
         .controller
         .list_replay_bundles(v1::ListReplayBundlesRequest {
@@ -714,4 +763,48 @@ async fn evidence_content_is_stored_only_when_asked() {
         None,
         "metadata-only by default"
     );
+}
+
+#[tokio::test]
+async fn database_errors_are_logged_by_sqlstate_never_by_their_text() {
+    const CANARY: &str = "CALLER_TEXT_CANARY_7d2f";
+    let mut ledger = start_ledger().await;
+    let session = record_session(&mut ledger, "s-nul", "dev").await;
+    // JSON allows \u0000; PostgreSQL's jsonb refuses it (SQLSTATE 22P05),
+    // and its error quotes the payload around it.
+    let payload = json!({"note": format!("{CANARY}\u{0}")});
+    let status = ledger
+        .client
+        .append_event(v1::AppendEventRequest {
+            event: Some(event(&session, "POLICY_DECISION", payload)),
+        })
+        .await
+        .expect_err("refused");
+    let error = pecr_error(&status);
+    assert_eq!(
+        (error.code, error.http_status, error.message.as_str()),
+        (
+            ErrorCode::InvalidParams,
+            400,
+            "a value was rejected by the ledger database"
+        )
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while !lines.iter().any(|line: &String| line.contains("22P05")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SQLSTATE logged: {lines:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        lines.extend(ledger.process.drain_stderr());
+    }
+    let logs = lines.join("\n");
+    for raw in [
+        CANARY,
+        "unsupported Unicode escape sequence",
+        "cannot be converted",
+    ] {
+        assert!(!logs.contains(raw), "the log holds {raw:?}:\n{logs}");
+    }
 }

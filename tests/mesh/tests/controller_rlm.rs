@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use pecr_errors::ErrorCode;
-use pecr_mesh_tests::{Mesh, as_principal, budget, client_for, error_of, replay, traced_run};
+use pecr_mesh_tests::{
+    Mesh, MeshOptions, as_principal, budget, client_for, error_of, replay, traced_run,
+};
 use pecr_proto::v1::{self, TerminalMode};
 use pecr_testkit::{ServiceProcess, http_get, workspace_root};
 
@@ -346,4 +348,95 @@ async fn scenario_37_scorecards_compare_the_engines() {
     assert_eq!(cards[0].average_quality_score, 100.0);
     assert!(cards[0].average_quality_score > cards[1].average_quality_score);
     assert_eq!(cards[1].source_unavailable_rate, 1.0);
+}
+
+#[tokio::test]
+async fn the_bridge_gets_no_secret_and_its_stderr_is_not_logged() {
+    const SECRET: &str = "shared-secret-canary-8c1e4d";
+    const DB_PASSWORD: &str = "db-password-canary-51a7";
+    let secret = vec![("PECR_LOCAL_AUTH_SHARED_SECRET", SECRET.to_owned())];
+    let mesh = Mesh::start_with(MeshOptions {
+        gateway: secret.clone(),
+        controller: secret,
+    })
+    .await;
+    let db_url = format!("postgres://pecr:{DB_PASSWORD}@127.0.0.1:5432/pecr");
+    // The interpreter itself: a launcher script (a pyenv shim) would add
+    // variables of its own between the controller and Python.
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let mut controller = rlm_controller(
+        &mesh,
+        stub("env_dump.py"),
+        &[
+            ("PECR_DB_URL", &db_url),
+            ("PECR_RLM_BACKEND", "mock"),
+            ("PECR_RLM_PYTHON", &python),
+        ],
+    )
+    .await;
+    let mut request = traced_run("dev", "smoke", None, &trace(40));
+    request
+        .metadata_mut()
+        .insert("x-pecr-local-auth-secret", SECRET.parse().expect("secret"));
+    let response = client_for(&controller)
+        .await
+        .run(request)
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(response.stop_reason, "rlm_done");
+    let names = response
+        .response_text
+        .strip_prefix("UNKNOWN: leaked 0 env ")
+        .unwrap_or_else(|| panic!("answer: {}", response.response_text));
+    let names: Vec<&str> = names.split(',').collect();
+    assert!(names.contains(&"PATH"), "{names:?}");
+    assert!(names.contains(&"PECR_RLM_BACKEND"), "{names:?}");
+    let allowed = [
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "PECR_RLM_BACKEND",
+        "PYTHONNOUSERSITE",
+        "PYTHONDONTWRITEBYTECODE",
+    ];
+    for name in &names {
+        assert!(allowed.contains(name), "{name} reached the bridge");
+    }
+
+    // Stderr is summarised: counted and hashed, never copied into the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|line: &String| line.contains("rlm.bridge.stderr"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stderr summary: {lines:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        lines.extend(controller.drain_stderr());
+    }
+    let summary = lines
+        .iter()
+        .find(|line| line.contains("rlm.bridge.stderr"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(summary.contains("\"bytes\""), "{summary}");
+    assert!(summary.contains("\"sha256\""), "{summary}");
+    let logs = lines.join("\n");
+    for leaked in [
+        "BRIDGE_STDERR_CANARY_3f9c",
+        "stderr-dump",
+        SECRET,
+        DB_PASSWORD,
+    ] {
+        assert!(!logs.contains(leaked), "the log holds {leaked}");
+    }
 }

@@ -656,3 +656,59 @@ async fn a_session_is_bound_to_its_tenant_principal_and_attributes() {
     let reply = fetch(owner).await.expect("owner reads");
     assert!(reply.into_inner().result.contains("cust_public_1"));
 }
+
+#[tokio::test]
+async fn rate_limits_are_per_tenant_not_per_principal_id() {
+    let (key_a, _) = keys().await;
+    let issuer = JwksServer::start(jwks(&[&key_a])).await;
+    let mut gateway_env = oidc_env(&issuer.url());
+    gateway_env.push(("PECR_RATE_LIMIT_SESSIONS_PER_WINDOW", "1".into()));
+    let mut controller_env = oidc_env(&issuer.url());
+    controller_env.push(("PECR_RATE_LIMIT_RUN_PER_WINDOW", "1".into()));
+    let mesh = Mesh::start_with(MeshOptions {
+        gateway: gateway_env,
+        controller: controller_env,
+    })
+    .await;
+    let dev_of = |tenant: &str| {
+        format!(
+            "Bearer {}",
+            key_a.sign(&claims_with(|c| {
+                c.insert("tenant".into(), json!(tenant));
+            }))
+        )
+    };
+    let (acme, globex) = (dev_of("acme"), dev_of("globex"));
+
+    grpc_run(&mesh, Some(&acme), "smoke")
+        .await
+        .unwrap_or_else(|status| panic!("acme's first run: {status:?}"));
+    let status = grpc_run(&mesh, Some(&acme), "smoke")
+        .await
+        .expect_err("acme's dev has spent its run quota");
+    assert_eq!(error_of(&status).code, ErrorCode::RateLimited);
+    // Same principal id, other tenant: its own quota at the controller and
+    // at the gateway (whose session quota of 1 acme's run has spent).
+    grpc_run(&mesh, Some(&globex), "smoke")
+        .await
+        .unwrap_or_else(|status| panic!("globex's dev is not limited by acme's: {status:?}"));
+    let gateway = mesh.gateway.as_ref().expect("gateway");
+    let mut client = GatewayServiceClient::connect(gateway.grpc_url())
+        .await
+        .expect("connect gateway");
+    let status = client
+        .create_session(bearer(
+            Some(&acme),
+            v1::CreateSessionRequest {
+                budget: Some(pecr_mesh_tests::roomy_budget()),
+                as_of_time: None,
+            },
+        ))
+        .await
+        .expect_err("acme's dev has spent its session quota at the gateway");
+    assert_eq!(error_of(&status).code, ErrorCode::RateLimited);
+    assert_eq!(
+        error_of(&status).message,
+        "rate limit exceeded for session creation"
+    );
+}

@@ -33,7 +33,11 @@ fn parse_group_by(params: &Value) -> Result<Vec<&'static str>, PecrError> {
                 .copied()
                 .find(|field| field == name)
                 .ok_or_else(|| {
-                    PecrError::invalid_params(format!("group_by field not allowlisted: {name}"))
+                    crate::errors::not_allowlisted(
+                        "group_by field not allowlisted",
+                        &[name],
+                        || (*name).to_owned(),
+                    )
                 })
         })
         .collect()
@@ -69,7 +73,9 @@ fn parse_metrics(params: &Value) -> Result<Vec<(&'static str, &'static str)>, Pe
             .copied()
             .find(|(n, f)| *n == name && *f == field)
             .ok_or_else(|| {
-                PecrError::invalid_params(format!("metric not allowlisted: {name}({field})"))
+                crate::errors::not_allowlisted("metric not allowlisted", &[name, field], || {
+                    format!("{name}({field})")
+                })
             })?;
         metrics.push(metric);
     }

@@ -55,8 +55,11 @@ fn parse_fields(
     names
         .iter()
         .map(|name| {
-            view.field(name)
-                .ok_or_else(|| PecrError::invalid_params(format!("field not allowlisted: {name}")))
+            view.field(name).ok_or_else(|| {
+                crate::errors::not_allowlisted("field not allowlisted", &[name], || {
+                    (*name).to_owned()
+                })
+            })
         })
         .collect()
 }

@@ -85,7 +85,11 @@ impl LedgerStore {
 
     async fn client(&self) -> PecrResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|err| {
-            tracing::warn!(error = %err, "ledger connection unavailable");
+            tracing::warn!(
+                reason = pool_error_kind(&err),
+                sqlstate = pool_sqlstate(&err),
+                "ledger connection unavailable"
+            );
             PecrError::ledger_unavailable()
         })
     }
@@ -124,10 +128,42 @@ impl LedgerStore {
     }
 }
 
-/// Maps a database error to what clients may see; details go to the log only.
+/// Why the pool gave no connection, as a fixed label.
+fn pool_error_kind(err: &deadpool_postgres::PoolError) -> &'static str {
+    use deadpool_postgres::PoolError;
+    match err {
+        PoolError::Timeout(_) => "timeout",
+        PoolError::Backend(_) => "connect_failed",
+        PoolError::Closed => "pool_closed",
+        PoolError::NoRuntimeSpecified => "no_runtime",
+        PoolError::PostCreateHook(_) => "post_create_hook",
+    }
+}
+
+fn pool_sqlstate(err: &deadpool_postgres::PoolError) -> &str {
+    match err {
+        deadpool_postgres::PoolError::Backend(err) => err.code().map_or("", SqlState::code),
+        _ => "",
+    }
+}
+
+/// Values the database refused: the caller's input, so a 400.
+const REJECTED_VALUE: [SqlState; 7] = [
+    SqlState::CHECK_VIOLATION,
+    SqlState::INVALID_DATETIME_FORMAT,
+    SqlState::DATETIME_FIELD_OVERFLOW,
+    SqlState::INVALID_TEXT_REPRESENTATION,
+    SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+    SqlState::UNTRANSLATABLE_CHARACTER,
+    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+];
+
+/// Maps a database error to what clients may see. The log gets the
+/// SQLSTATE (and for a unique violation the table) only: server messages,
+/// details and context can quote the values a caller sent.
 pub(crate) fn db_error(err: tokio_postgres::Error) -> PecrError {
     let Some(db) = err.as_db_error() else {
-        tracing::warn!(error = %err, "ledger connection error");
+        tracing::warn!(closed = err.is_closed(), "ledger connection error");
         return PecrError::ledger_unavailable();
     };
     let code = db.code();
@@ -140,31 +176,31 @@ pub(crate) fn db_error(err: tokio_postgres::Error) -> PecrError {
                 "session_id or policy_snapshot_id already exists"
             }
             _ => {
-                tracing::warn!(table = ?db.table(), "unexpected unique violation");
+                tracing::warn!(
+                    sqlstate = code.code(),
+                    table = ?db.table(),
+                    "unexpected unique violation"
+                );
                 return PecrError::ledger_unavailable();
             }
         };
         return PecrError::invalid_params(message).with_http(409);
     }
     if *code == SqlState::QUERY_CANCELED {
-        tracing::warn!("ledger statement cancelled by its timeout");
+        tracing::warn!(
+            sqlstate = code.code(),
+            "ledger statement cancelled by its timeout"
+        );
         return PecrError::ledger_unavailable();
     }
     if *code == SqlState::FOREIGN_KEY_VIOLATION {
         return PecrError::invalid_params("unknown session_id").with_http(404);
     }
-    if [
-        SqlState::CHECK_VIOLATION,
-        SqlState::INVALID_DATETIME_FORMAT,
-        SqlState::DATETIME_FIELD_OVERFLOW,
-        SqlState::INVALID_TEXT_REPRESENTATION,
-        SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
-    ]
-    .contains(code)
-    {
+    if REJECTED_VALUE.contains(code) {
+        tracing::info!(sqlstate = code.code(), "ledger database rejected a value");
         return PecrError::invalid_params("a value was rejected by the ledger database");
     }
-    tracing::warn!(sqlstate = code.code(), error = %db.message(), "ledger statement failed");
+    tracing::warn!(sqlstate = code.code(), "ledger statement failed");
     PecrError::ledger_unavailable()
 }
 

@@ -73,6 +73,34 @@ impl LedgerStore {
         .await
     }
 
+    /// The owner's verified bundles among `run_ids`, in one query.
+    pub async fn load_replays(&self, owner: Owner, run_ids: &[String]) -> PecrResult<Vec<String>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.db("load_replays", async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    &client
+                        .prepare_cached(
+                            "SELECT bundle_json FROM pecr_replay_bundles \
+                     WHERE tenant_id = $1 AND principal_id_hash = $2 AND run_id = ANY($3::text[])",
+                        )
+                        .await
+                        .map_err(db_error)?,
+                    &[&owner.tenant_id, &owner.principal_id_hash, &run_ids],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(rows
+                .iter()
+                .filter_map(|row| verified_bundle(&row.get::<_, String>(0)))
+                .collect())
+        })
+        .await
+    }
+
     pub async fn list_replays(
         &self,
         owner: Owner,

@@ -7,10 +7,11 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use pecr_errors::{ErrorCode, PecrError};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::env;
 
@@ -24,8 +25,15 @@ const DEFAULT_PYTHON: &str = "python3";
 pub const EXIT_GRACE: Duration = Duration::from_millis(250);
 /// Longest request line accepted from the bridge; a longer one is a read error.
 const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
-/// Longest stderr line logged; the rest follows as further lines.
-const MAX_STDERR_LINE_BYTES: u64 = 8 * 1024;
+/// Stderr is read in chunks of at most this many bytes.
+const STDERR_CHUNK_BYTES: u64 = 8 * 1024;
+/// The only variables of the controller's environment the bridge inherits:
+/// how to find programs, the locale, and the bridge's own backend choice.
+/// Secrets (shared secret, OIDC settings, database URLs, TLS key paths)
+/// never reach the child.
+const INHERITED_ENV: [&str; 5] = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", env::RLM_BACKEND];
+/// Set for the child: no per-user site packages, no bytecode written.
+const CHILD_ENV: [(&str, &str); 2] = [("PYTHONNOUSERSITE", "1"), ("PYTHONDONTWRITEBYTECODE", "1")];
 
 /// `<python> <script>` for one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +67,14 @@ impl BridgeCommand {
                 .map(PathBuf::from)
                 .find(|path| exists(path))
                 .ok_or_else(|| {
+                    debug!(
+                        event = "rlm.bridge.script_not_found",
+                        searched = %SCRIPT_SEARCH_PATH.join(" "),
+                        "no rlm bridge script on the search path"
+                    );
                     PecrError::new(
                         ErrorCode::RlmBridgeScriptNotFound,
-                        format!(
-                            "rlm bridge script not found (set {} or install it at {})",
-                            env::RLM_SCRIPT_PATH,
-                            SCRIPT_SEARCH_PATH.join(" or ")
-                        ),
+                        "rlm bridge script not found",
                     )
                 })?,
         };
@@ -108,21 +117,35 @@ pub struct Bridge {
 
 impl Bridge {
     pub fn spawn(command: &BridgeCommand, ids: &LogIds) -> Result<Self, PecrError> {
+        let inherited = INHERITED_ENV
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| (*name, value)));
         let mut child = Command::new(&command.python)
             .arg(&command.script)
+            .env_clear()
+            .envs(inherited)
+            .envs(CHILD_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|err| {
+                // Paths stay in the log; the client gets a fixed message.
+                warn!(
+                    event = "rlm.bridge.spawn_failed",
+                    io_kind = ?err.kind(),
+                    "cannot spawn the rlm bridge"
+                );
+                debug!(
+                    event = "rlm.bridge.spawn_failed",
+                    python = %command.python,
+                    script = %command.script.display(),
+                    "rlm bridge command"
+                );
                 PecrError::new(
                     ErrorCode::RlmBridgeSpawnFailed,
-                    format!(
-                        "cannot spawn the rlm bridge {} {}: {err}",
-                        command.python,
-                        command.script.display()
-                    ),
+                    "cannot spawn the rlm bridge",
                 )
             })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -215,26 +238,60 @@ impl Bridge {
     }
 }
 
-/// Logs every stderr line as a warning until the pipe closes.
+/// What the bridge wrote to stderr: counted and hashed, never kept.
+#[derive(Default)]
+struct StderrDigest {
+    lines: u64,
+    bytes: u64,
+    hasher: Sha256,
+}
+
+impl StderrDigest {
+    fn add(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        self.lines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
+        self.hasher.update(chunk);
+    }
+
+    /// Lines (a last line without a newline counts), bytes and SHA-256 hex.
+    fn finish(self, ended_with_newline: bool) -> (u64, u64, String) {
+        let partial = u64::from(self.bytes > 0 && !ended_with_newline);
+        let digest = self.hasher.finalize();
+        let hex = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        (self.lines + partial, self.bytes, hex)
+    }
+}
+
+/// Reads stderr until the pipe closes, then logs one line with its size
+/// and hash: bridge output can carry query, evidence or model text, so it
+/// never reaches the log verbatim.
 async fn log_stderr(stderr: impl AsyncRead + Unpin, ids: LogIds) {
     let mut reader = BufReader::new(stderr);
+    let mut digest = StderrDigest::default();
     let mut buffer = Vec::new();
+    let mut ended_with_newline = true;
     loop {
         buffer.clear();
-        let mut limited = (&mut reader).take(MAX_STDERR_LINE_BYTES);
+        let mut limited = (&mut reader).take(STDERR_CHUNK_BYTES);
         match limited.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(_) => {
-                let line = String::from_utf8_lossy(&buffer);
-                warn!(
-                    event = "rlm.bridge.stderr",
-                    trace_id = %ids.trace_id,
-                    request_id = %ids.request_id,
-                    line = %line.trim_end(),
-                    "rlm bridge stderr"
-                );
+                ended_with_newline = buffer.last() == Some(&b'\n');
+                digest.add(&buffer);
             }
         }
+    }
+    let (lines, bytes, sha256) = digest.finish(ended_with_newline);
+    if bytes > 0 {
+        warn!(
+            event = "rlm.bridge.stderr",
+            trace_id = %ids.trace_id,
+            request_id = %ids.request_id,
+            lines,
+            bytes,
+            sha256 = %sha256,
+            "rlm bridge wrote to stderr"
+        );
     }
 }
 
@@ -365,6 +422,60 @@ mod tests {
         let mut bridge = Bridge::spawn(&script.command(), &ids()).expect("sh spawns");
         assert_eq!(bridge.read(Duration::from_secs(5)).await, Read::Eof);
         assert!(bridge.shutdown(true).await.is_some_and(|s| s.success()));
+    }
+
+    #[tokio::test]
+    async fn the_child_sees_only_the_allowlisted_environment() {
+        let script = ShellScript::new("env; exit 0");
+        let mut bridge = Bridge::spawn(&script.command(), &ids()).expect("sh spawns");
+        let mut names = Vec::new();
+        while let Read::Line(line) = bridge.read(Duration::from_secs(5)).await {
+            names.extend(line.split('=').next().map(str::to_owned));
+        }
+        bridge.shutdown(true).await;
+        assert!(names.iter().any(|name| name == "PATH"), "{names:?}");
+        assert!(
+            names.iter().any(|name| name == "PYTHONNOUSERSITE"),
+            "{names:?}"
+        );
+        // cargo runs tests with CARGO_* set; none may leak through.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let shell_own = ["PWD", "OLDPWD", "SHLVL", "_"];
+        for name in &names {
+            assert!(
+                INHERITED_ENV.contains(&name.as_str())
+                    || CHILD_ENV.iter().any(|(set, _)| set == name)
+                    || shell_own.contains(&name.as_str()),
+                "{name} reached the bridge"
+            );
+        }
+    }
+
+    #[test]
+    fn stderr_is_summarised_not_kept() {
+        let mut digest = StderrDigest::default();
+        digest.add(b"secret line one\n");
+        digest.add(b"secret tail");
+        let (lines, bytes, sha256) = digest.finish(false);
+        assert_eq!((lines, bytes), (2, 27));
+        assert_eq!(
+            sha256,
+            pecr_contracts::sha256_hex(b"secret line one\nsecret tail")
+        );
+        let (lines, bytes, _) = StderrDigest::default().finish(true);
+        assert_eq!((lines, bytes), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn spawn_errors_name_no_path() {
+        let command = BridgeCommand {
+            python: "/nonexistent/secret-dir/python".into(),
+            script: PathBuf::from("/srv/secret-dir/bridge.py"),
+        };
+        let err = Bridge::spawn(&command, &ids()).err().expect("spawn fails");
+        assert_eq!(err.message, "cannot spawn the rlm bridge");
+        let missing = BridgeCommand::resolve(vars(&[]), |_| false).expect_err("nothing exists");
+        assert_eq!(missing.message, "rlm bridge script not found");
     }
 
     #[tokio::test]

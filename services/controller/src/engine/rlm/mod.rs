@@ -148,10 +148,10 @@ fn protocol_error(message: impl Into<String>) -> PecrError {
 }
 
 fn encode(message: &ToBridge<'_>) -> Result<String, PecrError> {
-    message.to_line().map_err(|err| {
+    message.to_line().map_err(|_| {
         PecrError::new(
             ErrorCode::RlmBridgeInternal,
-            format!("cannot encode a message for the rlm bridge: {err}"),
+            "cannot encode a message for the rlm bridge",
         )
     })
 }
@@ -354,7 +354,8 @@ async fn read_message(bridge: &mut Bridge, timeout: Duration) -> Result<Incoming
         Read::Failed => return Ok(Incoming::Ended(StopReason::BridgeReadError)),
         Read::TimedOut => return Ok(Incoming::Ended(StopReason::BudgetMaxWallclockMs)),
     };
-    let value = parse_line(&line)
-        .map_err(|err| protocol_error(format!("rlm bridge sent a line that is not JSON: {err}")))?;
+    // The parser's text is left out: bridge output is not echoed to clients.
+    let value =
+        parse_line(&line).map_err(|_| protocol_error("rlm bridge sent a line that is not JSON"))?;
     Ok(Incoming::Message(classify(&value)))
 }
