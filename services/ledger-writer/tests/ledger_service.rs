@@ -554,7 +554,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
         run_ids: run_ids.iter().map(|id| (*id).to_owned()).collect(),
     };
     let mut found = ledger
-        .client
+        .controller
         .load_replay_bundles(batch(
             "local",
             &dev,
@@ -576,7 +576,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     );
     for (tenant, owner) in [("local", &support), ("other", &dev)] {
         let others = ledger
-            .client
+            .controller
             .load_replay_bundles(batch(tenant, owner, &["run_01", "run_02"]))
             .await
             .expect("batch load")
@@ -587,7 +587,7 @@ async fn replay_bundles_are_hash_checked_and_owner_scoped() {
     let too_many: Vec<String> = (0..10_001).map(|n| format!("run_{n}")).collect();
     let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
     let status = ledger
-        .client
+        .controller
         .load_replay_bundles(batch("local", &dev, &too_many))
         .await
         .expect_err("over the cap");
