@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, buf lint (and buf breaking
 # against the previous commit), then all unit and integration tests against
-# a real PostgreSQL, with grpcurl from the pinned tools.
+# a real PostgreSQL, with grpcurl from the pinned tools, and finally the
+# security gate (scripts/security-gate.sh: attack suite, schemathesis, fault
+# drills and canary scan against a mesh of its own).
 #
 # Environment (optional):
 #   PECR_TEST_DB_URL   PostgreSQL the integration tests use (default postgres on 127.0.0.1:5432)
@@ -56,10 +58,22 @@ cargo test -p pecr-controller --no-fail-fast 2>&1 | tee -a "$log"
 status=$(( status | PIPESTATUS[0] ))
 set -e
 
+say "==> security gate (scripts/security-gate.sh)"
+set +e
+bash "$PECR_ROOT/scripts/security-gate.sh" 2>&1 | tee "$PECR_ROOT/target/security-gate.log"
+gate_status=${PIPESTATUS[0]}
+set -e
+status=$(( status | gate_status ))
+
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
 say
 say "tests: $passed passed, $failed failed"
+if [[ "$gate_status" -eq 0 ]]; then
+  say "security gate: passed (target/security/summary.txt)"
+else
+  say "security gate: FAILED (target/security/summary.txt, target/security-gate.log)"
+fi
 if [[ "$status" -ne 0 || "$failed" -ne 0 ]]; then
   exit 1
 fi
