@@ -22,6 +22,7 @@ use crate::config::RunRateLimit;
 use crate::convert;
 use crate::replay_store::Owner;
 use crate::run::{RunIds, Runner};
+use crate::validate;
 
 pub struct ControllerApi {
     pub runner: Arc<Runner>,
@@ -71,6 +72,7 @@ impl ControllerApi {
                 "rate limit exceeded for /v1/run",
             ));
         }
+        validate::run(request.get_ref())?;
         let ids = run_ids(metadata);
         let authorization = self.auth.forwarded_authorization(metadata);
         let request = request.into_inner();
@@ -126,6 +128,7 @@ impl ControllerApi {
         validate_thresholds(&submission).map_err(PecrError::invalid_params)?;
         let principal = self.auth.authenticate(metadata).await?;
         validate_submission(&submission).map_err(PecrError::invalid_params)?;
+        validate::submission(&submission)?;
         let owner = owner(&principal);
         let store = &self.runner.store;
         let mut selected = Vec::new();

@@ -13,6 +13,7 @@ mod metrics;
 mod search_cache;
 mod service;
 mod session_locks;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
