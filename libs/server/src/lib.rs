@@ -4,7 +4,9 @@
 
 mod admin;
 mod client_identity;
+pub mod conn_limits;
 mod host;
+mod http_serve;
 mod rate_limit;
 mod readiness;
 mod run;
