@@ -69,7 +69,6 @@ async fn ids_and_text_the_store_cannot_hold_are_400_on_both_protocols() {
     let headers = [DEV, ("x-pecr-session-token", token.as_str())];
     let operator = |op: &str, body: Value| {
         let url = gateway(&mesh).http_url(&format!("/v1/operators/{op}"));
-        let headers = headers;
         async move { http_post_json(&url, &headers, &body.to_string()).await }
     };
 
