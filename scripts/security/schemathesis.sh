@@ -62,8 +62,10 @@ fi
 
 echo "schemathesis: $service routes at $base_url (report in $report_dir)" >&2
 # A fixed seed and deterministic generation (which keeps no example
-# database): the same
-# requests every run.
+# database): the same requests every run. schemathesis keeps a crash cache
+# in `.schemathesis/` of its working directory and replays it next time, so
+# it runs inside the report directory, which starts empty every run.
+cd "$report_dir"
 "$bin/schemathesis" --no-color run "$root/docs/openapi/pecr.v1.yaml" \
   --url "$base_url" \
   --include-tag "$tag" \
