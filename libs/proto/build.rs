@@ -32,9 +32,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let descriptors = compiler.file_descriptor_set();
 
+    // Servers decode requests with our codec (a malformed request is the
+    // caller's fault: INVALID_ARGUMENT); clients keep tonic's prost codec (a
+    // malformed reply is the server's fault), so they are generated apart,
+    // into `clients/`, reusing the messages generated with the servers.
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .codec_path("crate::codec::PecrCodec")
+        .compile_fds(descriptors.clone())?;
+    let clients = out_dir.join("clients");
+    std::fs::create_dir_all(&clients)?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(false)
+        .out_dir(clients)
+        .extern_path(".pecr.v1", "crate::pecr::v1")
+        .extern_path(".google.api", "crate::google::api")
+        .extern_path(".google.rpc", "crate::google::rpc")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -66,8 +66,9 @@ impl Authenticator {
         })
     }
 
-    /// The caller of a request, or the 401/503 to answer instead.
+    /// The caller of a request, or the 400/401/503 to answer instead.
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, PecrError> {
+        check_identity_headers(metadata)?;
         match self {
             Self::Local(local) => local.authenticate(metadata),
             Self::Oidc(oidc) => oidc.authenticate(metadata).await,
@@ -85,6 +86,43 @@ impl Authenticator {
             .then(|| header(metadata, "authorization"))
             .flatten()
     }
+}
+
+/// Metadata that says who is calling: each may be sent at most once.
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "x-pecr-principal-id",
+    "x-pecr-local-auth-secret",
+    "authorization",
+    "x-pecr-session-token",
+];
+
+/// Longest `x-pecr-principal-id` (a label, as OIDC principal claims).
+pub const PRINCIPAL_ID_MAX_LEN: usize = pecr_contracts::ids::LABEL_MAX_LEN;
+
+/// Refuses, with 400 `ERR_INVALID_PARAMS` naming the header, identity
+/// metadata sent twice (which copy counts would depend on who reads it) or
+/// holding anything but visible ASCII and spaces (control characters, NUL,
+/// non-ASCII bytes), and a principal id over [`PRINCIPAL_ID_MAX_LEN`].
+pub fn check_identity_headers(metadata: &MetadataMap) -> Result<(), PecrError> {
+    for key in IDENTITY_HEADERS {
+        let mut values = metadata.get_all(key).iter();
+        let Some(value) = values.next() else {
+            continue;
+        };
+        if values.next().is_some() {
+            return Err(PecrError::invalid_params(format!("duplicate {key} header")));
+        }
+        let printable = value
+            .as_encoded_bytes()
+            .iter()
+            .all(|b| (0x20..0x7f).contains(b));
+        let too_long = key == "x-pecr-principal-id"
+            && value.as_encoded_bytes().trim_ascii().len() > PRINCIPAL_ID_MAX_LEN;
+        if !printable || too_long {
+            return Err(PecrError::invalid_params(format!("invalid {key} header")));
+        }
+    }
+    Ok(())
 }
 
 /// A metadata value, trimmed; absent when missing, blank or not visible ASCII.
@@ -137,6 +175,54 @@ mod tests {
         assert_ne!(
             principal("a:b", "c").rate_key("run"),
             principal("a", "b:c").rate_key("run")
+        );
+    }
+
+    #[tokio::test]
+    async fn identity_headers_are_single_and_printable() {
+        let auth = Authenticator::Local(LocalAuth::new(None));
+        let refused = |map: MetadataMap| {
+            let auth = auth.clone();
+            async move {
+                auth.authenticate(&map)
+                    .await
+                    .err()
+                    .map(|e| (e.code, e.http_status, e.message))
+            }
+        };
+        for key in IDENTITY_HEADERS {
+            let mut twice = metadata(&[("x-pecr-principal-id", "dev")]);
+            twice.append(key, "a".parse().expect("ascii"));
+            twice.append(key, "b".parse().expect("ascii"));
+            assert_eq!(
+                refused(twice).await,
+                Some((
+                    pecr_errors::ErrorCode::InvalidParams,
+                    400,
+                    format!("duplicate {key} header")
+                ))
+            );
+        }
+        // What HTTP lets through: tab and bytes above 0x7f.
+        for bad in [&b"d\tev"[..], b"d\xc3\xa9v"] {
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::from_bytes(bad).expect("header bytes");
+            headers.insert("x-pecr-principal-id", value);
+            let map = MetadataMap::from_headers(headers);
+            assert_eq!(refused(map).await.map(|e| e.1), Some(400), "{bad:?}");
+        }
+        let long = "a".repeat(PRINCIPAL_ID_MAX_LEN + 1);
+        assert_eq!(
+            refused(metadata(&[("x-pecr-principal-id", &long)]))
+                .await
+                .map(|e| e.2),
+            Some("invalid x-pecr-principal-id header".to_owned())
+        );
+        let fits = "a".repeat(PRINCIPAL_ID_MAX_LEN);
+        assert!(
+            auth.authenticate(&metadata(&[("x-pecr-principal-id", &format!(" {fits} "))]))
+                .await
+                .is_ok()
         );
     }
 

@@ -160,19 +160,25 @@ impl ClaimRules {
     }
 }
 
-/// A top-level string claim, trimmed and non-empty.
+/// A top-level string claim, trimmed and non-empty; a label (at most 256
+/// characters, no control characters) because it is stored and logged.
 fn required_string(claims: &Map<String, Value>, name: &str) -> Result<String, PecrError> {
-    claims
+    let value = claims
         .get(name)
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|value| !value.is_empty())
-        .map(str::to_owned)
         .ok_or_else(|| {
             invalid(format!(
                 "required claim `{name}` is missing or not a string"
             ))
-        })
+        })?;
+    if pecr_contracts::ids::check_label(value, pecr_contracts::ids::LABEL_MAX_LEN).is_err() {
+        return Err(invalid(format!(
+            "claim `{name}` must be at most 256 characters without control characters"
+        )));
+    }
+    Ok(value.to_owned())
 }
 
 /// Roles from a claim: absent → none; a string → that role; an array of
@@ -185,16 +191,15 @@ fn roles(claim: Option<&Value>) -> Option<Vec<String>> {
         Some(Value::Array(items)) => items.iter().map(Value::as_str).collect::<Option<_>>()?,
         Some(_) => return None,
     };
-    Some(
-        names
-            .into_iter()
-            .map(str::trim)
-            .filter(|role| !role.is_empty())
-            .map(str::to_owned)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-    )
+    let names: BTreeSet<&str> = names
+        .into_iter()
+        .map(str::trim)
+        .filter(|role| !role.is_empty())
+        .collect();
+    let labels = names.iter().all(|role| {
+        pecr_contracts::ids::check_label(role, pecr_contracts::ids::LABEL_MAX_LEN).is_ok()
+    });
+    labels.then(|| names.into_iter().map(str::to_owned).collect())
 }
 
 /// `principal_attrs_hash` (spec 10 §7.3): the canonical hash of the object of
@@ -508,6 +513,14 @@ mod tests {
         );
         refused(&auth, &with("groups", Value::Null)).await;
         refused(&auth, &with("groups", json!({"a": 1}))).await;
+        // Claims are stored and logged: no control characters, no NUL.
+        assert_eq!(
+            refused(&auth, &with("sub", json!("dev\u{0}"))).await,
+            "claim `sub` must be at most 256 characters without control characters"
+        );
+        refused(&auth, &with("sub", json!("a".repeat(257)))).await;
+        refused(&auth, &with("tenant_id", json!("t\n1"))).await;
+        refused(&auth, &with("groups", json!(["ok", "b\u{0}"]))).await;
         let roles = |value: Value| {
             let auth = &auth;
             async move {

@@ -24,6 +24,13 @@ pub const MAX_SOURCE_UNAVAILABLE_RATE_OUT_OF_RANGE: &str =
 /// Message when `evaluation_name` is blank.
 pub const EVALUATION_NAME_EMPTY: &str = "evaluation_name must not be empty";
 
+/// Highest `min_quality_score` (quality scores are 0..=100).
+pub const QUALITY_SCORE_MAX: f64 = 100.0;
+/// Highest `max_source_unavailable_rate` (a share, 0..=1).
+pub const SOURCE_UNAVAILABLE_RATE_MAX: f64 = 1.0;
+/// Most `replay_ids` one submission may name: each is a store read.
+pub const MAX_REPLAY_IDS: usize = 1000;
+
 /// Default per-run pass threshold.
 pub const DEFAULT_MIN_QUALITY_SCORE: f64 = 0.0;
 /// Default source-unavailable rate threshold.
@@ -341,12 +348,12 @@ pub fn evaluate(
 /// must lie in its closed range (NaN never does).
 pub fn validate_thresholds(submission: &ReplayEvaluationSubmission) -> Result<(), String> {
     if let Some(min) = submission.min_quality_score
-        && !(0.0..=100.0).contains(&min)
+        && !(0.0..=QUALITY_SCORE_MAX).contains(&min)
     {
         return Err(MIN_QUALITY_SCORE_OUT_OF_RANGE.to_owned());
     }
     if let Some(max) = submission.max_source_unavailable_rate
-        && !(0.0..=1.0).contains(&max)
+        && !(0.0..=SOURCE_UNAVAILABLE_RATE_MAX).contains(&max)
     {
         return Err(MAX_SOURCE_UNAVAILABLE_RATE_OUT_OF_RANGE.to_owned());
     }

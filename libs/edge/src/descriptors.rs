@@ -1,15 +1,18 @@
 //! Small questions asked of descriptors by every part of the edge.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use prost_reflect::{
-    DescriptorPool, EnumValueDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor,
+    DescriptorPool, DynamicMessage, EnumValueDescriptor, FieldDescriptor, FileDescriptor, Kind,
+    MessageDescriptor, Value,
 };
 
 /// The HTTP rule option on methods.
 pub(crate) const HTTP_RULE_OPTION: &str = "google.api.http";
 /// PECR's field option marking a string field that carries JSON text.
 pub(crate) const JSON_TEXT_OPTION: &str = "pecr.v1.json_text";
+/// PECR's field option describing the values a field accepts.
+pub(crate) const FIELD_RULES_OPTION: &str = "pecr.v1.field_rules";
 /// The REST error body.
 pub(crate) const ERROR_RESPONSE: &str = "pecr.v1.ErrorResponse";
 /// The status detail that carries the REST error body and HTTP status.
@@ -70,4 +73,70 @@ pub(crate) fn leading_comment(file: &FileDescriptor, path: &[i32]) -> Option<Str
     let joined = lines.join("\n");
     let trimmed = joined.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+/// The `(pecr.v1.field_rules)` of one field: what values it accepts, in
+/// JSON Schema terms (see `proto/pecr/v1/options.proto`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldRules {
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    pub enum_values: Vec<String>,
+    pub pattern: Option<String>,
+    pub min_length: Option<u32>,
+    pub max_length: Option<u32>,
+    pub min_items: Option<u32>,
+    pub max_items: Option<u32>,
+}
+
+impl FieldRules {
+    fn from_option(rules: &DynamicMessage) -> Self {
+        let present = |name: &str| {
+            rules
+                .has_field_by_name(name)
+                .then(|| rules.get_field_by_name(name))
+                .flatten()
+        };
+        let number = |name: &str| present(name).and_then(|value| value.as_f64());
+        let count = |name: &str| present(name).and_then(|value| value.as_u32());
+        Self {
+            minimum: number("minimum"),
+            maximum: number("maximum"),
+            enum_values: present("enum_values")
+                .and_then(|value| {
+                    value.as_list().map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|item| item.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default(),
+            pattern: present("pattern").and_then(|value| value.as_str().map(str::to_owned)),
+            min_length: count("min_length"),
+            max_length: count("max_length"),
+            min_items: count("min_items"),
+            max_items: count("max_items"),
+        }
+    }
+}
+
+/// Full field name → rules, for every field that carries
+/// `(pecr.v1.field_rules)`.
+pub fn field_rules(pool: &DescriptorPool) -> HashMap<String, FieldRules> {
+    let Some(option) = pool.get_extension_by_name(FIELD_RULES_OPTION) else {
+        return HashMap::new();
+    };
+    pool.all_messages()
+        .flat_map(|message| message.fields().collect::<Vec<_>>())
+        .filter(|field| field.options().has_extension(&option))
+        .filter_map(
+            |field| match field.options().get_extension(&option).as_ref() {
+                Value::Message(rules) => {
+                    Some((field.full_name().to_owned(), FieldRules::from_option(rules)))
+                }
+                _ => None,
+            },
+        )
+        .collect()
 }

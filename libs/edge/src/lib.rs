@@ -56,6 +56,7 @@ use http::uri::PathAndQuery;
 use pecr_errors::PecrError;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
+pub use crate::descriptors::{FieldRules, field_rules};
 use crate::error_response::ErrorRenderer;
 use crate::handler::{Route, Shared};
 use crate::json::JsonMapping;
@@ -222,7 +223,7 @@ pub fn error_response(error: PecrError) -> axum::response::Response {
 /// The OpenAPI 3 document (YAML, deterministic) of `services`' REST routes,
 /// generated from the same annotations and descriptors as the router.
 pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
-    openapi::document(pool, services)
+    openapi::document(pool, services, OPEN_MESSAGES)
 }
 
 /// `message` as the REST edge writes it (field names, enum names, embedded

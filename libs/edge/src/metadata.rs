@@ -8,9 +8,17 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, KeyAndValueRef, Meta
 const PECR_PREFIX: &str = "x-pecr-";
 const FORWARDED: [&str; 3] = ["authorization", "traceparent", "tracestate"];
 
-/// Request metadata from the forwarded headers. Values that are not
-/// visible ASCII are dropped (an auth layer then sees the header as
-/// missing); binary (`-bin`) keys are never forwarded.
+/// Identity headers travel byte for byte, copies included, so the service's
+/// auth check refuses a malformed or repeated one instead of missing it.
+const IDENTITY: [&str; 4] = [
+    "authorization",
+    "x-pecr-principal-id",
+    "x-pecr-local-auth-secret",
+    "x-pecr-session-token",
+];
+
+/// Request metadata from the forwarded headers. Other values that are not
+/// visible ASCII are dropped; binary (`-bin`) keys are never forwarded.
 pub(crate) fn request_metadata(headers: &HeaderMap) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     for (name, value) in headers {
@@ -18,14 +26,19 @@ pub(crate) fn request_metadata(headers: &HeaderMap) -> MetadataMap {
         if !key.starts_with(PECR_PREFIX) && !FORWARDED.contains(&key) {
             continue;
         }
+        let raw = IDENTITY.contains(&key);
         let Ok(key) = AsciiMetadataKey::from_bytes(key.as_bytes()) else {
             continue;
         };
-        let Some(value) = value
-            .to_str()
-            .ok()
-            .and_then(|text| AsciiMetadataValue::try_from(text).ok())
-        else {
+        let value = if raw {
+            AsciiMetadataValue::try_from(value.as_bytes()).ok()
+        } else {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| AsciiMetadataValue::try_from(text).ok())
+        };
+        let Some(value) = value else {
             tracing::debug!(header = %name, "dropped a header value that is not visible ASCII");
             continue;
         };
@@ -80,6 +93,25 @@ mod tests {
         assert!(metadata.get("cookie").is_none());
         assert!(metadata.get("x-pecr-request-id").is_none());
         assert_eq!(metadata.len(), 3);
+    }
+
+    #[test]
+    fn identity_headers_travel_raw_with_their_copies() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-pecr-principal-id", HeaderValue::from_static("dev"));
+        headers.append("x-pecr-principal-id", HeaderValue::from_static("ops"));
+        headers.insert(
+            "authorization",
+            HeaderValue::from_bytes("Bearer \u{e9}".as_bytes()).expect("opaque value"),
+        );
+        let metadata = request_metadata(&headers);
+        assert_eq!(metadata.get_all("x-pecr-principal-id").iter().count(), 2);
+        assert_eq!(
+            metadata
+                .get("authorization")
+                .map(|value| value.as_encoded_bytes().to_vec()),
+            Some("Bearer \u{e9}".as_bytes().to_vec())
+        );
     }
 
     #[test]

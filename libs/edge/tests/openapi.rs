@@ -61,6 +61,15 @@ fn the_document_describes_the_contract() {
         // 64-bit integers; free-form JSON text.
         "        max_bytes:\n          description: \"0..=67108864 (64 MiB).\"\n          type: \"integer\"\n          format: \"int64\"\n",
         "        result:\n          description: \"The operator's JSON result.\"\n        policy_decision:\n",
+        // field_rules: bounds, enums, patterns; null only where optional.
+        "          maximum: 67108864\n",
+        "          minimum: 1\n          maximum: 256\n          nullable: true\n",
+        "            enum:\n              - \"baseline\"\n              - \"rlm\"\n",
+        "            - \"rlm\"\n            - null\n          nullable: true\n",
+        "          pattern: \"^[A-Za-z0-9._-]+$\"\n          minLength: 1\n          maxLength: 128\n",
+        "          pattern: \"^[^\\\\u0000]*$\"\n",
+        "          maxItems: 1000\n",
+        "          description: \"Absent means PECR_BUDGET_DEFAULTS.\"\n          allOf:\n            - $ref: \"#/components/schemas/Budget\"\n          nullable: true\n",
         // Errors.
         "                $ref: \"#/components/schemas/ErrorResponse\"\n",
         "    ErrorResponse:\n",

@@ -3,12 +3,13 @@
 use prost::Message;
 use tonic::Code;
 
+use pecr_proto::error_detail::status_with_detail;
 use pecr_proto::google::rpc;
 use pecr_proto::v1::{ErrorDetail, TerminalMode};
 
 use crate::{ErrorCode, PecrError};
 
-pub const ERROR_DETAIL_TYPE_URL: &str = "type.googleapis.com/pecr.v1.ErrorDetail";
+pub use pecr_proto::error_detail::ERROR_DETAIL_TYPE_URL;
 
 /// The gRPC code for an HTTP status, as the contract suggests.
 pub fn grpc_code_for_http(http_status: u16) -> Code {
@@ -29,19 +30,7 @@ pub fn grpc_code_for_http(http_status: u16) -> Code {
 impl From<PecrError> for tonic::Status {
     fn from(error: PecrError) -> Self {
         let code = grpc_code_for_http(error.http_status);
-        let detail = ErrorDetail {
-            error: Some(error.to_error_response()),
-            http_status: u32::from(error.http_status),
-        };
-        let details = rpc::Status {
-            code: code as i32,
-            message: error.message.clone(),
-            details: vec![prost_types::Any {
-                type_url: ERROR_DETAIL_TYPE_URL.to_owned(),
-                value: detail.encode_to_vec(),
-            }],
-        };
-        tonic::Status::with_details(code, error.message, details.encode_to_vec().into())
+        status_with_detail(code, error.to_error_response(), error.http_status)
     }
 }
 
@@ -104,6 +93,18 @@ mod tests {
         assert_eq!(PecrError::from_status(&status), None);
         let fallback = PecrError::from_status_or(&status, PecrError::ledger_unavailable);
         assert_eq!(fallback.code, ErrorCode::LedgerUnavailable);
+    }
+
+    #[test]
+    fn a_malformed_request_is_the_invalid_params_error() {
+        let status = pecr_proto::codec::malformed_request();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            PecrError::from_status(&status),
+            Some(PecrError::invalid_params(
+                pecr_proto::codec::MALFORMED_REQUEST
+            ))
+        );
     }
 
     #[test]

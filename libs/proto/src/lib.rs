@@ -11,6 +11,7 @@ pub use tonic;
 pub mod pecr {
     pub mod v1 {
         tonic::include_proto!("pecr.v1");
+        include!(concat!(env!("OUT_DIR"), "/clients/pecr.v1.rs"));
     }
 }
 
@@ -26,7 +27,9 @@ pub mod google {
 
 pub use pecr::v1;
 
+pub mod codec;
 mod convert;
+pub mod error_detail;
 
 /// The encoded `FileDescriptorSet` of every proto under `proto/`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -15,8 +15,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use axum::serve::ListenerExt;
+use tokio_stream::StreamExt as _;
 
+use crate::conn_limits;
 use crate::{AllowedClients, Methods, Readiness, ServerTls, ServiceCallers, admin_router};
 
 /// How often gRPC health follows readiness.
@@ -154,7 +155,18 @@ impl BoundService {
                 "gRPC serves TLS"
             );
         }
+        // Peers that stop answering pings are dropped (conn_limits).
+        builder = builder
+            .http2_keepalive_interval(Some(conn_limits::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(conn_limits::KEEPALIVE_TIMEOUT));
+        // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per hop; a
+        // connection must send its preface within HANDSHAKE_TIMEOUT.
+        let incoming = TcpIncoming::from(self.grpc)
+            .with_nodelay(Some(true))
+            .map(|accepted| accepted.map(conn_limits::HandshakeDeadline::new));
         let grpc = builder
+            // A request body must arrive within BODY_READ_TIMEOUT.
+            .layer(conn_limits::BodyDeadlineLayer)
             // Known callers only, each to its granted RPCs (when configured).
             .layer(tower::util::option_layer(
                 callers.as_ref().map(ServiceCallers::layer),
@@ -162,19 +174,13 @@ impl BoundService {
             // An `rpc.server` span per call when tracing is on.
             .layer(crate::TraceContextLayer)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per hop.
-                TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
-                stopped(stop_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
         let mut http_router = admin_router(spec.readiness, spec.registry, spec.metrics_guard);
         if let Some(routes) = spec.http_routes {
             http_router = http_router.merge(routes);
         }
-        let http_listener = self.http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let http = axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx));
+        // TCP_NODELAY and the head, body and idle limits of conn_limits.
+        let http = crate::http_serve::serve(self.http, http_router, stopped(stop_rx));
 
         let (grpc_result, http_result) = tokio::join!(grpc, http);
         grpc_result

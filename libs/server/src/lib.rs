@@ -3,7 +3,9 @@
 //! readiness model shared by both, graceful shutdown and JSON logs.
 
 mod admin;
+pub mod conn_limits;
 mod host;
+mod http_serve;
 mod rate_limit;
 mod readiness;
 mod run;

@@ -16,6 +16,7 @@ mod plan;
 mod replay_store;
 mod run;
 mod service;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -23,6 +23,7 @@ use crate::config::RateLimits;
 use crate::convert;
 use crate::replay_store::Owner;
 use crate::run::{RunIds, Runner};
+use crate::validate;
 
 pub struct ControllerApi {
     pub runner: Arc<Runner>,
@@ -82,6 +83,7 @@ impl ControllerApi {
         let metadata = request.metadata();
         let principal = self.auth.authenticate(metadata).await?;
         self.check_rate(&principal, "run", self.rate_limits.runs, "/v1/run")?;
+        validate::run(request.get_ref())?;
         let ids = run_ids(metadata);
         let authorization = self.auth.forwarded_authorization(metadata);
         let request = request.into_inner();
@@ -150,6 +152,7 @@ impl ControllerApi {
                 self.list_limit
             )));
         }
+        validate::submission(&submission)?;
         let owner = owner(&principal);
         let store = &self.runner.store;
         let (selected, missing) = if submission.replay_ids.is_empty() {

@@ -14,6 +14,7 @@ mod search_cache;
 mod service;
 mod session_access;
 mod session_locks;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;

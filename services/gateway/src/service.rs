@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::config::RateLimits;
 use crate::core::{Caller, Gateway};
 use crate::metrics::{ROUTE_FINALIZE, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE};
+use crate::validate;
 use pecr_auth::{Authenticator, header};
 use pecr_server::RateLimiter;
 
@@ -126,6 +127,7 @@ impl GatewayService for GatewayApi {
         let result = async {
             let bucket = ("simulate", self.limits.simulate, "policy simulation");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
+            validate::simulate_policy(request.get_ref())?;
             let decision = self.core.simulate(&caller, request.into_inner()).await?;
             let decision = policy_decision(decision);
             let response = v1::SimulatePolicyResponse {
@@ -160,6 +162,7 @@ impl GatewayService for GatewayApi {
             let bucket = ("operators", self.limits.operators, "operator calls");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let token = session_token(request.metadata())?;
+            validate::call_operator(request.get_ref())?;
             let reply = self
                 .core
                 .call_operator(&caller, &token, request.into_inner())
@@ -190,6 +193,7 @@ impl GatewayService for GatewayApi {
             let bucket = ("finalize", self.limits.finalize, "finalize calls");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let token = session_token(request.metadata())?;
+            validate::finalize(request.get_ref())?;
             let response = self
                 .core
                 .finalize(&caller, &token, request.into_inner())

@@ -8,7 +8,9 @@ pub(crate) enum Node {
     Str(String),
     Int(i64),
     UInt(u64),
+    Float(f64),
     Bool(bool),
+    Null,
     Seq(Vec<Node>),
     Map(Vec<(String, Node)>),
 }
@@ -94,7 +96,9 @@ fn inline(node: &Node) -> String {
         Node::Str(text) => quote(text),
         Node::Int(number) => number.to_string(),
         Node::UInt(number) => number.to_string(),
+        Node::Float(number) => serde_json::to_string(number).unwrap_or_else(|_| "0".to_owned()),
         Node::Bool(flag) => flag.to_string(),
+        Node::Null => "null".to_owned(),
         Node::Seq(_) => "[]".to_owned(),
         Node::Map(_) => "{}".to_owned(),
     }
