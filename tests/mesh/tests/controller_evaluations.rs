@@ -114,7 +114,6 @@ async fn named_replays_are_loaded_with_one_ledger_call() {
         runs[0].clone(),
         theirs.clone(),
         runs[2].clone(),
-        "../escape".to_owned(),
         runs[1].clone(),
     ];
     let evaluation = mesh
@@ -144,9 +143,23 @@ async fn named_replays_are_loaded_with_one_ledger_call() {
     );
     assert_eq!(
         evaluation.missing_replay_ids,
-        ["no-such-run", theirs.as_str(), "../escape"]
+        ["no-such-run", theirs.as_str()]
     );
     assert!(!evaluation.overall_pass, "missing ids fail the evaluation");
+
+    // An id no store could hold is refused before any read, not "missing".
+    let status = mesh
+        .client()
+        .await
+        .submit_evaluation(submission("dev", vec!["../escape".to_owned()]))
+        .await
+        .expect_err("unsafe id");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        ledger_calls(&mesh.ledger, "LoadReplayBundles").await,
+        before + 1,
+        "no read for a refused submission"
+    );
 }
 
 #[tokio::test]
