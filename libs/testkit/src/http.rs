@@ -47,6 +47,19 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> HttpAnswer {
+    http_try_request(method, url, headers, body)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`http_request`], with a failed exchange (e.g. a server that answers and
+/// closes before the whole body was sent) as an error instead of a panic.
+pub async fn http_try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<HttpAnswer, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = hyper::Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -54,11 +67,11 @@ pub async fn http_request(
     }
     let request = request
         .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-        .unwrap_or_else(|err| panic!("bad request for {url}: {err}"));
+        .map_err(|err| format!("bad request for {url}: {err}"))?;
     let response = client
         .request(request)
         .await
-        .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+        .map_err(|err| format!("{method} {url}: {err}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let content_type = headers
@@ -72,10 +85,10 @@ pub async fn http_request(
         .await
         .map(|collected| String::from_utf8_lossy(&collected.to_bytes()).into_owned())
         .unwrap_or_default();
-    HttpAnswer {
+    Ok(HttpAnswer {
         status,
         content_type,
         headers,
         body,
-    }
+    })
 }

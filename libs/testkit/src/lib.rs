@@ -10,6 +10,6 @@ mod process;
 mod proxy;
 
 pub use database::TestDatabase;
-pub use http::{HttpAnswer, http_get, http_post_json, http_request};
+pub use http::{HttpAnswer, http_get, http_post_json, http_request, http_try_request};
 pub use process::{ServiceProcess, binary_path, tool_path, workspace_root};
 pub use proxy::TcpProxy;
