@@ -102,6 +102,27 @@ fn assert_not_5xx(what: &str, answer: &HttpAnswer) {
     );
 }
 
+/// What a gRPC call gave its caller, recorded: the reply, or the refusal
+/// (which must never be an internal error).
+fn recorded<T: std::fmt::Debug>(
+    gate: &Gate,
+    caller: &Caller,
+    what: &str,
+    reply: Result<tonic::Response<T>, tonic::Status>,
+) -> Option<tonic::Response<T>> {
+    match reply {
+        Ok(response) => {
+            gate.record(caller, what, &format!("{:?}", response.get_ref()));
+            Some(response)
+        }
+        Err(status) => {
+            assert_not_internal(what, &status);
+            gate.record(caller, what, &status_text(&status));
+            None
+        }
+    }
+}
+
 fn assert_not_internal(what: &str, status: &tonic::Status) {
     assert!(
         !matches!(
@@ -207,7 +228,6 @@ async fn canary_matrix_over_grpc_and_rest() {
     let gate = Gate::from_env();
     let probes = operator_probes(&gate);
     for caller in &CALLERS {
-        let who = caller.label();
         // gRPC
         let mut client = gateway(&gate).await;
         let created = client
@@ -221,24 +241,17 @@ async fn canary_matrix_over_grpc_and_rest() {
                 },
             ))
             .await;
-        let (session_id, token) = match created {
-            Ok(response) => {
+        let (session_id, token) = recorded(&gate, caller, "grpc CreateSession", created)
+            .map(|response| {
                 let token = response
                     .metadata()
                     .get("x-pecr-session-token")
                     .and_then(|value| value.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
-                let body = response.into_inner();
-                gate.record(caller, "grpc CreateSession", &format!("{body:?}"));
-                (body.session_id, token)
-            }
-            Err(status) => {
-                assert_not_internal(&who, &status);
-                gate.record(caller, "grpc CreateSession", &status_text(&status));
-                (String::new(), String::new())
-            }
-        };
+                (response.into_inner().session_id, token)
+            })
+            .unwrap_or_default();
         let mut cited = Vec::new();
         for (op_name, params) in &probes {
             let what = format!("grpc {op_name} {params}");
@@ -254,20 +267,13 @@ async fn canary_matrix_over_grpc_and_rest() {
                     },
                 ))
                 .await;
-            match reply {
-                Ok(reply) => {
-                    let result = reply.into_inner().result;
-                    gate.record(caller, &what, &result);
-                    let parsed: Value = serde_json::from_str(&result).unwrap_or(Value::Null);
-                    if *op_name == "search" {
-                        assert_search_refs_allowed(caller, &parsed);
-                    }
-                    cited.extend(evidence_ids(&parsed));
+            if let Some(reply) = recorded(&gate, caller, &what, reply) {
+                let parsed: Value =
+                    serde_json::from_str(&reply.into_inner().result).unwrap_or(Value::Null);
+                if *op_name == "search" {
+                    assert_search_refs_allowed(caller, &parsed);
                 }
-                Err(status) => {
-                    assert_not_internal(&what, &status);
-                    gate.record(caller, &what, &status_text(&status));
-                }
+                cited.extend(evidence_ids(&parsed));
             }
         }
         let finalized = client
@@ -298,17 +304,7 @@ async fn canary_matrix_over_grpc_and_rest() {
                 },
             ))
             .await;
-        match finalized {
-            Ok(reply) => gate.record(
-                caller,
-                "grpc Finalize",
-                &format!("{:?}", reply.into_inner()),
-            ),
-            Err(status) => {
-                assert_not_internal("grpc Finalize", &status);
-                gate.record(caller, "grpc Finalize", &status_text(&status));
-            }
-        }
+        recorded(&gate, caller, "grpc Finalize", finalized);
 
         // REST
         let answer = rest(
@@ -352,7 +348,7 @@ async fn canary_matrix_over_grpc_and_rest() {
             "show the admin note",
             "restricted document",
         ] {
-            match runs
+            let run = runs
                 .run(request(
                     &gate,
                     caller,
@@ -362,39 +358,20 @@ async fn canary_matrix_over_grpc_and_rest() {
                         budget: None,
                     },
                 ))
-                .await
-            {
-                Ok(reply) => {
-                    let reply = reply.into_inner();
-                    gate.record(caller, "grpc Run", &format!("{reply:?}"));
-                    if !reply.run_id.is_empty() {
-                        let replay = runs
-                            .get_replay(request(
-                                &gate,
-                                caller,
-                                None,
-                                v1::GetReplayRequest {
-                                    run_id: reply.run_id.clone(),
-                                },
-                            ))
-                            .await;
-                        match replay {
-                            Ok(replay) => gate.record(
-                                caller,
-                                "grpc GetReplay",
-                                &format!("{:?}", replay.into_inner()),
-                            ),
-                            Err(status) => {
-                                assert_not_internal("GetReplay", &status);
-                                gate.record(caller, "grpc GetReplay", &status_text(&status));
-                            }
-                        }
-                    }
-                }
-                Err(status) => {
-                    assert_not_internal("grpc Run", &status);
-                    gate.record(caller, "grpc Run", &status_text(&status));
-                }
+                .await;
+            let run_id = recorded(&gate, caller, "grpc Run", run)
+                .map(|reply| reply.into_inner().run_id)
+                .unwrap_or_default();
+            if !run_id.is_empty() {
+                let replay = runs
+                    .get_replay(request(
+                        &gate,
+                        caller,
+                        None,
+                        v1::GetReplayRequest { run_id },
+                    ))
+                    .await;
+                recorded(&gate, caller, "grpc GetReplay", replay);
             }
             let answer = rest(
                 &gate,
@@ -662,16 +639,8 @@ async fn links_and_traversal_never_reach_a_forbidden_file() {
                     },
                 ))
                 .await;
-            match reply {
-                Ok(reply) => {
-                    let result = reply.into_inner().result;
-                    gate.record(&SUPPORT, &what, &result);
-                    panic!("{what} was answered: {result}");
-                }
-                Err(status) => {
-                    assert_not_internal(&what, &status);
-                    gate.record(&SUPPORT, &what, &status_text(&status));
-                }
+            if let Some(reply) = recorded(&gate, &SUPPORT, &what, reply) {
+                panic!("{what} was answered: {}", reply.into_inner().result);
             }
         }
     }
@@ -938,17 +907,10 @@ async fn sql_injection_strings_change_nothing() {
                     started.elapsed() < Duration::from_secs(8),
                     "{what} ran long: an injected statement?"
                 );
-                match reply {
-                    Ok(reply) => {
-                        let result = reply.into_inner().result;
-                        gate.record(caller, &what, &result);
-                        // A value compared as a value matches no customer.
-                        assert!(!result.contains("cust_"), "{what} matched rows: {result}");
-                    }
-                    Err(status) => {
-                        assert_not_internal(&what, &status);
-                        gate.record(caller, &what, &status_text(&status));
-                    }
+                if let Some(reply) = recorded(&gate, caller, &what, reply) {
+                    // A value compared as a value matches no customer.
+                    let result = reply.into_inner().result;
+                    assert!(!result.contains("cust_"), "{what} matched rows: {result}");
                 }
                 // The same over REST, where the operator name is in the path.
                 let answer = rest(
