@@ -85,16 +85,12 @@ otlp_port="$(head -n 1 "$out/otlp-port")"
 gateway_token="$(random_secret)"
 controller_token="$(random_secret)"
 auditor_token="$(random_secret)"
-jwks="$(cat "$out/issuer/jwks.json")"
 common=(
   RUST_LOG=info
   PECR_OTEL_ENABLED=1 "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$otlp_port" OTEL_BSP_SCHEDULE_DELAY=200
 )
-oidc=(
-  PECR_AUTH_MODE=oidc "PECR_OIDC_ISSUER=https://issuer.pecr-gate.test" PECR_OIDC_AUDIENCE=pecr
-  "PECR_OIDC_JWKS_JSON=$jwks" PECR_OIDC_TENANT_CLAIM=tenant PECR_OIDC_ROLES_CLAIM=groups
-  PECR_OIDC_ABAC_CLAIMS=dept
-)
+mapfile -t oidc < <("$bin_dir/pecr-gate-issuer" settings "$out/issuer")
+[[ "${#oidc[@]}" -gt 0 ]] || die "the issuer printed no settings"
 # The suite sends thousands of calls per principal: rate limits stay on, but
 # high enough not to hide findings behind 429s.
 limits=(
@@ -195,7 +191,8 @@ for service in pecr_ledger_writer pecr_gateway pecr_controller; do
 done
 psql "$PECR_GATE_DB_URL" -X -tAc "SELECT bundle_json FROM pecr_replay_bundles" >"$out/replays.txt"
 psql "$PECR_GATE_DB_URL" -X -tAc "SELECT evaluation_json FROM pecr_evaluations" >>"$out/replays.txt"
-# Stop the services gracefully so their last spans are exported.
+# Stop the services gracefully so their last spans are exported (pids[0] is
+# the span sink, which keeps receiving).
 for pid in "${pids[@]:1}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]:1}"; do
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -23,17 +23,7 @@ pub fn new_session_token() -> PecrResult<String> {
         tracing::error!("the operating system's random source failed");
         PecrError::internal("cannot create a session token")
     })?;
-    Ok(hex_lower(&bytes))
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
+    Ok(hex::encode(bytes))
 }
 
 /// The parts of a session that never change after it is recorded (the

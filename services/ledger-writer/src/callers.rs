@@ -53,8 +53,10 @@ pub struct CallerTokens {
 }
 
 impl CallerTokens {
-    pub fn is_empty(&self) -> bool {
-        self.gateway.is_none() && self.controller.is_none()
+    /// True when the gateway or the controller has a token (an auditor alone
+    /// serves no one).
+    pub fn name_a_service(&self) -> bool {
+        self.gateway.is_some() || self.controller.is_some()
     }
 
     fn named(&self) -> [(&'static str, Option<&Secret>); 3] {

@@ -158,7 +158,7 @@ fn check_caller_authentication(
             ALLOWED_CLIENTS.join(", ")
         )));
     }
-    if certificates.is_some() || !tokens.is_empty() {
+    if certificates.is_some() || tokens.name_a_service() {
         return Ok(());
     }
     Err(StartupError::new(

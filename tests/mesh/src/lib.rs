@@ -32,9 +32,11 @@ pub fn assert_no_canary(what: &str, text: &str) {
     }
 }
 
-type Env = Vec<(&'static str, String)>;
+/// A service's settings, as `ServiceProcess::start` takes them.
+pub type Env = Vec<(&'static str, String)>;
 
-fn merge(mut env: Env, extra: &[(&'static str, String)]) -> Env {
+/// `env` with `extra` added, replacing settings of the same name.
+pub fn merge(mut env: Env, extra: &[(&'static str, String)]) -> Env {
     for (key, value) in extra {
         env.retain(|(existing, _)| existing != key);
         env.push((key, value.clone()));
@@ -58,6 +60,59 @@ pub struct MeshOptions {
     pub controller: Env,
 }
 
+/// A fresh PostgreSQL schema with the safe-view fixture loaded.
+pub async fn fixture_database() -> TestDatabase {
+    let db = TestDatabase::create().await;
+    pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
+        .await
+        .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
+    db
+}
+
+/// ledger-writer's test settings on `db`: ports it picks, the test callers' tokens.
+pub fn ledger_defaults(db: &TestDatabase) -> Env {
+    let mut env = vec![
+        ("PECR_DB_URL", db.url()),
+        ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
+        ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
+    ];
+    env.extend(credentials::ledger_writer_tokens());
+    env
+}
+
+/// The gateway's test settings: `db`'s safe views, the fixture corpus, the
+/// shipped policy bundle, ledger-writer at `ledger_url`.
+pub fn gateway_defaults(db: &TestDatabase, ledger_url: &str) -> Env {
+    let root = workspace_root();
+    vec![
+        ("PECR_DB_URL", db.url()),
+        ("PECR_LEDGER_URL", ledger_url.to_owned()),
+        credentials::gateway_ledger_token(),
+        ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
+        ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
+        (
+            "PECR_FS_CORPUS_PATH",
+            root.join("fixtures/fs_corpus").display().to_string(),
+        ),
+        (
+            "PECR_POLICY_BUNDLE_DIR",
+            root.join("opa/bundle").display().to_string(),
+        ),
+    ]
+}
+
+/// The controller's test settings, calling the gateway and ledger-writer.
+pub fn controller_defaults(gateway_url: &str, ledger_url: &str) -> Env {
+    vec![
+        ("PECR_GATEWAY_URL", gateway_url.to_owned()),
+        ("PECR_LEDGER_URL", ledger_url.to_owned()),
+        credentials::controller_ledger_token(),
+        ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
+        ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),
+        ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.into()),
+    ]
+}
+
 impl Mesh {
     pub async fn start() -> Self {
         Self::start_with(MeshOptions::default()).await
@@ -74,48 +129,14 @@ impl Mesh {
         options: MeshOptions,
         ledger: &[(&'static str, String)],
     ) -> Self {
-        let db = TestDatabase::create().await;
-        pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
-            .await
-            .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
-        let mut ledger_defaults = vec![
-            ("PECR_DB_URL", db.url()),
-            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
-            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
-        ];
-        ledger_defaults.extend(credentials::ledger_writer_tokens());
-        let ledger_env = merge(ledger_defaults, ledger);
+        let db = fixture_database().await;
+        let ledger_env = merge(ledger_defaults(&db), ledger);
         let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
         let ledger_url = upstream_url(&ledger, &ledger_env);
-        let root = workspace_root();
-        let gateway_env = merge(
-            vec![
-                ("PECR_DB_URL", db.url()),
-                ("PECR_LEDGER_URL", ledger_url.clone()),
-                credentials::gateway_ledger_token(),
-                ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
-                ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
-                (
-                    "PECR_FS_CORPUS_PATH",
-                    root.join("fixtures/fs_corpus").display().to_string(),
-                ),
-                (
-                    "PECR_POLICY_BUNDLE_DIR",
-                    root.join("opa/bundle").display().to_string(),
-                ),
-            ],
-            &options.gateway,
-        );
+        let gateway_env = merge(gateway_defaults(&db, &ledger_url), &options.gateway);
         let gateway = ServiceProcess::start("pecr-gateway", &gateway_env).await;
         let controller_env = merge(
-            vec![
-                ("PECR_GATEWAY_URL", upstream_url(&gateway, &gateway_env)),
-                ("PECR_LEDGER_URL", ledger_url),
-                credentials::controller_ledger_token(),
-                ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
-                ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),
-                ("PECR_BUDGET_DEFAULTS", BUDGET_DEFAULTS.into()),
-            ],
+            controller_defaults(&upstream_url(&gateway, &gateway_env), &ledger_url),
             &options.controller,
         );
         let controller = ServiceProcess::start("pecr-controller", &controller_env).await;
@@ -174,21 +195,7 @@ impl Mesh {
 
     /// Ledger events as an auditor reads them.
     pub async fn ledger_events(&self, query: v1::ListEventsRequest) -> Vec<v1::LedgerEvent> {
-        let mut request = tonic::Request::new(query);
-        request.metadata_mut().insert(
-            "authorization",
-            credentials::bearer(credentials::LEDGER_AUDITOR_TOKEN)
-                .parse()
-                .unwrap_or_else(|err| panic!("token: {err}")),
-        );
-        LedgerServiceClient::connect(self.ledger.grpc_url())
-            .await
-            .unwrap_or_else(|err| panic!("connect ledger: {err}"))
-            .list_events(request)
-            .await
-            .unwrap_or_else(|status| panic!("list events: {status:?}"))
-            .into_inner()
-            .events
+        auditor_events(&self.ledger.grpc_url(), query).await
     }
 
     /// `path` on the controller's REST edge.
@@ -205,6 +212,28 @@ impl Mesh {
         }
         lines
     }
+}
+
+/// Events of ledger-writer at `ledger_url`, read with the test auditor's token.
+pub async fn auditor_events(
+    ledger_url: &str,
+    query: v1::ListEventsRequest,
+) -> Vec<v1::LedgerEvent> {
+    let mut request = tonic::Request::new(query);
+    request.metadata_mut().insert(
+        "authorization",
+        credentials::bearer(credentials::LEDGER_AUDITOR_TOKEN)
+            .parse()
+            .unwrap_or_else(|err| panic!("token: {err}")),
+    );
+    LedgerServiceClient::connect(ledger_url.to_owned())
+        .await
+        .unwrap_or_else(|err| panic!("connect ledger: {err}"))
+        .list_events(request)
+        .await
+        .unwrap_or_else(|status| panic!("list events: {status:?}"))
+        .into_inner()
+        .events
 }
 
 /// The URL the other services call `service` at: `https://` when it was

@@ -48,6 +48,23 @@ fn restrict(_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The settings under which gateway and controller accept this issuer's
+/// tokens, with the claims [`crate::claims_for`] writes (inline JWKS, so no
+/// fetch at start-up).
+pub fn service_settings(dir: &Path) -> Result<Vec<(&'static str, String)>, String> {
+    let jwks =
+        std::fs::read_to_string(dir.join(JWKS_FILE)).map_err(|err| format!("read JWKS: {err}"))?;
+    Ok(vec![
+        ("PECR_AUTH_MODE", "oidc".to_owned()),
+        ("PECR_OIDC_ISSUER", crate::ISSUER.to_owned()),
+        ("PECR_OIDC_AUDIENCE", crate::AUDIENCE.to_owned()),
+        ("PECR_OIDC_JWKS_JSON", jwks),
+        ("PECR_OIDC_TENANT_CLAIM", "tenant".to_owned()),
+        ("PECR_OIDC_ROLES_CLAIM", "groups".to_owned()),
+        ("PECR_OIDC_ABAC_CLAIMS", "dept".to_owned()),
+    ])
+}
+
 /// The signing key generated into `dir`.
 pub fn load_signing_key(dir: &Path) -> Result<EncodingKey, String> {
     let path = dir.join(PRIVATE_KEY_FILE);

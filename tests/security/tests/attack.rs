@@ -706,36 +706,34 @@ async fn ledger_writer_refuses_callers_without_credentials() {
             }
         }
     }
+    let mut ledger = LedgerServiceClient::new(channel.clone());
     // The controller's credential cannot write into a session.
-    let mut as_controller = LedgerServiceClient::new(channel.clone());
-    let mut write = tonic::Request::new(v1::RecordOperatorCallRequest {
+    let write = v1::RecordOperatorCallRequest {
         session_id: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
         ..v1::RecordOperatorCallRequest::default()
-    });
-    write.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", gate.ledger_controller_token)
-            .parse()
-            .expect("header"),
-    );
-    let status = as_controller
-        .record_operator_call(write)
+    };
+    let status = ledger
+        .record_operator_call(with_bearer(write, &gate.ledger_controller_token))
         .await
         .expect_err("controller writing a session");
     assert_eq!(status.code(), Code::PermissionDenied);
     // Nor can the gateway's prune replays.
-    let mut prune = tonic::Request::new(v1::PruneReplaysRequest { retention_days: 1 });
-    prune.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", gate.ledger_gateway_token)
-            .parse()
-            .expect("header"),
-    );
-    let status = as_controller
-        .prune_replays(prune)
+    let prune = v1::PruneReplaysRequest { retention_days: 1 };
+    let status = ledger
+        .prune_replays(with_bearer(prune, &gate.ledger_gateway_token))
         .await
         .expect_err("gateway pruning");
     assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+/// A request presenting a ledger-writer service token.
+fn with_bearer<T>(body: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
 }
 
 /// The RPC names of LedgerService, from the descriptor set.

@@ -7,16 +7,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pecr_mesh_tests::{
+    Env, auditor_events, controller_defaults, fixture_database, gateway_defaults, ledger_defaults,
+    merge,
+};
 use pecr_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
-    gateway_service_client::GatewayServiceClient, ledger_service_client::LedgerServiceClient,
+    gateway_service_client::GatewayServiceClient,
 };
-use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
+use pecr_testkit::{ServiceProcess, TestDatabase, workspace_root};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
-
-pub type Env = Vec<(&'static str, String)>;
 
 /// Settings added to (or replacing) the drill defaults of each service.
 #[derive(Default)]
@@ -38,14 +40,6 @@ pub struct DrillMesh {
     controller_channel: Channel,
 }
 
-fn merge(mut env: Env, extra: &[(&'static str, String)]) -> Env {
-    for (key, value) in extra {
-        env.retain(|(existing, _)| existing != key);
-        env.push((key, value.clone()));
-    }
-    env
-}
-
 fn channel(url: String) -> Channel {
     Channel::from_shared(url)
         .unwrap_or_else(|err| panic!("channel url: {err}"))
@@ -54,21 +48,8 @@ fn channel(url: String) -> Channel {
 
 impl DrillMesh {
     pub async fn start(settings: DrillSettings) -> Self {
-        let db = TestDatabase::create().await;
-        let fixture = workspace_root().join("fixtures/pg/safeview_fixtures.sql");
-        let sql = std::fs::read_to_string(&fixture)
-            .unwrap_or_else(|err| panic!("read {}: {err}", fixture.display()));
-        db.client()
-            .batch_execute(&sql)
-            .await
-            .unwrap_or_else(|err| panic!("load the safe-view fixture: {err}"));
-
-        let mut ledger_env: Env = vec![
-            ("PECR_DB_URL", db.url()),
-            ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".into()),
-            ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".into()),
-        ];
-        ledger_env.extend(credentials::ledger_writer_tokens());
+        let db = fixture_database().await;
+        let ledger_env = ledger_defaults(&db);
         let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
         ledger.wait_ready().await;
         // From now on ledger-writer always comes back on the same ports.
@@ -79,44 +60,24 @@ impl DrillMesh {
                 ("PECR_LEDGER_HTTP_ADDR", ledger.http_addr.to_string()),
             ],
         );
-
-        let root = workspace_root();
+        // Load, not rate limiting, is under test: no per-principal limits.
         let gateway_env = merge(
-            vec![
-                ("PECR_DB_URL", db.url()),
-                ("PECR_LEDGER_URL", ledger.grpc_url()),
-                credentials::gateway_ledger_token(),
-                ("PECR_GATEWAY_GRPC_ADDR", "127.0.0.1:0".into()),
-                ("PECR_BIND_ADDR", "127.0.0.1:0".into()),
-                (
-                    "PECR_FS_CORPUS_PATH",
-                    root.join("fixtures/fs_corpus").display().to_string(),
-                ),
-                (
-                    "PECR_POLICY_BUNDLE_DIR",
-                    root.join("opa/bundle").display().to_string(),
-                ),
-                // Load, not rate limiting, is under test: no per-principal limits.
-                ("PECR_RATE_LIMIT_SESSIONS_PER_WINDOW", "0".into()),
-                ("PECR_RATE_LIMIT_OPERATORS_PER_WINDOW", "0".into()),
-                ("PECR_RATE_LIMIT_FINALIZE_PER_WINDOW", "0".into()),
-            ],
+            merge(
+                gateway_defaults(&db, &ledger.grpc_url()),
+                &[
+                    ("PECR_RATE_LIMIT_SESSIONS_PER_WINDOW", "0".into()),
+                    ("PECR_RATE_LIMIT_OPERATORS_PER_WINDOW", "0".into()),
+                    ("PECR_RATE_LIMIT_FINALIZE_PER_WINDOW", "0".into()),
+                ],
+            ),
             &settings.gateway,
         );
         let gateway = ServiceProcess::start("pecr-gateway", &gateway_env).await;
         let controller_env = merge(
-            vec![
-                ("PECR_GATEWAY_URL", gateway.grpc_url()),
-                ("PECR_LEDGER_URL", ledger.grpc_url()),
-                credentials::controller_ledger_token(),
-                ("PECR_CONTROLLER_GRPC_ADDR", "127.0.0.1:0".into()),
-                ("PECR_CONTROLLER_BIND_ADDR", "127.0.0.1:0".into()),
-                (
-                    "PECR_BUDGET_DEFAULTS",
-                    pecr_mesh_tests::BUDGET_DEFAULTS.into(),
-                ),
-                ("PECR_RATE_LIMIT_RUN_PER_WINDOW", "0".into()),
-            ],
+            merge(
+                controller_defaults(&gateway.grpc_url(), &ledger.grpc_url()),
+                &[("PECR_RATE_LIMIT_RUN_PER_WINDOW", "0".into())],
+            ),
             &settings.controller,
         );
         let controller = ServiceProcess::start("pecr-controller", &controller_env).await;
@@ -166,22 +127,11 @@ impl DrillMesh {
 
     /// Every event of a session (or of a trace), as an auditor reads them.
     pub async fn ledger_events(&self, query: v1::ListEventsRequest) -> Vec<v1::LedgerEvent> {
-        let mut request = tonic::Request::new(v1::ListEventsRequest {
+        let query = v1::ListEventsRequest {
             limit: Some(10_000),
             ..query
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            credentials::bearer(credentials::LEDGER_AUDITOR_TOKEN)
-                .parse()
-                .unwrap_or_else(|err| panic!("token: {err}")),
-        );
-        LedgerServiceClient::new(channel(self.ledger().grpc_url()))
-            .list_events(request)
-            .await
-            .unwrap_or_else(|status| panic!("list events: {status:?}"))
-            .into_inner()
-            .events
+        };
+        auditor_events(&self.ledger().grpc_url(), query).await
     }
 
     /// The three services' HTTP addresses, named; ledger-writer's only while it runs.

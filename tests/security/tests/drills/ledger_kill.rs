@@ -10,20 +10,15 @@ use pecr_proto::v1::TerminalMode;
 use crate::audit::{unrecorded_operator_results, unrecorded_runs};
 use crate::figures::{Figures, ms};
 use crate::harness::{DrillMesh, DrillSettings, eventually, readyz};
-use crate::load::{Call, FETCH_PUBLIC, Load, SEARCH, mode};
+use crate::load::{Call, FETCH_PUBLIC, Load, SEARCH, STATUS_QUESTION, answered, mode};
 
 const DRILL: &str = "ledger_writer_sigkill";
-const QUERY: &str = "What is the customer status and plan tier?";
 /// Generous: a loaded 2-core machine restarts the processes' connections slowly.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(45);
 /// How long ledger-writer stays dead at least, so the clients keep calling into the outage.
 const OUTAGE_MIN: Duration = Duration::from_millis(1500);
 const OPERATOR_CLIENTS: usize = 6;
 const RUN_CLIENTS: usize = 2;
-
-fn answered<T>(call: &Call<T>) -> bool {
-    call.outcome.is_ok() && call.kind != "create_session"
-}
 
 fn within<T>(call: &Call<T>, from: Instant, to: Instant) -> bool {
     call.started >= from && call.ended <= to
@@ -51,7 +46,7 @@ async fn ledger_writer_killed_under_load_fails_closed_and_recovers() {
     let runs = Load::runs(
         &mesh.controller_client(),
         RUN_CLIENTS,
-        QUERY,
+        STATUS_QUESTION,
         pecr_mesh_tests::roomy_budget(),
         "ledger-kill",
     );

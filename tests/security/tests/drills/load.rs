@@ -99,6 +99,14 @@ impl<T> Call<T> {
     }
 }
 
+/// An operator call or run that was answered (opening a session is not an answer).
+pub fn answered<T>(call: &Call<T>) -> bool {
+    call.outcome.is_ok() && call.kind != "create_session"
+}
+
+/// The question every drill run asks: its plan reads the public view.
+pub const STATUS_QUESTION: &str = "What is the customer status and plan tier?";
+
 /// What a successful gateway call returned that the ledger must account for.
 #[derive(Debug, Clone)]
 pub struct Granted {

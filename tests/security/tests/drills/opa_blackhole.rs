@@ -14,10 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::figures::{Figures, ms};
 use crate::harness::{DrillMesh, DrillSettings, eventually, policy_bundle_hash, readyz};
-use crate::load::{Call, Load, median, mode};
+use crate::load::{Call, Load, STATUS_QUESTION, median, mode};
 
 const DRILL: &str = "opa_blackhole";
-const QUERY: &str = "What is the customer status and plan tier?";
 const RUN_CLIENTS: usize = 8;
 const OPA_TIMEOUT_MS: u64 = 100;
 /// Retries after the first attempt.
@@ -135,7 +134,7 @@ async fn a_remote_opa_that_never_answers_is_refused_fast_and_reported() {
     let runs = Load::runs(
         &mesh.controller_client(),
         RUN_CLIENTS,
-        QUERY,
+        STATUS_QUESTION,
         pecr_mesh_tests::budget(10, 1_048_576, RUN_WALLCLOCK_MS, 5, None),
         "opa-blackhole",
     );

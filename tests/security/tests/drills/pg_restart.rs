@@ -12,18 +12,15 @@ use pecr_security_tests::gate_env;
 use crate::audit::{unrecorded_operator_results, unrecorded_runs};
 use crate::figures::{Figures, ms};
 use crate::harness::{DrillMesh, DrillSettings, eventually, readyz};
-use crate::load::{CALL_DEADLINE, Call, FETCH_PUBLIC, Load, SEARCH, mode};
+use crate::load::{
+    CALL_DEADLINE, Call, FETCH_PUBLIC, Load, SEARCH, STATUS_QUESTION, answered, mode,
+};
 
 const DRILL: &str = "postgres_restart";
-const QUERY: &str = "What is the customer status and plan tier?";
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
 const RESTART_LIMIT: Duration = Duration::from_secs(120);
 const RUN_CLIENTS: usize = 4;
 const OPERATOR_CLIENTS: usize = 4;
-
-fn answered<T>(call: &Call<T>) -> bool {
-    call.outcome.is_ok() && call.kind != "create_session"
-}
 
 fn supported_after(call: &Call<v1::RunResponse>, after: Instant) -> bool {
     call.started >= after
@@ -60,7 +57,7 @@ async fn postgres_restarted_under_load_loses_nothing_and_recovers() {
     let runs = Load::runs(
         &mesh.controller_client(),
         RUN_CLIENTS,
-        QUERY,
+        STATUS_QUESTION,
         run_budget,
         "pg-restart",
     );

@@ -11,7 +11,7 @@ use pecr_proto::v1::{self, TerminalMode};
 use crate::audit::unrecorded_operator_results;
 use crate::figures::{Figures, ms};
 use crate::harness::{DrillMesh, DrillSettings, eventually};
-use crate::load::{Call, FETCH_PUBLIC, FETCH_SLOW, Granted, Load, median, mode};
+use crate::load::{Call, FETCH_PUBLIC, FETCH_SLOW, Granted, Load, answered, median, mode};
 
 const DRILL: &str = "slow_safe_view";
 /// `safe_customer_view_public_slow` sleeps 200 ms; the statement timeout is far below.
@@ -27,10 +27,6 @@ const FAIL_FAST: Duration = Duration::from_secs(2);
 const MARGIN: Duration = Duration::from_secs(3);
 const LOAD_MIN: Duration = Duration::from_secs(3);
 const SLOW_PLAN: &str = r#"[{"kind":"operator","op_name":"fetch_rows","params":{"view_id":"safe_customer_view_public_slow","fields":["status"],"filter_spec":{"customer_id":"cust_public_1"}}}]"#;
-
-fn answered<T>(call: &Call<T>) -> bool {
-    call.outcome.is_ok() && call.kind != "create_session"
-}
 
 /// The designed refusal of a statement timeout: 503 `ERR_SOURCE_UNAVAILABLE`
 /// "database query failed", retryable, hinting `SOURCE_UNAVAILABLE`.
