@@ -215,12 +215,18 @@ pub fn header() -> Header {
     header
 }
 
+/// Appends one whole line: the attack tests run in parallel threads, and
+/// `writeln!` may split a line over several writes that interleave.
 fn append_line(path: &Path, line: &str) {
+    static APPEND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialised = APPEND
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path);
     if let Ok(mut file) = file {
-        let _ = writeln!(file, "{line}");
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
