@@ -755,6 +755,7 @@ impl Gateway {
                 session_id: session.session_id.clone(),
                 claim_map: Some(gated.clone()),
                 finalize_event: Some(finalize_event),
+                ..Default::default()
             })
             .await?;
         tracing::info!(

@@ -245,6 +245,7 @@ pub fn finalize_request(
                 "request_id": "req-final",
             }),
         )),
+        ..Default::default()
     }
 }
 
