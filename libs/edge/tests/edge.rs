@@ -217,6 +217,35 @@ impl GatewayService for HarnessGateway {
         }
     }
 
+    async fn call_operators(
+        &self,
+        request: Request<CallOperatorsRequest>,
+    ) -> Result<Response<CallOperatorsResponse>, Status> {
+        self.recorder.record("CallOperators", &request);
+        let outcomes = request
+            .into_inner()
+            .calls
+            .into_iter()
+            .map(|call| match call.op_name.as_str() {
+                "echo" => OperatorOutcome {
+                    ok: Some(CallOperatorResponse {
+                        terminal_mode: TerminalMode::Supported as i32,
+                        result: call.params,
+                        policy_decision: None,
+                    }),
+                    error: None,
+                },
+                _ => OperatorOutcome {
+                    ok: None,
+                    error: Some(
+                        PecrError::invalid_params("operator not allowlisted").to_error_detail(),
+                    ),
+                },
+            })
+            .collect();
+        Ok(Response::new(CallOperatorsResponse { outcomes }))
+    }
+
     async fn finalize(
         &self,
         request: Request<FinalizeRequest>,
@@ -595,6 +624,12 @@ async fn every_annotated_route_answers_its_method_through_the_grpc_stack() {
             Some(r#"{"session_id":"S-1","params":{}}"#),
             "CallOperator",
         ),
+        (
+            "POST",
+            "/v1/operator-batches",
+            Some(r#"{"session_id":"S-1","calls":[{"op_name":"echo","params":{}}]}"#),
+            "CallOperators",
+        ),
         ("POST", "/v1/finalize", Some(finalize.as_str()), "Finalize"),
         ("POST", "/v1/run", Some(r#"{"query":"q"}"#), "Run"),
         ("GET", "/v1/replays", None, "ListReplays"),
@@ -865,6 +900,26 @@ async fn json_text_round_trips_with_number_kinds_kept() {
     assert_eq!(
         reply.body,
         r#"{"allow":false,"cacheable":false,"redaction":{"deny_fields":["email"],"n":3}}"#
+    );
+}
+
+#[tokio::test]
+async fn a_batch_answers_one_result_or_error_object_per_call() {
+    let edge = edge().await;
+    let reply = edge
+        .post(
+            "/v1/operator-batches",
+            r#"{"session_id":"S-1","calls":[{"op_name":"echo","params":{"a":1.0}},{"op_name":"nope","params":{}}]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        concat!(
+            r#"{"outcomes":[{"ok":{"terminal_mode":"SUPPORTED","result":{"a":1.0}}},"#,
+            r#"{"error":{"error":{"code":"ERR_INVALID_PARAMS","message":"operator not allowlisted","#,
+            r#""terminal_mode_hint":"INSUFFICIENT_EVIDENCE","retryable":false},"http_status":400}}]}"#
+        )
     );
 }
 

@@ -42,7 +42,11 @@ impl PecrError {
             .details
             .iter()
             .find(|any| any.type_url == ERROR_DETAIL_TYPE_URL)?;
-        let detail = ErrorDetail::decode(any.value.as_slice()).ok()?;
+        Self::from_detail(ErrorDetail::decode(any.value.as_slice()).ok()?)
+    }
+
+    /// The error an `ErrorDetail` describes (one outcome of a batch, say).
+    pub fn from_detail(detail: ErrorDetail) -> Option<Self> {
         let response = detail.error?;
         let code = ErrorCode::parse(&response.code)?;
         Some(Self {
@@ -53,6 +57,14 @@ impl PecrError {
                 .unwrap_or(TerminalMode::SourceUnavailable),
             retryable: response.retryable,
         })
+    }
+
+    /// The error as an `ErrorDetail`: its REST body and HTTP status.
+    pub fn to_error_detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            error: Some(self.to_error_response()),
+            http_status: u32::from(self.http_status),
+        }
     }
 
     /// The PECR error carried in a status, or `fallback` for statuses that

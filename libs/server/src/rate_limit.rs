@@ -22,6 +22,11 @@ impl RateLimiter {
 
     /// True when the attempt is allowed (and recorded). A limit of 0 is unlimited.
     pub fn allow(&self, key: &str, limit: u32) -> bool {
+        self.allow_n(key, limit, 1)
+    }
+
+    /// Admits `n` hits at once, or none of them.
+    pub fn allow_n(&self, key: &str, limit: u32, n: u32) -> bool {
         if limit == 0 {
             return true;
         }
@@ -36,10 +41,10 @@ impl RateLimiter {
         {
             log.pop_front();
         }
-        if log.len() >= limit as usize {
+        if log.len() + n as usize > limit as usize {
             return false;
         }
-        log.push_back(now);
+        log.extend(std::iter::repeat_n(now, n as usize));
         if hits.len() > MAX_KEYS {
             let window = self.window;
             hits.retain(|_, log| {

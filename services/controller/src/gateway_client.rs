@@ -65,6 +65,56 @@ pub struct CallOutcome {
     pub bytes_len: u64,
 }
 
+impl CallOutcome {
+    /// A call that ran out of wall clock.
+    fn timed_out() -> Self {
+        Self {
+            ok: false,
+            terminal_mode: TerminalMode::SourceUnavailable,
+            result: None,
+            bytes_len: 0,
+        }
+    }
+
+    /// A call the gateway refused or could not complete.
+    fn failed(error: &PecrError) -> Self {
+        Self {
+            ok: false,
+            terminal_mode: contract_mode(error.hint as i32)
+                .unwrap_or(TerminalMode::SourceUnavailable),
+            result: None,
+            bytes_len: error_body_len(error),
+        }
+    }
+
+    /// A call that returned a result; an unparsable reply fails the run.
+    fn succeeded(reply: v1::CallOperatorResponse) -> Result<Self, PecrError> {
+        let result: Value = serde_json::from_str(&reply.result)
+            .map_err(|_| bad_reply("operator result is not JSON"))?;
+        let terminal_mode = contract_mode(reply.terminal_mode)
+            .ok_or_else(|| bad_reply("operator reply has no terminal_mode"))?;
+        Ok(Self {
+            ok: true,
+            terminal_mode,
+            bytes_len: reply.result.len() as u64,
+            result: Some(result),
+        })
+    }
+}
+
+/// One outcome of a batch reply: exactly one of its result and its error.
+fn batch_outcome(outcome: v1::OperatorOutcome) -> Result<CallOutcome, PecrError> {
+    match (outcome.ok, outcome.error) {
+        (Some(reply), None) => CallOutcome::succeeded(reply),
+        (None, Some(detail)) => PecrError::from_detail(detail)
+            .map(|error| CallOutcome::failed(&error))
+            .ok_or_else(|| bad_reply("operator batch outcome carries an unknown error")),
+        _ => Err(bad_reply(
+            "operator batch outcome must hold a result or an error",
+        )),
+    }
+}
+
 /// The gateway, as seen by one run.
 #[derive(Clone)]
 pub struct GatewayClient {
@@ -273,12 +323,7 @@ impl SessionClient {
         params: &Value,
         timeout: Duration,
     ) -> Result<CallOutcome, PecrError> {
-        let timed_out = CallOutcome {
-            ok: false,
-            terminal_mode: TerminalMode::SourceUnavailable,
-            result: None,
-            bytes_len: 0,
-        };
+        let timed_out = CallOutcome::timed_out();
         let request = self.request(
             v1::CallOperatorRequest {
                 op_name: op_name.to_owned(),
@@ -293,31 +338,76 @@ impl SessionClient {
             Ok(reply) => reply,
         };
         match reply {
-            Ok(reply) => {
-                let reply = reply.into_inner();
-                let result: Value = serde_json::from_str(&reply.result)
-                    .map_err(|_| bad_reply("operator result is not JSON"))?;
-                let terminal_mode = contract_mode(reply.terminal_mode)
-                    .ok_or_else(|| bad_reply("operator reply has no terminal_mode"))?;
-                Ok(CallOutcome {
-                    ok: true,
-                    terminal_mode,
-                    bytes_len: reply.result.len() as u64,
-                    result: Some(result),
-                })
-            }
+            Ok(reply) => CallOutcome::succeeded(reply.into_inner()),
             Err(status) if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
                 Ok(timed_out)
             }
             Err(status) => match PecrError::from_status(&status) {
-                Some(error) => Ok(CallOutcome {
-                    ok: false,
-                    terminal_mode: contract_mode(error.hint as i32)
-                        .unwrap_or(TerminalMode::SourceUnavailable),
-                    result: None,
-                    bytes_len: error_body_len(&error),
-                }),
+                Some(error) => Ok(CallOutcome::failed(&error)),
                 None => Err(unavailable("an operator call")),
+            },
+        }
+    }
+
+    /// Calls several independent operators as one gateway step, with
+    /// `timeout` (the remaining wall clock): one outcome per call, in order.
+    /// A failure of the whole batch is a failed outcome for every call.
+    pub async fn call_batch(
+        &self,
+        calls: &[(String, Value)],
+        timeout: Duration,
+    ) -> Result<Vec<CallOutcome>, PecrError> {
+        let span = tracing::info_span!(
+            "operator.batch",
+            calls = calls.len() as u64,
+            outcome = tracing::field::Empty,
+        );
+        let outcomes = self
+            .call_batch_inner(calls, timeout)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", if outcomes.is_ok() { "ok" } else { "error" });
+        outcomes
+    }
+
+    async fn call_batch_inner(
+        &self,
+        calls: &[(String, Value)],
+        timeout: Duration,
+    ) -> Result<Vec<CallOutcome>, PecrError> {
+        let every = |outcome: CallOutcome| vec![outcome; calls.len()];
+        let request = self.request(
+            v1::CallOperatorsRequest {
+                session_id: self.session_id.clone(),
+                calls: calls
+                    .iter()
+                    .map(|(op_name, params)| v1::OperatorCall {
+                        op_name: op_name.clone(),
+                        params: params.to_string(),
+                    })
+                    .collect(),
+            },
+            timeout,
+        )?;
+        let mut client = self.client.clone();
+        let reply = match tokio::time::timeout(timeout, client.call_operators(request)).await {
+            Err(_) => return Ok(every(CallOutcome::timed_out())),
+            Ok(reply) => reply,
+        };
+        match reply {
+            Ok(reply) => {
+                let outcomes = reply.into_inner().outcomes;
+                if outcomes.len() != calls.len() {
+                    return Err(bad_reply("operator batch reply has the wrong number of outcomes"));
+                }
+                outcomes.into_iter().map(batch_outcome).collect()
+            }
+            Err(status) if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
+                Ok(every(CallOutcome::timed_out()))
+            }
+            Err(status) => match PecrError::from_status(&status) {
+                Some(error) => Ok(every(CallOutcome::failed(&error))),
+                None => Err(unavailable("an operator batch")),
             },
         }
     }

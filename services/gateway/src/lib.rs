@@ -10,10 +10,12 @@ mod evidence;
 mod finalize_gate;
 mod ledger;
 mod metrics;
+mod operators;
 mod search_cache;
 mod service;
 mod session_access;
 mod session_locks;
+mod session_state;
 mod validate;
 
 use std::sync::Arc;
@@ -28,10 +30,12 @@ use tonic::transport::Channel;
 
 pub use config::Config;
 
-/// Floor of the per-session lock wait (spec 20 §3.3).
 /// Sessions whose credentials a replica keeps at hand.
 const SESSION_CREDENTIALS_CACHED: u64 = 100_000;
+/// Open sessions whose last known state a replica keeps at hand.
+const SESSION_STATES_CACHED: u64 = 10_000;
 
+/// Floor of the per-session lock wait (spec 20 §3.3).
 const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 /// Largest REST body accepted (spec 20 §1.5).
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -147,6 +151,7 @@ impl Service for App {
                 SESSION_CREDENTIALS_CACHED,
                 config.session_token_ttl,
             ),
+            sessions: session_state::SessionStates::new(SESSION_STATES_CACHED),
             search_cache: search_cache::SearchCache::new(
                 config.cache_max_entries,
                 config.cache_ttl_ms,

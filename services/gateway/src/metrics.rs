@@ -11,6 +11,7 @@ pub const ROUTE_SESSIONS: &str = "/v1/sessions";
 pub const ROUTE_SIMULATE: &str = "/v1/policies/simulate";
 pub const ROUTE_OPERATORS: &str = "/v1/operators";
 pub const ROUTE_FINALIZE: &str = "/v1/finalize";
+pub const ROUTE_OPERATOR_BATCHES: &str = "/v1/operator-batches";
 
 const OPERATOR_NAMES: &[&str] = &[
     "search",

@@ -14,7 +14,10 @@ use tracing::Instrument;
 
 use crate::config::RateLimits;
 use crate::core::{Caller, Gateway};
-use crate::metrics::{ROUTE_FINALIZE, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE};
+use crate::metrics::{
+    ROUTE_FINALIZE, ROUTE_OPERATOR_BATCHES, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE,
+};
+use crate::operators::RequestedCall;
 use crate::validate;
 use pecr_auth::{Authenticator, header};
 use pecr_server::RateLimiter;
@@ -182,6 +185,77 @@ impl GatewayService for GatewayApi {
             .metrics
             .operator_call(op_name.trim(), result.is_ok());
         self.finish(ROUTE_OPERATORS, started, result)
+    }
+
+    async fn call_operators(
+        &self,
+        request: Request<v1::CallOperatorsRequest>,
+    ) -> Result<Response<v1::CallOperatorsResponse>, Status> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "operator.batch",
+            calls = request.get_ref().calls.len() as u64,
+            outcome = tracing::field::Empty,
+        );
+        let result = async {
+            let caller = self.caller(request.metadata(), None).await?;
+            let token = session_token(request.metadata())?;
+            validate::call_operators(request.get_ref())?;
+            // Every call of the batch counts against the principal's limit.
+            let calls = u32::try_from(request.get_ref().calls.len()).unwrap_or(u32::MAX);
+            if !self.limiter.allow_n(
+                &caller.principal.rate_key("operators"),
+                self.limits.operators,
+                calls,
+            ) {
+                return Err(rate_limited("operator calls"));
+            }
+            let request = request.into_inner();
+            let op_names: Vec<String> = request
+                .calls
+                .iter()
+                .map(|call| call.op_name.trim().to_owned())
+                .collect();
+            let calls = request
+                .calls
+                .into_iter()
+                .map(|call| RequestedCall {
+                    op_name: call.op_name,
+                    params: call.params,
+                })
+                .collect();
+            let replies = self
+                .core
+                .call_operators(&caller, &token, &request.session_id, calls)
+                .await?;
+            let outcomes = replies
+                .into_iter()
+                .zip(&op_names)
+                .map(|(reply, op_name)| {
+                    self.core.metrics.operator_call(op_name, reply.is_ok());
+                    match reply {
+                        Ok(reply) => v1::OperatorOutcome {
+                            ok: Some(v1::CallOperatorResponse {
+                                terminal_mode: TerminalMode::Supported as i32,
+                                result: pecr_contracts::canonical_json(&reply.result),
+                                policy_decision: Some(policy_decision(reply.decision)),
+                            }),
+                            error: None,
+                        },
+                        Err(error) => v1::OperatorOutcome {
+                            ok: None,
+                            error: Some(error.to_error_detail()),
+                        },
+                    }
+                })
+                .collect();
+            let response = v1::CallOperatorsResponse { outcomes };
+            Ok((Response::new(response), TerminalMode::Supported))
+        }
+        .instrument(span.clone())
+        .await;
+        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+        self.finish(ROUTE_OPERATOR_BATCHES, started, result)
     }
 
     async fn finalize(

@@ -122,6 +122,12 @@ impl CredentialCache {
             .await;
         credentials
     }
+
+    /// Drops a finalized session: its credentials are read again from the
+    /// ledger, should anyone still present them.
+    pub async fn forget(&self, session_id: &str) {
+        self.cache.invalidate(session_id).await;
+    }
 }
 
 #[cfg(test)]

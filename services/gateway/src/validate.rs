@@ -37,6 +37,24 @@ pub fn call_operator(request: &v1::CallOperatorRequest) -> PecrResult<()> {
     operator_params(&params)
 }
 
+/// Most calls in one batch (the proto's `max_items`).
+pub const MAX_BATCH_CALLS: usize = 16;
+
+pub fn call_operators(request: &v1::CallOperatorsRequest) -> PecrResult<()> {
+    check("session_id", ids::check_id(&request.session_id))?;
+    if request.calls.is_empty() || request.calls.len() > MAX_BATCH_CALLS {
+        return Err(PecrError::invalid_params(format!(
+            "calls must hold 1 to {MAX_BATCH_CALLS} calls"
+        )));
+    }
+    for call in &request.calls {
+        check("calls.op_name", ids::check_id(&call.op_name))?;
+        let params = json_params(&call.params)?;
+        operator_params(&params)?;
+    }
+    Ok(())
+}
+
 pub fn finalize(request: &v1::FinalizeRequest) -> PecrResult<()> {
     check("session_id", ids::check_id(&request.session_id))?;
     check("response_text", ids::check_text(&request.response_text))?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use pecr_contracts::replay::TerminalMode;
 use pecr_errors::PecrError;
-use tokio::task::JoinSet;
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::LoopResult;
@@ -15,8 +15,10 @@ use crate::gateway_client::{CallOutcome, SessionClient};
 use crate::metrics::ControllerMetrics;
 use crate::plan::{Plan, PlanStep, render_params};
 
-/// Runs `plan` for `query`. Operator failures and budget stops end the loop
-/// (and still finalize); transport failures and bad replies fail the run.
+/// Runs `plan` for `query`. Consecutive operator steps do not depend on
+/// each other, so they go to the gateway as one batch; a fan-out step is a
+/// batch of its own. Operator failures and budget stops end the loop (and
+/// still finalize); transport failures and bad replies fail the run.
 pub async fn run(
     plan: &Plan,
     query: &str,
@@ -28,23 +30,35 @@ pub async fn run(
     let mut evidence = EvidenceCollector::default();
     let mut terminal_mode = TerminalMode::InsufficientEvidence;
     let mut stop_reason = StopReason::PlanComplete;
-    for (index, step) in plan.steps().iter().enumerate() {
+    let steps = plan.steps();
+    let mut index = 0;
+    while index < steps.len() {
+        let group = operator_group(&steps[index..]).max(1);
         let usage = gate.usage();
         let span = tracing::info_span!(
             "planner.baseline_step",
             step = index,
+            steps = group,
             depth_used = usage.depth,
             operator_calls_used = usage.operator_calls,
             bytes_used = usage.bytes,
         );
-        let step_result = run_step(step, trimmed, session, &mut gate, &mut evidence, metrics)
-            .instrument(span)
-            .await?;
+        let step_result = run_steps(
+            &steps[index..index + group],
+            trimmed,
+            session,
+            &mut gate,
+            &mut evidence,
+            metrics,
+        )
+        .instrument(span)
+        .await?;
         if let Err((reason, mode)) = step_result {
             stop_reason = reason;
             terminal_mode = mode;
             break;
         }
+        index += group;
     }
     Ok(LoopResult {
         terminal_mode,
@@ -55,6 +69,14 @@ pub async fn run(
     })
 }
 
+/// How many operator steps lead `steps`.
+fn operator_group(steps: &[PlanStep]) -> usize {
+    steps
+        .iter()
+        .take_while(|step| matches!(step, PlanStep::Operator { .. }))
+        .count()
+}
+
 /// A stop: why, and the loop terminal mode it leaves.
 type Stop = (StopReason, TerminalMode);
 
@@ -62,52 +84,99 @@ fn budget_stop(reason: StopReason) -> Stop {
     (reason, TerminalMode::InsufficientEvidence)
 }
 
-async fn run_step(
-    step: &PlanStep,
+/// Runs a group of operator steps as one batch, or one fan-out step. Each
+/// step is admitted by the gate in plan order, exactly as if the steps ran
+/// one by one; a step the gate stops ends the group after the steps before
+/// it have run.
+async fn run_steps(
+    steps: &[PlanStep],
     trimmed_query: &str,
     session: &SessionClient,
     gate: &mut BudgetGate,
     evidence: &mut EvidenceCollector,
     metrics: &ControllerMetrics,
 ) -> Result<Result<(), Stop>, PecrError> {
-    if let Err(reason) = gate.check_depth(gate.usage().depth) {
-        return Ok(Err(budget_stop(reason)));
-    }
-    metrics.loop_iterations.inc();
-    if let Err(reason) = gate.check_call(0) {
-        return Ok(Err(budget_stop(reason)));
-    }
-    let remaining = match gate.check_wallclock() {
-        Ok(remaining) => remaining,
-        Err(reason) => return Ok(Err(budget_stop(reason))),
-    };
-    gate.spend_depth();
-    match step {
-        PlanStep::Operator { op_name, params } => {
-            // An empty query makes search pointless: skip it, depth spent.
-            if op_name == "search" && trimmed_query.is_empty() {
-                return Ok(Ok(()));
-            }
-            let params = render_params(params, trimmed_query);
-            let _in_flight = metrics.in_flight();
-            let outcome = session.call(op_name, &params, remaining).await?;
-            gate.record_call(outcome.bytes_len);
-            match (outcome.ok, &outcome.result) {
-                (true, Some(result)) => evidence.record(op_name, result),
-                _ => return Ok(Err((StopReason::OperatorError, outcome.terminal_mode))),
+    let mut batch: Vec<(String, Value)> = Vec::new();
+    let mut pending_stop = None;
+    let mut remaining = None;
+    for step in steps {
+        if let Err(reason) = gate.check_depth(gate.usage().depth) {
+            pending_stop = Some(budget_stop(reason));
+            break;
+        }
+        metrics.loop_iterations.inc();
+        let reserved = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        if let Err(reason) = gate.check_call(reserved) {
+            pending_stop = Some(budget_stop(reason));
+            break;
+        }
+        match gate.check_wallclock() {
+            Ok(left) => remaining = Some(left),
+            Err(reason) => {
+                pending_stop = Some(budget_stop(reason));
+                break;
             }
         }
-        PlanStep::SearchRefFetchSpan { max_refs } => {
-            if let Err(stop) = fan_out(*max_refs, session, gate, evidence, metrics).await? {
-                return Ok(Err(stop));
+        gate.spend_depth();
+        match step {
+            PlanStep::Operator { op_name, params } => {
+                // An empty query makes search pointless: skip it, depth spent.
+                if op_name == "search" && trimmed_query.is_empty() {
+                    continue;
+                }
+                batch.push((op_name.clone(), render_params(params, trimmed_query)));
+            }
+            PlanStep::SearchRefFetchSpan { max_refs } => {
+                return fan_out(*max_refs, session, gate, evidence, metrics).await;
             }
         }
     }
-    Ok(gate.check_bytes().map_err(budget_stop))
+    if let Some(remaining) = remaining.filter(|_| !batch.is_empty()) {
+        let _in_flight = metrics.in_flight();
+        let outcomes = session.call_batch(&batch, remaining).await?;
+        if let Err(stop) = settle(&batch, outcomes, gate, evidence, |evidence, op, result| {
+            evidence.record(op, result)
+        }) {
+            return Ok(Err(stop));
+        }
+    }
+    Ok(match pending_stop {
+        Some(stop) => Err(stop),
+        None => Ok(()),
+    })
 }
 
-/// `fetch_span` over the first `max_refs` search refs, at most `width` in
-/// flight, results taken in completion order.
+/// Spends the budget of every call of a batch (the gateway ran them all)
+/// and keeps the results in order up to the first failure, which stops the
+/// loop as it would have stopped it one call at a time.
+fn settle(
+    batch: &[(String, Value)],
+    outcomes: Vec<CallOutcome>,
+    gate: &mut BudgetGate,
+    evidence: &mut EvidenceCollector,
+    record: impl Fn(&mut EvidenceCollector, &str, &Value),
+) -> Result<(), Stop> {
+    let mut stop = None;
+    for ((op_name, _), outcome) in batch.iter().zip(outcomes) {
+        gate.record_call(outcome.bytes_len);
+        if stop.is_some() {
+            continue;
+        }
+        match (outcome.ok, &outcome.result) {
+            (true, Some(result)) => record(evidence, op_name, result),
+            _ => stop = Some((StopReason::OperatorError, outcome.terminal_mode)),
+        }
+        if stop.is_none()
+            && let Err(reason) = gate.check_bytes()
+        {
+            stop = Some(budget_stop(reason));
+        }
+    }
+    stop.map_or(Ok(()), Err)
+}
+
+/// `fetch_span` over the first `max_refs` search refs, in batches no wider
+/// than the gate allows.
 async fn fan_out(
     max_refs: usize,
     session: &SessionClient,
@@ -123,50 +192,46 @@ async fn fan_out(
         .collect::<Vec<_>>()
         .into_iter()
         .peekable();
-    let mut in_flight: JoinSet<Result<CallOutcome, PecrError>> = JoinSet::new();
-    loop {
-        while pending.peek().is_some() {
-            let reserved = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
-            if in_flight.len() >= gate.width(reserved) {
-                break;
-            }
+    while pending.peek().is_some() {
+        let mut batch = Vec::new();
+        let mut remaining = None;
+        while pending.peek().is_some() && batch.len() < gate.width(0) {
+            let reserved = u32::try_from(batch.len()).unwrap_or(u32::MAX);
             // Checked only while work is left, so an exact fit is no violation.
             if let Err(reason) = gate.check_call(reserved) {
-                return Ok(Err(budget_stop(reason)));
+                if batch.is_empty() {
+                    return Ok(Err(budget_stop(reason)));
+                }
+                break;
             }
-            let remaining = match gate.check_wallclock() {
-                Ok(remaining) => remaining,
+            match gate.check_wallclock() {
+                Ok(left) => remaining = Some(left),
                 Err(reason) => return Ok(Err(budget_stop(reason))),
-            };
+            }
             let Some(object_id) = pending.next() else {
                 break;
             };
-            let session = session.clone();
-            let metrics = metrics.clone();
-            let admitted = Instant::now();
-            in_flight.spawn(
-                async move {
-                    metrics
-                        .operator_queue_wait
-                        .observe(admitted.elapsed().as_secs_f64());
-                    let _in_flight = metrics.in_flight();
-                    let params = serde_json::json!({ "object_id": object_id });
-                    session.call("fetch_span", &params, remaining).await
-                }
-                .in_current_span(),
-            );
+            batch.push((
+                "fetch_span".to_owned(),
+                serde_json::json!({ "object_id": object_id }),
+            ));
         }
-        let Some(joined) = in_flight.join_next().await else {
+        let Some(remaining) = remaining else {
             return Ok(Ok(()));
         };
-        let outcome = joined.map_err(|_| PecrError::internal("operator task failed"))??;
-        gate.record_call(outcome.bytes_len);
-        match (outcome.ok, &outcome.result) {
-            (true, Some(result)) => evidence.record_single(result),
-            _ => return Ok(Err((StopReason::OperatorError, outcome.terminal_mode))),
+        let admitted = Instant::now();
+        for _ in &batch {
+            metrics
+                .operator_queue_wait
+                .observe(admitted.elapsed().as_secs_f64());
         }
-        if let Err(reason) = gate.check_bytes() {
-            return Ok(Err(budget_stop(reason)));
+        let _in_flight = metrics.in_flight();
+        let outcomes = session.call_batch(&batch, remaining).await?;
+        if let Err(stop) = settle(&batch, outcomes, gate, evidence, |evidence, _, result| {
+            evidence.record_single(result)
+        }) {
+            return Ok(Err(stop));
         }
     }
+    Ok(Ok(()))
 }

@@ -64,6 +64,7 @@ impl LedgerStore {
             Ok(v1::RecordFinalizeResponse {
                 event_id,
                 session: Some(session),
+                run_id: String::new(),
             })
         })
         .await

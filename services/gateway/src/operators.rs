@@ -1,0 +1,624 @@
+//! Operator calls (spec 20 §2.6), one or a batch of one session at a time.
+//!
+//! A batch is judged in three passes under the session's lock: in order,
+//! each call's budget and policy are decided (`judge`); the admitted calls
+//! then run concurrently; in order again, each result is measured against
+//! the bytes budget and turned into ledger events (`settle`). Every event
+//! of the batch goes to the ledger in one write, compare-and-set on the
+//! counters the batch was decided on, and no result leaves before that write
+//! is committed. A single `CallOperator` is a batch of one.
+
+use pecr_adapters::{Operator, PolicyInputFields, Redaction, SessionScope};
+use pecr_contracts::evidence::EvidenceUnit;
+use pecr_contracts::hash_canonical_json;
+use pecr_errors::{ErrorCode, PecrError, PecrResult};
+use pecr_policy::Decision;
+use pecr_proto::v1;
+use serde_json::{Value, json};
+
+use crate::core::{Caller, Gateway, OperatorReply, STALE_RETRIES, json_len, policy_denied};
+use crate::events::{self, CallOutcome, event};
+use crate::session_state::is_stale;
+
+fn budget_exceeded() -> PecrError {
+    PecrError::new(ErrorCode::BudgetExceeded, "budget exceeded")
+}
+
+/// One requested call, as received.
+pub struct RequestedCall {
+    pub op_name: String,
+    pub params: String,
+}
+
+/// A call whose params parsed.
+struct Call {
+    op_name: String,
+    params: Value,
+    params_hash: String,
+    params_bytes: u64,
+}
+
+/// What `judge` made of a call.
+enum Judged {
+    /// Refused before running: its events and its error.
+    Refused(Vec<v1::NewLedgerEvent>, PecrError),
+    /// Allowed to run.
+    Admitted {
+        operator: Operator,
+        decision: Decision,
+        decision_event: v1::NewLedgerEvent,
+        redaction: Option<Redaction>,
+    },
+}
+
+/// An operator's output before budgets: result, evidence, cache hit.
+type Output = (Value, Vec<EvidenceUnit>, bool);
+
+/// Everything one batch writes, and the outcomes it answers with.
+struct Settled {
+    events: Vec<v1::NewLedgerEvent>,
+    units: Vec<v1::EvidenceUnit>,
+    operator_calls_used: u64,
+    bytes_used: u64,
+    outcomes: Vec<PecrResult<OperatorReply>>,
+}
+
+impl Gateway {
+    /// POST /v1/operators/{op_name}.
+    pub async fn call_operator(
+        &self,
+        caller: &Caller,
+        token: &str,
+        request: v1::CallOperatorRequest,
+    ) -> PecrResult<OperatorReply> {
+        // A body that is not JSON is refused before the session is touched.
+        serde_json::from_str::<Value>(&request.params)
+            .map_err(|_| PecrError::invalid_params("invalid JSON body"))?;
+        let call = RequestedCall {
+            op_name: request.op_name,
+            params: request.params,
+        };
+        self.call_operators(caller, token, &request.session_id, vec![call])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(PecrError::internal("a call without an outcome")))
+    }
+
+    /// POST /v1/operator-batches: one outcome per call, in order. The batch
+    /// as a whole fails only when the session cannot be used or the ledger
+    /// cannot record it; then no call's result is returned.
+    pub async fn call_operators(
+        &self,
+        caller: &Caller,
+        token: &str,
+        session_id: &str,
+        calls: Vec<RequestedCall>,
+    ) -> PecrResult<Vec<PecrResult<OperatorReply>>> {
+        if session_id.trim().is_empty() {
+            return Err(PecrError::invalid_params("session_id is required"));
+        }
+        let parsed: Vec<PecrResult<Call>> = calls.into_iter().map(parse_call).collect();
+        let action = match parsed.as_slice() {
+            [Ok(call)] => Operator::parse(&call.op_name).map_or("unknown_operator", Operator::name),
+            _ => "operator_batch",
+        };
+        self.admit(caller, session_id, token, action).await?;
+        let _guard = self
+            .locks
+            .acquire(session_id, self.settings.lock_timeout)
+            .await?;
+        let mut attempt = 0;
+        loop {
+            let session = self.sessions.open(&self.ledger, session_id).await?;
+            match self.run_batch(caller, &session, &parsed).await {
+                Err(error) if is_stale(&error) && attempt < STALE_RETRIES => {
+                    attempt += 1;
+                    self.sessions.forget(session_id).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run_batch(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        calls: &[PecrResult<Call>],
+    ) -> PecrResult<Vec<PecrResult<OperatorReply>>> {
+        let budget = session.budget.unwrap_or_default();
+        // Calls admitted so far reserve their budget, so later calls of the
+        // batch are judged as if the earlier ones had run.
+        let mut reserved_calls = session.operator_calls_used;
+        let mut judged = Vec::with_capacity(calls.len());
+        for call in calls {
+            let verdict = match call {
+                Ok(call) => {
+                    let verdict = self
+                        .judge(caller, session, &budget, reserved_calls, call)
+                        .await;
+                    if matches!(verdict, Judged::Admitted { .. }) {
+                        reserved_calls += 1;
+                    }
+                    Some(verdict)
+                }
+                Err(_) => None,
+            };
+            judged.push(verdict);
+        }
+
+        let scope = SessionScope {
+            tenant_id: session.tenant_id.clone(),
+            principal_id: session.principal_id.clone(),
+            as_of_time: session.as_of_time.clone(),
+            policy_snapshot_id: session.policy_snapshot_id.clone(),
+            policy_snapshot_hash: session.policy_snapshot_hash.clone(),
+            emitted_evidence_ids: session.evidence_unit_ids.iter().cloned().collect(),
+        };
+        let scope = &scope;
+        let runs = calls.iter().zip(&judged).map(|(call, verdict)| async move {
+            match (call, verdict) {
+                (
+                    Ok(call),
+                    Some(Judged::Admitted {
+                        operator,
+                        redaction,
+                        ..
+                    }),
+                ) => Some(
+                    self.execute(caller, session, scope, call, *operator, redaction.as_ref())
+                        .await,
+                ),
+                _ => None,
+            }
+        });
+        let outputs = futures_util::future::join_all(runs).await;
+
+        let settled = self.settle(caller, session, &budget, calls, judged, outputs);
+        if !settled.events.is_empty() {
+            let response = self
+                .ledger
+                .record_operator_call(v1::RecordOperatorCallRequest {
+                    session_id: session.session_id.clone(),
+                    trace_id: session.trace_id.clone(),
+                    evidence_units: settled.units,
+                    events: settled.events,
+                    expected_operator_calls_used: session.operator_calls_used,
+                    expected_bytes_used: session.bytes_used,
+                    operator_calls_used: settled.operator_calls_used,
+                    bytes_used: settled.bytes_used,
+                    store_content: self.settings.store_evidence_content,
+                })
+                .await?;
+            if let Some(state) = response.session {
+                self.sessions.remember(state).await;
+            }
+        }
+        tracing::debug!(
+            trace_id = %session.trace_id,
+            request_id = %caller.request_id,
+            session_id = %session.session_id,
+            calls = calls.len(),
+            operator_calls_used = settled.operator_calls_used,
+            bytes_used = settled.bytes_used,
+            "gateway.call_operators"
+        );
+        Ok(settled.outcomes)
+    }
+
+    /// Budget and policy for one call, before it runs.
+    async fn judge(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        budget: &v1::Budget,
+        reserved_calls: u64,
+        call: &Call,
+    ) -> Judged {
+        let caller_id = caller.principal.principal_id.as_str();
+        let rid = caller.request_id.as_str();
+        let op_name = call.op_name.as_str();
+        let refuse = |events, error| Judged::Refused(events, error);
+        if reserved_calls >= u64::from(budget.max_operator_calls) {
+            self.metrics.budget_violation();
+            let payload = events::calls_budget_violation(
+                op_name,
+                reserved_calls,
+                u64::from(budget.max_operator_calls),
+                rid,
+            );
+            let violation = event(session, caller_id, "BUDGET_VIOLATION", payload);
+            return refuse(vec![violation], budget_exceeded());
+        }
+        // Checked against the bytes known so far; `settle` checks again
+        // once the results of earlier calls are known.
+        if budget.max_bytes > 0
+            && session.bytes_used.saturating_add(call.params_bytes) > budget.max_bytes
+        {
+            self.metrics.budget_violation();
+            return refuse(
+                vec![bytes_violation(
+                    session,
+                    caller,
+                    op_name,
+                    session.bytes_used,
+                    call.params_bytes,
+                    budget.max_bytes,
+                )],
+                budget_exceeded(),
+            );
+        }
+        let Some(operator) = Operator::parse(op_name) else {
+            let decision = events::policy_decision(op_name, false, "operator_not_allowlisted", rid);
+            let denied =
+                events::operator_denied(op_name, &call.params_hash, call.params_bytes, rid);
+            return refuse(
+                vec![
+                    event(session, caller_id, "POLICY_DECISION", decision),
+                    event(session, caller_id, "OPERATOR_CALL", denied),
+                ],
+                PecrError::invalid_params("operator not allowlisted"),
+            );
+        };
+
+        let fields = pecr_adapters::policy_input_fields(&call.params);
+        // Policy judges the file that would really be read: a link under an
+        // allowed prefix that points elsewhere is judged by its target.
+        let object_id = match &fields.object_id {
+            Some(raw)
+                if matches!(
+                    operator,
+                    Operator::ListVersions | Operator::FetchSpan | Operator::Diff
+                ) =>
+            {
+                Some(
+                    self.adapters
+                        .canonical_object_id(raw)
+                        .await
+                        .unwrap_or_else(|_| raw.clone()),
+                )
+            }
+            other => other.clone(),
+        };
+        let fields = PolicyInputFields {
+            object_id,
+            ..fields
+        };
+        let decision = match self
+            .decide_operator(
+                caller,
+                session,
+                op_name,
+                &call.params_hash,
+                call.params_bytes,
+                &fields,
+            )
+            .await
+        {
+            Ok(decision) => decision,
+            Err(error) => {
+                let payload = events::policy_decision(op_name, false, "policy_engine_error", rid);
+                return refuse(
+                    vec![event(session, caller_id, "POLICY_DECISION", payload)],
+                    error,
+                );
+            }
+        };
+        let decision_event = event(
+            session,
+            caller_id,
+            "POLICY_DECISION",
+            events::policy_outcome(op_name, &decision, rid),
+        );
+        if !decision.allow {
+            let denied = event(
+                session,
+                caller_id,
+                "OPERATOR_CALL",
+                events::operator_denied(op_name, &call.params_hash, call.params_bytes, rid),
+            );
+            return refuse(vec![decision_event, denied], policy_denied());
+        }
+        match pecr_adapters::parse_redaction(decision.redaction.as_ref()) {
+            Ok(redaction) => Judged::Admitted {
+                operator,
+                decision,
+                decision_event,
+                redaction,
+            },
+            Err(error) => refuse(vec![decision_event], error),
+        }
+    }
+
+    async fn execute(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        scope: &SessionScope,
+        call: &Call,
+        operator: Operator,
+        redaction: Option<&Redaction>,
+    ) -> PecrResult<Output> {
+        if operator == Operator::Search {
+            return self
+                .search(caller, session, scope, &call.params, &call.params_hash)
+                .await;
+        }
+        let output = self
+            .adapters
+            .run(operator, &call.params, scope, redaction)
+            .await?;
+        Ok((output.result, output.evidence, false))
+    }
+
+    /// In order: spends the budget of each call that ran, and builds the
+    /// events of every call.
+    fn settle(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        budget: &v1::Budget,
+        calls: &[PecrResult<Call>],
+        judged: Vec<Option<Judged>>,
+        outputs: Vec<Option<PecrResult<Output>>>,
+    ) -> Settled {
+        let caller_id = caller.principal.principal_id.as_str();
+        let rid = caller.request_id.as_str();
+        let mut settled = Settled {
+            events: Vec::new(),
+            units: Vec::new(),
+            operator_calls_used: session.operator_calls_used,
+            bytes_used: session.bytes_used,
+            outcomes: Vec::with_capacity(calls.len()),
+        };
+        for ((call, verdict), output) in calls.iter().zip(judged).zip(outputs) {
+            let (call, verdict, output) = match (call, verdict, output) {
+                (Err(error), _, _) => {
+                    settled.outcomes.push(Err(error.clone()));
+                    continue;
+                }
+                (Ok(_), Some(Judged::Refused(events, error)), _) => {
+                    settled.events.extend(events);
+                    settled.outcomes.push(Err(error));
+                    continue;
+                }
+                (Ok(call), Some(verdict @ Judged::Admitted { .. }), Some(output)) => {
+                    (call, verdict, output)
+                }
+                _ => {
+                    settled
+                        .outcomes
+                        .push(Err(PecrError::internal("a call without an outcome")));
+                    continue;
+                }
+            };
+            let Judged::Admitted {
+                decision,
+                decision_event,
+                ..
+            } = verdict
+            else {
+                continue;
+            };
+            let op_name = call.op_name.as_str();
+            let (result, evidence, cache_hit) = match output {
+                Ok(output) => output,
+                Err(error) => {
+                    // The decision stays on record; a failed read costs no budget.
+                    settled.events.push(decision_event);
+                    settled.outcomes.push(Err(error));
+                    continue;
+                }
+            };
+            // Earlier calls' results may have used the bytes this one needs.
+            if budget.max_bytes > 0
+                && settled.bytes_used.saturating_add(call.params_bytes) > budget.max_bytes
+            {
+                self.metrics.budget_violation();
+                settled.events.push(bytes_violation(
+                    session,
+                    caller,
+                    op_name,
+                    settled.bytes_used,
+                    call.params_bytes,
+                    budget.max_bytes,
+                ));
+                settled.outcomes.push(Err(budget_exceeded()));
+                continue;
+            }
+            let result_bytes = json_len(&result);
+            let bytes_used = settled
+                .bytes_used
+                .saturating_add(call.params_bytes)
+                .saturating_add(result_bytes);
+            // Deliberate fix: bytes are checked before a result is returned.
+            if budget.max_bytes > 0 && bytes_used > budget.max_bytes {
+                self.metrics.budget_violation();
+                settled.events.push(decision_event);
+                settled.events.push(bytes_violation(
+                    session,
+                    caller,
+                    op_name,
+                    settled.bytes_used,
+                    call.params_bytes + result_bytes,
+                    budget.max_bytes,
+                ));
+                settled.outcomes.push(Err(budget_exceeded()));
+                continue;
+            }
+            settled.operator_calls_used += 1;
+            settled.bytes_used = bytes_used;
+            let units: Vec<v1::EvidenceUnit> =
+                evidence.iter().map(crate::evidence::to_proto).collect();
+            settled.events.push(decision_event);
+            settled.events.extend(units.iter().map(|unit| {
+                event(
+                    session,
+                    caller_id,
+                    "EVIDENCE_EMITTED",
+                    events::evidence_emitted(unit, op_name, rid),
+                )
+            }));
+            settled.events.push(event(
+                session,
+                caller_id,
+                "OPERATOR_CALL",
+                events::operator_success(&CallOutcome {
+                    op_name,
+                    params_hash: &call.params_hash,
+                    cache_hit,
+                    params_bytes: call.params_bytes,
+                    result_bytes,
+                    operator_calls_used: settled.operator_calls_used,
+                    bytes_used,
+                    request_id: rid,
+                }),
+            ));
+            settled.units.extend(units);
+            settled.outcomes.push(Ok(OperatorReply { result, decision }));
+        }
+        settled
+    }
+
+    /// `search`, with refs filtered per object by policy (a deliberate fix:
+    /// no ref to an object the caller may not read) and the result cache.
+    async fn search(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        scope: &SessionScope,
+        params: &Value,
+        params_hash: &str,
+    ) -> PecrResult<Output> {
+        let cache_key = crate::search_cache::SearchKey {
+            tenant_id: scope.tenant_id.clone(),
+            principal_id: scope.principal_id.clone(),
+            policy_snapshot_hash: scope.policy_snapshot_hash.clone(),
+            as_of_time: scope.as_of_time.clone(),
+            params_hash: params_hash.to_owned(),
+        };
+        if let Some(result) = self.search_cache.get(&cache_key).await {
+            self.metrics.cache_hit("search");
+            return Ok((result, Vec::new(), true));
+        }
+        let output = self
+            .adapters
+            .run(Operator::Search, params, scope, None)
+            .await?;
+        let refs = output
+            .result
+            .get("refs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut visible = Vec::with_capacity(refs.len());
+        for reference in refs {
+            let Some(object_id) = reference.get("object_id").and_then(Value::as_str) else {
+                continue;
+            };
+            if self.may_read_object(caller, session, object_id).await? {
+                visible.push(reference);
+            }
+        }
+        let result = json!({ "refs": visible });
+        self.search_cache.insert(cache_key, result.clone()).await;
+        Ok((result, Vec::new(), false))
+    }
+
+    /// Would policy let the caller `fetch_span` this object?
+    async fn may_read_object(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        object_id: &str,
+    ) -> PecrResult<bool> {
+        let params = json!({ "object_id": object_id });
+        let fields = PolicyInputFields {
+            object_id: Some(object_id.to_owned()),
+            view_id: None,
+            fields_hash: None,
+            filter_fingerprint: None,
+        };
+        let decision = self
+            .decide_operator(
+                caller,
+                session,
+                "fetch_span",
+                &hash_canonical_json(&params),
+                json_len(&params),
+                &fields,
+            )
+            .await?;
+        Ok(decision.allow)
+    }
+
+    /// The `operator_call` decision (spec 20 §4.1); cached per snapshot, operator and params.
+    async fn decide_operator(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        op_name: &str,
+        params_hash: &str,
+        params_bytes: u64,
+        fields: &PolicyInputFields,
+    ) -> PecrResult<Decision> {
+        let input = json!({
+            "action": "operator_call",
+            "principal_id": caller.principal.principal_id,
+            "trace_id": session.trace_id,
+            "session_id": session.session_id,
+            "policy_snapshot_id": session.policy_snapshot_id,
+            "policy_snapshot_hash": session.policy_snapshot_hash,
+            "policy_bundle_hash": self.settings.policy_bundle_hash,
+            "as_of_time": session.as_of_time,
+            "op_name": op_name,
+            "params_hash": params_hash,
+            "params_bytes": params_bytes,
+            "object_id": fields.object_id,
+            "view_id": fields.view_id,
+            "fields_hash": fields.fields_hash,
+            "filter_fingerprint": fields.filter_fingerprint,
+            "request_id": caller.request_id,
+        });
+        let parts = vec![
+            session.policy_snapshot_hash.clone(),
+            op_name.to_owned(),
+            params_hash.to_owned(),
+        ];
+        self.decide(caller, "operator_call", parts, &input).await
+    }
+}
+
+fn parse_call(call: RequestedCall) -> PecrResult<Call> {
+    let params: Value = serde_json::from_str(&call.params)
+        .map_err(|_| PecrError::invalid_params("invalid JSON body"))?;
+    Ok(Call {
+        op_name: call.op_name.trim().to_owned(),
+        params_hash: hash_canonical_json(&params),
+        params_bytes: json_len(&params),
+        params,
+    })
+}
+
+fn bytes_violation(
+    session: &v1::SessionRecord,
+    caller: &Caller,
+    op_name: &str,
+    used: u64,
+    params_bytes: u64,
+    max_bytes: u64,
+) -> v1::NewLedgerEvent {
+    let payload = events::bytes_budget_violation(
+        op_name,
+        used,
+        params_bytes,
+        max_bytes,
+        &caller.request_id,
+    );
+    event(
+        session,
+        &caller.principal.principal_id,
+        "BUDGET_VIOLATION",
+        payload,
+    )
+}
