@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod hashing;
 pub mod ids;
 pub mod replay;
+pub mod run_record;
 pub mod scoring;
 pub mod secret;
 pub mod time;

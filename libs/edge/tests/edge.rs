@@ -226,21 +226,20 @@ impl GatewayService for HarnessGateway {
             .into_inner()
             .calls
             .into_iter()
-            .map(|call| match call.op_name.as_str() {
-                "echo" => OperatorOutcome {
-                    ok: Some(CallOperatorResponse {
+            .map(|call| {
+                let outcome = match call.op_name.as_str() {
+                    "echo" => operator_outcome::Outcome::Ok(CallOperatorResponse {
                         terminal_mode: TerminalMode::Supported as i32,
                         result: call.params,
                         policy_decision: None,
                     }),
-                    error: None,
-                },
-                _ => OperatorOutcome {
-                    ok: None,
-                    error: Some(
+                    _ => operator_outcome::Outcome::Error(
                         PecrError::invalid_params("operator not allowlisted").to_error_detail(),
                     ),
-                },
+                };
+                OperatorOutcome {
+                    outcome: Some(outcome),
+                }
             })
             .collect();
         Ok(Response::new(CallOperatorsResponse { outcomes }))
@@ -259,6 +258,7 @@ impl GatewayService for HarnessGateway {
             trace_id: "T-1".into(),
             claim_map: Some(claim_map),
             response_text: body.response_text,
+            run_id: String::new(),
         }))
     }
 }
@@ -916,7 +916,8 @@ async fn a_batch_answers_one_result_or_error_object_per_call() {
     assert_eq!(
         reply.body,
         concat!(
-            r#"{"outcomes":[{"ok":{"terminal_mode":"SUPPORTED","result":{"a":1.0}}},"#,
+            r#"{"outcomes":[{"ok":{"terminal_mode":"SUPPORTED","result":{"a":1.0},"#,
+            r#""policy_decision":{"allow":false,"cacheable":false}}},"#,
             r#"{"error":{"error":{"code":"ERR_INVALID_PARAMS","message":"operator not allowlisted","#,
             r#""terminal_mode_hint":"INSUFFICIENT_EVIDENCE","retryable":false},"http_status":400}}]}"#
         )

@@ -28,7 +28,7 @@ pub mod google {
 pub use pecr::v1;
 
 pub mod codec;
-mod convert;
+pub mod convert;
 pub mod error_detail;
 
 /// The encoded `FileDescriptorSet` of every proto under `proto/`.

@@ -1,25 +1,16 @@
 //! Contract models (`pecr-contracts`) ⇄ generated protobuf messages.
 
 use pecr_contracts::replay::{
-    Claim, ClaimMap, ClaimStatus, EngineMode, ReplayBundle, ReplayBundleMetadata,
-    ReplayEvaluationResult, ReplayEvaluationSubmission, ReplayRunScore, RunQualityScorecard,
-    TerminalMode,
+    ClaimMap, ClaimStatus, EngineMode, ReplayBundle, ReplayBundleMetadata, ReplayEvaluationResult,
+    ReplayEvaluationSubmission, ReplayRunScore, RunQualityScorecard, TerminalMode,
 };
 use pecr_errors::PecrError;
 use pecr_proto::v1;
 
-use crate::gateway_client::{contract_mode, proto_mode};
+use crate::gateway_client::proto_mode;
 
 fn mode_to_proto(mode: TerminalMode) -> i32 {
     proto_mode(mode) as i32
-}
-
-fn status_from_proto(status: i32) -> ClaimStatus {
-    match v1::claim::Status::try_from(status) {
-        Ok(v1::claim::Status::Supported) => ClaimStatus::Supported,
-        Ok(v1::claim::Status::Assumption) => ClaimStatus::Assumption,
-        _ => ClaimStatus::Unknown,
-    }
 }
 
 fn status_to_proto(status: ClaimStatus) -> i32 {
@@ -32,24 +23,8 @@ fn status_to_proto(status: ClaimStatus) -> i32 {
 
 /// The gateway's final claim map as the contract model (for the bundle).
 pub fn claim_map_from_proto(map: &v1::ClaimMap) -> Result<ClaimMap, PecrError> {
-    Ok(ClaimMap {
-        claim_map_id: map.claim_map_id.clone(),
-        terminal_mode: contract_mode(map.terminal_mode)
-            .ok_or_else(|| PecrError::internal("claim map without terminal mode"))?,
-        claims: map
-            .claims
-            .iter()
-            .map(|claim| Claim {
-                claim_id: claim.claim_id.clone(),
-                claim_text: claim.claim_text.clone(),
-                status: status_from_proto(claim.status),
-                evidence_unit_ids: claim.evidence_unit_ids.clone(),
-            })
-            .collect(),
-        coverage_threshold: map.coverage_threshold,
-        coverage_observed: map.coverage_observed,
-        notes: map.notes.clone(),
-    })
+    pecr_proto::convert::claim_map_from_proto(map)
+        .ok_or_else(|| PecrError::internal("claim map without terminal mode"))
 }
 
 pub fn claim_map_to_proto(map: &ClaimMap) -> v1::ClaimMap {

@@ -104,12 +104,13 @@ impl CallOutcome {
 
 /// One outcome of a batch reply: exactly one of its result and its error.
 fn batch_outcome(outcome: v1::OperatorOutcome) -> Result<CallOutcome, PecrError> {
-    match (outcome.ok, outcome.error) {
-        (Some(reply), None) => CallOutcome::succeeded(reply),
-        (None, Some(detail)) => PecrError::from_detail(detail)
+    use v1::operator_outcome::Outcome;
+    match outcome.outcome {
+        Some(Outcome::Ok(reply)) => CallOutcome::succeeded(reply),
+        Some(Outcome::Error(detail)) => PecrError::from_detail(detail)
             .map(|error| CallOutcome::failed(&error))
             .ok_or_else(|| bad_reply("operator batch outcome carries an unknown error")),
-        _ => Err(bad_reply(
+        None => Err(bad_reply(
             "operator batch outcome must hold a result or an error",
         )),
     }
@@ -398,7 +399,9 @@ impl SessionClient {
             Ok(reply) => {
                 let outcomes = reply.into_inner().outcomes;
                 if outcomes.len() != calls.len() {
-                    return Err(bad_reply("operator batch reply has the wrong number of outcomes"));
+                    return Err(bad_reply(
+                        "operator batch reply has the wrong number of outcomes",
+                    ));
                 }
                 outcomes.into_iter().map(batch_outcome).collect()
             }
@@ -413,10 +416,13 @@ impl SessionClient {
     }
 
     /// Submits the answer to the finalize gate and checks the reply's trace id.
+    /// With `run`, the gateway also records the run's replay bundle and
+    /// returns its run id.
     pub async fn finalize(
         &self,
         response_text: String,
         claim_map: v1::ClaimMap,
+        run: Option<v1::RunRecord>,
     ) -> Result<v1::FinalizeResponse, PecrError> {
         let span = tracing::info_span!(
             "finalize.compile",
@@ -424,7 +430,7 @@ impl SessionClient {
             terminal_mode = tracing::field::Empty,
         );
         let reply = self
-            .finalize_inner(response_text, claim_map)
+            .finalize_inner(response_text, claim_map, run)
             .instrument(span.clone())
             .await?;
         if let Ok(mode) = v1::TerminalMode::try_from(reply.terminal_mode) {
@@ -437,12 +443,14 @@ impl SessionClient {
         &self,
         response_text: String,
         claim_map: v1::ClaimMap,
+        run: Option<v1::RunRecord>,
     ) -> Result<v1::FinalizeResponse, PecrError> {
         let request = self.request(
             v1::FinalizeRequest {
                 session_id: self.session_id.clone(),
                 response_text,
                 claim_map: Some(claim_map),
+                run,
             },
             self.timeout,
         )?;
@@ -462,26 +470,7 @@ impl SessionClient {
     }
 }
 
-/// A proto terminal mode as its contract value; None for UNSPECIFIED.
-pub fn contract_mode(mode: i32) -> Option<TerminalMode> {
-    match v1::TerminalMode::try_from(mode).ok()? {
-        v1::TerminalMode::Supported => Some(TerminalMode::Supported),
-        v1::TerminalMode::InsufficientEvidence => Some(TerminalMode::InsufficientEvidence),
-        v1::TerminalMode::InsufficientPermission => Some(TerminalMode::InsufficientPermission),
-        v1::TerminalMode::SourceUnavailable => Some(TerminalMode::SourceUnavailable),
-        v1::TerminalMode::Unspecified => None,
-    }
-}
-
-/// A contract terminal mode as its proto value.
-pub fn proto_mode(mode: TerminalMode) -> v1::TerminalMode {
-    match mode {
-        TerminalMode::Supported => v1::TerminalMode::Supported,
-        TerminalMode::InsufficientEvidence => v1::TerminalMode::InsufficientEvidence,
-        TerminalMode::InsufficientPermission => v1::TerminalMode::InsufficientPermission,
-        TerminalMode::SourceUnavailable => v1::TerminalMode::SourceUnavailable,
-    }
-}
+pub use pecr_proto::convert::{contract_mode, proto_mode};
 
 /// Bytes of a failed call: the length of its `ErrorResponse` JSON, so
 /// `max_bytes` keeps its REST meaning over gRPC.

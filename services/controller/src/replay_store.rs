@@ -142,6 +142,12 @@ impl ReplayStore {
         request
     }
 
+    /// True when replays live in the ledger (the gateway then records each
+    /// run's bundle with its finalize).
+    pub fn is_ledger(&self) -> bool {
+        matches!(self, Self::Ledger { .. })
+    }
+
     pub async fn store_bundle(
         &self,
         owner: &Owner,

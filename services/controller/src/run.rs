@@ -2,15 +2,11 @@
 //! answer and claim map, finalize, replay bundle, response.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pecr_auth::Principal;
 use pecr_contracts::budget::Budget;
-use pecr_contracts::hashing::principal_id_hash;
-use pecr_contracts::replay::{
-    EngineMode, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, TerminalMode, new_run_id,
-};
-use pecr_contracts::scoring::quality_score;
+use pecr_contracts::replay::{EngineMode, ReplayBundle, TerminalMode};
+use pecr_contracts::run_record::{RunRecord, SessionFacts, reported_mode};
 use pecr_errors::PecrError;
 use pecr_proto::v1;
 use tracing::{info, warn};
@@ -119,19 +115,32 @@ impl Runner {
 
         let (response_text, claims, proposed_mode) = compose(&query, &looped);
         let claim_map = answer::claim_map(&claims, proposed_mode);
-        let finalized =
-            with_failure_mode(session.finalize(response_text, claim_map).await?, &looped);
+        let record = self.run_record(query, &looped);
+        let failure_mode = record.failure_mode;
+        // With the ledger as the replay store, the gateway records the
+        // bundle with the finalize, in one write.
+        let in_ledger = self.store.is_ledger();
+        let finalized = session
+            .finalize(
+                response_text,
+                claim_map,
+                in_ledger.then(|| v1::RunRecord::from(record.clone())),
+            )
+            .await?;
+        let finalized = with_failure_mode(finalized, failure_mode);
         let cited_evidence = finalized
             .claim_map
             .as_ref()
             .map(|map| cited_evidence(map, &looped))
             .unwrap_or_default();
 
-        let run_id = match self.bundle(
-            principal, ids, &query, budget, &session, &looped, &finalized,
-        ) {
-            Ok(bundle) => self.persist(&principal.tenant_id, ids, bundle).await,
-            Err(err) => persist_failed(ids, &err),
+        let run_id = if in_ledger {
+            Some(finalized.run_id.clone()).filter(|id| !id.is_empty())
+        } else {
+            match self.bundle(principal, ids, budget, &session, record, &finalized) {
+                Ok(bundle) => self.persist(&principal.tenant_id, ids, bundle).await,
+                Err(err) => persist_failed(ids, &err),
+            }
         };
         Ok(v1::RunResponse {
             terminal_mode: finalized.terminal_mode,
@@ -177,8 +186,29 @@ impl Runner {
         }
     }
 
-    /// Stores the replay bundle; a failure is logged and leaves the response
-    /// as it is (without a run id).
+    /// What the engine knows of its run, for the replay bundle.
+    fn run_record(&self, query: String, looped: &LoopResult) -> RunRecord {
+        let failed = looped.stop_reason == crate::budget_gate::StopReason::OperatorError
+            && matches!(
+                looped.terminal_mode,
+                TerminalMode::InsufficientPermission | TerminalMode::SourceUnavailable
+            );
+        RunRecord {
+            query,
+            engine_mode: self.settings.engine,
+            loop_terminal_mode: looped.terminal_mode,
+            loop_response_text: looped.response_text.clone(),
+            operator_calls_used: looped.usage.operator_calls,
+            bytes_used: looped.usage.bytes,
+            depth_used: looped.usage.depth,
+            evidence_ref_count: u32::try_from(looped.evidence.refs().len()).unwrap_or(u32::MAX),
+            evidence_unit_ids: looped.evidence.unit_ids(),
+            failure_mode: failed.then_some(looped.terminal_mode),
+        }
+    }
+
+    /// Stores the replay bundle in files; a failure is logged and leaves
+    /// the response as it is (without a run id).
     async fn persist(&self, tenant_id: &str, ids: &RunIds, bundle: ReplayBundle) -> Option<String> {
         let owner = Owner {
             tenant_id: tenant_id.to_owned(),
@@ -190,58 +220,30 @@ impl Runner {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The bundle of a run whose replay this controller stores itself.
     fn bundle(
         &self,
         principal: &Principal,
         ids: &RunIds,
-        query: &str,
         budget: Budget,
         session: &SessionClient,
-        looped: &LoopResult,
+        record: RunRecord,
         finalized: &v1::FinalizeResponse,
     ) -> Result<ReplayBundle, PecrError> {
-        let claim_map = finalized
+        let gated = finalized
             .claim_map
             .as_ref()
             .ok_or_else(|| PecrError::internal("finalize without claim map"))
             .and_then(claim_map_from_proto)?;
-        let terminal_mode = contract_mode(finalized.terminal_mode)
-            .ok_or_else(|| PecrError::internal("finalize without terminal mode"))?;
-        let evidence_unit_ids = looped.evidence.unit_ids();
-        let quality_score = quality_score(terminal_mode, &claim_map, &evidence_unit_ids);
-        let recorded_at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        let mut bundle = ReplayBundle {
-            metadata: ReplayBundleMetadata {
-                schema_version: REPLAY_SCHEMA_VERSION,
-                run_id: new_run_id(&ids.trace_id),
-                trace_id: ids.trace_id.clone(),
-                request_id: ids.request_id.clone(),
-                principal_id_hash: principal_id_hash(&principal.principal_id),
-                engine_mode: self.settings.engine,
-                recorded_at_unix_ms,
-                terminal_mode,
-                quality_score,
-                bundle_hash: String::new(),
-            },
-            query: query.to_owned(),
+        let facts = SessionFacts {
+            trace_id: &ids.trace_id,
+            request_id: &ids.request_id,
+            principal_id: &principal.principal_id,
+            session_id: &session.session_id,
+            policy_snapshot_id: &session.policy_snapshot_id,
             budget,
-            session_id: session.session_id.clone(),
-            policy_snapshot_id: session.policy_snapshot_id.clone(),
-            loop_terminal_mode: looped.terminal_mode,
-            loop_response_text: looped.response_text.clone(),
-            response_text: finalized.response_text.clone(),
-            claim_map,
-            operator_calls_used: looped.usage.operator_calls,
-            bytes_used: looped.usage.bytes,
-            depth_used: looped.usage.depth,
-            evidence_ref_count: u32::try_from(looped.evidence.refs().len()).unwrap_or(u32::MAX),
-            evidence_unit_ids,
         };
-        bundle.seal();
-        Ok(bundle)
+        Ok(record.bundle(&facts, finalized.response_text.clone(), gated))
     }
 }
 
@@ -282,24 +284,20 @@ fn compose(query: &str, looped: &LoopResult) -> (String, Vec<DraftClaim>, Termin
 }
 
 /// The gateway's gate only decides SUPPORTED or INSUFFICIENT_EVIDENCE
-/// (spec 20 §7); callers map failures to the other two modes. A run whose
-/// loop ended because policy denied a call or a source failed reports that
-/// mode, unless the gate found the answer supported after all.
+/// (spec 20 §7); a run whose loop ended because policy denied a call or a
+/// source failed reports that mode, unless the gate found the answer
+/// supported after all (the bundle follows the same rule).
 fn with_failure_mode(
     mut finalized: v1::FinalizeResponse,
-    looped: &LoopResult,
+    failure: Option<TerminalMode>,
 ) -> v1::FinalizeResponse {
-    let failed = looped.stop_reason == crate::budget_gate::StopReason::OperatorError
-        && matches!(
-            looped.terminal_mode,
-            TerminalMode::InsufficientPermission | TerminalMode::SourceUnavailable
-        );
-    if failed && finalized.terminal_mode != v1::TerminalMode::Supported as i32 {
-        let mode = crate::gateway_client::proto_mode(looped.terminal_mode) as i32;
-        finalized.terminal_mode = mode;
-        if let Some(map) = finalized.claim_map.as_mut() {
-            map.terminal_mode = mode;
-        }
+    let Some(gated) = contract_mode(finalized.terminal_mode) else {
+        return finalized;
+    };
+    let mode = crate::gateway_client::proto_mode(reported_mode(gated, failure)) as i32;
+    finalized.terminal_mode = mode;
+    if let Some(map) = finalized.claim_map.as_mut() {
+        map.terminal_mode = mode;
     }
     finalized
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pecr_adapters::Adapters;
 use pecr_contracts::hashing::{PolicySnapshotInputs, budget_hash, policy_snapshot_hash};
+use pecr_contracts::run_record::RunRecord;
 use pecr_contracts::{Budget, hash_canonical_json, ids, is_sha256_hex, sha256_hex};
 use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_policy::{Decision, DecisionKey, PolicyEngine};
@@ -52,6 +53,13 @@ pub struct Gateway {
     pub search_cache: SearchCache,
     pub credentials: CredentialCache,
     pub sessions: SessionStates,
+}
+
+/// What a finalize submits: the answer and, from a run, its record.
+struct Answer<'a> {
+    claim_map: v1::ClaimMap,
+    response_text: &'a str,
+    run: Option<RunRecord>,
 }
 
 /// A created session and the token returned once to its owner.
@@ -200,6 +208,8 @@ impl Gateway {
             })
             .await?;
         self.credentials.insert(&record).await;
+        // The run's first call then needs no ledger read.
+        self.sessions.remember(record.clone()).await;
         if record.trace_id != trace_id {
             tracing::warn!(
                 trace_id = %record.trace_id,
@@ -288,6 +298,11 @@ impl Gateway {
         if request.session_id.trim().is_empty() {
             return Err(PecrError::invalid_params("session_id is required"));
         }
+        let run = request
+            .run
+            .map(pecr_proto::convert::run_record_from_proto)
+            .transpose()
+            .map_err(PecrError::invalid_params)?;
         self.admit(caller, &request.session_id, token, "finalize")
             .await?;
         let _guard = self
@@ -295,15 +310,23 @@ impl Gateway {
             .acquire(&request.session_id, self.settings.lock_timeout)
             .await?;
         let mut attempt = 0;
-        let (gated, session) = loop {
-            let session = self.sessions.open(&self.ledger, &request.session_id).await?;
-            match self.finalize_open(caller, &session, claim_map.clone()).await {
+        let (gated, run_id, session) = loop {
+            let session = self
+                .sessions
+                .open(&self.ledger, &request.session_id)
+                .await?;
+            let answer = Answer {
+                claim_map: claim_map.clone(),
+                response_text: &request.response_text,
+                run: run.clone(),
+            };
+            match self.finalize_open(caller, &session, answer).await {
                 Err(error) if is_stale(&error) && attempt < STALE_RETRIES => {
                     attempt += 1;
                     self.sessions.forget(&request.session_id).await;
                 }
                 Err(error) => return Err(error),
-                Ok(gated) => break (gated, session),
+                Ok((gated, run_id)) => break (gated, run_id, session),
             }
         };
         tracing::info!(
@@ -320,6 +343,7 @@ impl Gateway {
             trace_id: session.trace_id.clone(),
             claim_map: Some(gated),
             response_text: request.response_text,
+            run_id,
         })
     }
 
@@ -329,8 +353,8 @@ impl Gateway {
         &self,
         caller: &Caller,
         session: &v1::SessionRecord,
-        claim_map: v1::ClaimMap,
-    ) -> PecrResult<v1::ClaimMap> {
+        answer: Answer<'_>,
+    ) -> PecrResult<(v1::ClaimMap, String)> {
         let caller_id = caller.principal.principal_id.as_str();
         let rid = caller.request_id.as_str();
         let input = json!({
@@ -378,18 +402,29 @@ impl Gateway {
             bytes_used: session.bytes_used,
             max_bytes: budget.max_bytes,
         };
-        let gated = match finalize_gate::gate(claim_map, &usage, self.settings.coverage_threshold)
-        {
-            Ok(gated) => gated,
-            Err(error) => {
-                // The decision stays on record though the claim map was refused.
-                self.ledger.append_event(decision_event).await?;
-                return Err(error);
-            }
+        let gated =
+            match finalize_gate::gate(answer.claim_map, &usage, self.settings.coverage_threshold) {
+                Ok(gated) => gated,
+                Err(error) => {
+                    // The decision stays on record though the claim map was refused.
+                    self.ledger.append_event(decision_event).await?;
+                    return Err(error);
+                }
+            };
+        let replay = match answer.run {
+            Some(run) => Some(crate::replay::bundle(
+                run,
+                caller,
+                session,
+                answer.response_text,
+                &gated,
+            )?),
+            None => None,
         };
         let payload = events::finalize_result(&gated, session, rid);
         let finalize_event = event(session, caller_id, "FINALIZE_RESULT", payload);
-        self.ledger
+        let recorded = self
+            .ledger
             .record_finalize(v1::RecordFinalizeRequest {
                 session_id: session.session_id.clone(),
                 claim_map: Some(gated.clone()),
@@ -397,13 +432,13 @@ impl Gateway {
                 events: vec![decision_event],
                 expected_operator_calls_used: Some(session.operator_calls_used),
                 expected_bytes_used: Some(session.bytes_used),
-                replay: None,
+                replay,
             })
             .await?;
         // Nothing more can be written to a finalized session: keep no state.
         self.sessions.forget(&session.session_id).await;
         self.credentials.forget(&session.session_id).await;
-        Ok(gated)
+        Ok((gated, recorded.run_id))
     }
 
     /// POST /v1/policies/simulate (spec 20 §2.5): a decision, nothing written.

@@ -11,6 +11,7 @@ mod finalize_gate;
 mod ledger;
 mod metrics;
 mod operators;
+mod replay;
 mod search_cache;
 mod service;
 mod session_access;

@@ -194,14 +194,17 @@ impl Gateway {
                 self.sessions.remember(state).await;
             }
         }
-        tracing::debug!(
+        // One line per batch, not per call: logs are a real share of a run's CPU.
+        tracing::info!(
             trace_id = %session.trace_id,
             request_id = %caller.request_id,
             session_id = %session.session_id,
+            principal_id = %caller.principal.principal_id,
+            policy_snapshot_id = %session.policy_snapshot_id,
             calls = calls.len(),
             operator_calls_used = settled.operator_calls_used,
             bytes_used = settled.bytes_used,
-            "gateway.call_operators"
+            "gateway.call_operator"
         );
         Ok(settled.outcomes)
     }
@@ -475,7 +478,9 @@ impl Gateway {
                 }),
             ));
             settled.units.extend(units);
-            settled.outcomes.push(Ok(OperatorReply { result, decision }));
+            settled
+                .outcomes
+                .push(Ok(OperatorReply { result, decision }));
         }
         settled
     }
@@ -608,13 +613,8 @@ fn bytes_violation(
     params_bytes: u64,
     max_bytes: u64,
 ) -> v1::NewLedgerEvent {
-    let payload = events::bytes_budget_violation(
-        op_name,
-        used,
-        params_bytes,
-        max_bytes,
-        &caller.request_id,
-    );
+    let payload =
+        events::bytes_budget_violation(op_name, used, params_bytes, max_bytes, &caller.request_id);
     event(
         session,
         &caller.principal.principal_id,

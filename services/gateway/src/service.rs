@@ -20,6 +20,7 @@ use crate::metrics::{
 use crate::operators::RequestedCall;
 use crate::validate;
 use pecr_auth::{Authenticator, header};
+use pecr_proto::v1::operator_outcome::Outcome;
 use pecr_server::RateLimiter;
 
 pub struct GatewayApi {
@@ -233,19 +234,16 @@ impl GatewayService for GatewayApi {
                 .zip(&op_names)
                 .map(|(reply, op_name)| {
                     self.core.metrics.operator_call(op_name, reply.is_ok());
-                    match reply {
-                        Ok(reply) => v1::OperatorOutcome {
-                            ok: Some(v1::CallOperatorResponse {
-                                terminal_mode: TerminalMode::Supported as i32,
-                                result: pecr_contracts::canonical_json(&reply.result),
-                                policy_decision: Some(policy_decision(reply.decision)),
-                            }),
-                            error: None,
-                        },
-                        Err(error) => v1::OperatorOutcome {
-                            ok: None,
-                            error: Some(error.to_error_detail()),
-                        },
+                    let outcome = match reply {
+                        Ok(reply) => Outcome::Ok(v1::CallOperatorResponse {
+                            terminal_mode: TerminalMode::Supported as i32,
+                            result: pecr_contracts::canonical_json(&reply.result),
+                            policy_decision: Some(policy_decision(reply.decision)),
+                        }),
+                        Err(error) => Outcome::Error(error.to_error_detail()),
+                    };
+                    v1::OperatorOutcome {
+                        outcome: Some(outcome),
                     }
                 })
                 .collect();

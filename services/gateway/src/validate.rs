@@ -55,9 +55,26 @@ pub fn call_operators(request: &v1::CallOperatorsRequest) -> PecrResult<()> {
     Ok(())
 }
 
+/// Most evidence ids a run record may list (the proto's `max_items`).
+const MAX_RUN_EVIDENCE_IDS: usize = 4096;
+
 pub fn finalize(request: &v1::FinalizeRequest) -> PecrResult<()> {
     check("session_id", ids::check_id(&request.session_id))?;
     check("response_text", ids::check_text(&request.response_text))?;
+    if let Some(run) = &request.run {
+        check("run.query", ids::check_text(&run.query))?;
+        if let Some(text) = &run.loop_response_text {
+            check("run.loop_response_text", ids::check_text(text))?;
+        }
+        if run.evidence_unit_ids.len() > MAX_RUN_EVIDENCE_IDS {
+            return Err(PecrError::invalid_params(format!(
+                "run.evidence_unit_ids holds more than {MAX_RUN_EVIDENCE_IDS} ids"
+            )));
+        }
+        for id in &run.evidence_unit_ids {
+            check("run.evidence_unit_ids", ids::check_id(id))?;
+        }
+    }
     let Some(claim_map) = &request.claim_map else {
         return Ok(());
     };
@@ -246,6 +263,7 @@ mod tests {
                 }],
                 ..v1::ClaimMap::default()
             }),
+            run: None,
         };
         assert_eq!(finalize(&request("claim", &"a".repeat(64))), Ok(()));
         assert_eq!(

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use pecr_errors::{ErrorCode, PecrError};
+use pecr_proto::v1::operator_outcome::Outcome;
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -34,12 +35,12 @@ async fn batch(
     let outcomes = client.call_operators(request).await?.into_inner().outcomes;
     Ok(outcomes
         .into_iter()
-        .map(|outcome| match (outcome.ok, outcome.error) {
-            (Some(ok), None) => Ok(serde_json::from_str(&ok.result).unwrap_or(Value::Null)),
-            (None, Some(detail)) => {
+        .map(|outcome| match outcome.outcome {
+            Some(Outcome::Ok(ok)) => Ok(serde_json::from_str(&ok.result).unwrap_or(Value::Null)),
+            Some(Outcome::Error(detail)) => {
                 Err(PecrError::from_detail(detail).unwrap_or_else(|| panic!("undecodable error")))
             }
-            other => panic!("an outcome must be a result or an error: {other:?}"),
+            None => panic!("an outcome must be a result or an error"),
         })
         .collect())
 }
@@ -102,7 +103,10 @@ async fn a_batch_is_judged_in_order_and_every_call_is_recorded() {
         ]
     );
     assert_eq!(
-        outcomes[0].as_ref().ok().and_then(|unit| unit["object_id"].as_str()),
+        outcomes[0]
+            .as_ref()
+            .ok()
+            .and_then(|unit| unit["object_id"].as_str()),
         Some("public/public_1.txt")
     );
     assert_no_canary("batch outcomes", &format!("{outcomes:?}"));
@@ -157,7 +161,10 @@ async fn a_batch_refused_as_a_whole_returns_nothing() {
     let status = batch(
         &mut mesh.client(),
         &session,
-        vec![op("fetch_span", json!({"object_id": "public/public_1.txt"}))],
+        vec![op(
+            "fetch_span",
+            json!({"object_id": "public/public_1.txt"}),
+        )],
     )
     .await
     .expect_err("a wrong token refuses the batch");

@@ -301,6 +301,7 @@ async fn canary_matrix_over_grpc_and_rest() {
                         coverage_observed: 0.0,
                         notes: None,
                     }),
+                    run: None,
                 },
             ))
             .await;
@@ -501,6 +502,7 @@ async fn sessions_are_bound_to_tenant_principal_and_attributes() {
                         coverage_observed: 0.0,
                         notes: None,
                     }),
+                    run: None,
                 },
             ))
             .await

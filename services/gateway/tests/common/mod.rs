@@ -339,6 +339,7 @@ impl Session {
                     coverage_observed: 0.0,
                     notes: None,
                 }),
+                run: None,
             },
         );
         Ok(self.client.finalize(request).await?.into_inner())
