@@ -258,7 +258,7 @@ impl GatewayService for HarnessGateway {
             trace_id: "T-1".into(),
             claim_map: Some(claim_map),
             response_text: body.response_text,
-            run_id: String::new(),
+            run_id: None,
         }))
     }
 }

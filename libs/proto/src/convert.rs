@@ -66,7 +66,7 @@ pub fn run_record_from_proto(run: v1::RunRecord) -> Result<RunRecord, &'static s
             .map_err(|_| "run.engine_mode must be baseline or rlm")?,
         loop_terminal_mode: contract_mode(run.loop_terminal_mode)
             .ok_or("run.loop_terminal_mode is required")?,
-        failure_mode: contract_mode(run.failure_mode),
+        failure_mode: run.failure_mode.and_then(contract_mode),
         query: run.query,
         loop_response_text: run.loop_response_text,
         operator_calls_used: run.operator_calls_used,
@@ -89,9 +89,7 @@ impl From<RunRecord> for v1::RunRecord {
             depth_used: run.depth_used,
             evidence_ref_count: run.evidence_ref_count,
             evidence_unit_ids: run.evidence_unit_ids,
-            failure_mode: run
-                .failure_mode
-                .map_or(v1::TerminalMode::Unspecified, proto_mode) as i32,
+            failure_mode: run.failure_mode.map(|mode| proto_mode(mode) as i32),
         }
     }
 }

@@ -76,6 +76,14 @@ fn gateway_and_controller_rpcs_map_to_the_spec_endpoints() {
         ),
         (
             "pecr.v1.GatewayService",
+            "CallOperators",
+            "POST",
+            "/v1/operator-batches",
+            "*",
+            "",
+        ),
+        (
+            "pecr.v1.GatewayService",
             "Finalize",
             "POST",
             "/v1/finalize",

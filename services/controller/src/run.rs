@@ -135,7 +135,7 @@ impl Runner {
             .unwrap_or_default();
 
         let run_id = if in_ledger {
-            Some(finalized.run_id.clone()).filter(|id| !id.is_empty())
+            finalized.run_id.clone()
         } else {
             match self.bundle(principal, ids, budget, &session, record, &finalized) {
                 Ok(bundle) => self.persist(&principal.tenant_id, ids, bundle).await,

@@ -354,7 +354,7 @@ impl Gateway {
         caller: &Caller,
         session: &v1::SessionRecord,
         answer: Answer<'_>,
-    ) -> PecrResult<(v1::ClaimMap, String)> {
+    ) -> PecrResult<(v1::ClaimMap, Option<String>)> {
         let caller_id = caller.principal.principal_id.as_str();
         let rid = caller.request_id.as_str();
         let input = json!({
@@ -438,7 +438,7 @@ impl Gateway {
         // Nothing more can be written to a finalized session: keep no state.
         self.sessions.forget(&session.session_id).await;
         self.credentials.forget(&session.session_id).await;
-        Ok((gated, recorded.run_id))
+        Ok((gated, Some(recorded.run_id).filter(|id| !id.is_empty())))
     }
 
     /// POST /v1/policies/simulate (spec 20 §2.5): a decision, nothing written.
