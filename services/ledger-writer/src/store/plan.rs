@@ -462,3 +462,351 @@ fn check_replay_owner(session: &v1::SessionRecord, replay: &NewReplay) -> PecrRe
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pecr_contracts::Budget;
+    use serde_json::json;
+
+    const SNAPSHOT_HASH: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn new_session(session_id: &str, trace_id: &str, principal: &str) -> Write {
+        Write::Session(Box::new(NewSession {
+            session_id: session_id.into(),
+            trace_id: trace_id.into(),
+            policy_snapshot_id: format!("ps-{session_id}"),
+            policy_snapshot_hash: SNAPSHOT_HASH.into(),
+            principal_id: principal.into(),
+            tenant_id: "local".into(),
+            as_of_time: "1970-01-01T00:00:00Z".into(),
+            policy_bundle_hash: "b".repeat(64),
+            snapshot_json: json!({}),
+            principal_attrs_hash: "a".repeat(64),
+            budget: Budget {
+                max_operator_calls: 10,
+                max_bytes: 1024,
+                max_wallclock_ms: 1000,
+                max_recursion_depth: 1,
+                max_parallelism: None,
+            },
+            session_token_hash: "c".repeat(64),
+            session_token_expires_at_epoch_ms: 4_102_444_800_000,
+        }))
+    }
+
+    /// A stored, open session as the load returns it.
+    fn stored(session_id: &str, calls: u64, evidence: &[&str]) -> v1::SessionRecord {
+        v1::SessionRecord {
+            session_id: session_id.into(),
+            trace_id: format!("trace-{session_id}"),
+            principal_id: "dev".into(),
+            tenant_id: "local".into(),
+            policy_snapshot_id: format!("ps-{session_id}"),
+            policy_snapshot_hash: SNAPSHOT_HASH.into(),
+            as_of_time: "1970-01-01T00:00:00Z".into(),
+            operator_calls_used: calls,
+            bytes_used: calls * 100,
+            evidence_unit_ids: evidence.iter().map(|id| (*id).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn event(session_id: &str, event_type: &str) -> NewEvent {
+        NewEvent {
+            trace_id: format!("trace-{session_id}"),
+            session_id: session_id.into(),
+            event_type: event_type.into(),
+            principal_id: "dev".into(),
+            policy_snapshot_id: format!("ps-{session_id}"),
+            payload: json!({}),
+            payload_hash: "d".repeat(64),
+        }
+    }
+
+    fn unit(session_id: &str, id: &str) -> NewEvidence {
+        NewEvidence {
+            evidence_unit_id: id.into(),
+            source_system: "fs_corpus".into(),
+            object_id: "a.txt".into(),
+            version_id: "v".into(),
+            span_or_row_spec: json!({}),
+            content_type: "text/plain".into(),
+            content_hash: "e".repeat(64),
+            content: None,
+            as_of_time: "1970-01-01T00:00:00Z".into(),
+            retrieved_at: "1970-01-01T00:00:00Z".into(),
+            policy_snapshot_id: format!("ps-{session_id}"),
+            policy_snapshot_hash: SNAPSHOT_HASH.into(),
+            transform_chain: json!([]),
+        }
+    }
+
+    fn call(session_id: &str, from: i64, units: &[&str]) -> Write {
+        Write::OperatorCall(Box::new(OperatorCallWrite {
+            session_id: session_id.into(),
+            trace_id: format!("trace-{session_id}"),
+            evidence: units.iter().map(|id| unit(session_id, id)).collect(),
+            events: vec![event(session_id, "OPERATOR_CALL")],
+            expected_operator_calls_used: from,
+            expected_bytes_used: from * 100,
+            operator_calls_used: from + 1,
+            bytes_used: (from + 1) * 100,
+            store_content: false,
+        }))
+    }
+
+    fn finalize(session_id: &str, replay: Option<NewReplay>) -> FinalizeWrite {
+        FinalizeWrite {
+            session_id: session_id.into(),
+            claim_map_id: format!("cm-{session_id}"),
+            terminal_mode: "SUPPORTED",
+            coverage_threshold: 0.95,
+            coverage_observed: 1.0,
+            claim_map_json: json!({}),
+            cited_evidence_ids: Vec::new(),
+            events: vec![event(session_id, "POLICY_DECISION")],
+            event: event(session_id, "FINALIZE_RESULT"),
+            expected_operator_calls_used: None,
+            expected_bytes_used: None,
+            replay,
+        }
+    }
+
+    fn replay(tenant: &str, principal: &str) -> NewReplay {
+        NewReplay {
+            tenant_id: tenant.into(),
+            run_id: "run-1".into(),
+            principal_id_hash: pecr_contracts::hashing::principal_id_hash(principal),
+            engine_mode: "baseline".into(),
+            recorded_at_unix_ms: 1,
+            terminal_mode: "SUPPORTED".into(),
+            quality_score: 1.0,
+            bundle_hash: "f".repeat(64),
+            canonical_text: "{}".into(),
+            session_id: None,
+        }
+    }
+
+    fn status(result: &PecrResult<Written>) -> (u16, bool) {
+        match result {
+            Ok(_) => (200, false),
+            Err(err) => (err.http_status, err.retryable),
+        }
+    }
+
+    #[test]
+    fn a_trace_is_claimed_once_per_owner_within_a_batch() {
+        let writes = [
+            new_session("s1", "t", "dev"),
+            new_session("s2", "t", "dev"),
+            new_session("s3", "t", "support"),
+            new_session("s4", "u", "dev"),
+        ];
+        let mut plan = Plan::default();
+        let traces: Vec<String> = writes
+            .iter()
+            .zip([false, false, false, true])
+            .map(|(write, owned_elsewhere)| match write {
+                Write::Session(new) => plan.session(new, owned_elsewhere).trace_id,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(traces[0], "t");
+        assert_eq!(traces[1], "t", "the same owner joins its trace");
+        assert_ne!(traces[2], "t", "another principal gets a fresh trace");
+        assert_ne!(traces[3], "u", "a trace owned in the ledger is replaced");
+        assert_eq!(plan.rows.sessions.len(), 4);
+        assert!(
+            plan.runtime_rows().is_empty(),
+            "new runtime rows are inserted"
+        );
+    }
+
+    #[test]
+    fn a_batch_applies_one_sessions_writes_in_order_and_refuses_the_stale_one() {
+        let writes = [call("s", 2, &[]), call("s", 2, &[]), call("s", 3, &[])];
+        let mut plan = Plan::default();
+        plan.hold(vec![stored("s", 2, &[])]);
+        let answers: Vec<_> = writes.iter().map(|write| plan.write(write)).collect();
+        assert_eq!(
+            answers.iter().map(status).collect::<Vec<_>>(),
+            [(200, false), (409, true), (200, false)],
+            "the second racer lost to the first, the third read the first's result"
+        );
+        let rows = plan.runtime_rows();
+        assert_eq!(rows.len(), 1, "one runtime update per session");
+        assert_eq!(
+            (rows[0].operator_calls_used, rows[0].bytes_used),
+            (Some(4), Some(400))
+        );
+        assert_eq!(plan.rows.events.len(), 2, "the refused write adds no row");
+    }
+
+    #[test]
+    fn unknown_and_finalized_sessions_are_refused_without_rows() {
+        let mut finalized = stored("done", 0, &[]);
+        finalized.finalized = true;
+        let mut plan = Plan::default();
+        plan.hold(vec![finalized]);
+        let writes = [
+            call("nope", 0, &[]),
+            call("done", 0, &[]),
+            Write::Event(Box::new(event("nope", "POLICY_DECISION"))),
+        ];
+        let answers: Vec<_> = writes.iter().map(|write| plan.write(write)).collect();
+        let messages: Vec<String> = answers
+            .iter()
+            .map(|answer| {
+                answer
+                    .as_ref()
+                    .map(|_| ())
+                    .expect_err("refused")
+                    .message
+                    .clone()
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown session_id",
+                "session already finalized",
+                "unknown session_id"
+            ]
+        );
+        assert_eq!(status(&answers[0]), (404, false));
+        assert!(plan.rows.events.is_empty() && plan.runtime_rows().is_empty());
+    }
+
+    #[test]
+    fn evidence_is_new_only_for_its_first_writer() {
+        let writes = [call("a", 0, &["u1", "u2"]), call("b", 0, &["u2", "u3"])];
+        let mut plan = Plan::default();
+        plan.hold(vec![stored("a", 0, &[]), stored("b", 0, &[])]);
+        let mut answers: Vec<_> = writes
+            .iter()
+            .map(|write| plan.write(write).expect("accepted"))
+            .collect();
+        let ids: Vec<&str> = plan
+            .rows
+            .evidence
+            .iter()
+            .map(|row| row.unit.evidence_unit_id.as_str())
+            .collect();
+        assert_eq!(ids, ["u1", "u2", "u3"], "each unit is sent once");
+        // The ledger already held u1.
+        let inserted: HashSet<String> = ["u2", "u3"].map(String::from).into();
+        for answer in &mut answers {
+            keep_inserted(answer, &inserted);
+        }
+        let new_ids = |written: &Written| match written {
+            Written::OperatorCall(response) => response.inserted_evidence_unit_ids.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(new_ids(&answers[0]), ["u2"]);
+        assert_eq!(new_ids(&answers[1]), ["u3"]);
+        let Written::OperatorCall(second) = &answers[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            second.session.as_ref().map(|s| s.evidence_unit_ids.clone()),
+            Some(vec!["u2".to_owned(), "u3".to_owned()]),
+            "a session lists every unit it emitted, new to the ledger or not"
+        );
+    }
+
+    #[test]
+    fn a_finalize_writes_its_events_in_order_and_changes_only_the_runtime_flag() {
+        let write = Write::Finalize(Box::new(finalize("s", Some(replay("local", "dev")))));
+        let mut plan = Plan::default();
+        plan.hold(vec![stored("s", 3, &[])]);
+        let Ok(Written::Finalize(response)) = plan.write(&write) else {
+            panic!("accepted")
+        };
+        assert_eq!(response.run_id, "run-1");
+        let session = response.session.expect("session");
+        assert!(session.finalized);
+        assert_eq!(session.terminal_mode, v1::TerminalMode::Supported as i32);
+        let types: Vec<&str> = plan
+            .rows
+            .events
+            .iter()
+            .map(|row| row.event.event_type.as_str())
+            .collect();
+        assert_eq!(types, ["POLICY_DECISION", "FINALIZE_RESULT"]);
+        assert!(plan.rows.events[0].event_id < plan.rows.events[1].event_id);
+        assert_eq!(plan.rows.events[1].event_id, response.event_id);
+        let rows = plan.runtime_rows();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].finalized);
+        assert_eq!(
+            (
+                rows[0].operator_calls_used,
+                rows[0].evidence_unit_ids.as_deref()
+            ),
+            (None, None),
+            "a finalize leaves the stored counters and evidence list as they are"
+        );
+        assert_eq!(plan.rows.replays.len(), 1);
+        // Nothing more may follow in the same batch.
+        let late = call("s", 3, &[]);
+        assert_eq!(
+            plan.write(&late).map(|_| ()).expect_err("refused").message,
+            "session already finalized"
+        );
+    }
+
+    #[test]
+    fn a_finalize_checks_its_counters_and_its_replays_owner() {
+        let mut stale = finalize("s", None);
+        stale.expected_operator_calls_used = Some(2);
+        let mut bytes_only = finalize("s", None);
+        bytes_only.expected_bytes_used = Some(200);
+        let cases = [
+            (stale, (409, true)),
+            (finalize("s", Some(replay("other", "dev"))), (400, false)),
+            (
+                finalize("s", Some(replay("local", "support"))),
+                (400, false),
+            ),
+        ];
+        for (write, expected) in cases {
+            let write = Write::Finalize(Box::new(write));
+            let mut plan = Plan::default();
+            plan.hold(vec![stored("s", 3, &[])]);
+            assert_eq!(status(&plan.write(&write)), expected);
+            assert!(plan.rows.events.is_empty() && plan.rows.replays.is_empty());
+            assert!(plan.runtime_rows().is_empty(), "a refusal changes nothing");
+        }
+        let mut plan = Plan::default();
+        plan.hold(vec![stored("s", 2, &[])]);
+        let write = Write::Finalize(Box::new(bytes_only));
+        assert_eq!(status(&plan.write(&write)), (200, false));
+    }
+
+    #[test]
+    fn writes_order_sessions_first_then_by_session() {
+        let mut writes = [
+            Write::Event(Box::new(event("b", "POLICY_DECISION"))),
+            call("a", 0, &[]),
+            new_session("z", "t2", "dev"),
+            call("b", 0, &[]),
+            new_session("y", "t1", "dev"),
+        ];
+        writes.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let order: Vec<(&str, &str)> = writes
+            .iter()
+            .map(|write| (write.operation(), write.order_key().1))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("record_session", "t1"),
+                ("record_session", "t2"),
+                ("record_operator_call", "a"),
+                ("append_event", "b"),
+                ("record_operator_call", "b"),
+            ]
+        );
+    }
+}
