@@ -287,7 +287,10 @@ async fn refusals_inside_a_batch_leave_the_rest_of_it_committed() {
     let (http, _, message) = refusal(unknown_call.await.expect("unknown"));
     assert_eq!((http, message.as_str()), (404, "unknown session_id"));
     appended.await.expect("append").expect("the event commits");
-    assert_eq!(replay.await.expect("replay").expect("stored").run_id, "run-batched");
+    assert_eq!(
+        replay.await.expect("replay").expect("stored").run_id,
+        "run-batched"
+    );
 
     // The queued writes were one transaction, which no refusal rolled back.
     assert_eq!(
@@ -299,11 +302,20 @@ async fn refusals_inside_a_batch_leave_the_rest_of_it_committed() {
         metric(&ledger, "pecr_ledger_commit_batch_retries_total").await,
         retries_before
     );
-    assert_eq!(stored_session(&ledger, "s-raced").await.operator_calls_used, 1);
+    assert_eq!(
+        stored_session(&ledger, "s-raced").await.operator_calls_used,
+        1
+    );
     assert_eq!(event_types(&ledger.db, "s-raced").await, ["OPERATOR_CALL"]);
-    assert_eq!(stored_session(&ledger, "s-stale").await.operator_calls_used, 0);
+    assert_eq!(
+        stored_session(&ledger, "s-stale").await.operator_calls_used,
+        0
+    );
     assert!(event_types(&ledger.db, "s-stale").await.is_empty());
-    assert_eq!(event_types(&ledger.db, "s-evented").await, ["POLICY_DECISION"]);
+    assert_eq!(
+        event_types(&ledger.db, "s-evented").await,
+        ["POLICY_DECISION"]
+    );
     assert_eq!(ledger.db.count("pecr_replay_bundles").await, 1);
 }
 
@@ -365,7 +377,9 @@ async fn a_write_that_fails_its_batch_is_retried_alone_and_only_it_fails() {
     });
     stall.release().await;
 
-    call.await.expect("call").expect("the operator call commits");
+    call.await
+        .expect("call")
+        .expect("the operator call commits");
     appended.await.expect("append").expect("the event commits");
     stored_evaluation
         .await
@@ -399,8 +413,16 @@ async fn a_write_that_fails_its_batch_is_retried_alone_and_only_it_fails() {
         4.0,
         "the stalled write, then the three good writes each alone"
     );
-    assert_eq!(stored_session(&ledger, "s-called").await.operator_calls_used, 1);
-    assert_eq!(event_types(&ledger.db, "s-evented").await, ["POLICY_DECISION"]);
+    assert_eq!(
+        stored_session(&ledger, "s-called")
+            .await
+            .operator_calls_used,
+        1
+    );
+    assert_eq!(
+        event_types(&ledger.db, "s-evented").await,
+        ["POLICY_DECISION"]
+    );
     assert!(!stored_session(&ledger, "s-reuser").await.finalized);
     assert!(event_types(&ledger.db, "s-reuser").await.is_empty());
     assert_eq!(ledger.db.count("pecr_claim_maps").await, claim_maps_before);
