@@ -22,6 +22,16 @@ pub enum Failure {
     Unavailable(PecrError),
 }
 
+/// A database error fails the statement (and the batch is retried write by
+/// write); a lost connection fails everything at once.
+fn failure(err: tokio_postgres::Error) -> Failure {
+    if err.as_db_error().is_some() {
+        Failure::Statement(db_error(err))
+    } else {
+        Failure::Unavailable(db_error(err))
+    }
+}
+
 /// Every statement a batch may send, prepared once per connection.
 struct Statements {
     lock_traces: Statement,
@@ -90,7 +100,7 @@ pub async fn commit(
     client: &mut Object,
     writes: &[&Write],
 ) -> Result<Vec<pecr_errors::PecrResult<Written>>, Failure> {
-    let statement = |err| Failure::Statement(db_error(err));
+    let statement = failure;
     let tx = client.transaction().await.map_err(statement)?;
     let prepared = Statements::prepare(&tx).await.map_err(statement)?;
     let mut plan = Plan::default();
@@ -164,7 +174,11 @@ pub async fn commit(
         }
     }
 
-    // Every other row.
+    // Every other row. Units go in id order: two batches inserting the
+    // same units wait for each other in one order, never in a cycle.
+    plan.rows
+        .evidence
+        .sort_by(|a, b| a.unit.evidence_unit_id.cmp(&b.unit.evidence_unit_id));
     let runtime = plan.runtime_rows();
     let rows = &plan.rows;
     let (evidence, claim_maps, finalized, events, runtime, replays, evaluations, refusals) = tokio::join!(
