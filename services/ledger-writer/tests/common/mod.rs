@@ -57,6 +57,12 @@ pub async fn start_ledger_with_url(db: TestDatabase, url: Option<String>) -> Led
 
 /// Starts ledger-writer on `db` with `env` added to the test settings.
 pub async fn start_ledger_with_env(db: TestDatabase, env: &[(&str, String)]) -> Ledger {
+    start_ledger_binary("pecr-ledger-writer", db, env).await
+}
+
+/// [`start_ledger_with_env`] with another build of ledger-writer (a binary
+/// beside the test's own, as the benchmark compares builds).
+pub async fn start_ledger_binary(binary: &str, db: TestDatabase, env: &[(&str, String)]) -> Ledger {
     let mut settings = vec![
         ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
@@ -64,7 +70,7 @@ pub async fn start_ledger_with_env(db: TestDatabase, env: &[(&str, String)]) -> 
     ];
     settings.extend(credentials::ledger_writer_tokens());
     settings.extend(env.iter().cloned());
-    let process = ServiceProcess::start("pecr-ledger-writer", &settings).await;
+    let process = ServiceProcess::start(binary, &settings).await;
     let client = client_as(&process, credentials::LEDGER_GATEWAY_TOKEN).await;
     let controller = client_as(&process, credentials::LEDGER_CONTROLLER_TOKEN).await;
     let auditor = client_as(&process, credentials::LEDGER_AUDITOR_TOKEN).await;
