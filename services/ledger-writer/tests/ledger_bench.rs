@@ -9,7 +9,8 @@
 //! five times GetSession + RecordOperatorCall (one evidence unit, two
 //! events), GetSession, AppendEvent (the finalize decision), RecordFinalize,
 //! StoreReplayBundle. `LEDGER_BENCH_FOLD=1` sends the decision event, the
-//! counters and the replay inside RecordFinalize instead. Other settings:
+//! counters and the replay inside RecordFinalize instead;
+//! `LEDGER_BENCH_READS=0` leaves out the GetSession reads. Other settings:
 //! `LEDGER_BENCH_CLIENTS` (16), `LEDGER_BENCH_RUNS` (2000),
 //! `LEDGER_BENCH_BINARY` (a ledger-writer build beside this test's,
 //! `pecr-ledger-writer`), `LEDGER_BENCH_LANES` (the binary's default).
@@ -83,37 +84,49 @@ fn ledger_ticks() -> u64 {
     cpu_ticks(|_, comm, ppid| ppid == me && comm.starts_with("pecr-ledger"))
 }
 
+/// The session as the gateway would see it before its next write: read
+/// again (`reads`), or as the last write answered.
+async fn current(
+    client: &mut Client,
+    session: v1::SessionRecord,
+    reads: bool,
+) -> Result<v1::SessionRecord, tonic::Status> {
+    if !reads {
+        return Ok(session);
+    }
+    Ok(client
+        .get_session(v1::GetSessionRequest {
+            session_id: session.session_id,
+        })
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default())
+}
+
 async fn one_run(
     client: &mut Client,
     controller: &mut Client,
     id: &str,
-    fold: bool,
+    (fold, reads): (bool, bool),
 ) -> Result<(), tonic::Status> {
-    let get = |session_id: String| v1::GetSessionRequest { session_id };
-    let session = client
+    let mut session = client
         .record_session(session_request(id, "dev"))
         .await?
         .into_inner()
         .session
         .unwrap_or_default();
     for step in 0..5 {
-        let current = client
-            .get_session(get(session.session_id.clone()))
+        let current = current(client, session, reads).await?;
+        let unit = text_evidence(&current, &format!("public/{id}-{step}.txt"), "alpha\n");
+        session = client
+            .record_operator_call(operator_call(&current, vec![unit]))
             .await?
             .into_inner()
             .session
             .unwrap_or_default();
-        let unit = text_evidence(&current, &format!("public/{id}-{step}.txt"), "alpha\n");
-        client
-            .record_operator_call(operator_call(&current, vec![unit]))
-            .await?;
     }
-    let current = client
-        .get_session(get(session.session_id.clone()))
-        .await?
-        .into_inner()
-        .session
-        .unwrap_or_default();
+    let current = current(client, session, reads).await?;
     let decision = event(&current, "POLICY_DECISION", json!({"action": "finalize"}));
     let replay = v1::StoreReplayBundleRequest {
         tenant_id: "local".into(),
@@ -142,7 +155,7 @@ async fn one_run(
     Ok(())
 }
 
-async fn drive(ledger: &Ledger, prefix: &str, clients: usize, runs: usize, fold: bool) {
+async fn drive(ledger: &Ledger, prefix: &str, clients: usize, runs: usize, shape: (bool, bool)) {
     let next = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
@@ -157,7 +170,7 @@ async fn drive(ledger: &Ledger, prefix: &str, clients: usize, runs: usize, fold:
                         return;
                     }
                     let id = format!("{prefix}-{index}");
-                    one_run(&mut client, &mut controller, &id, fold)
+                    one_run(&mut client, &mut controller, &id, shape)
                         .await
                         .unwrap_or_else(|status| panic!("run {id}: {status:?}"));
                 }
@@ -187,6 +200,7 @@ async fn run_shaped_write_load() {
     let clients = setting("LEDGER_BENCH_CLIENTS", 16);
     let runs = setting("LEDGER_BENCH_RUNS", 2000);
     let fold = setting("LEDGER_BENCH_FOLD", 0) == 1;
+    let reads = setting("LEDGER_BENCH_READS", 1) == 1;
     let binary =
         std::env::var("LEDGER_BENCH_BINARY").unwrap_or_else(|_| "pecr-ledger-writer".into());
     let db = TestDatabase::create().await;
@@ -195,13 +209,33 @@ async fn run_shaped_write_load() {
         env.push(("PECR_LEDGER_COMMIT_LANES", lanes));
     }
     let ledger = start_ledger_binary(&binary, db, &env).await;
-    drive(&ledger, "warm", clients, runs / 10, fold).await;
+    drive(&ledger, "warm", clients, runs / 4, (fold, reads)).await;
+    // A fresh schema has no statistics: the first plans of every statement
+    // (cached per connection until the tables are analysed) would scan
+    // whole tables. Analyse, as autovacuum soon would, to measure the
+    // steady state.
+    for table in [
+        "pecr_policy_snapshots",
+        "pecr_sessions",
+        "pecr_session_runtime",
+        "pecr_ledger_events",
+        "pecr_evidence_units",
+        "pecr_claim_maps",
+        "pecr_replay_bundles",
+    ] {
+        ledger
+            .db
+            .client()
+            .batch_execute(&format!("ANALYZE {table}"))
+            .await
+            .expect("analyze");
+    }
 
     let commits_before = database_commits(&ledger.db).await;
     let pids = postgres_pids(&ledger.db).await;
     let (pg_before, ledger_before) = (postgres_ticks(&pids), ledger_ticks());
     let started = Instant::now();
-    drive(&ledger, "run", clients, runs, fold).await;
+    drive(&ledger, "run", clients, runs, (fold, reads)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let (pg_after, ledger_after) = (postgres_ticks(&pids), ledger_ticks());
     // Ticks are 1/100 s on Linux.
@@ -211,6 +245,7 @@ async fn run_shaped_write_load() {
         json!({
             "binary": binary,
             "fold_into_finalize": fold,
+            "get_session_reads": reads,
             "clients": clients,
             "runs": runs,
             "seconds": elapsed,
