@@ -100,9 +100,8 @@ pub async fn commit(
     client: &mut Object,
     writes: &[&Write],
 ) -> Result<Vec<pecr_errors::PecrResult<Written>>, Failure> {
-    let statement = failure;
-    let tx = client.transaction().await.map_err(statement)?;
-    let prepared = Statements::prepare(&tx).await.map_err(statement)?;
+    let tx = client.transaction().await.map_err(failure)?;
+    let prepared = Statements::prepare(&tx).await.map_err(failure)?;
     let mut plan = Plan::default();
     let mut answers: Vec<Option<pecr_errors::PecrResult<Written>>> =
         writes.iter().map(|_| None).collect();
@@ -134,8 +133,8 @@ pub async fn commit(
             sessions::lock_traces(&tx, &prepared.lock_traces, &traces),
             sessions::traces_owned_elsewhere(&tx, &prepared.trace_owners, &owners),
         );
-        locked.map_err(statement)?;
-        let owned = owned.map_err(statement)?;
+        locked.map_err(failure)?;
+        let owned = owned.map_err(failure)?;
         for ((index, new), owned) in new.iter().zip(owned) {
             answers[*index] = Some(Ok(Written::Session(plan.session(new, owned))));
         }
@@ -160,9 +159,9 @@ pub async fn commit(
             &to_lock,
         ),
     );
-    inserted.map_err(statement)?;
+    inserted.map_err(failure)?;
     let loaded = loaded
-        .map_err(statement)?
+        .map_err(failure)?
         .iter()
         .map(sessions::session_from_row)
         .collect::<Result<Vec<_>, _>>()
@@ -194,14 +193,14 @@ pub async fn commit(
     );
     // The first failure is the cause; the statements after it only saw an
     // aborted transaction.
-    let inserted_evidence = evidence.map_err(statement)?;
-    claim_maps.map_err(statement)?;
-    finalized.map_err(statement)?;
-    let stored_events = events.map_err(statement)?;
-    runtime.map_err(statement)?;
-    replays.map_err(statement)?;
-    evaluations.map_err(statement)?;
-    refusals.map_err(statement)?;
+    let inserted_evidence = evidence.map_err(failure)?;
+    claim_maps.map_err(failure)?;
+    finalized.map_err(failure)?;
+    let stored_events = events.map_err(failure)?;
+    runtime.map_err(failure)?;
+    replays.map_err(failure)?;
+    evaluations.map_err(failure)?;
+    refusals.map_err(failure)?;
     events::check_stored_hashes(&rows.events, &stored_events).map_err(Failure::Statement)?;
 
     tx.commit()
