@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use pecr_config::StartupError;
 use tokio_postgres::NoTls;
 
@@ -21,8 +21,12 @@ const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Any two migrators on the same database take turns on this lock.
 const MIGRATION_LOCK_KEY: i64 = 0x5045_4352_4d49_4752; // "PECRMIGR"
 
-/// The connection pool used by every RPC.
-pub fn pool(url: &str, max_size: usize) -> Result<Pool, StartupError> {
+/// The connection pool used by every RPC. Each connection's statements are
+/// cancelled by the server after `statement_timeout`, set once when the
+/// connection opens (not per transaction): a statement stuck on a lock then
+/// fails cleanly and the connection goes back to the pool idle, not
+/// mid-query.
+pub fn pool(url: &str, max_size: usize, statement_timeout: Duration) -> Result<Pool, StartupError> {
     let config: tokio_postgres::Config = url.parse().map_err(|err| {
         StartupError::invalid(format!("PECR_DB_URL is not a PostgreSQL URL: {err}"))
     })?;
@@ -33,8 +37,22 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StartupError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    let set_timeout = format!(
+        "SET statement_timeout = '{}ms'",
+        statement_timeout.as_millis().max(1)
+    );
     Pool::builder(manager)
         .max_size(max_size)
+        .post_create(Hook::async_fn(move |client, _| {
+            let set_timeout = set_timeout.clone();
+            Box::pin(async move {
+                client
+                    .simple_query(&set_timeout)
+                    .await
+                    .map(|_| ())
+                    .map_err(HookError::Backend)
+            })
+        }))
         .wait_timeout(Some(POOL_WAIT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))

@@ -7,6 +7,10 @@ pub const GRPC_ADDR: &str = "PECR_LEDGER_GRPC_ADDR";
 pub const HTTP_ADDR: &str = "PECR_LEDGER_HTTP_ADDR";
 pub const WRITE_TIMEOUT_MS: &str = "PECR_LEDGER_WRITE_TIMEOUT_MS";
 pub const POOL_MAX_SIZE: &str = "PECR_DB_POOL_MAX_SIZE";
+/// Write transactions in flight at once (group commit lanes).
+pub const COMMIT_LANES: &str = "PECR_LEDGER_COMMIT_LANES";
+/// Most writes one transaction carries.
+pub const MAX_BATCH: &str = "PECR_LEDGER_MAX_BATCH";
 pub const ALLOW_NONLOCAL_BIND: &str = "PECR_DEV_ALLOW_NONLOCAL_BIND";
 /// Service tokens of the callers, when the gRPC port has no client certificates.
 pub const GATEWAY_TOKEN: &str = "PECR_LEDGER_GATEWAY_TOKEN";

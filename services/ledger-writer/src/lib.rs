@@ -3,6 +3,7 @@
 //! bad input) and serves `pecr.v1.LedgerService` over gRPC.
 
 mod callers;
+mod committer;
 mod convert;
 mod db;
 mod env;
@@ -33,6 +34,10 @@ pub struct Config {
     pub migrate_db_url: Option<String>,
     pub write_timeout: Duration,
     pub pool_max_size: usize,
+    /// Write transactions in flight at once; each holds a pooled connection.
+    pub commit_lanes: usize,
+    /// Most writes one transaction carries.
+    pub max_batch: usize,
     /// TLS on the gRPC port; with a client CA, callers are known by certificate.
     pub server_tls: Option<ServerTls>,
     /// Callers' service tokens, used when the port has no client certificates.
@@ -59,6 +64,8 @@ impl std::fmt::Debug for Config {
             )
             .field("write_timeout", &self.write_timeout)
             .field("pool_max_size", &self.pool_max_size)
+            .field("commit_lanes", &self.commit_lanes)
+            .field("max_batch", &self.max_batch)
             .field("server_tls", &self.server_tls)
             .field("caller_tokens", &self.caller_tokens)
             .finish()
@@ -75,6 +82,16 @@ impl Config {
         let migrate_db_url = reader.raw(env::MIGRATE_DB_URL);
         let write_timeout_ms = reader.number::<u64>(env::WRITE_TIMEOUT_MS, 2000, 1, 600_000);
         let pool_max_size = reader.number::<usize>(env::POOL_MAX_SIZE, 8, 1, 1024);
+        let commit_lanes = reader.number::<usize>(env::COMMIT_LANES, 2, 1, 64);
+        let max_batch = reader.number::<usize>(env::MAX_BATCH, 64, 1, 1024);
+        if commit_lanes >= pool_max_size {
+            // Reads (GetSession, replays, readiness) need a connection too.
+            reader.push_error(StartupError::invalid(format!(
+                "{} ({commit_lanes}) must be below {} ({pool_max_size}): reads need a connection of their own",
+                env::COMMIT_LANES,
+                env::POOL_MAX_SIZE
+            )));
+        }
         let allow_nonlocal = reader.boolean(env::ALLOW_NONLOCAL_BIND, false);
         let server_tls = ServerTls::read(&mut reader, AllowedClients::only(&ALLOWED_CLIENTS));
         let caller_tokens = CallerTokens {
@@ -113,6 +130,8 @@ impl Config {
             migrate_db_url,
             write_timeout: Duration::from_millis(write_timeout_ms),
             pool_max_size,
+            commit_lanes,
+            max_batch,
             server_tls,
             caller_tokens,
         })
@@ -201,9 +220,22 @@ impl Service for App {
             Some(url) => db::migrate_bounded(url, env::MIGRATE_DB_URL).await?,
             None => db::migrate_bounded(&config.db_url, env::DB_URL).await?,
         }
-        let pool = db::pool(&config.db_url, config.pool_max_size)?;
+        // The server cancels a statement just before the caller's timeout.
+        let statement_timeout = config.write_timeout * 9 / 10;
+        let pool = db::pool(&config.db_url, config.pool_max_size, statement_timeout)?;
         db::check_runtime_bounded(&pool).await?;
-        let store = store::LedgerStore::new(pool, config.write_timeout);
+        let metrics = metrics::LedgerMetrics::new()
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
+        let committer = committer::Committer::start(
+            pool.clone(),
+            committer::CommitSettings {
+                lanes: config.commit_lanes,
+                max_batch: config.max_batch,
+                write_timeout: config.write_timeout,
+            },
+            metrics.commit_metrics(),
+        );
+        let store = store::LedgerStore::new(pool, config.write_timeout, committer);
         let callers = config.callers();
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
             .await?
@@ -212,8 +244,7 @@ impl Service for App {
             bound,
             callers,
             store,
-            metrics: metrics::LedgerMetrics::new()
-                .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?,
+            metrics,
         })
     }
 

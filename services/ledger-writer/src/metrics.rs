@@ -4,13 +4,18 @@
 use std::time::Instant;
 
 use pecr_errors::PecrResult;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+use crate::committer::CommitMetrics;
 
 #[derive(Clone)]
 pub struct LedgerMetrics {
     registry: Registry,
     rpcs: IntCounterVec,
     durations: HistogramVec,
+    commits: CommitMetrics,
 }
 
 impl LedgerMetrics {
@@ -33,13 +38,39 @@ impl LedgerMetrics {
             ]),
             &["rpc"],
         )?;
+        let commits = CommitMetrics {
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new(
+                    "pecr_ledger_commit_batch_size",
+                    "Writes per ledger transaction (retries alone count as batches of one)",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )?,
+            commits: IntCounter::new(
+                "pecr_ledger_commits_total",
+                "Ledger write transactions committed",
+            )?,
+            batch_retries: IntCounter::new(
+                "pecr_ledger_commit_batch_retries_total",
+                "Batches rolled back by a failing write and retried one write at a time",
+            )?,
+        };
         registry.register(Box::new(rpcs.clone()))?;
         registry.register(Box::new(durations.clone()))?;
+        registry.register(Box::new(commits.batch_size.clone()))?;
+        registry.register(Box::new(commits.commits.clone()))?;
+        registry.register(Box::new(commits.batch_retries.clone()))?;
         Ok(Self {
             registry,
             rpcs,
             durations,
+            commits,
         })
+    }
+
+    /// The committer's share of the metrics.
+    pub fn commit_metrics(&self) -> CommitMetrics {
+        self.commits.clone()
     }
 
     pub fn registry(&self) -> Registry {

@@ -93,6 +93,7 @@ pub struct NewSession {
     pub as_of_time: String,
     pub policy_bundle_hash: String,
     pub snapshot_json: Value,
+    pub principal_attrs_hash: String,
     pub budget: Budget,
     pub session_token_hash: String,
     pub session_token_expires_at_epoch_ms: i64,
@@ -182,6 +183,7 @@ pub fn record_session(request: v1::RecordSessionRequest) -> PecrResult<NewSessio
         trace_id: identifier("trace_id", &request.trace_id)?,
         policy_snapshot_id: identifier("policy_snapshot_id", &request.policy_snapshot_id)?,
         snapshot_json: convert::snapshot_to_json(&snapshot),
+        principal_attrs_hash: attrs_hash,
         policy_snapshot_hash: expected_hash,
         principal_id,
         tenant_id,
@@ -354,6 +356,22 @@ pub fn evidence(field: &str, unit: v1::EvidenceUnit) -> PecrResult<NewEvidence> 
     })
 }
 
+/// The `events` of a write, each checked and belonging to `session_id`.
+fn session_events(session_id: &str, events: Vec<v1::NewLedgerEvent>) -> PecrResult<Vec<NewEvent>> {
+    if events.len() > MAX_EVENTS_PER_CALL {
+        return Err(invalid("too many events in one call"));
+    }
+    let events = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, new)| event(&format!("events[{index}]"), Some(new)))
+        .collect::<PecrResult<Vec<_>>>()?;
+    if events.iter().any(|event| event.session_id != session_id) {
+        return Err(invalid("every event must belong to session_id"));
+    }
+    Ok(events)
+}
+
 /// Everything one executed operator call writes.
 pub struct OperatorCallWrite {
     pub session_id: String,
@@ -385,15 +403,7 @@ pub fn operator_call(request: v1::RecordOperatorCallRequest) -> PecrResult<Opera
         .enumerate()
         .map(|(index, unit)| evidence(&format!("evidence_units[{index}]"), unit))
         .collect::<PecrResult<Vec<_>>>()?;
-    let events = request
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(index, new)| event(&format!("events[{index}]"), Some(new)))
-        .collect::<PecrResult<Vec<_>>>()?;
-    if events.iter().any(|event| event.session_id != session_id) {
-        return Err(invalid("every event must belong to session_id"));
-    }
+    let events = session_events(&session_id, request.events)?;
     Ok(OperatorCallWrite {
         trace_id: identifier("trace_id", &request.trace_id)?,
         session_id,
@@ -410,7 +420,8 @@ pub fn operator_call(request: v1::RecordOperatorCallRequest) -> PecrResult<Opera
     })
 }
 
-/// A gated claim map and its FINALIZE_RESULT event.
+/// A gated claim map, the events before it, its FINALIZE_RESULT event and
+/// optionally the run's replay bundle.
 pub struct FinalizeWrite {
     pub session_id: String,
     pub claim_map_id: String,
@@ -419,7 +430,14 @@ pub struct FinalizeWrite {
     pub coverage_observed: f64,
     pub claim_map_json: Value,
     pub cited_evidence_ids: Vec<String>,
+    /// Recorded just before `event`.
+    pub events: Vec<NewEvent>,
     pub event: NewEvent,
+    /// The counters the caller read, when it asks for the compare-and-set.
+    pub expected_operator_calls_used: Option<i64>,
+    pub expected_bytes_used: Option<i64>,
+    /// Its owner is checked against the session when the session is locked.
+    pub replay: Option<NewReplay>,
 }
 
 pub fn finalize(request: v1::RecordFinalizeRequest) -> PecrResult<FinalizeWrite> {
@@ -484,16 +502,44 @@ pub fn finalize(request: v1::RecordFinalizeRequest) -> PecrResult<FinalizeWrite>
             "finalize_event payload must name the claim map's id and terminal mode",
         ));
     }
+    let events = session_events(&session_id, request.events)?;
+    let expected = |field: &str, value: Option<u64>| value.map(|v| to_i64(field, v)).transpose();
+    let replay = request
+        .replay
+        .map(|replay| finalize_replay(&session_id, replay))
+        .transpose()?;
     Ok(FinalizeWrite {
-        session_id,
         claim_map_json: convert::claim_map_to_json(&claim_map),
         claim_map_id,
         terminal_mode,
         coverage_threshold: claim_map.coverage_threshold,
         coverage_observed: claim_map.coverage_observed,
         cited_evidence_ids: cited,
+        events,
         event,
+        expected_operator_calls_used: expected(
+            "expected_operator_calls_used",
+            request.expected_operator_calls_used,
+        )?,
+        expected_bytes_used: expected("expected_bytes_used", request.expected_bytes_used)?,
+        replay,
+        session_id,
     })
+}
+
+/// The replay a finalize carries: checked as StoreReplayBundle checks it,
+/// and it must be the finalized session's run.
+fn finalize_replay(
+    session_id: &str,
+    request: v1::StoreReplayBundleRequest,
+) -> PecrResult<NewReplay> {
+    let replay = replay_at("replay.", request)?;
+    if replay.session_id.as_deref() != Some(session_id) {
+        return Err(invalid(
+            "replay.bundle.session_id must be the finalized session",
+        ));
+    }
+    Ok(replay)
 }
 
 /// A replay bundle whose hash was checked, stored as canonical text.
@@ -507,6 +553,8 @@ pub struct NewReplay {
     pub quality_score: f64,
     pub bundle_hash: String,
     pub canonical_text: String,
+    /// The bundle's `session_id`, when it names one.
+    pub session_id: Option<String>,
 }
 
 pub fn engine_mode(field: &str, value: &str) -> PecrResult<String> {
@@ -527,12 +575,18 @@ pub fn store_id(field: &str, value: &str) -> PecrResult<String> {
 }
 
 pub fn replay(request: v1::StoreReplayBundleRequest) -> PecrResult<NewReplay> {
-    let tenant_id = identifier("tenant_id", &request.tenant_id)?;
-    let bundle = Value::Object(json_object("bundle", &request.bundle)?);
+    replay_at("", request)
+}
+
+/// [`replay`] with its field names under `prefix` (`replay.` inside a finalize).
+fn replay_at(prefix: &str, request: v1::StoreReplayBundleRequest) -> PecrResult<NewReplay> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let tenant_id = identifier(&field("tenant_id"), &request.tenant_id)?;
+    let bundle = Value::Object(json_object(&field("bundle"), &request.bundle)?);
     let metadata = bundle
         .get("metadata")
         .and_then(Value::as_object)
-        .ok_or_else(|| invalid("bundle.metadata must be an object"))?;
+        .ok_or_else(|| invalid(format!("{prefix}bundle.metadata must be an object")))?;
     let text = |name: &str| {
         metadata
             .get(name)
@@ -540,45 +594,57 @@ pub fn replay(request: v1::StoreReplayBundleRequest) -> PecrResult<NewReplay> {
             .unwrap_or_default()
     };
     if metadata.get("schema_version").and_then(Value::as_u64) != Some(1) {
-        return Err(invalid("bundle.metadata.schema_version must be 1"));
+        return Err(invalid(format!(
+            "{prefix}bundle.metadata.schema_version must be 1"
+        )));
     }
     let recorded_at = metadata
         .get("recorded_at_unix_ms")
         .and_then(Value::as_u64)
         .ok_or_else(|| {
-            invalid("bundle.metadata.recorded_at_unix_ms must be a non-negative integer")
+            invalid(format!(
+                "{prefix}bundle.metadata.recorded_at_unix_ms must be a non-negative integer"
+            ))
         })?;
     let quality_score = metadata
         .get("quality_score")
         .and_then(Value::as_f64)
         .filter(|score| (0.0..=100.0).contains(score))
-        .ok_or_else(|| invalid("bundle.metadata.quality_score must be within 0..=100"))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "{prefix}bundle.metadata.quality_score must be within 0..=100"
+            ))
+        })?;
     let terminal_mode = text("terminal_mode");
     if v1::TerminalMode::from_str_name(terminal_mode)
         .is_none_or(|mode| mode == v1::TerminalMode::Unspecified)
     {
-        return Err(invalid(
-            "bundle.metadata.terminal_mode must be a terminal mode",
-        ));
+        return Err(invalid(format!(
+            "{prefix}bundle.metadata.terminal_mode must be a terminal mode"
+        )));
     }
-    let claimed_hash = hex64("bundle.metadata.bundle_hash", text("bundle_hash"))?;
+    let claimed_hash = hex64(&field("bundle.metadata.bundle_hash"), text("bundle_hash"))?;
     if bundle_hash(&bundle).as_deref() != Some(claimed_hash.as_str()) {
-        return Err(invalid(
-            "bundle.metadata.bundle_hash does not match the bundle",
-        ));
+        return Err(invalid(format!(
+            "{prefix}bundle.metadata.bundle_hash does not match the bundle"
+        )));
     }
     Ok(NewReplay {
         tenant_id,
-        run_id: store_id("bundle.metadata.run_id", text("run_id"))?,
+        run_id: store_id(&field("bundle.metadata.run_id"), text("run_id"))?,
         principal_id_hash: hex64(
-            "bundle.metadata.principal_id_hash",
+            &field("bundle.metadata.principal_id_hash"),
             text("principal_id_hash"),
         )?,
-        engine_mode: engine_mode("bundle.metadata.engine_mode", text("engine_mode"))?,
-        recorded_at_unix_ms: to_i64("bundle.metadata.recorded_at_unix_ms", recorded_at)?,
+        engine_mode: engine_mode(&field("bundle.metadata.engine_mode"), text("engine_mode"))?,
+        recorded_at_unix_ms: to_i64(&field("bundle.metadata.recorded_at_unix_ms"), recorded_at)?,
         terminal_mode: terminal_mode.to_owned(),
         quality_score,
         bundle_hash: claimed_hash,
+        session_id: bundle
+            .get("session_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         canonical_text: canonical_json(&bundle),
     })
 }

@@ -1,17 +1,20 @@
-//! Audit events: append with a verified payload hash, list in time order.
+//! Audit events: inserted with a verified payload hash, listed in time order.
 
-use deadpool_postgres::GenericClient;
-use pecr_contracts::{canonical_json, hash_canonical_json, ids};
+use std::collections::HashMap;
+
+use deadpool_postgres::Transaction;
+use pecr_contracts::{canonical_json, hash_canonical_json};
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 use serde_json::Value;
+use tokio_postgres::{Row, Statement};
 
-use super::{LedgerStore, db_error};
+use super::plan::EventRow;
+use super::{LedgerStore, column, db_error};
 use crate::validate::{EventQuery, NewEvent};
 
-/// All events of a write in one statement; ids are minted in order, so the
-/// events of one call list in the order they were given.
-const INSERT_EVENTS: &str = "INSERT INTO pecr_ledger_events \
+/// All events of a batch in one statement, ids minted by the planner.
+pub(super) const INSERT_EVENTS: &str = "INSERT INTO pecr_ledger_events \
      (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash) \
      SELECT e.event_id, e.trace_id, e.session_id, e.event_type, e.principal_id, e.policy_snapshot_id, \
             CAST(e.payload AS jsonb), e.payload_hash \
@@ -19,76 +22,60 @@ const INSERT_EVENTS: &str = "INSERT INTO pecr_ledger_events \
           AS e(event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload, payload_hash) \
      RETURNING event_id, payload_json::text";
 
-/// Inserts events inside the caller's transaction and checks that each
-/// stored JSONB still hashes to its payload hash, so the audit re-hash of
-/// every row holds. A payload JSONB would change (`-0.0`, exponent floats)
-/// is refused, and the caller's transaction rolls back.
-pub(crate) async fn insert_events(
-    client: &impl GenericClient,
-    events: &[NewEvent],
-) -> PecrResult<Vec<String>> {
-    if events.is_empty() {
+/// Inserts the batch's events; the stored payloads come back for
+/// [`check_stored_hashes`].
+pub(super) async fn insert_events(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    rows: &[EventRow<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let event_ids: Vec<String> = events.iter().map(|_| ids::new_ulid()).collect();
-    let column = |pick: fn(&NewEvent) -> String| events.iter().map(pick).collect::<Vec<String>>();
-    let statement = client
-        .prepare_cached(INSERT_EVENTS)
-        .await
-        .map_err(db_error)?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &event_ids,
-                &column(|e| e.trace_id.clone()),
-                &column(|e| e.session_id.clone()),
-                &column(|e| e.event_type.clone()),
-                &column(|e| e.principal_id.clone()),
-                &column(|e| e.policy_snapshot_id.clone()),
-                &column(|e| canonical_json(&e.payload)),
-                &column(|e| e.payload_hash.clone()),
-            ],
-        )
-        .await
-        .map_err(db_error)?;
-    for row in &rows {
-        let event_id: String = row.get(0);
-        let stored: String = row.get(1);
-        let expected = event_ids
-            .iter()
-            .position(|id| *id == event_id)
-            .and_then(|index| events.get(index))
-            .map(|event| event.payload_hash.as_str());
+    let event = |pick: fn(&NewEvent) -> &str| column(rows, move |row| pick(row.event));
+    tx.query(
+        statement,
+        &[
+            &column(rows, |row| row.event_id.as_str()),
+            &event(|e| &e.trace_id),
+            &event(|e| &e.session_id),
+            &event(|e| &e.event_type),
+            &event(|e| &e.principal_id),
+            &event(|e| &e.policy_snapshot_id),
+            &column(rows, |row| canonical_json(&row.event.payload)),
+            &event(|e| &e.payload_hash),
+        ],
+    )
+    .await
+}
+
+/// Checks that each stored JSONB still hashes to its payload hash, so the
+/// audit re-hash of every row holds. A payload JSONB would change (`-0.0`,
+/// exponent floats) is refused, and the batch rolls back.
+pub(super) fn check_stored_hashes(rows: &[EventRow<'_>], stored: &[Row]) -> PecrResult<()> {
+    let expected: HashMap<&str, &str> = rows
+        .iter()
+        .map(|row| (row.event_id.as_str(), row.event.payload_hash.as_str()))
+        .collect();
+    for row in stored {
+        let event_id: &str = row.get(0);
+        let text: &str = row.get(1);
         let stored_hash =
-            serde_json::from_str::<Value>(&stored).map(|value| hash_canonical_json(&value));
+            serde_json::from_str::<Value>(text).map(|value| hash_canonical_json(&value));
+        let expected = expected.get(event_id).copied();
         if expected.is_none() || stored_hash.as_deref().ok() != expected {
             return Err(PecrError::invalid_params(
                 "event payload would not hash the same after storage (avoid -0.0 and exponent-form numbers)",
             ));
         }
     }
-    if rows.len() != events.len() {
+    if stored.len() != rows.len() {
         return Err(PecrError::ledger_unavailable());
     }
-    Ok(event_ids)
+    Ok(())
 }
 
 impl LedgerStore {
-    pub async fn append_event(&self, event: NewEvent) -> PecrResult<String> {
-        self.db("append_event", async {
-            let mut client = self.client().await?;
-            let tx = self.begin(&mut client).await?;
-            let event_id = insert_events(&tx, std::slice::from_ref(&event))
-                .await?
-                .pop()
-                .ok_or_else(PecrError::ledger_unavailable)?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(event_id)
-        })
-        .await
-    }
-
     pub async fn list_events(&self, query: EventQuery) -> PecrResult<Vec<v1::LedgerEvent>> {
         self.db("list_events", async {
             let client = self.client().await?;

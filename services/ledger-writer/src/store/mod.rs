@@ -1,9 +1,12 @@
 //! SQL access to the ledger. Every operation is bounded by the write
-//! timeout; multi-row writes run in one transaction.
+//! timeout. Writes go through the committer, which runs concurrent writes
+//! in shared transactions (`batch.rs`); reads use a pooled connection.
 
+pub mod batch;
 mod events;
 mod evidence;
 mod finalize;
+mod plan;
 mod replays;
 mod sessions;
 
@@ -12,22 +15,114 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use pecr_errors::{PecrError, PecrResult};
+use pecr_proto::v1;
 use tokio_postgres::error::SqlState;
 use tracing::Instrument;
+
+pub use plan::{Write, Written};
+
+use crate::committer::Committer;
+use crate::validate::{
+    FinalizeWrite, NewEvaluation, NewEvent, NewRefusal, NewReplay, NewSession, OperatorCallWrite,
+};
 
 /// The ledger database behind LedgerService.
 #[derive(Clone)]
 pub struct LedgerStore {
     pool: Pool,
     write_timeout: Duration,
+    committer: Committer,
 }
 
 impl LedgerStore {
-    pub fn new(pool: Pool, write_timeout: Duration) -> Self {
+    pub fn new(pool: Pool, write_timeout: Duration, committer: Committer) -> Self {
         Self {
             pool,
             write_timeout,
+            committer,
         }
+    }
+
+    /// Hands `write` to the committer and waits, within the write timeout,
+    /// until the transaction holding it has committed (or refused it).
+    async fn commit<T>(&self, write: Write, answer: fn(Written) -> Option<T>) -> PecrResult<T> {
+        self.db(write.operation(), async {
+            let written = self.committer.submit(write).await?;
+            answer(written).ok_or_else(|| {
+                tracing::warn!("the committer answered a write with another kind of result");
+                PecrError::ledger_unavailable()
+            })
+        })
+        .await
+    }
+
+    pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::SessionRecord> {
+        self.commit(Write::Session(Box::new(new)), |written| match written {
+            Written::Session(record) => Some(record),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn record_operator_call(
+        &self,
+        write: OperatorCallWrite,
+    ) -> PecrResult<v1::RecordOperatorCallResponse> {
+        self.commit(
+            Write::OperatorCall(Box::new(write)),
+            |written| match written {
+                Written::OperatorCall(response) => Some(response),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    pub async fn record_finalize(
+        &self,
+        write: FinalizeWrite,
+    ) -> PecrResult<v1::RecordFinalizeResponse> {
+        self.commit(Write::Finalize(Box::new(write)), |written| match written {
+            Written::Finalize(response) => Some(response),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn append_event(&self, event: NewEvent) -> PecrResult<String> {
+        self.commit(Write::Event(Box::new(event)), |written| match written {
+            Written::Event(event_id) => Some(event_id),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Appends a refused attempt to use a session (outside its event stream).
+    pub async fn record_refusal(&self, refusal: NewRefusal) -> PecrResult<String> {
+        self.commit(Write::Refusal(Box::new(refusal)), |written| match written {
+            Written::Refusal(refusal_id) => Some(refusal_id),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn store_replay(&self, replay: NewReplay) -> PecrResult<String> {
+        self.commit(Write::Replay(Box::new(replay)), |written| match written {
+            Written::Replay(run_id) => Some(run_id),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn store_evaluation(&self, evaluation: NewEvaluation) -> PecrResult<String> {
+        self.commit(
+            Write::Evaluation(Box::new(evaluation)),
+            |written| match written {
+                Written::Evaluation(evaluation_id) => Some(evaluation_id),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// Runs `work` under the write timeout; a timeout is `ERR_LEDGER_UNAVAILABLE`.
@@ -63,35 +158,8 @@ impl LedgerStore {
         result
     }
 
-    /// Opens a transaction whose statements the server itself cancels just
-    /// before the write timeout, so a statement stuck on a lock fails cleanly
-    /// and the connection goes back to the pool idle, not mid-query.
-    async fn begin<'a>(
-        &self,
-        client: &'a mut deadpool_postgres::Object,
-    ) -> PecrResult<deadpool_postgres::Transaction<'a>> {
-        let tx = client.transaction().await.map_err(db_error)?;
-        let server_timeout_ms = (self.write_timeout.as_millis() * 9 / 10).max(1);
-        tx.execute(
-            &tx.prepare_cached("SELECT set_config('statement_timeout', $1, true)")
-                .await
-                .map_err(db_error)?,
-            &[&format!("{server_timeout_ms}ms")],
-        )
-        .await
-        .map_err(db_error)?;
-        Ok(tx)
-    }
-
     async fn client(&self) -> PecrResult<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|err| {
-            tracing::warn!(
-                reason = pool_error_kind(&err),
-                sqlstate = pool_sqlstate(&err),
-                "ledger connection unavailable"
-            );
-            PecrError::ledger_unavailable()
-        })
+        connection(&self.pool).await
     }
 
     /// `SELECT 1` within the write timeout.
@@ -126,6 +194,23 @@ impl LedgerStore {
         .await
         .unwrap_or(false)
     }
+}
+
+/// One column of a multi-row statement (`unnest($1::text[], …)`).
+pub(crate) fn column<'r, T, V>(rows: &'r [T], pick: impl Fn(&'r T) -> V) -> Vec<V> {
+    rows.iter().map(pick).collect()
+}
+
+/// A pooled connection; its statements time out on the server (see `db.rs`).
+pub(crate) async fn connection(pool: &Pool) -> PecrResult<deadpool_postgres::Object> {
+    pool.get().await.map_err(|err| {
+        tracing::warn!(
+            reason = pool_error_kind(&err),
+            sqlstate = pool_sqlstate(&err),
+            "ledger connection unavailable"
+        );
+        PecrError::ledger_unavailable()
+    })
 }
 
 /// Why the pool gave no connection, as a fixed label.

@@ -2,11 +2,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use deadpool_postgres::Transaction;
 use pecr_contracts::hashing::bundle_hash;
 use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use serde_json::Value;
+use tokio_postgres::Statement;
 
-use super::{LedgerStore, db_error};
+use super::{LedgerStore, column, db_error};
 use crate::validate::{NewEvaluation, NewReplay, Owner};
 
 const DAY_MS: i64 = 86_400_000;
@@ -22,35 +24,63 @@ fn verified_bundle(text: &str) -> Option<String> {
     (bundle_hash(&value).as_deref() == Some(stored)).then(|| text.to_owned())
 }
 
-impl LedgerStore {
-    pub async fn store_replay(&self, replay: NewReplay) -> PecrResult<String> {
-        self.db("store_replay", async {
-            let client = self.client().await?;
-            client
-                .execute(
-                    &client.prepare_cached("INSERT INTO pecr_replay_bundles \
-                     (run_id, tenant_id, principal_id_hash, engine_mode, recorded_at_unix_ms, terminal_mode, \
-                      quality_score, bundle_hash, bundle_json) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)").await.map_err(db_error)?,
-                    &[
-                        &replay.run_id,
-                        &replay.tenant_id,
-                        &replay.principal_id_hash,
-                        &replay.engine_mode,
-                        &replay.recorded_at_unix_ms,
-                        &replay.terminal_mode,
-                        &replay.quality_score,
-                        &replay.bundle_hash,
-                        &replay.canonical_text,
-                    ],
-                )
-                .await
-                .map_err(db_error)?;
-            Ok(replay.run_id)
-        })
-        .await
-    }
+pub(super) const INSERT_REPLAYS: &str = "INSERT INTO pecr_replay_bundles \
+     (run_id, tenant_id, principal_id_hash, engine_mode, recorded_at_unix_ms, terminal_mode, \
+      quality_score, bundle_hash, bundle_json) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], \
+                          $7::float8[], $8::text[], $9::text[])";
 
+pub(super) const INSERT_EVALUATIONS: &str = "INSERT INTO pecr_evaluations \
+     (evaluation_id, tenant_id, principal_id_hash, created_at_unix_ms, evaluation_json) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])";
+
+pub(super) async fn insert_replays(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    rows: &[&NewReplay],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    tx.execute(
+        statement,
+        &[
+            &column(rows, |r| r.run_id.as_str()),
+            &column(rows, |r| r.tenant_id.as_str()),
+            &column(rows, |r| r.principal_id_hash.as_str()),
+            &column(rows, |r| r.engine_mode.as_str()),
+            &column(rows, |r| r.recorded_at_unix_ms),
+            &column(rows, |r| r.terminal_mode.as_str()),
+            &column(rows, |r| r.quality_score),
+            &column(rows, |r| r.bundle_hash.as_str()),
+            &column(rows, |r| r.canonical_text.as_str()),
+        ],
+    )
+    .await
+}
+
+pub(super) async fn insert_evaluations(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    rows: &[&NewEvaluation],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    tx.execute(
+        statement,
+        &[
+            &column(rows, |e| e.evaluation_id.as_str()),
+            &column(rows, |e| e.tenant_id.as_str()),
+            &column(rows, |e| e.principal_id_hash.as_str()),
+            &column(rows, |e| e.created_at_unix_ms),
+            &column(rows, |e| e.canonical_text.as_str()),
+        ],
+    )
+    .await
+}
+
+impl LedgerStore {
     pub async fn load_replay(&self, owner: Owner, run_id: &str) -> PecrResult<String> {
         self.db("load_replay", async {
             let client = self.client().await?;
@@ -138,7 +168,7 @@ impl LedgerStore {
         let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
         self.db("prune", async {
             let mut client = self.client().await?;
-            let tx = self.begin(&mut client).await?;
+            let tx = client.transaction().await.map_err(db_error)?;
             let replays = tx
                 .execute(
                     &tx.prepare_cached(
@@ -163,29 +193,6 @@ impl LedgerStore {
                 .map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
             Ok((replays, evaluations))
-        })
-        .await
-    }
-
-    pub async fn store_evaluation(&self, evaluation: NewEvaluation) -> PecrResult<String> {
-        self.db("store_evaluation", async {
-            let client = self.client().await?;
-            client
-                .execute(
-                    &client.prepare_cached("INSERT INTO pecr_evaluations \
-                     (evaluation_id, tenant_id, principal_id_hash, created_at_unix_ms, evaluation_json) \
-                     VALUES ($1, $2, $3, $4, $5)").await.map_err(db_error)?,
-                    &[
-                        &evaluation.evaluation_id,
-                        &evaluation.tenant_id,
-                        &evaluation.principal_id_hash,
-                        &evaluation.created_at_unix_ms,
-                        &evaluation.canonical_text,
-                    ],
-                )
-                .await
-                .map_err(db_error)?;
-            Ok(evaluation.evaluation_id)
         })
         .await
     }

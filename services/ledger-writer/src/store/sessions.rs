@@ -1,17 +1,22 @@
-//! Sessions, policy snapshots and runtime state.
+//! Sessions, policy snapshots, runtime state and refused attempts.
 
-use deadpool_postgres::GenericClient;
-use pecr_contracts::{Budget, ids};
+use deadpool_postgres::{GenericClient, Transaction};
+use pecr_contracts::Budget;
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
-use super::{LedgerStore, already_finalized, db_error, not_found_session};
+use super::plan::{RefusalRow, RuntimeRow, SessionRow};
+use super::{LedgerStore, column, db_error, not_found_session};
 use crate::convert;
-use crate::validate::{NewRefusal, NewSession};
 
-const SESSION_SELECT: &str = r#"
-SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
+/// A session with its runtime state, selected by `$where`.
+macro_rules! session_select {
+    ($where:literal) => {
+        concat!(
+            r#"SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
        s.policy_snapshot_id, p.policy_snapshot_hash,
        to_char(p.as_of_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
        s.budget_json::text, COALESCE(r.session_token_hash, ''),
@@ -23,34 +28,42 @@ SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
 FROM pecr_sessions s
 JOIN pecr_policy_snapshots p ON p.policy_snapshot_id = s.policy_snapshot_id
 LEFT JOIN pecr_session_runtime r ON r.session_id = s.session_id
-WHERE s.session_id = $1"#;
+"#,
+            $where
+        )
+    };
+}
+
+const SESSION_SELECT: &str = session_select!("WHERE s.session_id = $1");
 
 /// Loads a session with its runtime state as committed when the statement starts.
 pub(crate) async fn load_session(
     client: &impl GenericClient,
     session_id: &str,
 ) -> PecrResult<Option<v1::SessionRecord>> {
-    let Some(row) = client
-        .query_opt(
-            &client
-                .prepare_cached(SESSION_SELECT)
-                .await
-                .map_err(db_error)?,
-            &[&session_id],
-        )
+    let statement = client
+        .prepare_cached(SESSION_SELECT)
+        .await
+        .map_err(db_error)?;
+    client
+        .query_opt(&statement, &[&session_id])
         .await
         .map_err(db_error)?
-    else {
-        return Ok(None);
-    };
-    let budget_text: String = row.get(7);
-    let budget: Budget = serde_json::from_str(&budget_text).map_err(|_| {
+        .map(|row| session_from_row(&row))
+        .transpose()
+}
+
+/// A session row of [`session_select!`].
+pub(super) fn session_from_row(row: &Row) -> PecrResult<v1::SessionRecord> {
+    let budget_text: &str = row.get(7);
+    let budget: Budget = serde_json::from_str(budget_text).map_err(|_| {
+        let session_id: &str = row.get(0);
         tracing::warn!(session_id, "stored budget_json is undecodable");
         PecrError::ledger_unavailable()
     })?;
-    let ids_text: String = row.get(12);
+    let ids_text: &str = row.get(12);
     // Non-string entries are dropped, as the contract says.
-    let evidence_unit_ids = match serde_json::from_str::<Value>(&ids_text) {
+    let evidence_unit_ids = match serde_json::from_str::<Value>(ids_text) {
         Ok(Value::Array(items)) => items
             .into_iter()
             .filter_map(|item| item.as_str().map(str::to_owned))
@@ -62,7 +75,7 @@ pub(crate) async fn load_session(
         .and_then(|mode| v1::TerminalMode::from_str_name(&mode))
         .unwrap_or(v1::TerminalMode::Unspecified);
     let non_negative = |value: i64| u64::try_from(value).unwrap_or(0);
-    Ok(Some(v1::SessionRecord {
+    Ok(v1::SessionRecord {
         session_id: row.get(0),
         trace_id: row.get(1),
         principal_id: row.get(2),
@@ -79,169 +92,210 @@ pub(crate) async fn load_session(
         finalized: row.get(13),
         terminal_mode: terminal_mode as i32,
         principal_attrs_hash: row.get(15),
-    }))
+    })
 }
 
-/// Locks a session that must exist and still be open (404 / 409 otherwise).
-///
-/// The lock is taken by its own statement before the load: a `SELECT … FOR
-/// UPDATE` that waits for the lock re-reads only the locked row, so a joined
-/// runtime row would come back as it was before the other writer committed,
-/// and both writers would pass the counter check.
-pub(crate) async fn lock_open_session(
-    client: &impl GenericClient,
-    session_id: &str,
-) -> PecrResult<v1::SessionRecord> {
-    let locked = client
-        .query_opt(
-            &client
-                .prepare_cached("SELECT 1 FROM pecr_sessions WHERE session_id = $1 FOR UPDATE")
-                .await
-                .map_err(db_error)?,
-            &[&session_id],
-        )
-        .await
-        .map_err(db_error)?;
-    if locked.is_none() {
-        return Err(not_found_session());
-    }
-    let session = load_session(client, session_id)
-        .await?
-        .ok_or_else(not_found_session)?;
-    if session.finalized {
-        return Err(already_finalized());
-    }
-    Ok(session)
-}
+/// Locks the sessions a batch writes to, in id order so that two batches
+/// never wait for each other in a cycle. The lock is its own statement,
+/// before the load: a `SELECT … FOR UPDATE` that waits for the lock
+/// re-reads only the locked row, so a joined runtime row would come back
+/// as it was before the other writer committed, and both writers would
+/// pass the counter check. A session is locked once per batch; the
+/// batch's later writes to it use the state the planner keeps.
+pub(super) const LOCK_SESSIONS: &str = "SELECT session_id FROM pecr_sessions \
+     WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE";
+
+/// The sessions just locked, read in a statement of their own (see above).
+pub(super) const LOAD_SESSIONS: &str = session_select!("WHERE s.session_id = ANY($1::text[])");
 
 /// The advisory-lock namespace of trace ids (`PECR` in ASCII); two-key
 /// locks never collide with the one-key migration lock.
-const TRACE_LOCK_SPACE: i32 = 0x5045_4352;
+pub(super) const TRACE_LOCK_SPACE: i32 = 0x5045_4352;
 
-/// True when `new.trace_id` already names a session of another tenant or
-/// principal. Sessions on the same trace take turns on an advisory lock, so
-/// two principals cannot both claim a new trace at once; the check runs in
-/// its own statement, after the lock, to see what the other committed.
-async fn trace_owned_by_another(client: &impl GenericClient, new: &NewSession) -> PecrResult<bool> {
-    client
-        .execute(
-            &client
-                .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                .await
-                .map_err(db_error)?,
-            &[&TRACE_LOCK_SPACE, &new.trace_id],
-        )
+/// New sessions on the same trace take turns on an advisory lock, so two
+/// principals cannot both claim a new trace at once. Keys are taken in
+/// order, so two batches never wait for each other in a cycle.
+pub(super) const LOCK_TRACES: &str = "SELECT pg_advisory_xact_lock($1, key) \
+     FROM (SELECT DISTINCT hashtext(trace_id) AS key FROM unnest($2::text[]) AS trace_id ORDER BY key) AS keys";
+
+/// Per new session, in order: is its trace already a session of another
+/// tenant or principal? Its own statement, after the lock, to see what the
+/// lock's previous holder committed.
+pub(super) const TRACE_OWNERS: &str = "SELECT EXISTS (SELECT 1 FROM pecr_sessions s \
+     JOIN pecr_session_runtime r ON r.session_id = s.session_id \
+     WHERE s.trace_id = n.trace_id AND (s.principal_id <> n.principal_id OR r.tenant_id <> n.tenant_id)) \
+     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS n(trace_id, principal_id, tenant_id, position) \
+     ORDER BY n.position";
+
+pub(super) const INSERT_SNAPSHOTS: &str = "INSERT INTO pecr_policy_snapshots \
+     (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) \
+     SELECT n.id, n.hash, n.principal_id, CAST(n.as_of_time AS timestamptz), n.bundle_hash, CAST(n.input AS jsonb) \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+          AS n(id, hash, principal_id, as_of_time, bundle_hash, input)";
+
+pub(super) const INSERT_SESSIONS: &str = "INSERT INTO pecr_sessions \
+     (session_id, trace_id, principal_id, policy_snapshot_id, budget_json) \
+     SELECT n.id, n.trace_id, n.principal_id, n.snapshot_id, CAST(n.budget AS jsonb) \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+          AS n(id, trace_id, principal_id, snapshot_id, budget)";
+
+pub(super) const INSERT_RUNTIME: &str = "INSERT INTO pecr_session_runtime \
+     (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])";
+
+/// A NULL leaves the stored value: a finalize alone changes only the flag.
+pub(super) const UPDATE_RUNTIME: &str = "UPDATE pecr_session_runtime AS r \
+     SET operator_calls_used = COALESCE(u.calls, r.operator_calls_used), \
+         bytes_used = COALESCE(u.bytes, r.bytes_used), \
+         evidence_unit_ids_json = COALESCE(CAST(u.ids AS jsonb), r.evidence_unit_ids_json), \
+         finalized = r.finalized OR u.finalized, updated_at = now() \
+     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bool[]) \
+          AS u(session_id, calls, bytes, ids, finalized) \
+     WHERE r.session_id = u.session_id";
+
+pub(super) const INSERT_REFUSALS: &str = "INSERT INTO pecr_session_access_refusals \
+     (refusal_id, session_id, principal_id, tenant_id, reason, action, request_id) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])";
+
+/// The trace ids of a batch's new sessions, locked.
+pub(super) async fn lock_traces(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    trace_ids: &[&str],
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(statement, &[&TRACE_LOCK_SPACE, &trace_ids])
         .await
-        .map_err(db_error)?;
-    let row = client
-        .query_one(
-            &client
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM pecr_sessions s \
-                     JOIN pecr_session_runtime r ON r.session_id = s.session_id \
-                     WHERE s.trace_id = $1 AND (s.principal_id <> $2 OR r.tenant_id <> $3))",
-                )
-                .await
-                .map_err(db_error)?,
-            &[&new.trace_id, &new.principal_id, &new.tenant_id],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(row.get(0))
+}
+
+/// Per new session, in order, whether another owner holds its trace.
+pub(super) async fn traces_owned_elsewhere(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    new: &[(&str, &str, &str)],
+) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let traces = column(new, |n| n.0);
+    let principals = column(new, |n| n.1);
+    let tenants = column(new, |n| n.2);
+    let rows = tx
+        .query(statement, &[&traces, &principals, &tenants])
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Snapshot, session and runtime rows of the batch's new sessions: three
+/// statements, sent in this order (each refers to the one before).
+pub(super) async fn insert_sessions(
+    tx: &Transaction<'_>,
+    statements: [&Statement; 3],
+    rows: &[SessionRow<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let [snapshots, sessions, runtime] = statements;
+    let session_ids = column(rows, |r| r.new.session_id.as_str());
+    let principals = column(rows, |r| r.new.principal_id.as_str());
+    let snapshot_ids = column(rows, |r| r.new.policy_snapshot_id.as_str());
+    let snapshot_params: [&(dyn ToSql + Sync); 6] = [
+        &snapshot_ids,
+        &column(rows, |r| r.new.policy_snapshot_hash.as_str()),
+        &principals,
+        &column(rows, |r| r.new.as_of_time.as_str()),
+        &column(rows, |r| r.new.policy_bundle_hash.as_str()),
+        &column(rows, |r| r.new.snapshot_json.to_string()),
+    ];
+    let session_params: [&(dyn ToSql + Sync); 5] = [
+        &session_ids,
+        &column(rows, |r| r.trace_id.as_str()),
+        &principals,
+        &snapshot_ids,
+        &column(rows, |r| r.new.budget.to_declaration_order_json()),
+    ];
+    let runtime_params: [&(dyn ToSql + Sync); 4] = [
+        &session_ids,
+        &column(rows, |r| r.new.tenant_id.as_str()),
+        &column(rows, |r| r.new.session_token_hash.as_str()),
+        &column(rows, |r| r.new.session_token_expires_at_epoch_ms),
+    ];
+    let (snapshots, sessions, runtime) = tokio::join!(
+        biased;
+        tx.execute(snapshots, &snapshot_params),
+        tx.execute(sessions, &session_params),
+        tx.execute(runtime, &runtime_params),
+    );
+    snapshots?;
+    sessions?;
+    runtime?;
+    Ok(())
+}
+
+/// Locks and loads existing sessions (see [`LOCK_SESSIONS`]); the two
+/// statements are pipelined, and the load still starts after the lock.
+pub(super) async fn lock_and_load(
+    tx: &Transaction<'_>,
+    statements: [&Statement; 2],
+    session_ids: &[String],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if session_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let [lock, load] = statements;
+    let params: [&(dyn ToSql + Sync); 1] = [&session_ids];
+    let (locked, loaded) = tokio::join!(
+        biased;
+        tx.execute(lock, &params),
+        tx.query(load, &params),
+    );
+    locked?;
+    loaded
+}
+
+pub(super) async fn update_runtime(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    rows: &[RuntimeRow],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    tx.execute(
+        statement,
+        &[
+            &column(rows, |r| r.session_id.as_str()),
+            &column(rows, |r| r.operator_calls_used),
+            &column(rows, |r| r.bytes_used),
+            &column(rows, |r| r.evidence_unit_ids.as_deref()),
+            &column(rows, |r| r.finalized),
+        ],
+    )
+    .await
+}
+
+/// Refused attempts to use a session, kept outside its event stream.
+pub(super) async fn insert_refusals(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    rows: &[RefusalRow<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    tx.execute(
+        statement,
+        &[
+            &column(rows, |r| r.refusal_id.as_str()),
+            &column(rows, |r| r.refusal.session_id.as_str()),
+            &column(rows, |r| r.refusal.principal_id.as_str()),
+            &column(rows, |r| r.refusal.tenant_id.as_str()),
+            &column(rows, |r| r.refusal.reason.as_str()),
+            &column(rows, |r| r.refusal.action.as_str()),
+            &column(rows, |r| r.refusal.request_id.as_str()),
+        ],
+    )
+    .await
 }
 
 impl LedgerStore {
-    /// Inserts snapshot, session and runtime row in one transaction. A trace
-    /// id another (tenant, principal) already uses is replaced by a fresh one.
-    pub async fn record_session(&self, mut new: NewSession) -> PecrResult<v1::SessionRecord> {
-        self.db("record_session", async {
-            let mut client = self.client().await?;
-            let tx = self.begin(&mut client).await?;
-            if trace_owned_by_another(&tx, &new).await? {
-                new.trace_id = ids::new_ulid();
-            }
-            tx.execute(
-                &tx.prepare_cached("INSERT INTO pecr_policy_snapshots \
-                 (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) \
-                 VALUES ($1, $2, $3, CAST($4::text AS timestamptz), $5, CAST($6::text AS jsonb))").await.map_err(db_error)?,
-                &[
-                    &new.policy_snapshot_id,
-                    &new.policy_snapshot_hash,
-                    &new.principal_id,
-                    &new.as_of_time,
-                    &new.policy_bundle_hash,
-                    &new.snapshot_json.to_string(),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-            tx.execute(
-                &tx.prepare_cached("INSERT INTO pecr_sessions (session_id, trace_id, principal_id, policy_snapshot_id, budget_json) \
-                 VALUES ($1, $2, $3, $4, CAST($5::text AS jsonb))").await.map_err(db_error)?,
-                &[
-                    &new.session_id,
-                    &new.trace_id,
-                    &new.principal_id,
-                    &new.policy_snapshot_id,
-                    &new.budget.to_declaration_order_json(),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-            tx.execute(
-                &tx.prepare_cached("INSERT INTO pecr_session_runtime \
-                 (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms) \
-                 VALUES ($1, $2, $3, $4)").await.map_err(db_error)?,
-                &[
-                    &new.session_id,
-                    &new.tenant_id,
-                    &new.session_token_hash,
-                    &new.session_token_expires_at_epoch_ms,
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-            let record = load_session(&tx, &new.session_id)
-                .await?
-                .ok_or_else(PecrError::ledger_unavailable)?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(record)
-        })
-        .await
-    }
-
-    /// Appends a refused attempt to use a session (outside its event stream).
-    pub async fn record_refusal(&self, refusal: NewRefusal) -> PecrResult<String> {
-        self.db("record_access_refusal", async {
-            let client = self.client().await?;
-            let refusal_id = ids::new_ulid();
-            client
-                .execute(
-                    &client
-                        .prepare_cached(
-                            "INSERT INTO pecr_session_access_refusals \
-                             (refusal_id, session_id, principal_id, tenant_id, reason, action, request_id) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        )
-                        .await
-                        .map_err(db_error)?,
-                    &[
-                        &refusal_id,
-                        &refusal.session_id,
-                        &refusal.principal_id,
-                        &refusal.tenant_id,
-                        &refusal.reason,
-                        &refusal.action,
-                        &refusal.request_id,
-                    ],
-                )
-                .await
-                .map_err(db_error)?;
-            Ok(refusal_id)
-        })
-        .await
-    }
-
     pub async fn get_session(&self, session_id: &str) -> PecrResult<v1::SessionRecord> {
         self.db("get_session", async {
             let client = self.client().await?;

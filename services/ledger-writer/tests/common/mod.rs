@@ -57,6 +57,12 @@ pub async fn start_ledger_with_url(db: TestDatabase, url: Option<String>) -> Led
 
 /// Starts ledger-writer on `db` with `env` added to the test settings.
 pub async fn start_ledger_with_env(db: TestDatabase, env: &[(&str, String)]) -> Ledger {
+    start_ledger_binary("pecr-ledger-writer", db, env).await
+}
+
+/// [`start_ledger_with_env`] with another build of ledger-writer (a binary
+/// beside the test's own, as the benchmark compares builds).
+pub async fn start_ledger_binary(binary: &str, db: TestDatabase, env: &[(&str, String)]) -> Ledger {
     let mut settings = vec![
         ("PECR_LEDGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("PECR_LEDGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
@@ -64,7 +70,7 @@ pub async fn start_ledger_with_env(db: TestDatabase, env: &[(&str, String)]) -> 
     ];
     settings.extend(credentials::ledger_writer_tokens());
     settings.extend(env.iter().cloned());
-    let process = ServiceProcess::start("pecr-ledger-writer", &settings).await;
+    let process = ServiceProcess::start(binary, &settings).await;
     let client = client_as(&process, credentials::LEDGER_GATEWAY_TOKEN).await;
     let controller = client_as(&process, credentials::LEDGER_CONTROLLER_TOKEN).await;
     let auditor = client_as(&process, credentials::LEDGER_AUDITOR_TOKEN).await;
@@ -285,4 +291,43 @@ pub fn bundle(run_id: &str, principal_hash: &str, recorded_at: u64) -> Value {
     let hash = pecr_contracts::hashing::bundle_hash(&bundle).expect("bundle hash");
     bundle["metadata"]["bundle_hash"] = Value::String(hash);
     bundle
+}
+
+/// A replay bundle of `session`'s run: its principal's hash, its session id.
+pub fn session_bundle(run_id: &str, session: &v1::SessionRecord) -> Value {
+    let principal_hash = pecr_contracts::hashing::principal_id_hash(&session.principal_id);
+    let mut bundle = bundle(run_id, &principal_hash, 1_000);
+    bundle["session_id"] = Value::String(session.session_id.clone());
+    rehash(bundle)
+}
+
+/// `bundle` with its `metadata.bundle_hash` recomputed.
+pub fn rehash(mut bundle: Value) -> Value {
+    let hash = pecr_contracts::hashing::bundle_hash(&bundle).expect("bundle hash");
+    bundle["metadata"]["bundle_hash"] = Value::String(hash);
+    bundle
+}
+
+/// A series of ledger-writer's `/metrics` (name and labels as printed), 0 when absent.
+pub async fn metric(ledger: &Ledger, series: &str) -> f64 {
+    let body = pecr_testkit::http_get(&ledger.process.http_url("/metrics"))
+        .await
+        .body;
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Events of a session, by type, in the order the ledger lists them.
+pub async fn event_types(db: &TestDatabase, session_id: &str) -> Vec<String> {
+    db.client()
+        .query(
+            "SELECT event_type FROM pecr_ledger_events WHERE session_id = $1 ORDER BY event_time, event_id",
+            &[&session_id],
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
