@@ -15,6 +15,7 @@ use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_policy::Decision;
 use pecr_proto::v1;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::core::{Caller, Gateway, OperatorReply, STALE_RETRIES, json_len, policy_denied};
 use crate::events::{self, CallOutcome, event};
@@ -71,9 +72,8 @@ impl Gateway {
         token: &str,
         request: v1::CallOperatorRequest,
     ) -> PecrResult<OperatorReply> {
-        // A body that is not JSON is refused before the session is touched.
-        serde_json::from_str::<Value>(&request.params)
-            .map_err(|_| PecrError::invalid_params("invalid JSON body"))?;
+        // Bad params are refused before the session is touched.
+        crate::validate::batch_call(&request.op_name, &request.params)?;
         let call = RequestedCall {
             op_name: request.op_name,
             params: request.params,
@@ -342,16 +342,28 @@ impl Gateway {
         operator: Operator,
         redaction: Option<&Redaction>,
     ) -> PecrResult<Output> {
-        if operator == Operator::Search {
-            return self
-                .search(caller, session, scope, &call.params, &call.params_hash)
-                .await;
+        // Sizes only: params and results may carry canary or injected text.
+        let name = pecr_server::telemetry::operator_span_name(&call.op_name);
+        let span = tracing::info_span!(
+            "operator",
+            otel.name = name,
+            operator_name = name.trim_start_matches("operator."),
+            params_bytes = call.params_bytes,
+        );
+        async {
+            if operator == Operator::Search {
+                return self
+                    .search(caller, session, scope, &call.params, &call.params_hash)
+                    .await;
+            }
+            let output = self
+                .adapters
+                .run(operator, &call.params, scope, redaction)
+                .await?;
+            Ok((output.result, output.evidence, false))
         }
-        let output = self
-            .adapters
-            .run(operator, &call.params, scope, redaction)
-            .await?;
-        Ok((output.result, output.evidence, false))
+        .instrument(span)
+        .await
     }
 
     /// In order: spends the budget of each call that ran, and builds the
@@ -594,9 +606,9 @@ impl Gateway {
     }
 }
 
+/// A call whose params are valid; a bad call fails alone.
 fn parse_call(call: RequestedCall) -> PecrResult<Call> {
-    let params: Value = serde_json::from_str(&call.params)
-        .map_err(|_| PecrError::invalid_params("invalid JSON body"))?;
+    let params = crate::validate::batch_call(&call.op_name, &call.params)?;
     Ok(Call {
         op_name: call.op_name.trim().to_owned(),
         params_hash: hash_canonical_json(&params),

@@ -40,6 +40,8 @@ pub fn call_operator(request: &v1::CallOperatorRequest) -> PecrResult<()> {
 /// Most calls in one batch (the proto's `max_items`).
 pub const MAX_BATCH_CALLS: usize = 16;
 
+/// The batch as a whole; each call is checked by [`batch_call`] and a bad
+/// one fails alone.
 pub fn call_operators(request: &v1::CallOperatorsRequest) -> PecrResult<()> {
     check("session_id", ids::check_id(&request.session_id))?;
     if request.calls.is_empty() || request.calls.len() > MAX_BATCH_CALLS {
@@ -47,12 +49,15 @@ pub fn call_operators(request: &v1::CallOperatorsRequest) -> PecrResult<()> {
             "calls must hold 1 to {MAX_BATCH_CALLS} calls"
         )));
     }
-    for call in &request.calls {
-        check("calls.op_name", ids::check_id(&call.op_name))?;
-        let params = json_params(&call.params)?;
-        operator_params(&params)?;
-    }
     Ok(())
+}
+
+/// One call of a batch: its params, parsed and checked as CallOperator's.
+pub fn batch_call(op_name: &str, params: &str) -> PecrResult<Value> {
+    check("op_name", ids::check_id(op_name))?;
+    let params = json_params(params)?;
+    operator_params(&params)?;
+    Ok(params)
 }
 
 /// Most evidence ids a run record may list (the proto's `max_items`).

@@ -204,7 +204,8 @@ async fn one_run_is_one_trace_across_the_three_services() {
     assert!(controller.iter().any(|n| n.starts_with("operator.")));
     let gateway = names("pecr-gateway");
     for name in [
-        "pecr.v1.GatewayService/CallOperator",
+        "pecr.v1.GatewayService/CallOperators",
+        "operator.fetch_rows",
         "policy.evaluate",
         "ledger.append",
     ] {

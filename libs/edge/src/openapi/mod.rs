@@ -511,8 +511,15 @@ impl Schemas {
             }
             properties.push((field.name().to_owned(), self.value_schema(&field)));
             // Lists and maps may be left out of a request (they are then
-            // empty); responses always write them.
-            let optional = has_explicit_presence(&field) || field.is_list() || field.is_map();
+            // empty); responses always write them. A list that must hold
+            // items (`min_items`) cannot be left out.
+            let must_hold_items = self
+                .rules
+                .get(field.full_name())
+                .and_then(|rules| rules.min_items)
+                .is_some_and(|min| min > 0);
+            let optional = has_explicit_presence(&field)
+                || ((field.is_list() || field.is_map()) && !must_hold_items);
             if !optional {
                 required.push(Node::str(field.name()));
             }
