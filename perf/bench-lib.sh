@@ -77,8 +77,9 @@ start() {
   die "$name did not become ready in 60 s"
 }
 
-# CPU ticks (user + system) of one process, of all PostgreSQL backends, and
-# of the machine (total, idle).
+# CPU ticks (user + system) of one process, of all PostgreSQL processes (the
+# gateway bench), of the PostgreSQL processes serving one database, and of the
+# machine (total, idle).
 ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 postgres_ticks() {
   local total=0 p
@@ -87,6 +88,27 @@ postgres_ticks() {
     total=$((total + $(ticks_of "${p#/proc/}")))
   done
   echo "$total"
+}
+# postgres_pid_ticks DB: "pid ticks" of each PostgreSQL process except the
+# backends and autovacuum workers of other databases than DB (told apart by
+# their process titles), so other work on the server does not count.
+postgres_pid_ticks() {
+  local db="$1" p title
+  local backend='^postgres: [^:]+: [^ ]+ ([^ ]+) ([^ ]+\([0-9]+\)|\[local\])' worker='autovacuum worker ([^ ]+)'
+  for p in /proc/[0-9]*; do
+    [[ "$(cat "$p/comm" 2>/dev/null)" == postgres ]] || continue
+    title="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+    if [[ "$title" =~ $backend || "$title" =~ $worker ]]; then
+      [[ "${BASH_REMATCH[1]}" == "$db" ]] || continue
+    fi
+    echo "${p#/proc/} $(ticks_of "${p#/proc/}")"
+  done
+}
+# ticks_delta BEFORE AFTER: ticks burnt between two postgres_pid_ticks files,
+# per pid: a process that started meanwhile counts whole, one that exited is
+# lost (its last ticks are unknown), so the sum is never negative.
+ticks_delta() {
+  awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; if (d > 0) total += d } END { print total + 0 }' "$1" "$2"
 }
 machine_ticks() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8, $5+$6 }' /proc/stat; }
 

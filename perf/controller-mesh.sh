@@ -119,10 +119,10 @@ mesh_smoke() {
     die "the smoke run failed: $smoke"
 }
 
-# CPU ticks: controller, gateway, ledger-writer, all PostgreSQL processes,
-# then the machine's total and idle.
+# CPU ticks: controller, gateway, ledger-writer, then the machine's total
+# and idle. PostgreSQL's are taken per process (postgres_pid_ticks).
 cpu_sample() {
-  echo "$(ticks_of "$pecr_controller_pid") $(ticks_of "$pecr_gateway_pid") $(ticks_of "$pecr_ledger_writer_pid") $(postgres_ticks) $(machine_ticks)"
+  echo "$(ticks_of "$pecr_controller_pid") $(ticks_of "$pecr_gateway_pid") $(ticks_of "$pecr_ledger_writer_pid") $(machine_ticks)"
 }
 
 # Transactions committed and rows written in pecr_perf so far (PostgreSQL
@@ -151,25 +151,31 @@ k6_load() {
 }
 
 # measure_runs NAME MODE VUS WARMUP DURATION: one k6 load with the per-run
-# accounting around it (CPU per process from /proc, PostgreSQL commits and
+# accounting around it (CPU per process from /proc (PostgreSQL: its shared
+# processes and the backends of pecr_perf), PostgreSQL commits and
 # rows from pg_stat_database, ledger-writer RPCs and the services' mean times
 # from /metrics), written into target/perf/NAME.json. Returns 1 when k6
 # left no summary.
 measure_runs() {
   local name="$1" mode="$2" vus="$3" warmup="$4" duration="$5"
-  local cpu0 cpu1 pg0 pg1
+  local cpu0 cpu1 pg0 pg1 i cpu=()
   wait_quiet
   metrics_sample 0
+  postgres_pid_ticks "$db_name" >"$out_dir/.metrics-pg-ticks-0"
   read -r -a cpu0 < <(cpu_sample)
   read -r -a pg0 < <(pg_stats)
   k6_load "$mode" "$vus" "$warmup" "$duration" "$out_dir/$name.json" ||
     say "    k6 exited non-zero; see $out_dir/$name.txt"
   read -r -a cpu1 < <(cpu_sample)
+  postgres_pid_ticks "$db_name" >"$out_dir/.metrics-pg-ticks-1"
   metrics_sample 1
   sleep 1 # let the backends flush their statistics
   read -r -a pg1 < <(pg_stats)
   [[ -f "$out_dir/$name.json" ]] || { say "    no k6 summary; see $out_dir/$name.txt"; return 1; }
+  for i in 0 1 2; do cpu+=("$((cpu1[i] - cpu0[i]))"); done
+  cpu+=("$(ticks_delta "$out_dir/.metrics-pg-ticks-0" "$out_dir/.metrics-pg-ticks-1")")
+  cpu+=("$((cpu1[3] - cpu0[3]))" "$((cpu1[4] - cpu0[4]))")
   python3 "$PECR_ROOT/perf/run_report.py" account "$out_dir/$name.json" "$out_dir" "$clk_tck" "$pg_settings" \
-    "${cpu0[@]}" "${cpu1[@]}" "${pg0[@]}" "${pg1[@]}"
+    "${cpu[@]}" "${pg0[@]}" "${pg1[@]}"
   sed 's/^/    /' "$out_dir/$name.txt" | grep -v '^    $' | tail -n 8
 }

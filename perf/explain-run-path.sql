@@ -6,8 +6,9 @@
 --
 -- Everything runs in one transaction that is rolled back: the writes are real
 -- (triggers, indexes, constraints all fire) but leave nothing behind. Their
--- values are copied from the last stored run, so rows have realistic sizes;
--- ids are fresh.
+-- values are copied from the last stored run and the last evidence unit
+-- (evidence ids are content hashes, so runs share units), so rows have
+-- realistic sizes; ids are fresh.
 --
 -- ledger-writer prepares these statements once per connection
 -- (prepare_cached), so after five runs PostgreSQL may switch to the generic
@@ -37,7 +38,7 @@ ORDER BY s.created_at DESC LIMIT 1 \gset
 SELECT u.source_system, u.object_id, u.version_id, u.span_or_row_spec_json::text AS span,
        u.content_type, u.content_hash, u.retrieved_at::text AS retrieved_at,
        u.transform_chain_json::text AS chain, COALESCE(u.payload_json::text, 'null') AS evidence_payload
-FROM pecr_evidence_units u WHERE u.session_id = :'old_session' LIMIT 1 \gset
+FROM pecr_evidence_units u ORDER BY u.created_at DESC LIMIT 1 \gset
 SELECT e.event_type, e.payload_json::text AS event_payload, e.payload_hash AS event_hash
 FROM pecr_ledger_events e WHERE e.session_id = :'old_session' ORDER BY e.event_time LIMIT 1 \gset
 SELECT c.terminal_mode AS claim_mode, c.coverage_threshold, c.coverage_observed, c.claim_map_json::text AS claim_map

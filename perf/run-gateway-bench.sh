@@ -157,7 +157,10 @@ for run in "${runs[@]}"; do
   curl -s --max-time 2 "http://$gw_http/metrics" >"$out_dir/.metrics-gateway-0" || true
   curl -s --max-time 2 "http://$lw_http/metrics" >"$out_dir/.metrics-ledger-0" || true
   # shellcheck disable=SC2154 # start() sets the pids through eval
-  gw0=$(ticks_of "$pecr_gateway_pid"); lw0=$(ticks_of "$pecr_ledger_writer_pid"); pg0=$(postgres_ticks)
+  gw0=$(ticks_of "$pecr_gateway_pid")
+  # shellcheck disable=SC2154
+  lw0=$(ticks_of "$pecr_ledger_writer_pid")
+  pg0=$(postgres_ticks)
   read -r all0 idle0 < <(machine_ticks)
   "$bin_dir/pecr-loadgen" --gateway "http://$gw_grpc" --op "$op" --clients "$clients" "${rate_args[@]}" \
     --warmup "$warmup" --duration "$duration" --label "$name" --out "$out_dir/$name.json"

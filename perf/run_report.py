@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Per-run accounting of the controller Run benchmarks (perf/controller-mesh.sh).
 
-    run_report.py account REPORT OUT_DIR CLK_TCK PG_SETTINGS CPU0(6) CPU1(6) PG0(5) PG1(5)
+    run_report.py account REPORT OUT_DIR CLK_TCK PG_SETTINGS CPU(6) PG0(5) PG1(5)
         Adds to k6's REPORT (perf/k6/controller_run.js's summary JSON), per run
         (all iterations, warm-up included):
           server_cpu          CPU µs of the controller, gateway, ledger-writer,
-                              all PostgreSQL processes and the rest, from /proc
+                              PostgreSQL (its shared processes and the bench
+                              database's backends) and the rest, from /proc
                               tick counts sampled before and after the load;
           postgres_per_run    pg_stat_database deltas of the bench database:
                               commits, rollbacks, rows inserted/updated/fetched;
           ledger_rpcs_per_run pecr_ledger_rpcs_total deltas from ledger-writer's
                               /metrics: all calls, errors, and per method;
           server_time         the services' own histograms: calls, mean ms, per run.
-        CPU0/CPU1: controller gateway ledger postgres machine_total machine_idle
-        ticks; PG0/PG1: xact_commit xact_rollback tup_inserted tup_updated
+        CPU: ticks burnt by the controller, gateway, ledger-writer, PostgreSQL,
+        then the machine's total and idle ticks over the load;
+        PG0/PG1: xact_commit xact_rollback tup_inserted tup_updated
         tup_fetched. The /metrics scrapes are OUT_DIR/.metrics-<service>-{0,1}.
 
     run_report.py table REPORT...
@@ -61,14 +63,14 @@ def label_text(labels):
 def account(args):
     path, out_dir, hz, pg_settings = args[0], args[1], int(args[2]), args[3]
     numbers = [int(x) for x in args[4:]]
-    if len(numbers) != 22:
-        sys.exit(f"run_report.py account: expected 22 counters, got {len(numbers)}")
-    cpu0, cpu1, pg0, pg1 = numbers[0:6], numbers[6:12], numbers[12:17], numbers[17:22]
+    if len(numbers) != 16:
+        sys.exit(f"run_report.py account: expected 16 counters, got {len(numbers)}")
+    cpu, pg0, pg1 = numbers[0:6], numbers[6:11], numbers[11:16]
     with open(path, encoding="utf-8") as file:
         report = json.load(file)
     runs = max(report.get("iterations_all") or report.get("iterations") or 0, 1)
 
-    ct, gw, lw, pg, total, idle = (a - b for a, b in zip(cpu1, cpu0))
+    ct, gw, lw, pg, total, idle = cpu
     busy = total - idle
     services = ct + gw + lw + pg
 
@@ -77,7 +79,8 @@ def account(args):
 
     report["server_cpu"] = {
         "note": "CPU time over warm-up + measured time, per run (all iterations), from /proc; "
-        "postgres = every PostgreSQL process on the machine; rest = every other process (k6 itself, anything else running)",
+        "postgres = PostgreSQL's shared processes and the bench database's backends (per-process deltas); "
+        "rest = every other process (k6 itself, other databases' backends, anything else running)",
         "runs": runs,
         "controller_us_per_run": per_run(ct),
         "gateway_us_per_run": per_run(gw),
