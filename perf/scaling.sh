@@ -130,7 +130,7 @@ say
 say "==> EXPLAIN (ANALYZE, BUFFERS) of the run path -> ${prefix#"$PECR_ROOT"/}-explain.txt"
 psql "$db_url" -X -q -f perf/explain-run-path.sql >"$prefix-explain.txt" 2>&1 ||
   say "    the plans failed; see $prefix-explain.txt"
-grep -E '^(#|Planning|Execution)' "$prefix-explain.txt" | sed 's/^/    /' | head -n 60 || true
+awk '/^# / { print "    " $0 } /^## / { title = substr($0, 4) } /Execution Time/ { printf "    %9s ms  %s\n", $3, title }' "$prefix-explain.txt"
 
 sleep 1
 kill "$sampler_pid" 2>/dev/null || true
