@@ -169,7 +169,9 @@ measure_runs() {
   read -r -a cpu1 < <(cpu_sample)
   postgres_pid_ticks "$db_name" >"$out_dir/.metrics-pg-ticks-1"
   metrics_sample 1
-  sleep 1 # let the backends flush their statistics
+  # PostgreSQL 15 backends flush their statistics at most once a second while
+  # busy and within 10 s once idle (PGSTAT_IDLE_INTERVAL): wait for the tail.
+  sleep 11
   read -r -a pg1 < <(pg_stats)
   [[ -f "$out_dir/$name.json" ]] || { say "    no k6 summary; see $out_dir/$name.txt"; return 1; }
   for i in 0 1 2; do cpu+=("$((cpu1[i] - cpu0[i]))"); done
