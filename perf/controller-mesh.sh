@@ -63,7 +63,7 @@ mesh_prepare() {
   ensure_postgres "$admin_url"
   psql "$admin_url" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" -c "CREATE DATABASE $db_name" >/dev/null
   psql "$db_url" -qX -v ON_ERROR_STOP=1 -f fixtures/pg/safeview_fixtures.sql >/dev/null
-  pg_settings="$(psql "$db_url" -tAX -c "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('synchronous_commit','fsync','shared_buffers','max_connections')")"
+  pg_settings="$(psql "$db_url" -tAX -c "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('synchronous_commit','fsync','shared_buffers','max_connections','autovacuum')")"
   say "    PostgreSQL $(psql "$db_url" -tAX -c 'SHOW server_version'): $pg_settings"
 
   corpus="$(mktemp -d "${TMPDIR:-/tmp}/pecr-perf-corpus.XXXXXX")"

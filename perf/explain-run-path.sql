@@ -17,12 +17,17 @@
 \set ON_ERROR_STOP 1
 \pset pager off
 \timing off
+-- perf/scaling.sh runs this file twice in one session and keeps the second
+-- pass: the first compiles the triggers' plpgsql and warms the caches, as on
+-- ledger-writer's long-lived connections. Prepared statements outlive the
+-- rollback, hence:
+DEALLOCATE ALL;
 
 SELECT count(*) AS stored_runs FROM pecr_replay_bundles \gset
 SELECT count(*) AS sessions FROM pecr_sessions \gset
 SELECT count(*) AS events FROM pecr_ledger_events \gset
 SELECT count(*) AS evidence_units FROM pecr_evidence_units \gset
-\echo '# run-path plans at' :stored_runs 'stored runs,' :sessions 'sessions,' :events 'events,' :evidence_units 'evidence units'
+\qecho '# run-path plans at' :stored_runs 'stored runs,' :sessions 'sessions,' :events 'events,' :evidence_units 'evidence units'
 
 -- The last stored run and the rows it wrote.
 SELECT s.session_id AS old_session, s.trace_id AS old_trace, s.principal_id AS principal,
@@ -55,32 +60,32 @@ SELECT 'explain-' || md5(random()::text) AS tag \gset
 BEGIN;
 SET LOCAL plan_cache_mode = force_generic_plan;
 
-\echo
-\echo '## RecordSession (sessions.rs): trace ownership check'
+\qecho
+\qecho '## RecordSession (sessions.rs): trace ownership check'
 PREPARE trace_check(text, text, text) AS
 SELECT EXISTS (SELECT 1 FROM pecr_sessions s JOIN pecr_session_runtime r ON r.session_id = s.session_id WHERE s.trace_id = $1 AND (s.principal_id <> $2 OR r.tenant_id <> $3));
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE trace_check(:'trace', :'principal', :'tenant');
 
-\echo
-\echo '## RecordSession: insert policy snapshot'
+\qecho
+\qecho '## RecordSession: insert policy snapshot'
 PREPARE insert_snapshot(text, text, text, text, text, text) AS
 INSERT INTO pecr_policy_snapshots (policy_snapshot_id, policy_snapshot_hash, principal_id, as_of_time, policy_bundle_hash, input_json) VALUES ($1, $2, $3, CAST($4::text AS timestamptz), $5, CAST($6::text AS jsonb));
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_snapshot(:'snapshot', :'snapshot_hash', :'principal', :'as_of_time', :'bundle_hash', :'snapshot_json');
 
-\echo
-\echo '## RecordSession: insert session'
+\qecho
+\qecho '## RecordSession: insert session'
 PREPARE insert_session(text, text, text, text, text) AS
 INSERT INTO pecr_sessions (session_id, trace_id, principal_id, policy_snapshot_id, budget_json) VALUES ($1, $2, $3, $4, CAST($5::text AS jsonb));
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_session(:'session', :'trace', :'principal', :'snapshot', :'budget');
 
-\echo
-\echo '## RecordSession: insert runtime row'
+\qecho
+\qecho '## RecordSession: insert runtime row'
 PREPARE insert_runtime(text, text, text, bigint) AS
 INSERT INTO pecr_session_runtime (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms) VALUES ($1, $2, $3, $4);
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_runtime(:'session', :'tenant', :'token_hash', :token_expires);
 
-\echo
-\echo '## GetSession / every write: session load (SESSION_SELECT)'
+\qecho
+\qecho '## GetSession / every write: session load (SESSION_SELECT)'
 PREPARE load_session(text) AS
 SELECT s.session_id, s.trace_id, s.principal_id, COALESCE(r.tenant_id, 'local'),
        s.policy_snapshot_id, p.policy_snapshot_hash,
@@ -97,14 +102,14 @@ LEFT JOIN pecr_session_runtime r ON r.session_id = s.session_id
 WHERE s.session_id = $1;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE load_session(:'session');
 
-\echo
-\echo '## RecordOperatorCall / RecordFinalize: session lock'
+\qecho
+\qecho '## RecordOperatorCall / RecordFinalize: session lock'
 PREPARE lock_session(text) AS
 SELECT 1 FROM pecr_sessions WHERE session_id = $1 FOR UPDATE;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE lock_session(:'session');
 
-\echo
-\echo '## RecordOperatorCall (evidence.rs): insert evidence (INSERT_EVIDENCE, one unit)'
+\qecho
+\qecho '## RecordOperatorCall (evidence.rs): insert evidence (INSERT_EVIDENCE, one unit)'
 PREPARE insert_evidence(text[], text, text, text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[]) AS
 INSERT INTO pecr_evidence_units (evidence_unit_id, trace_id, session_id, source_system, object_id, version_id, span_or_row_spec_json, content_type, content_hash, as_of_time, retrieved_at, policy_snapshot_id, policy_snapshot_hash, transform_chain_json, payload_json) SELECT u.id, $2, $3, u.source_system, u.object_id, u.version_id, CAST(u.span AS jsonb), u.content_type, u.content_hash, CAST(u.as_of_time AS timestamptz), CAST(u.retrieved_at AS timestamptz), u.snapshot_id, u.snapshot_hash, CAST(u.chain AS jsonb), CAST(u.payload AS jsonb) FROM unnest($1::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[]) AS u(id, source_system, object_id, version_id, span, content_type, content_hash, as_of_time, retrieved_at, snapshot_id, snapshot_hash, chain, payload) ON CONFLICT (evidence_unit_id) DO NOTHING RETURNING evidence_unit_id;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_evidence(
@@ -112,8 +117,8 @@ EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_evidence(
   ARRAY[:'version_id'], ARRAY[:'span'], ARRAY[:'content_type'], ARRAY[:'content_hash'], ARRAY[:'as_of_time'],
   ARRAY[:'retrieved_at'], ARRAY[:'snapshot'], ARRAY[:'snapshot_hash'], ARRAY[:'chain'], ARRAY[:'evidence_payload']);
 
-\echo
-\echo '## RecordOperatorCall / RecordFinalize / AppendEvent (events.rs): insert events (INSERT_EVENTS, three events)'
+\qecho
+\qecho '## RecordOperatorCall / RecordFinalize / AppendEvent (events.rs): insert events (INSERT_EVENTS, three events)'
 PREPARE insert_events(text[], text[], text[], text[], text[], text[], text[], text[]) AS
 INSERT INTO pecr_ledger_events (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash) SELECT e.event_id, e.trace_id, e.session_id, e.event_type, e.principal_id, e.policy_snapshot_id, CAST(e.payload AS jsonb), e.payload_hash FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload, payload_hash) RETURNING event_id, payload_json::text;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_events(
@@ -122,50 +127,50 @@ EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_events(
   ARRAY[:'principal', :'principal', :'principal'], ARRAY[:'snapshot', :'snapshot', :'snapshot'],
   ARRAY[:'event_payload', :'event_payload', :'event_payload'], ARRAY[:'event_hash', :'event_hash', :'event_hash']);
 
-\echo
-\echo '## RecordOperatorCall: counter update'
+\qecho
+\qecho '## RecordOperatorCall: counter update'
 PREPARE update_counters(text, bigint, bigint, text) AS
 UPDATE pecr_session_runtime SET operator_calls_used = $2, bytes_used = $3, evidence_unit_ids_json = CAST($4::text AS jsonb), updated_at = now() WHERE session_id = $1;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE update_counters(:'session', 1, 512, json_build_array(:'tag' || '-evidence')::text);
 
-\echo
-\echo '## RecordFinalize (finalize.rs): insert claim map'
+\qecho
+\qecho '## RecordFinalize (finalize.rs): insert claim map'
 PREPARE insert_claim_map(text, text, text, text, float8, float8, text) AS
 INSERT INTO pecr_claim_maps (claim_map_id, trace_id, session_id, terminal_mode, coverage_threshold, coverage_observed, claim_map_json) VALUES ($1, $2, $3, $4, $5, $6, CAST($7::text AS jsonb));
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_claim_map(:'tag' || '-claims', :'trace', :'session', :'claim_mode', :coverage_threshold, :coverage_observed, :'claim_map');
 
-\echo
-\echo '## RecordFinalize: mark the session finalized'
+\qecho
+\qecho '## RecordFinalize: mark the session finalized'
 PREPARE finalize_session(text, text) AS
 UPDATE pecr_sessions SET finalized_at = now(), terminal_mode = $2 WHERE session_id = $1;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE finalize_session(:'session', :'claim_mode');
 
-\echo
-\echo '## RecordFinalize: mark the runtime row finalized'
+\qecho
+\qecho '## RecordFinalize: mark the runtime row finalized'
 PREPARE finalize_runtime(text) AS
 UPDATE pecr_session_runtime SET finalized = true, updated_at = now() WHERE session_id = $1;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE finalize_runtime(:'session');
 
-\echo
-\echo '## StoreReplayBundle (replays.rs): insert replay'
+\qecho
+\qecho '## StoreReplayBundle (replays.rs): insert replay'
 PREPARE insert_replay(text, text, text, text, bigint, text, float8, text, text) AS
 INSERT INTO pecr_replay_bundles (run_id, tenant_id, principal_id_hash, engine_mode, recorded_at_unix_ms, terminal_mode, quality_score, bundle_hash, bundle_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE insert_replay(:'tag' || '-run', :'tenant', :'principal_id_hash', :'engine_mode', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, :'replay_mode', :quality_score, :'bundle_hash', :'bundle_json');
 
-\echo
-\echo '## ListReplays: the owner''s latest 50 (all stored runs share one owner here)'
+\qecho
+\qecho '## ListReplays: the owner''s latest 50 (all stored runs share one owner here)'
 PREPARE list_replays(text, text, text, bigint) AS
 SELECT bundle_json FROM pecr_replay_bundles WHERE tenant_id = $1 AND principal_id_hash = $2 AND ($3::text IS NULL OR engine_mode = $3) ORDER BY recorded_at_unix_ms DESC, run_id DESC LIMIT $4;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE list_replays(:'tenant', :'principal_id_hash', NULL, 50);
 
-\echo
-\echo '## GetReplay: load one'
+\qecho
+\qecho '## GetReplay: load one'
 PREPARE load_replay(text, text, text) AS
 SELECT bundle_json FROM pecr_replay_bundles WHERE run_id = $1 AND tenant_id = $2 AND principal_id_hash = $3;
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE load_replay(:'tag' || '-run', :'tenant', :'principal_id_hash');
 
-\echo
-\echo '## ListEvents (unprepared: custom plan): one session''s events'
+\qecho
+\qecho '## ListEvents (unprepared: custom plan): one session''s events'
 SET LOCAL plan_cache_mode = force_custom_plan;
 PREPARE list_events(text, text, text, bigint) AS
 SELECT event_id, trace_id, session_id, event_type, to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), principal_id, policy_snapshot_id, payload_json::text, payload_hash FROM pecr_ledger_events WHERE ($1::text IS NULL OR session_id = $1) AND ($2::text IS NULL OR trace_id = $2) AND ($3::text IS NULL OR event_type = $3) ORDER BY event_time, event_id LIMIT $4;

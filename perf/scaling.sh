@@ -7,7 +7,8 @@
 #   2. fill:   real runs through the running mesh (k6, PERF_FILL_VUS VUs,
 #              exactly the runs still missing) until PERF_SCALE_RUNS runs are
 #              stored (rows of pecr_replay_bundles);
-#   3. full:   the same measurement as 1, on the filled ledger;
+#   3. full:   the same measurement as 1, on the filled ledger (after a
+#              VACUUM (ANALYZE) when the server's autovacuum is off);
 #   4. plans:  EXPLAIN (ANALYZE, BUFFERS) of the run path's statements
 #              (perf/explain-run-path.sql) on the filled ledger.
 #
@@ -109,7 +110,10 @@ for attempt in 1 2 3; do
   have="$(stored_runs)"
   [[ "$have" =~ ^[0-9]+$ ]] || die "cannot count the stored runs in $db_name"
   missing=$((scale_runs - have))
-  ((missing > 0)) || break
+  if ((missing <= 0)); then
+    ((attempt > 1)) || say "==> fill: nothing to do, the fresh measurement already stored $have runs"
+    break
+  fi
   say
   say "==> fill (attempt $attempt): $have stored runs, $missing more with $fill_vus VUs (at most $fill_max)"
   k6_load "$mode" "$fill_vus" 0s 0s "$prefix-fill.json" -e ITERATIONS="$missing" -e MAX_DURATION="$fill_max" ||
@@ -120,6 +124,15 @@ fill_seconds=$(($(date +%s) - fill_started))
 have="$(stored_runs)"
 ((have >= scale_runs)) || die "the fill stopped at $have of $scale_runs stored runs; see $prefix-fill.txt"
 
+# A server with autovacuum would have vacuumed and analysed these tables
+# during the fill; without it, the planner still sees the fresh database.
+if [[ "$(psql "$db_url" -tAX -c 'SHOW autovacuum')" != "on" ]]; then
+  echo vacuum >"$phase_file"
+  say
+  say "==> autovacuum is off on this server: VACUUM (ANALYZE) $db_name, as autovacuum would have"
+  psql "$db_url" -qX -v ON_ERROR_STOP=1 -c 'VACUUM (ANALYZE)' >/dev/null
+fi
+
 echo full >"$phase_file"
 say
 say "==> full: $have stored runs; k6 $mode, $vus VUs, warm-up $warmup, measured $duration"
@@ -128,7 +141,9 @@ measure_runs "scaling-$label-full" "$mode" "$vus" "$warmup" "$duration" || die "
 echo plans >"$phase_file"
 say
 say "==> EXPLAIN (ANALYZE, BUFFERS) of the run path -> ${prefix#"$PECR_ROOT"/}-explain.txt"
-psql "$db_url" -X -q -f perf/explain-run-path.sql >"$prefix-explain.txt" 2>&1 ||
+# Twice in one session, the first pass (caches, plpgsql) discarded.
+psql "$db_url" -X -q -c '\o /dev/null' -f perf/explain-run-path.sql -c '\o' -f perf/explain-run-path.sql \
+  >"$prefix-explain.txt" 2>&1 ||
   say "    the plans failed; see $prefix-explain.txt"
 awk '/^# / { print "    " $0 } /^## / { title = substr($0, 4) } /Execution Time/ { printf "    %9s ms  %s\n", $3, title }' "$prefix-explain.txt"
 
