@@ -1,5 +1,7 @@
-# Shared by the load benchmarks (run-gateway-bench.sh, run-controller-bench.sh):
-# starting release services, stopping them, and reading CPU use from /proc.
+# shellcheck shell=bash
+# Shared by the load benchmarks (run-gateway-bench.sh, and through
+# controller-mesh.sh run-controller-bench.sh, flamegraph.sh and scaling.sh):
+# ports, starting release services, stopping them, and reading CPU use from /proc.
 # The sourcing script sets bin_dir and out_dir; `preload` optionally holds
 # extra KEY=VALUE words for every service (the gateway bench's what-if shim).
 
@@ -8,6 +10,36 @@ preload=()
 
 # port_busy ADDR: something already listens on ADDR's port.
 port_busy() { ss -Hltn "sport = :${1##*:}" 2>/dev/null | grep -q .; }
+
+# check_ports PORT...: dies unless every port is a number in 1024-65535
+# outside the kernel's ephemeral range (ip_local_port_range). Outgoing
+# connections take their local port from that range, so a listener there
+# fails to bind now and then when one happens to hold it.
+check_ports() {
+  local low=32768 high=60999 port
+  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  for port in "$@"; do
+    if [[ ! "$port" =~ ^[0-9]+$ ]] || ((port < 1024 || port > 65535)); then
+      die "port '$port' is not a port number in 1024-65535"
+    fi
+    ((port < low || port > high)) ||
+      die "port $port lies in the ephemeral port range $low-$high (/proc/sys/net/ipv4/ip_local_port_range), where outgoing connections take their local ports and a bind fails now and then; choose ports outside it (PERF_PORT_BASE, default 24050)"
+  done
+}
+
+# mesh_ports BASE: the benchmarks' port layout (gateway gRPC/HTTP BASE+1 /
+# BASE+81, controller BASE+2 / BASE+82, ledger-writer BASE+3 / BASE+83),
+# checked with check_ports. Sets gw_grpc gw_http ct_grpc ct_http lw_grpc lw_http.
+mesh_ports() {
+  local base="$1"
+  [[ "$base" =~ ^[0-9]+$ ]] || die "PERF_PORT_BASE '$base' is not a number"
+  check_ports "$((base + 1))" "$((base + 2))" "$((base + 3))" "$((base + 81))" "$((base + 82))" "$((base + 83))"
+  gw_grpc="127.0.0.1:$((base + 1))"; gw_http="127.0.0.1:$((base + 81))"
+  ct_grpc="127.0.0.1:$((base + 2))"; ct_http="127.0.0.1:$((base + 82))"
+  lw_grpc="127.0.0.1:$((base + 3))"; lw_http="127.0.0.1:$((base + 83))"
+}
 
 # Running and not yet a zombie (kill -0 also succeeds on a zombie).
 alive() { [[ "$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]; }
@@ -45,8 +77,9 @@ start() {
   die "$name did not become ready in 60 s"
 }
 
-# CPU ticks (user + system) of one process, of all PostgreSQL backends, and
-# of the machine (total, idle).
+# CPU ticks (user + system) of one process, of all PostgreSQL processes (the
+# gateway bench), of the PostgreSQL processes serving one database, and of the
+# machine (total, idle).
 ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 postgres_ticks() {
   local total=0 p
@@ -55,6 +88,27 @@ postgres_ticks() {
     total=$((total + $(ticks_of "${p#/proc/}")))
   done
   echo "$total"
+}
+# postgres_pid_ticks DB: "pid ticks" of each PostgreSQL process except the
+# backends and autovacuum workers of other databases than DB (told apart by
+# their process titles), so other work on the server does not count.
+postgres_pid_ticks() {
+  local db="$1" p title
+  local backend='^postgres: [^:]+: [^ ]+ ([^ ]+) ([^ ]+\([0-9]+\)|\[local\])' worker='autovacuum worker ([^ ]+)'
+  for p in /proc/[0-9]*; do
+    [[ "$(cat "$p/comm" 2>/dev/null)" == postgres ]] || continue
+    title="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+    if [[ "$title" =~ $backend || "$title" =~ $worker ]]; then
+      [[ "${BASH_REMATCH[1]}" == "$db" ]] || continue
+    fi
+    echo "${p#/proc/} $(ticks_of "${p#/proc/}")"
+  done
+}
+# ticks_delta BEFORE AFTER: ticks burnt between two postgres_pid_ticks files,
+# per pid: a process that started meanwhile counts whole, one that exited is
+# lost (its last ticks are unknown), so the sum is never negative.
+ticks_delta() {
+  awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; if (d > 0) total += d } END { print total + 0 }' "$1" "$2"
 }
 machine_ticks() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8, $5+$6 }' /proc/stat; }
 

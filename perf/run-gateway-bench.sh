@@ -4,7 +4,7 @@
 #
 # Builds release binaries, creates a scratch database `pecr_perf` (dropped
 # and recreated) with the safe-view fixture, starts ledger-writer and gateway
-# on fixed loopback ports, waits for /readyz, runs perf/loadgen for each
+# on fixed loopback ports (outside the ephemeral range), waits for /readyz, runs perf/loadgen for each
 # operator at 8 clients and at 1 client (closed loop), then at 8 clients on a
 # fixed schedule of PERF_RATES calls/s (open loop), writes one JSON report per
 # run to target/perf/gateway-<op>-c<clients>[-r<rate>][-nodelay].json, stops
@@ -38,8 +38,11 @@
 #   PERF_GATEWAY_ENV  extra KEY=VALUE words for the gateway (e.g. "PECR_CACHE_MAX_ENTRIES=10000 PECR_CACHE_TTL_MS=60000")
 #   PERF_LEDGER_ENV   extra KEY=VALUE words for ledger-writer (e.g. "PECR_DB_POOL_MAX_SIZE=16")
 #   PERF_DB_ADMIN_URL admin connection                (default: postgres://postgres@127.0.0.1:5432/postgres)
+#   PERF_PORT_BASE    ports: gateway gRPC/HTTP BASE+1 / BASE+81, ledger BASE+3 / BASE+83
+#                     (default: 24050, below Linux's ephemeral range; as run-controller-bench.sh)
 #   PERF_GATEWAY_GRPC_PORT / PERF_GATEWAY_HTTP_PORT / PERF_LEDGER_GRPC_PORT / PERF_LEDGER_HTTP_PORT
-#                     (defaults 55051 / 58080 / 55053 / 58082)
+#                     one port each instead (defaults from PERF_PORT_BASE). Ports in
+#                     /proc/sys/net/ipv4/ip_local_port_range are refused.
 #   CARGO_TARGET_DIR  where binaries are built         (default: target/)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -52,10 +55,12 @@ rates="${PERF_RATES-50}"
 duration="${PERF_DURATION:-20s}"
 warmup="${PERF_WARMUP:-3s}"
 admin_url="${PERF_DB_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-gw_grpc="127.0.0.1:${PERF_GATEWAY_GRPC_PORT:-55051}"
-gw_http="127.0.0.1:${PERF_GATEWAY_HTTP_PORT:-58080}"
-lw_grpc="127.0.0.1:${PERF_LEDGER_GRPC_PORT:-55053}"
-lw_http="127.0.0.1:${PERF_LEDGER_HTTP_PORT:-58082}"
+mesh_ports "${PERF_PORT_BASE:-24050}"
+gw_grpc="127.0.0.1:${PERF_GATEWAY_GRPC_PORT:-${gw_grpc##*:}}"
+gw_http="127.0.0.1:${PERF_GATEWAY_HTTP_PORT:-${gw_http##*:}}"
+lw_grpc="127.0.0.1:${PERF_LEDGER_GRPC_PORT:-${lw_grpc##*:}}"
+lw_http="127.0.0.1:${PERF_LEDGER_HTTP_PORT:-${lw_http##*:}}"
+check_ports "${gw_grpc##*:}" "${gw_http##*:}" "${lw_grpc##*:}" "${lw_http##*:}"
 target_dir="${CARGO_TARGET_DIR:-$PECR_ROOT/target}"
 bin_dir="$target_dir/release"
 out_dir="$PECR_ROOT/target/perf"
@@ -85,7 +90,7 @@ if [[ "${PERF_WHATIF_NODELAY:-0}" == "1" ]]; then
 fi
 
 for addr in "$gw_grpc" "$gw_http" "$lw_grpc" "$lw_http"; do
-  port_busy "$addr" && die "port ${addr##*:} is in use; free it or set PERF_*_PORT"
+  port_busy "$addr" && die "port ${addr##*:} is in use; free it or set PERF_PORT_BASE"
 done
 
 say "==> scratch database $db_name (drop + create + safe-view fixture)"
@@ -151,7 +156,11 @@ for run in "${runs[@]}"; do
   fi
   curl -s --max-time 2 "http://$gw_http/metrics" >"$out_dir/.metrics-gateway-0" || true
   curl -s --max-time 2 "http://$lw_http/metrics" >"$out_dir/.metrics-ledger-0" || true
-  gw0=$(ticks_of "$pecr_gateway_pid"); lw0=$(ticks_of "$pecr_ledger_writer_pid"); pg0=$(postgres_ticks)
+  # shellcheck disable=SC2154 # start() sets the pids through eval
+  gw0=$(ticks_of "$pecr_gateway_pid")
+  # shellcheck disable=SC2154
+  lw0=$(ticks_of "$pecr_ledger_writer_pid")
+  pg0=$(postgres_ticks)
   read -r all0 idle0 < <(machine_ticks)
   "$bin_dir/pecr-loadgen" --gateway "http://$gw_grpc" --op "$op" --clients "$clients" "${rate_args[@]}" \
     --warmup "$warmup" --duration "$duration" --label "$name" --out "$out_dir/$name.json"

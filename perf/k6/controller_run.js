@@ -20,6 +20,9 @@
 //   VUS                   virtual users                        (default: 10)
 //   DURATION              measured time                        (default: 20s)
 //   WARMUP                warm-up before it, not measured      (default: 0s)
+//   ITERATIONS            > 0: run exactly this many Runs, shared by the VUs, then
+//                         stop (no warm-up; DURATION is ignored; perf/scaling.sh's fill)
+//   MAX_DURATION          the ITERATIONS mode's time limit     (default: 2h)
 //   PECR_K6_SUMMARY       where handleSummary writes its JSON  (default: k6-controller-<mode>-c<vus>.json)
 //
 // Every VU sends one Run after the other on its own connection (closed loop).
@@ -40,6 +43,8 @@ const PRINCIPAL = __ENV.PECR_PRINCIPAL || 'dev';
 const VUS = Number(__ENV.VUS || 10);
 const DURATION = __ENV.DURATION || '20s';
 const WARMUP = __ENV.WARMUP || '0s';
+const ITERATIONS = Number(__ENV.ITERATIONS || 0);
+const MAX_DURATION = __ENV.MAX_DURATION || '2h';
 const SUMMARY = __ENV.PECR_K6_SUMMARY || `k6-controller-${MODE}-c${VUS}.json`;
 
 if (MODE !== 'http' && MODE !== 'grpc') {
@@ -75,7 +80,15 @@ const scenarios = {
     gracefulStop: '10s',
   },
 };
-if (WARMUP_S > 0) {
+if (ITERATIONS > 0) {
+  scenarios.measure = {
+    executor: 'shared-iterations',
+    vus: Math.min(VUS, ITERATIONS),
+    iterations: ITERATIONS,
+    maxDuration: MAX_DURATION,
+    gracefulStop: '10s',
+  };
+} else if (WARMUP_S > 0) {
   scenarios.warmup = { executor: 'constant-vus', vus: VUS, duration: WARMUP, gracefulStop: '10s' };
 }
 
@@ -172,6 +185,8 @@ export function handleSummary(data) {
   const okRate = metric('pecr_run_ok{scenario:measure}');
   const checks = metric('checks{scenario:measure}');
   const okRuns = okRate.passes || 0;
+  // The ITERATIONS mode runs for as long as its Runs take.
+  const seconds = ITERATIONS > 0 ? data.state.testRunDurationMs / 1000 : DURATION_S;
   const summary = {
     tool: 'k6',
     script: 'perf/k6/controller_run.js',
@@ -179,16 +194,16 @@ export function handleSummary(data) {
     target: MODE === 'http' ? `POST http://${HTTP_ADDR}/v1/run` : `grpc://${GRPC_ADDR} pecr.v1.ControllerService/Run`,
     query: QUERY,
     vus: VUS,
-    loop: 'closed (constant VUs)',
-    warmup_s: WARMUP_S,
-    duration_s: DURATION_S,
+    loop: ITERATIONS > 0 ? `closed (${ITERATIONS} shared iterations)` : 'closed (constant VUs)',
+    warmup_s: ITERATIONS > 0 ? 0 : WARMUP_S,
+    duration_s: round(seconds, 3),
     // Iterations of the measured scenario (one Run each) per measured second.
     iterations: iterations,
     // Warm-up included (for CPU per run).
     iterations_all: metric('iterations').count || 0,
-    throughput_runs_per_s: round(iterations / DURATION_S, 2),
+    throughput_runs_per_s: round(iterations / seconds, 2),
     ok_runs: okRuns,
-    ok_runs_per_s: round(okRuns / DURATION_S, 2),
+    ok_runs_per_s: round(okRuns / seconds, 2),
     run_ok_rate: round(okRate.rate, 4),
     check_pass_rate: round(checks.rate, 4),
     checks_passed: checks.passes || 0,
