@@ -19,6 +19,10 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::errors::{database_query_failed, database_unavailable};
 
+/// The transaction-local statement timeout and tenant of one query.
+const SET_QUERY_SETTINGS: &str =
+    "SELECT set_config('statement_timeout', $1, true), set_config('pecr.tenant_id', $2, true)";
+
 /// The `source_system` of safe-view evidence.
 pub const SOURCE_SYSTEM: &str = "pg_safeview";
 
@@ -259,16 +263,27 @@ impl SafeViewDb {
                 log_db_error("begin", &err);
                 database_unavailable()
             })?;
-            tx.execute(
-                "SELECT set_config('statement_timeout', $1, true), set_config('pecr.tenant_id', $2, true)",
-                &[&timeout_setting, &tenant_id],
+            // Both statements are prepared once per connection, and sent
+            // together: the server runs them in order, so the query sees the
+            // settings, and the pair costs one round trip.
+            let (settings, statement) = tokio::try_join!(
+                tx.prepare_cached(SET_QUERY_SETTINGS),
+                tx.prepare_cached(sql)
             )
-            .await
             .map_err(|err| {
+                log_db_error("prepare", &err);
+                database_query_failed()
+            })?;
+            let setting_params: [&(dyn ToSql + Sync); 2] = [&timeout_setting, &tenant_id];
+            let (set, rows) = tokio::join!(
+                tx.execute(&settings, &setting_params),
+                tx.query(&statement, params)
+            );
+            set.map_err(|err| {
                 log_db_error("set_config", &err);
                 database_unavailable()
             })?;
-            let rows = tx.query(sql, params).await.map_err(|err| {
+            let rows = rows.map_err(|err| {
                 log_db_error("query", &err);
                 database_query_failed()
             })?;
