@@ -37,8 +37,14 @@ pub fn pool(url: &str, max_size: usize, statement_timeout: Duration) -> Result<P
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // Custom plans only: a connection prepares its statements once and
+    // would otherwise keep the generic plans made while the tables were
+    // small, whole-table scans joined against `unnest`, for as long as it
+    // lives (until an ANALYZE, which a server without autovacuum never
+    // runs), so each write would read more as the ledger grows. Planning
+    // each execution costs far less than one such scan.
     let set_timeout = format!(
-        "SET statement_timeout = '{}ms'",
+        "SET statement_timeout = '{}ms'; SET plan_cache_mode = force_custom_plan",
         statement_timeout.as_millis().max(1)
     );
     Pool::builder(manager)
