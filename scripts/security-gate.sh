@@ -8,7 +8,7 @@
 #
 # Usage: scripts/security-gate.sh        (scripts/test.sh runs it)
 # Environment (optional):
-#   PECR_GATE_PG_PORT   port of the private cluster (default: a free one from 55439)
+#   PECR_GATE_PG_PORT   port of the private cluster (default: a free one from 25439, below the ephemeral range)
 #   PECR_GATE_KEEP=1    keep target/security/work (cluster data) after the run
 # Output: target/security/ (logs, spans, metrics, responses, schemathesis and
 # drill reports, summary.txt).
@@ -35,7 +35,7 @@ free_port() { # first free TCP port from $1
 
 # --- the private PostgreSQL cluster ---------------------------------------
 pg_dir="$(mktemp -d /tmp/pecr-gate-pg.XXXXXX)"
-pg_port="${PECR_GATE_PG_PORT:-$(free_port 55439)}"
+pg_port="${PECR_GATE_PG_PORT:-$(free_port 25439)}"
 pids=()
 cleanup() {
   local status=$?

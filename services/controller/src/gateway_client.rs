@@ -281,6 +281,7 @@ impl SessionClient {
     /// Calls one operator with `timeout` (the remaining wall clock). A timeout
     /// or a gateway error is a failed outcome; a transport failure or an
     /// unparsable result fails the run.
+    #[cfg_attr(not(feature = "rlm"), allow(dead_code))]
     pub async fn call(
         &self,
         op_name: &str,
@@ -318,6 +319,7 @@ impl SessionClient {
         outcome
     }
 
+    #[cfg_attr(not(feature = "rlm"), allow(dead_code))]
     async fn call_inner(
         &self,
         op_name: &str,

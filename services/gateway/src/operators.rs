@@ -44,12 +44,15 @@ enum Judged {
     /// Refused before running: its events and its error.
     Refused(Vec<v1::NewLedgerEvent>, PecrError),
     /// Allowed to run.
-    Admitted {
-        operator: Operator,
-        decision: Decision,
-        decision_event: v1::NewLedgerEvent,
-        redaction: Option<Redaction>,
-    },
+    Admitted(Box<Admission>),
+}
+
+/// An allowed call: what runs it and what its record starts with.
+struct Admission {
+    operator: Operator,
+    decision: Decision,
+    decision_event: v1::NewLedgerEvent,
+    redaction: Option<Redaction>,
 }
 
 /// An operator's output before budgets: result, evidence, cache hit.
@@ -137,7 +140,7 @@ impl Gateway {
                     let verdict = self
                         .judge(caller, session, &budget, reserved_calls, call)
                         .await;
-                    if matches!(verdict, Judged::Admitted { .. }) {
+                    if matches!(verdict, Judged::Admitted(_)) {
                         reserved_calls += 1;
                     }
                     Some(verdict)
@@ -158,16 +161,16 @@ impl Gateway {
         let scope = &scope;
         let runs = calls.iter().zip(&judged).map(|(call, verdict)| async move {
             match (call, verdict) {
-                (
-                    Ok(call),
-                    Some(Judged::Admitted {
-                        operator,
-                        redaction,
-                        ..
-                    }),
-                ) => Some(
-                    self.execute(caller, session, scope, call, *operator, redaction.as_ref())
-                        .await,
+                (Ok(call), Some(Judged::Admitted(admission))) => Some(
+                    self.execute(
+                        caller,
+                        session,
+                        scope,
+                        call,
+                        admission.operator,
+                        admission.redaction.as_ref(),
+                    )
+                    .await,
                 ),
                 _ => None,
             }
@@ -323,12 +326,12 @@ impl Gateway {
             return refuse(vec![decision_event, denied], policy_denied());
         }
         match pecr_adapters::parse_redaction(decision.redaction.as_ref()) {
-            Ok(redaction) => Judged::Admitted {
+            Ok(redaction) => Judged::Admitted(Box::new(Admission {
                 operator,
                 decision,
                 decision_event,
                 redaction,
-            },
+            })),
             Err(error) => refuse(vec![decision_event], error),
         }
     }
@@ -397,8 +400,8 @@ impl Gateway {
                     settled.outcomes.push(Err(error));
                     continue;
                 }
-                (Ok(call), Some(verdict @ Judged::Admitted { .. }), Some(output)) => {
-                    (call, verdict, output)
+                (Ok(call), Some(Judged::Admitted(admission)), Some(output)) => {
+                    (call, admission, output)
                 }
                 _ => {
                     settled
@@ -407,14 +410,11 @@ impl Gateway {
                     continue;
                 }
             };
-            let Judged::Admitted {
+            let Admission {
                 decision,
                 decision_event,
                 ..
-            } = verdict
-            else {
-                continue;
-            };
+            } = *verdict;
             let op_name = call.op_name.as_str();
             let (result, evidence, cache_hit) = match output {
                 Ok(output) => output,
