@@ -45,20 +45,6 @@ async fn batch(
         .collect())
 }
 
-/// (operator_calls_used, bytes_used) as the ledger stores them.
-async fn counters(mesh: &Mesh, session: &Session) -> (i64, i64) {
-    let row = mesh
-        .db
-        .client()
-        .query_one(
-            "SELECT operator_calls_used, bytes_used FROM pecr_session_runtime WHERE session_id = $1",
-            &[&session.session_id],
-        )
-        .await
-        .expect("runtime row");
-    (row.get(0), row.get(1))
-}
-
 #[tokio::test]
 async fn a_batch_is_judged_in_order_and_every_call_is_recorded() {
     let mesh = Mesh::start(Policy::Bundle).await;
@@ -111,7 +97,7 @@ async fn a_batch_is_judged_in_order_and_every_call_is_recorded() {
     );
     assert_no_canary("batch outcomes", &format!("{outcomes:?}"));
 
-    let (calls, bytes) = counters(&mesh, &session).await;
+    let (calls, bytes) = mesh.counters(&session.session_id).await;
     assert_eq!(calls, 2);
     let events = mesh.events(&session.trace_id).await;
     let kinds: Vec<(&str, &str)> = events
@@ -169,7 +155,7 @@ async fn a_batch_refused_as_a_whole_returns_nothing() {
     .await
     .expect_err("a wrong token refuses the batch");
     assert_eq!(error(&status).http_status, 401);
-    assert_eq!(counters(&mesh, &session).await, (0, 0));
+    assert_eq!(mesh.counters(&session.session_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -208,5 +194,5 @@ async fn a_stale_replica_decides_again_and_the_budget_stays_exact() {
         Some((ErrorCode::BudgetExceeded, 429)),
         "{late:?}"
     );
-    assert_eq!(counters(&mesh, &session).await.0, 3);
+    assert_eq!(mesh.counters(&session.session_id).await.0, 3);
 }

@@ -56,15 +56,7 @@ async fn race(
 
 /// The runtime counters and the successful OPERATOR_CALL events of a session.
 async fn ledger_view(mesh: &Mesh, session: &Session) -> (i64, i64, Vec<Value>) {
-    let row = mesh
-        .db
-        .client()
-        .query_one(
-            "SELECT operator_calls_used, bytes_used FROM pecr_session_runtime WHERE session_id = $1",
-            &[&session.session_id],
-        )
-        .await
-        .expect("runtime row");
+    let (calls, bytes) = mesh.counters(&session.session_id).await;
     let successes = mesh
         .events(&session.trace_id)
         .await
@@ -72,7 +64,7 @@ async fn ledger_view(mesh: &Mesh, session: &Session) -> (i64, i64, Vec<Value>) {
         .filter(|(t, p)| t == "OPERATOR_CALL" && p["outcome"] == "success")
         .map(|(_, p)| p)
         .collect();
-    (row.get(0), row.get(1), successes)
+    (calls, bytes, successes)
 }
 
 /// The counters agree with the successful calls' events, which chain.

@@ -247,6 +247,20 @@ impl Mesh {
         })
     }
 
+    /// A session's (operator_calls_used, bytes_used) as the ledger stores them.
+    pub async fn counters(&self, session_id: &str) -> (i64, i64) {
+        let row = self
+            .db
+            .client()
+            .query_one(
+                "SELECT operator_calls_used, bytes_used FROM pecr_session_runtime WHERE session_id = $1",
+                &[&session_id],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("runtime row: {err}"));
+        (row.get(0), row.get(1))
+    }
+
     /// Rows of `pecr_ledger_events` for a trace, as (event_type, payload).
     pub async fn events(&self, trace_id: &str) -> Vec<(String, Value)> {
         self.db
