@@ -43,9 +43,12 @@ pub fn pool(url: &str, max_size: usize, statement_timeout: Duration) -> Result<P
     // long as it lives (until an ANALYZE, which a server without autovacuum
     // never runs), so each write would read more as the ledger grows. Every
     // ledger-writer statement reaches its rows by key; forcing custom plans
-    // instead cost a quarter of PostgreSQL's CPU in planning.
+    // instead cost a quarter of PostgreSQL's CPU in planning. Generic plans
+    // always: for a statement over `unnest($1)` a custom plan knows the
+    // array's length and looks cheaper, so PostgreSQL would otherwise plan
+    // it again at every execution.
     let set_timeout = format!(
-        "SET statement_timeout = '{}ms'; SET enable_seqscan = off",
+        "SET statement_timeout = '{}ms'; SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan",
         statement_timeout.as_millis().max(1)
     );
     Pool::builder(manager)
