@@ -86,7 +86,7 @@ pub(crate) fn json_len(value: &Value) -> u64 {
     serde_json::to_string(value).map_or(0, |text| text.len() as u64)
 }
 
-fn invalid_credentials() -> PecrError {
+pub(crate) fn invalid_credentials() -> PecrError {
     PecrError::new(ErrorCode::PolicyDenied, "invalid session credentials").with_http(401)
 }
 

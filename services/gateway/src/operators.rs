@@ -55,8 +55,14 @@ struct Admission {
     redaction: Option<Redaction>,
 }
 
-/// An operator's output before budgets: result, evidence, cache hit.
-type Output = (Value, Vec<EvidenceUnit>, bool);
+/// An operator's output before budgets.
+struct Output {
+    result: Value,
+    /// Compact JSON length, what the bytes budget counts.
+    result_bytes: u64,
+    evidence: Vec<EvidenceUnit>,
+    cache_hit: bool,
+}
 
 /// Everything one batch writes, and the outcomes it answers with.
 struct Settled {
@@ -76,12 +82,11 @@ impl Gateway {
         request: v1::CallOperatorRequest,
     ) -> PecrResult<OperatorReply> {
         // Bad params are refused before the session is touched.
-        crate::validate::batch_call(&request.op_name, &request.params)?;
-        let call = RequestedCall {
+        let call = parse_call(RequestedCall {
             op_name: request.op_name,
             params: request.params,
-        };
-        self.call_operators(caller, token, &request.session_id, vec![call])
+        })?;
+        self.run_calls(caller, token, &request.session_id, vec![Ok(call)])
             .await?
             .pop()
             .unwrap_or_else(|| Err(PecrError::internal("a call without an outcome")))
@@ -97,10 +102,22 @@ impl Gateway {
         session_id: &str,
         calls: Vec<RequestedCall>,
     ) -> PecrResult<Vec<PecrResult<OperatorReply>>> {
+        let parsed = calls.into_iter().map(parse_call).collect();
+        self.run_calls(caller, token, session_id, parsed).await
+    }
+
+    /// Admits the caller, takes the session's lock and runs the calls,
+    /// deciding again when another replica changed the session meanwhile.
+    async fn run_calls(
+        &self,
+        caller: &Caller,
+        token: &str,
+        session_id: &str,
+        parsed: Vec<PecrResult<Call>>,
+    ) -> PecrResult<Vec<PecrResult<OperatorReply>>> {
         if session_id.trim().is_empty() {
             return Err(PecrError::invalid_params("session_id is required"));
         }
-        let parsed: Vec<PecrResult<Call>> = calls.into_iter().map(parse_call).collect();
         let action = match parsed.as_slice() {
             [Ok(call)] => Operator::parse(&call.op_name).map_or("unknown_operator", Operator::name),
             _ => "operator_batch",
@@ -352,21 +369,39 @@ impl Gateway {
             otel.name = name,
             operator_name = name.trim_start_matches("operator."),
             params_bytes = call.params_bytes,
+            result_bytes = tracing::field::Empty,
+            outcome = tracing::field::Empty,
         );
-        async {
-            if operator == Operator::Search {
-                return self
-                    .search(caller, session, scope, &call.params, &call.params_hash)
-                    .await;
-            }
-            let output = self
-                .adapters
-                .run(operator, &call.params, scope, redaction)
-                .await?;
-            Ok((output.result, output.evidence, false))
+        let output = async {
+            let (result, evidence, cache_hit) = if operator == Operator::Search {
+                self.search(caller, session, scope, &call.params, &call.params_hash)
+                    .await?
+            } else {
+                let output = self
+                    .adapters
+                    .run(operator, &call.params, scope, redaction)
+                    .await?;
+                (output.result, output.evidence, false)
+            };
+            Ok(Output {
+                result_bytes: json_len(&result),
+                result,
+                evidence,
+                cache_hit,
+            })
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        match &output {
+            Ok(output) => {
+                span.record("result_bytes", output.result_bytes);
+                span.record("outcome", "ok");
+            }
+            Err(_) => {
+                span.record("outcome", "error");
+            }
+        }
+        output
     }
 
     /// In order: spends the budget of each call that ran, and builds the
@@ -416,7 +451,12 @@ impl Gateway {
                 ..
             } = *verdict;
             let op_name = call.op_name.as_str();
-            let (result, evidence, cache_hit) = match output {
+            let Output {
+                result,
+                result_bytes,
+                evidence,
+                cache_hit,
+            } = match output {
                 Ok(output) => output,
                 Err(error) => {
                     // The decision stays on record; a failed read costs no budget.
@@ -441,12 +481,11 @@ impl Gateway {
                 settled.outcomes.push(Err(budget_exceeded()));
                 continue;
             }
-            let result_bytes = json_len(&result);
             let bytes_used = settled
                 .bytes_used
                 .saturating_add(call.params_bytes)
                 .saturating_add(result_bytes);
-            // Deliberate fix: bytes are checked before a result is returned.
+            // A result that would overrun the bytes budget is never returned.
             if budget.max_bytes > 0 && bytes_used > budget.max_bytes {
                 self.metrics.budget_violation();
                 settled.events.push(decision_event);
@@ -497,8 +536,8 @@ impl Gateway {
         settled
     }
 
-    /// `search`, with refs filtered per object by policy (a deliberate fix:
-    /// no ref to an object the caller may not read) and the result cache.
+    /// `search`, with refs filtered per object by policy (no ref to an
+    /// object the caller may not read) and the result cache.
     async fn search(
         &self,
         caller: &Caller,
@@ -506,7 +545,7 @@ impl Gateway {
         scope: &SessionScope,
         params: &Value,
         params_hash: &str,
-    ) -> PecrResult<Output> {
+    ) -> PecrResult<(Value, Vec<EvidenceUnit>, bool)> {
         let cache_key = crate::search_cache::SearchKey {
             tenant_id: scope.tenant_id.clone(),
             principal_id: scope.principal_id.clone(),

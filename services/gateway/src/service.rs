@@ -152,16 +152,6 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<v1::CallOperatorResponse>, Status> {
         let started = Instant::now();
         let op_name = request.get_ref().op_name.clone();
-        // Sizes only: params and results may carry canary or injected text.
-        let span = tracing::info_span!(
-            "operator",
-            otel.name = pecr_server::telemetry::operator_span_name(op_name.trim()),
-            operator_name = pecr_server::telemetry::operator_span_name(op_name.trim())
-                .trim_start_matches("operator."),
-            params_bytes = request.get_ref().params.len() as u64,
-            result_bytes = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
         let result = async {
             let bucket = ("operators", self.limits.operators, "operator calls");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
@@ -176,12 +166,9 @@ impl GatewayService for GatewayApi {
                 result: pecr_contracts::canonical_json(&reply.result),
                 policy_decision: Some(policy_decision(reply.decision)),
             };
-            tracing::Span::current().record("result_bytes", response.result.len() as u64);
             Ok((Response::new(response), TerminalMode::Supported))
         }
-        .instrument(span.clone())
         .await;
-        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
         self.core
             .metrics
             .operator_call(op_name.trim(), result.is_ok());

@@ -11,6 +11,7 @@ use pecr_contracts::Budget;
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 
+use crate::core::invalid_credentials;
 use crate::ledger::Ledger;
 
 /// How long an untouched session stays cached; runs use theirs within seconds.
@@ -23,14 +24,6 @@ pub struct SessionStates {
 /// A ledger refusal that means "your copy of the session is out of date".
 pub fn is_stale(error: &PecrError) -> bool {
     error.http_status == 409 && error.retryable
-}
-
-fn unknown_session() -> PecrError {
-    PecrError::new(
-        pecr_errors::ErrorCode::PolicyDenied,
-        "invalid session credentials",
-    )
-    .with_http(401)
 }
 
 impl SessionStates {
@@ -56,7 +49,7 @@ impl SessionStates {
                 let session = ledger
                     .get_session(session_id)
                     .await?
-                    .ok_or_else(unknown_session)?;
+                    .ok_or_else(invalid_credentials)?;
                 self.remember(session).await
             }
         };

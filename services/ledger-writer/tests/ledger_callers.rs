@@ -295,41 +295,20 @@ async fn a_trace_of_another_principal_is_never_joined() {
     // Another principal asking for the same trace gets a fresh one.
     let mut request = session_request("s-mallory", "mallory");
     request.trace_id = first.trace_id.clone();
-    let other = ledger
-        .client
-        .record_session(request)
-        .await
-        .expect("recorded")
-        .into_inner()
-        .session
-        .expect("session");
+    let other = record_session_request(&mut ledger, request).await;
     assert_ne!(other.trace_id, first.trace_id);
     assert!(pecr_contracts::ids::parse_ulid(&other.trace_id).is_some());
 
     // The same principal and tenant may reuse its own trace.
     let mut request = session_request("s-dev-2", "dev");
     request.trace_id = first.trace_id.clone();
-    let again = ledger
-        .client
-        .record_session(request)
-        .await
-        .expect("recorded")
-        .into_inner()
-        .session
-        .expect("session");
+    let again = record_session_request(&mut ledger, request).await;
     assert_eq!(again.trace_id, first.trace_id);
 
     // The same principal id in another tenant is another principal.
     let mut request = session_request("s-dev-b", "dev");
     request.trace_id = first.trace_id.clone();
     request.policy_snapshot = Some(snapshot("dev", "tenant-b"));
-    let tenant_b = ledger
-        .client
-        .record_session(request)
-        .await
-        .expect("recorded")
-        .into_inner()
-        .session
-        .expect("session");
+    let tenant_b = record_session_request(&mut ledger, request).await;
     assert_ne!(tenant_b.trace_id, first.trace_id);
 }

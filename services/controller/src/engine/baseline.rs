@@ -1,7 +1,6 @@
-//! The baseline engine (spec 30 §9.2): runs the plan step by step under the
-//! budget gate, fanning `fetch_span` out over the latest search refs.
-
-use std::time::Instant;
+//! The baseline engine (spec 30 §9.2): runs the plan under the budget gate,
+//! consecutive operator steps as one gateway batch, and fans `fetch_span` out
+//! over the latest search refs.
 
 use pecr_contracts::replay::TerminalMode;
 use pecr_errors::PecrError;
@@ -219,11 +218,9 @@ async fn fan_out(
         let Some(remaining) = remaining else {
             return Ok(Ok(()));
         };
-        let admitted = Instant::now();
+        // A batch's calls are dispatched together: none waits for a slot.
         for _ in &batch {
-            metrics
-                .operator_queue_wait
-                .observe(admitted.elapsed().as_secs_f64());
+            metrics.operator_queue_wait.observe(0.0);
         }
         let _in_flight = metrics.in_flight();
         let outcomes = session.call_batch(&batch, remaining).await?;

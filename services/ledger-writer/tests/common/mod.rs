@@ -132,9 +132,17 @@ pub async fn record_session(
     session_id: &str,
     principal: &str,
 ) -> v1::SessionRecord {
+    record_session_request(ledger, session_request(session_id, principal)).await
+}
+
+/// Records `request`, which must be accepted.
+pub async fn record_session_request(
+    ledger: &mut Ledger,
+    request: v1::RecordSessionRequest,
+) -> v1::SessionRecord {
     ledger
         .client
-        .record_session(session_request(session_id, principal))
+        .record_session(request)
         .await
         .unwrap_or_else(|status| panic!("record_session: {status:?}"))
         .into_inner()
