@@ -74,19 +74,17 @@ struct Settled {
 }
 
 impl Gateway {
-    /// POST /v1/operators/{op_name}.
+    /// POST /v1/operators/{op_name}, with its params already checked.
     pub async fn call_operator(
         &self,
         caller: &Caller,
         token: &str,
-        request: v1::CallOperatorRequest,
+        session_id: &str,
+        op_name: &str,
+        params: Value,
     ) -> PecrResult<OperatorReply> {
-        // Bad params are refused before the session is touched.
-        let call = parse_call(RequestedCall {
-            op_name: request.op_name,
-            params: request.params,
-        })?;
-        self.run_calls(caller, token, &request.session_id, vec![Ok(call)])
+        let call = Call::new(op_name, params);
+        self.run_calls(caller, token, session_id, vec![Ok(call)])
             .await?
             .pop()
             .unwrap_or_else(|| Err(PecrError::internal("a call without an outcome")))
@@ -645,15 +643,21 @@ impl Gateway {
     }
 }
 
-/// A call whose params are valid; a bad call fails alone.
+/// A call of a batch whose params are valid; a bad call fails alone.
 fn parse_call(call: RequestedCall) -> PecrResult<Call> {
     let params = crate::validate::batch_call(&call.op_name, &call.params)?;
-    Ok(Call {
-        op_name: call.op_name.trim().to_owned(),
-        params_hash: hash_canonical_json(&params),
-        params_bytes: json_len(&params),
-        params,
-    })
+    Ok(Call::new(&call.op_name, params))
+}
+
+impl Call {
+    fn new(op_name: &str, params: Value) -> Self {
+        Self {
+            op_name: op_name.trim().to_owned(),
+            params_hash: hash_canonical_json(&params),
+            params_bytes: json_len(&params),
+            params,
+        }
+    }
 }
 
 fn bytes_violation(

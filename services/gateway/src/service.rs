@@ -156,10 +156,17 @@ impl GatewayService for GatewayApi {
             let bucket = ("operators", self.limits.operators, "operator calls");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
             let token = session_token(request.metadata())?;
-            validate::call_operator(request.get_ref())?;
+            let params = validate::call_operator(request.get_ref())?;
+            let request = request.into_inner();
             let reply = self
                 .core
-                .call_operator(&caller, &token, request.into_inner())
+                .call_operator(
+                    &caller,
+                    &token,
+                    &request.session_id,
+                    &request.op_name,
+                    params,
+                )
                 .await?;
             let response = v1::CallOperatorResponse {
                 terminal_mode: TerminalMode::Supported as i32,

@@ -30,11 +30,14 @@ pub fn simulate_policy(request: &v1::SimulatePolicyRequest) -> PecrResult<()> {
     json_params(&request.params).map(|_| ())
 }
 
-/// The ids of a call; its params are checked where they are parsed
-/// ([`batch_call`]), before the session is touched.
-pub fn call_operator(request: &v1::CallOperatorRequest) -> PecrResult<()> {
+/// A call's ids and params; the params come back parsed, so they are read
+/// once.
+pub fn call_operator(request: &v1::CallOperatorRequest) -> PecrResult<Value> {
     check("op_name", ids::check_id(&request.op_name))?;
-    check("session_id", ids::check_id(&request.session_id))
+    check("session_id", ids::check_id(&request.session_id))?;
+    let params = json_params(&request.params)?;
+    operator_params(&params)?;
+    Ok(params)
 }
 
 /// Most calls in one batch (the proto's `max_items`).
@@ -52,7 +55,7 @@ pub fn call_operators(request: &v1::CallOperatorsRequest) -> PecrResult<()> {
     Ok(())
 }
 
-/// One call: its params, parsed and checked.
+/// One call of a batch: its params, parsed and checked as CallOperator's.
 pub fn batch_call(op_name: &str, params: &str) -> PecrResult<Value> {
     check("op_name", ids::check_id(op_name))?;
     let params = json_params(params)?;
@@ -174,6 +177,7 @@ mod tests {
             session_id: session_id.into(),
             params: params.into(),
         })
+        .map(|_| ())
     }
 
     fn message(result: PecrResult<()>) -> String {
