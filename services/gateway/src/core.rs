@@ -218,7 +218,7 @@ impl Gateway {
                 "gateway.trace_id_replaced: the requested trace belongs to another principal"
             );
         }
-        tracing::info!(
+        tracing::debug!(
             trace_id = %record.trace_id,
             request_id = %caller.request_id,
             session_id = %record.session_id,

@@ -11,7 +11,12 @@ mod embedded {
 }
 
 /// The newest migration version compiled into this binary.
-pub const LAST_MIGRATION_VERSION: i64 = 20261207000200;
+pub const LAST_MIGRATION_VERSION: i64 = 20261208000100;
+
+/// How many migrations this binary applies to an empty schema.
+pub fn migration_count() -> usize {
+    embedded::migrations::runner().get_migrations().len()
+}
 
 /// Bound on the whole connect-and-migrate step at start-up.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);

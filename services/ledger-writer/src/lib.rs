@@ -21,7 +21,7 @@ use pecr_server::{
     AllowedClients, BoundService, Readiness, ServeSpec, ServerTls, Service, ServiceCallers,
 };
 
-pub use db::{LAST_MIGRATION_VERSION, migrate};
+pub use db::{LAST_MIGRATION_VERSION, migrate, migration_count};
 
 /// ledger-writer settings.
 #[derive(Clone)]

@@ -575,8 +575,8 @@ async fn a_runtime_role_without_the_ledger_grants_fails_start_up() {
         report.stderr
     );
     assert_eq!(
-        db.count("refinery_schema_history").await,
-        8,
+        usize::try_from(db.count("refinery_schema_history").await).ok(),
+        Some(pecr_ledger_writer::migration_count()),
         "the migrations ran through PECR_LEDGER_MIGRATE_DB_URL"
     );
 }
