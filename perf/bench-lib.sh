@@ -61,7 +61,11 @@ start() {
   local name="$1" http_addr="$2"
   shift 2
   say "==> starting $name"
-  env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "${preload[@]}" "$@" "$bin_dir/$name" >"$out_dir/$name.log" 2>&1 &
+  # TOKIO_WORKER_THREADS, when set, sizes every service's runtime (what a
+  # CPU limit does in a container).
+  local workers=()
+  [[ -n "${TOKIO_WORKER_THREADS:-}" ]] && workers=(TOKIO_WORKER_THREADS="$TOKIO_WORKER_THREADS")
+  env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "${workers[@]}" "${preload[@]}" "$@" "$bin_dir/$name" >"$out_dir/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   eval "${name//-/_}_pid=$pid"
