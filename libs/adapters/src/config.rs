@@ -29,9 +29,14 @@ pub struct AdaptersConfig {
     pub pg_max_fields: usize,
     /// `PECR_PG_SAFEVIEW_MAX_GROUPS`, default 200: `aggregate` LIMIT.
     pub pg_max_groups: u32,
-    /// `PECR_CACHE_TTL_MS`, default 0: lifetime of the `search` file index;
-    /// 0 rebuilds it on every call.
+    /// `PECR_CACHE_TTL_MS`, default 0: lifetime of the `search` file index
+    /// when it is not watched (below); 0 rebuilds it on every call.
     pub search_index_ttl_ms: u64,
+    /// Default true (not read from the environment): `search` answers from
+    /// an in-memory index of the corpus's content, rebuilt when a watch of
+    /// the root reports a change. Off, or when the watch cannot start, the
+    /// index follows `search_index_ttl_ms`.
+    pub search_index_watch: bool,
 }
 
 impl Default for AdaptersConfig {
@@ -47,6 +52,7 @@ impl Default for AdaptersConfig {
             pg_max_fields: 50,
             pg_max_groups: 200,
             search_index_ttl_ms: 0,
+            search_index_watch: true,
         }
     }
 }

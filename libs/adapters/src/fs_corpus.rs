@@ -1,5 +1,7 @@
 //! The filesystem corpus (`source_system = "fs_corpus"`, gateway spec §5.1):
-//! confining object ids to the root, reading files, and the `search` index.
+//! confining object ids to the root, reading files, and keeping the `search`
+//! index (`corpus_index`) fresh, with a watch of the root (`corpus_watch`)
+//! or by the TTL.
 //!
 //! Deliberate change (decision 1, reference quirk 5): besides refusing
 //! targets whose canonical path leaves the root, [`FsCorpus::resolve`]
@@ -7,7 +9,6 @@
 //! about the file actually read and not only the prefix spelled in the
 //! object id (a symlink under `public/` pointing into `restricted/`).
 
-use std::collections::HashSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use pecr_errors::PecrError;
 
+use crate::corpus_index::{CorpusIndex, IndexEntry, RootId};
+use crate::corpus_watch::RootWatch;
 use crate::errors::{not_found, task_failed};
 
 /// The `source_system` of corpus evidence.
@@ -29,24 +32,21 @@ pub struct ResolvedObject {
     pub canonical_id: String,
 }
 
-/// One regular file found under the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IndexEntry {
-    /// The root-relative path as walked (symlinked directories keep the
-    /// link's name), `/`-separated.
-    pub object_id: String,
-    /// Canonical absolute path.
-    pub path: PathBuf,
-    /// The canonical root-relative path of the file it resolves to: the id
-    /// `fetch_span` asks policy about.
-    pub canonical_id: String,
-}
-
 #[derive(Debug)]
 struct CachedIndex {
     built: Instant,
-    root: PathBuf,
-    entries: Arc<Vec<IndexEntry>>,
+    root: RootId,
+    /// Built under a healthy watch, with content; such an index is never
+    /// served by the TTL rule.
+    watched: bool,
+    index: Arc<CorpusIndex>,
+}
+
+/// The search index and what keeps it fresh.
+#[derive(Debug)]
+struct IndexState {
+    cached: Option<CachedIndex>,
+    watch: RootWatch,
 }
 
 /// The corpus under one root.
@@ -54,7 +54,7 @@ struct CachedIndex {
 pub(crate) struct FsCorpus {
     root: PathBuf,
     index_ttl: Duration,
-    index: Mutex<Option<CachedIndex>>,
+    index: Mutex<IndexState>,
 }
 
 /// "object_id must be a relative path without parent components" for an
@@ -84,7 +84,7 @@ fn enumeration_failed() -> PecrError {
 }
 
 /// `/`-joined components of `path` below `root`, when it is below it.
-fn relative_id(root: &Path, path: &Path) -> Option<String> {
+pub(crate) fn relative_id(root: &Path, path: &Path) -> Option<String> {
     let relative = path.strip_prefix(root).ok()?;
     let parts: Option<Vec<&str>> = relative
         .components()
@@ -97,11 +97,16 @@ fn relative_id(root: &Path, path: &Path) -> Option<String> {
 }
 
 impl FsCorpus {
-    pub(crate) fn new(root: PathBuf, index_ttl: Duration) -> Self {
+    /// `watch`: keep the search index in memory, rebuilt after changes
+    /// reported by a watch of the root (see `index_blocking`).
+    pub(crate) fn new(root: PathBuf, index_ttl: Duration, watch: bool) -> Self {
         Self {
             root,
             index_ttl,
-            index: Mutex::new(None),
+            index: Mutex::new(IndexState {
+                cached: None,
+                watch: RootWatch::new(watch),
+            }),
         }
     }
 
@@ -162,20 +167,21 @@ impl FsCorpus {
             .await
     }
 
-    /// Runs `scan` over the file index. If `scan` reports a read failure the
-    /// index is rebuilt and the scan repeated once; a second failure is 404
-    /// "object not found".
+    /// Runs `scan` over the index's entries. If `scan` reports a read
+    /// failure (only content the index does not hold is read) the index is
+    /// rebuilt and the scan repeated once; a second failure is 404 "object
+    /// not found".
     pub(crate) async fn scan_index<T: Send + 'static>(
         self: &Arc<Self>,
         scan: impl Fn(&[IndexEntry]) -> Result<T, io::Error> + Send + 'static,
     ) -> Result<T, PecrError> {
         self.blocking(move |corpus| {
-            let entries = corpus.index_blocking(false)?;
-            match scan(&entries) {
+            let index = corpus.index_blocking(false)?;
+            match scan(&index.entries) {
                 Ok(found) => Ok(found),
                 Err(_) => {
-                    let entries = corpus.index_blocking(true)?;
-                    scan(&entries).map_err(|err| {
+                    let index = corpus.index_blocking(true)?;
+                    scan(&index.entries).map_err(|err| {
                         tracing::debug!(error_kind = ?err.kind(), "corpus file unreadable during search");
                         not_found("object not found")
                     })
@@ -185,110 +191,274 @@ impl FsCorpus {
         .await
     }
 
-    /// The index of regular files, cached for the index TTL (0 = rebuilt
-    /// on every call) and rebuilt when the canonical root changes.
-    fn index_blocking(&self, rebuild: bool) -> Result<Arc<Vec<IndexEntry>>, PecrError> {
-        let root = self.canonical_root()?;
-        let mut cached = self
+    /// The search index of the current root (rebuilt when the canonical
+    /// root, or the directory behind it, changes).
+    ///
+    /// With a healthy watch of the root the index holds every file's text
+    /// and hashes and is rebuilt only after the watch reported a change, so
+    /// the TTL plays no part. Without one (turned off, or the watch cannot
+    /// start or failed) the index holds paths only, as the TTL rule wants:
+    /// cached for the TTL, or rebuilt on every call when it is 0.
+    fn index_blocking(&self, rebuild: bool) -> Result<Arc<CorpusIndex>, PecrError> {
+        let root = RootId::of(self.canonical_root()?).map_err(|_| root_missing())?;
+        let mut guard = self
             .index
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = &mut *guard;
+        if let Some(watch) = state.watch.of_root(&root) {
+            let changed = watch.take_change();
+            if !rebuild
+                && !changed
+                && let Some(cached) = state.cached.as_ref()
+                && cached.watched
+                && cached.root == root
+            {
+                return Ok(Arc::clone(&cached.index));
+            }
+            watch.watch_new_dirs();
+            if !watch.has_failed() {
+                // A failed build leaves no index to serve.
+                state.cached = None;
+                let index = Arc::new(build(&root, CorpusIndex::with_content)?);
+                state.cached = Some(CachedIndex {
+                    built: Instant::now(),
+                    root,
+                    watched: true,
+                    index: Arc::clone(&index),
+                });
+                return Ok(index);
+            }
+        }
         if !rebuild
             && !self.index_ttl.is_zero()
-            && let Some(index) = cached.as_ref()
-            && index.root == root
-            && index.built.elapsed() < self.index_ttl
+            && let Some(cached) = state.cached.as_ref()
+            && !cached.watched
+            && cached.root == root
+            && cached.built.elapsed() < self.index_ttl
         {
-            return Ok(Arc::clone(&index.entries));
+            return Ok(Arc::clone(&cached.index));
         }
-        let entries = Arc::new(walk(&root).map_err(|err| {
-            tracing::warn!(error_kind = ?err.kind(), "corpus enumeration failed");
-            enumeration_failed()
-        })?);
-        *cached = if self.index_ttl.is_zero() {
-            None
-        } else {
-            Some(CachedIndex {
+        state.cached = None;
+        let index = Arc::new(build(&root, CorpusIndex::paths)?);
+        if !self.index_ttl.is_zero() {
+            state.cached = Some(CachedIndex {
                 built: Instant::now(),
                 root,
-                entries: Arc::clone(&entries),
-            })
-        };
-        Ok(entries)
+                watched: false,
+                index: Arc::clone(&index),
+            });
+        }
+        Ok(index)
     }
 }
 
-/// Regular files under `root` (canonical), sorted by object id. File links
-/// are kept when their target stays under the root. Each directory is
-/// walked once, under its real path: links to directories are followed only
-/// when their (in-root) target was not reached otherwise, which makes the
-/// index independent of directory listing order. Entries whose relative path
-/// is not a valid object id are skipped.
-fn walk(root: &Path) -> io::Result<Vec<IndexEntry>> {
-    let mut entries = Vec::new();
-    let mut visited: HashSet<PathBuf> = HashSet::from([root.to_path_buf()]);
-    let mut pending: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
-    let mut linked_dirs: Vec<(String, PathBuf)> = Vec::new();
-    loop {
-        let Some((dir, prefix)) = pending.pop() else {
-            // Real directories are exhausted: try the links, in name order.
-            linked_dirs.sort();
-            let mut followed = false;
-            for (object_id, target) in std::mem::take(&mut linked_dirs) {
-                if visited.insert(target.clone()) {
-                    pending.push((target, format!("{object_id}/")));
-                    followed = true;
-                }
-            }
-            if followed {
-                continue;
-            }
-            break;
-        };
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            let object_id = format!("{prefix}{name}");
-            if check_object_id(&object_id).is_err() {
-                continue;
-            }
-            let is_link = entry.file_type()?.is_symlink();
-            let Ok(canonical) = std::fs::canonicalize(entry.path()) else {
-                continue; // dangling link
-            };
-            if !canonical.starts_with(root) {
-                continue;
-            }
-            let Ok(metadata) = std::fs::metadata(&canonical) else {
-                continue;
-            };
-            if metadata.is_dir() {
-                if is_link {
-                    linked_dirs.push((object_id, canonical));
-                } else if visited.insert(canonical.clone()) {
-                    pending.push((canonical, format!("{object_id}/")));
-                }
-            } else if metadata.is_file() {
-                let Some(canonical_id) = relative_id(root, &canonical) else {
-                    continue;
-                };
-                entries.push(IndexEntry {
-                    object_id,
-                    path: canonical,
-                    canonical_id,
-                });
-            }
-        }
-    }
-    entries.sort_by(|a, b| a.object_id.cmp(&b.object_id));
-    Ok(entries)
+fn build(
+    root: &RootId,
+    index: impl FnOnce(&Path) -> io::Result<CorpusIndex>,
+) -> Result<CorpusIndex, PecrError> {
+    index(&root.path).map_err(|err| {
+        tracing::warn!(error_kind = ?err.kind(), "corpus enumeration failed");
+        enumeration_failed()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corpus_index::FileContent;
+
+    /// How long a test waits for a change to be reported.
+    const EVENT_WAIT: Duration = Duration::from_secs(2);
+
+    fn corpus_at(root: &Path, watch: bool, ttl: Duration) -> FsCorpus {
+        FsCorpus::new(root.to_path_buf(), ttl, watch)
+    }
+
+    fn temp_corpus(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        for (object_id, text) in files {
+            write(&root, object_id, text);
+        }
+        (dir, root)
+    }
+
+    fn write(root: &Path, object_id: &str, text: &str) {
+        let path = root.join(object_id);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn index(corpus: &FsCorpus) -> Arc<CorpusIndex> {
+        corpus.index_blocking(false).expect("index")
+    }
+
+    fn ids(index: &CorpusIndex) -> Vec<&str> {
+        index.entries.iter().map(|e| e.object_id.as_str()).collect()
+    }
+
+    fn text_of(index: &CorpusIndex, object_id: &str) -> Option<String> {
+        index
+            .entries
+            .iter()
+            .find(|entry| entry.object_id == object_id)
+            .and_then(|entry| match &entry.content {
+                FileContent::Text(text) => Some(text.text.clone()),
+                _ => None,
+            })
+    }
+
+    /// The first index within [`EVENT_WAIT`] for which `done` holds.
+    fn eventually(corpus: &FsCorpus, done: impl Fn(&CorpusIndex) -> bool) -> Arc<CorpusIndex> {
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            let index = index(corpus);
+            if done(&index) {
+                return index;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no change seen within {EVENT_WAIT:?}: {:?}",
+                ids(&index)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn watched_index_is_kept_until_something_changes() {
+        let (_dir, root) = temp_corpus(&[("a.txt", "alpha\n"), ("d/b.txt", "beta\n")]);
+        let corpus = corpus_at(&root, true, Duration::ZERO);
+        let first = index(&corpus);
+        assert_eq!(ids(&first), vec!["a.txt", "d/b.txt"]);
+        assert_eq!(text_of(&first, "a.txt").as_deref(), Some("alpha\n"));
+        // The index's own reads and other readers change nothing.
+        std::fs::read(root.join("a.txt")).expect("read");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            Arc::ptr_eq(&first, &index(&corpus)),
+            "rebuilt without a change"
+        );
+
+        write(&root, "c.txt", "gamma\n");
+        let second = eventually(&corpus, |index| ids(index).contains(&"c.txt"));
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(
+            Arc::ptr_eq(&second, &index(&corpus)),
+            "rebuilt without a change"
+        );
+    }
+
+    #[test]
+    fn watched_index_sees_new_removed_and_changed_files() {
+        let (_dir, root) = temp_corpus(&[("a.txt", "alpha\n"), ("b.txt", "beta\n")]);
+        let corpus = corpus_at(&root, true, Duration::ZERO);
+        assert_eq!(ids(&index(&corpus)), vec!["a.txt", "b.txt"]);
+
+        // A file written into a new directory at once.
+        write(&root, "new/deeper/c.txt", "gamma\n");
+        eventually(&corpus, |index| {
+            text_of(index, "new/deeper/c.txt").as_deref() == Some("gamma\n")
+        });
+        // And one written there later, through the new directory's watch.
+        write(&root, "new/deeper/d.txt", "delta\n");
+        eventually(&corpus, |index| ids(index).contains(&"new/deeper/d.txt"));
+
+        std::fs::remove_file(root.join("b.txt")).expect("remove");
+        eventually(&corpus, |index| !ids(index).contains(&"b.txt"));
+
+        write(&root, "a.txt", "alpha changed\n");
+        let index = eventually(&corpus, |index| {
+            text_of(index, "a.txt").as_deref() == Some("alpha changed\n")
+        });
+        let Some(FileContent::Text(text)) = index.entries.first().map(|e| &e.content) else {
+            panic!("a.txt is first and text");
+        };
+        assert_eq!(
+            text.version_id,
+            pecr_contracts::sha256_hex("alpha changed\n")
+        );
+    }
+
+    #[test]
+    fn files_written_into_new_directories_during_searches_are_seen() {
+        let (_dir, root) = temp_corpus(&[("a.txt", "alpha\n")]);
+        let corpus = Arc::new(corpus_at(&root, true, Duration::ZERO));
+        index(&corpus);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let searcher = {
+            let (corpus, stop) = (Arc::clone(&corpus), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    index(&corpus);
+                }
+            })
+        };
+        for round in 0..40 {
+            let object_id = format!("d{round}/e/f.txt");
+            write(&root, &object_id, "phi\n");
+            eventually(&corpus, |index| ids(index).contains(&object_id.as_str()));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        searcher.join().expect("searcher");
+    }
+
+    #[test]
+    fn watched_index_follows_file_links() {
+        let (_dir, root) = temp_corpus(&[("real/a.txt", "alpha\n")]);
+        std::os::unix::fs::symlink(root.join("real/a.txt"), root.join("link.txt")).expect("link");
+        let corpus = corpus_at(&root, true, Duration::ZERO);
+        assert_eq!(ids(&index(&corpus)), vec!["link.txt", "real/a.txt"]);
+        write(&root, "real/a.txt", "alpha changed\n");
+        eventually(&corpus, |index| {
+            text_of(index, "link.txt").as_deref() == Some("alpha changed\n")
+        });
+    }
+
+    #[test]
+    fn a_replaced_root_is_indexed_anew_at_once() {
+        let (_dir, base) = temp_corpus(&[("one/a.txt", "alpha\n"), ("two/b.txt", "beta\n")]);
+        let root = base.join("root");
+        std::os::unix::fs::symlink(base.join("one"), &root).expect("link");
+        let corpus = corpus_at(&root, true, Duration::ZERO);
+        assert_eq!(ids(&index(&corpus)), vec!["a.txt"]);
+
+        // The canonical root changes: no event is needed.
+        std::fs::remove_file(&root).expect("unlink");
+        std::os::unix::fs::symlink(base.join("two"), &root).expect("link");
+        assert_eq!(ids(&index(&corpus)), vec!["b.txt"]);
+
+        // Same canonical path, another directory.
+        std::fs::rename(base.join("two"), base.join("old")).expect("rename");
+        write(&base, "two/c.txt", "gamma\n");
+        assert_eq!(ids(&index(&corpus)), vec!["c.txt"]);
+    }
+
+    #[test]
+    fn without_a_watch_the_ttl_rule_holds() {
+        let (_dir, root) = temp_corpus(&[("a.txt", "alpha\n")]);
+        let every_call = corpus_at(&root, false, Duration::ZERO);
+        let first = index(&every_call);
+        assert!(
+            first
+                .entries
+                .iter()
+                .all(|e| e.content == FileContent::Unread)
+        );
+        assert!(!Arc::ptr_eq(&first, &index(&every_call)));
+
+        let timed = corpus_at(&root, false, Duration::from_secs(60));
+        let cached = index(&timed);
+        write(&root, "b.txt", "beta\n");
+        assert!(Arc::ptr_eq(&cached, &index(&timed)), "cached for the TTL");
+        assert_eq!(ids(&index(&every_call)), vec!["a.txt", "b.txt"]);
+        // A read failure's rebuild bypasses the TTL.
+        let rebuilt = timed.index_blocking(true).expect("index");
+        assert_eq!(ids(&rebuilt), vec!["a.txt", "b.txt"]);
+    }
 
     #[test]
     fn object_id_shapes() {

@@ -21,6 +21,8 @@
 //!   object through policy.
 
 mod config;
+mod corpus_index;
+mod corpus_watch;
 mod errors;
 mod fixture;
 mod fs_corpus;
@@ -121,6 +123,7 @@ impl Adapters {
         let fs = Arc::new(fs_corpus::FsCorpus::new(
             config.fs_corpus_path.clone(),
             Duration::from_millis(config.search_index_ttl_ms),
+            config.search_index_watch,
         ));
         Ok(Self {
             inner: Arc::new(AdaptersInner {

@@ -195,7 +195,12 @@ async fn search_skips_non_utf8_and_sees_new_files_without_ttl() {
 
 #[tokio::test]
 async fn search_index_is_cached_for_its_ttl_and_rescans_after_a_read_failure() {
-    let h = Harness::with(|c| c.search_index_ttl_ms = 60_000).await;
+    // The TTL rule applies to an index without a watch.
+    let h = Harness::with(|c| {
+        c.search_index_ttl_ms = 60_000;
+        c.search_index_watch = false;
+    })
+    .await;
     let dev = scope("dev", EPOCH);
     let first = h
         .ok(Operator::Search, json!({"query": "fixture"}), &dev)
@@ -219,6 +224,156 @@ async fn search_index_is_cached_for_its_ttl_and_rescans_after_a_read_failure() {
         .filter_map(|r| r["object_id"].as_str())
         .collect();
     assert_eq!(ids, vec!["public/later.txt", PUBLIC, RESTRICTED]);
+}
+
+/// How long a test waits for the corpus watch to report a change.
+const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn search_refs(h: &Harness, query: &str) -> Vec<Value> {
+    let out = h
+        .ok(
+            Operator::Search,
+            json!({"query": query, "limit": 0}),
+            &scope("dev", EPOCH),
+        )
+        .await;
+    out.result["refs"].as_array().cloned().expect("refs array")
+}
+
+fn ref_ids(refs: &[Value]) -> Vec<&str> {
+    refs.iter()
+        .filter_map(|r| r["object_id"].as_str())
+        .collect()
+}
+
+/// The first search result within [`EVENT_WAIT`] for which `done` holds.
+async fn eventually(h: &Harness, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + EVENT_WAIT;
+    loop {
+        let refs = search_refs(h, query).await;
+        if done(&refs) {
+            return refs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "change not seen within {EVENT_WAIT:?}: {:?}",
+            ref_ids(&refs)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Asserts the ids of a search by a principal new to the version store are
+/// the ids of its whole-file fetch_spans (which then observe the current
+/// files first).
+async fn assert_refs_match_fetches(h: &Harness, query: &str, principal: &str) {
+    let fresh = scope(principal, EPOCH);
+    let out = h
+        .ok(
+            Operator::Search,
+            json!({"query": query, "limit": 0}),
+            &fresh,
+        )
+        .await;
+    let refs = out.result["refs"].as_array().expect("refs array");
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let fetched = h
+            .ok(
+                Operator::FetchSpan,
+                json!({"object_id": reference["object_id"]}),
+                &fresh,
+            )
+            .await;
+        assert_eq!(fetched.result["version_id"], reference["version_id"]);
+        assert_eq!(
+            fetched.result["evidence_unit_id"],
+            reference["evidence_unit_id"]
+        );
+    }
+}
+
+/// The changes both kinds of index must follow: a file created (in a new
+/// directory), a file removed, a file's content changed.
+enum Change {
+    Create,
+    Remove,
+    Rewrite,
+}
+
+const NEW_FILE: &str = "public/fresh/new.txt";
+
+fn apply(h: &Harness, change: &Change) {
+    match change {
+        Change::Create => {
+            std::fs::create_dir_all(h.path("public/fresh")).expect("mkdir");
+            std::fs::write(h.path(NEW_FILE), "fixture document, new\n").expect("write");
+        }
+        Change::Remove => std::fs::remove_file(h.path(INJECTION)).expect("remove"),
+        Change::Rewrite => {
+            std::fs::write(h.path(PUBLIC), "fixture document, rewritten\n").expect("write")
+        }
+    }
+}
+
+fn shows(change: &Change, refs: &[Value]) -> bool {
+    let ids = ref_ids(refs);
+    match change {
+        Change::Create => ids.contains(&NEW_FILE),
+        Change::Remove => !ids.contains(&INJECTION),
+        Change::Rewrite => refs.iter().any(|r| {
+            r["object_id"] == PUBLIC
+                && r["version_id"] == sha256_hex("fixture document, rewritten\n")
+        }),
+    }
+}
+
+#[tokio::test]
+async fn watched_search_sees_created_removed_and_changed_files() {
+    let h = Harness::new().await;
+    let before = search_refs(&h, "fixture document").await;
+    assert_eq!(ref_ids(&before), vec![INJECTION, PUBLIC, RESTRICTED]);
+    // Unchanged, the index answers the same.
+    assert_eq!(search_refs(&h, "fixture document").await, before);
+    for (round, change) in [Change::Create, Change::Remove, Change::Rewrite]
+        .iter()
+        .enumerate()
+    {
+        apply(&h, change);
+        eventually(&h, "fixture document", |refs| shows(change, refs)).await;
+        assert_refs_match_fetches(&h, "fixture document", &format!("checker{round}")).await;
+    }
+    let after = search_refs(&h, "fixture document").await;
+    assert_eq!(ref_ids(&after), vec![NEW_FILE, PUBLIC, RESTRICTED]);
+    // The rewritten file no longer holds the old text.
+    let old = search_refs(&h, "Public fixture document").await;
+    assert_eq!(ref_ids(&old), Vec::<&str>::new());
+}
+
+#[tokio::test]
+async fn unwatched_search_sees_every_change_at_once() {
+    let h = Harness::with(|c| c.search_index_watch = false).await;
+    assert_eq!(
+        ref_ids(&search_refs(&h, "fixture document").await),
+        vec![INJECTION, PUBLIC, RESTRICTED]
+    );
+    for (round, change) in [Change::Create, Change::Remove, Change::Rewrite]
+        .iter()
+        .enumerate()
+    {
+        apply(&h, change);
+        let refs = search_refs(&h, "fixture document").await;
+        assert!(shows(change, &refs), "{:?}", ref_ids(&refs));
+        assert_refs_match_fetches(&h, "fixture document", &format!("checker{round}")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_watched_index_does_not_wait_for_the_ttl() {
+    let h = Harness::with(|c| c.search_index_ttl_ms = 60_000).await;
+    assert_eq!(search_refs(&h, "fixture document").await.len(), 3);
+    apply(&h, &Change::Create);
+    eventually(&h, "fixture document", |refs| shows(&Change::Create, refs)).await;
 }
 
 #[tokio::test]
