@@ -37,6 +37,9 @@ pub struct RateLimits {
 #[derive(Debug, Clone)]
 pub struct SourceLimits {
     pub fs_corpus_path: PathBuf,
+    /// Keep the search index in memory, refreshed by a watch of the corpus;
+    /// off for a filesystem that reports no changes (e.g. a network mount).
+    pub fs_corpus_watch: bool,
     pub fs_version_cache_max_bytes: u64,
     pub fs_version_cache_max_total_bytes: u64,
     pub fs_version_cache_max_versions_per_object: u32,
@@ -221,6 +224,7 @@ impl Config {
                 fs_corpus_path: PathBuf::from(
                     r.string(env::FS_CORPUS_PATH, env::DEFAULT_FS_CORPUS_PATH),
                 ),
+                fs_corpus_watch: r.boolean(env::FS_CORPUS_WATCH, true),
                 fs_version_cache_max_bytes: r.number(
                     env::FS_VERSION_CACHE_MAX_BYTES,
                     2_097_152,

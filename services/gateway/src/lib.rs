@@ -81,7 +81,7 @@ fn adapters_config(config: &Config) -> AdaptersConfig {
         pg_max_fields: sources.pg_max_fields as usize,
         pg_max_groups: sources.pg_max_groups,
         search_index_ttl_ms: config.cache_ttl_ms,
-        search_index_watch: true,
+        search_index_watch: sources.fs_corpus_watch,
     }
 }
 
