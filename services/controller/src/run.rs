@@ -9,7 +9,7 @@ use pecr_contracts::replay::{EngineMode, ReplayBundle, TerminalMode};
 use pecr_contracts::run_record::{RunRecord, SessionFacts, reported_mode};
 use pecr_errors::PecrError;
 use pecr_proto::v1;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use crate::answer::{self, DraftClaim};
 use crate::budget_gate::BudgetGate;
@@ -85,8 +85,7 @@ impl Runner {
             request_id: ids.request_id.clone(),
             trace_id: session.trace_id().to_owned(),
         };
-        // Per-step lines are DEBUG: a run logs one INFO line, at its end.
-        debug!(
+        info!(
             event = "controller.gateway_session_created",
             request_id = %ids.request_id,
             trace_id = %ids.trace_id,
@@ -98,7 +97,7 @@ impl Runner {
         let gate = BudgetGate::start(budget, self.settings.adaptive_parallelism);
         let looped = self.run_engine(&query, &session, gate, ids).await?;
         self.metrics.loop_finished(looped.stop_reason);
-        debug!(
+        info!(
             event = "controller.context_loop_completed",
             request_id = %ids.request_id,
             trace_id = %ids.trace_id,
