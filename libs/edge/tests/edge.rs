@@ -155,6 +155,7 @@ impl GatewayService for HarnessGateway {
             trace_id,
             policy_snapshot_id: format!("P-{}", body.as_of_time.as_deref().unwrap_or("default")),
             budget: body.budget,
+            outcomes: Vec::new(),
         });
         response.metadata_mut().insert(
             "x-pecr-session-token",

@@ -314,6 +314,7 @@ async fn open_session(
             max_parallelism: None,
         }),
         as_of_time: None,
+        calls: Vec::new(),
     });
     request.set_timeout(shared.args.timeout);
     request

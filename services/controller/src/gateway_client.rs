@@ -224,6 +224,7 @@ impl GatewayClient {
             v1::CreateSessionRequest {
                 budget: Some(budget),
                 as_of_time: None,
+                calls: Vec::new(),
             },
             self.timeout,
         )?;

@@ -359,6 +359,7 @@ impl Caller {
                 max_parallelism: None,
             }),
             as_of_time: None,
+            calls: Vec::new(),
         });
         request
             .metadata_mut()

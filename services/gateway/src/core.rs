@@ -205,6 +205,7 @@ impl Gateway {
                 session_token_hash: sha256_hex(&session_token),
                 session_token_expires_at_epoch_ms: now_ms()
                     .saturating_add(self.settings.session_token_ttl.as_millis() as u64),
+                first_calls: None,
             })
             .await?;
         self.credentials.insert(&record).await;
@@ -232,6 +233,7 @@ impl Gateway {
                 trace_id: record.trace_id,
                 policy_snapshot_id,
                 budget: Some(budget_proto),
+                outcomes: Vec::new(),
             },
             session_token,
         })

@@ -44,6 +44,7 @@ impl LedgerService for Ledger {
             let session = self.store.record_session(new).await?;
             Ok(v1::RecordSessionResponse {
                 session: Some(session),
+                first_calls: None,
             })
         })
         .await

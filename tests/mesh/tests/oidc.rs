@@ -569,6 +569,7 @@ async fn a_session_is_bound_to_its_tenant_principal_and_attributes() {
             v1::CreateSessionRequest {
                 budget: Some(pecr_mesh_tests::roomy_budget()),
                 as_of_time: None,
+                calls: Vec::new(),
             },
         ))
         .await
@@ -702,6 +703,7 @@ async fn rate_limits_are_per_tenant_not_per_principal_id() {
             v1::CreateSessionRequest {
                 budget: Some(pecr_mesh_tests::roomy_budget()),
                 as_of_time: None,
+                calls: Vec::new(),
             },
         ))
         .await

@@ -238,6 +238,7 @@ async fn canary_matrix_over_grpc_and_rest() {
                 v1::CreateSessionRequest {
                     budget: Some(roomy_budget()),
                     as_of_time: None,
+                    calls: Vec::new(),
                 },
             ))
             .await;
@@ -440,6 +441,7 @@ async fn session_of(gate: &Gate, owner: &Caller) -> (String, String) {
             v1::CreateSessionRequest {
                 budget: Some(roomy_budget()),
                 as_of_time: None,
+                calls: Vec::new(),
             },
         ))
         .await

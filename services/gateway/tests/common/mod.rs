@@ -227,6 +227,7 @@ impl Mesh {
             v1::CreateSessionRequest {
                 budget: Some(budget),
                 as_of_time: as_of_time.map(str::to_owned),
+                calls: Vec::new(),
             },
         );
         let response = self.client().create_session(request).await?;

@@ -124,6 +124,7 @@ pub fn session_request(session_id: &str, principal: &str) -> v1::RecordSessionRe
         budget: Some(budget(10, 1024, Some(4))),
         session_token_hash: sha256_hex(format!("token-{session_id}")),
         session_token_expires_at_epoch_ms: 4_102_444_800_000,
+        first_calls: None,
     }
 }
 

@@ -338,6 +338,7 @@ impl OperatorClient {
             v1::CreateSessionRequest {
                 budget: Some(session_budget()),
                 as_of_time: None,
+                calls: Vec::new(),
             },
             &request_id,
             None,
