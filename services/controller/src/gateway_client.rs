@@ -116,6 +116,66 @@ fn batch_outcome(outcome: v1::OperatorOutcome) -> Result<CallOutcome, PecrError>
     }
 }
 
+fn operator_calls(calls: &[(String, Value)]) -> Vec<v1::OperatorCall> {
+    calls
+        .iter()
+        .map(|(op_name, params)| v1::OperatorCall {
+            op_name: op_name.clone(),
+            params: params.to_string(),
+        })
+        .collect()
+}
+
+/// A run's session before and after it is open: the first batch of calls
+/// opens it (one gateway request for both), or, when the run makes no call,
+/// [`Self::into_open`] does.
+pub struct LazySession {
+    gateway: GatewayClient,
+    identity: CallerIdentity,
+    budget: v1::Budget,
+    open: Option<SessionClient>,
+}
+
+impl LazySession {
+    pub fn new(gateway: GatewayClient, identity: CallerIdentity, budget: v1::Budget) -> Self {
+        Self {
+            gateway,
+            identity,
+            budget,
+            open: None,
+        }
+    }
+
+    /// As [`SessionClient::call_batch`]; the first batch opens the session.
+    pub async fn call_batch(
+        &mut self,
+        calls: &[(String, Value)],
+        timeout: Duration,
+    ) -> Result<Vec<CallOutcome>, PecrError> {
+        if let Some(session) = &self.open {
+            return session.call_batch(calls, timeout).await;
+        }
+        let (session, outcomes) = self
+            .gateway
+            .create_session_with(&self.identity, self.budget, calls, timeout)
+            .await?;
+        self.open = Some(session);
+        Ok(outcomes)
+    }
+
+    /// The open session, opened now if no call opened it.
+    pub async fn into_open(self) -> Result<SessionClient, PecrError> {
+        match self.open {
+            Some(session) => Ok(session),
+            None => {
+                self.gateway
+                    .create_session(&self.identity, self.budget)
+                    .await
+            }
+        }
+    }
+}
+
 /// The gateway, as seen by one run.
 #[derive(Clone)]
 pub struct GatewayClient {
@@ -201,35 +261,56 @@ impl GatewayClient {
         identity: &CallerIdentity,
         budget: v1::Budget,
     ) -> Result<SessionClient, PecrError> {
+        let (session, _) = self
+            .create_session_with(identity, budget, &[], self.timeout)
+            .await?;
+        Ok(session)
+    }
+
+    /// Opens a session with its first calls, run by the gateway as one batch
+    /// of the new session: one outcome per call, in order. Unlike a batch of
+    /// an open session, a failure (or `timeout`) of the request fails the run,
+    /// as a failed session creation does.
+    pub async fn create_session_with(
+        &self,
+        identity: &CallerIdentity,
+        budget: v1::Budget,
+        calls: &[(String, Value)],
+        timeout: Duration,
+    ) -> Result<(SessionClient, Vec<CallOutcome>), PecrError> {
         let span = tracing::info_span!(
             "session.create",
+            calls = calls.len() as u64,
             session_id = tracing::field::Empty,
             policy_snapshot_id = tracing::field::Empty,
         );
-        let session = self
-            .create_session_inner(identity, budget)
+        let (session, outcomes) = self
+            .create_session_inner(identity, budget, calls, timeout)
             .instrument(span.clone())
             .await?;
         span.record("session_id", session.session_id.as_str());
         span.record("policy_snapshot_id", session.policy_snapshot_id.as_str());
-        Ok(session)
+        Ok((session, outcomes))
     }
 
     async fn create_session_inner(
         &self,
         identity: &CallerIdentity,
         budget: v1::Budget,
-    ) -> Result<SessionClient, PecrError> {
+        calls: &[(String, Value)],
+        timeout: Duration,
+    ) -> Result<(SessionClient, Vec<CallOutcome>), PecrError> {
+        let timeout = timeout.min(self.timeout);
         let request = identity.request(
             v1::CreateSessionRequest {
                 budget: Some(budget),
                 as_of_time: None,
-                calls: Vec::new(),
+                calls: operator_calls(calls),
             },
-            self.timeout,
+            timeout,
         )?;
         let mut client = self.client.clone();
-        let reply = tokio::time::timeout(self.timeout, client.create_session(request))
+        let reply = tokio::time::timeout(timeout, client.create_session(request))
             .await
             .map_err(|_| unavailable("session creation"))?
             .map_err(|status| passthrough(&status, "session creation"))?;
@@ -250,18 +331,27 @@ impl GatewayClient {
         if session.budget != Some(budget) {
             return Err(bad_reply("session budget differs from the one sent"));
         }
+        if session.outcomes.len() != calls.len() {
+            return Err(bad_reply("session reply has the wrong number of outcomes"));
+        }
+        let outcomes = session
+            .outcomes
+            .into_iter()
+            .map(batch_outcome)
+            .collect::<Result<Vec<_>, _>>()?;
         // The gateway gives a session a trace of its own when the requested
         // one belongs to another principal; the run follows the session.
         let mut identity = identity.clone();
         identity.trace_id = session.trace_id;
-        Ok(SessionClient {
+        let session = SessionClient {
             client: self.client.clone(),
             identity,
             token,
             timeout: self.timeout,
             session_id: session.session_id,
             policy_snapshot_id: session.policy_snapshot_id,
-        })
+        };
+        Ok((session, outcomes))
     }
 }
 
@@ -269,6 +359,10 @@ impl SessionClient {
     /// The trace the gateway recorded the session under.
     pub fn trace_id(&self) -> &str {
         &self.identity.trace_id
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.identity.request_id
     }
 
     fn request<T>(&self, body: T, timeout: Duration) -> Result<tonic::Request<T>, PecrError> {
@@ -383,13 +477,7 @@ impl SessionClient {
         let request = self.request(
             v1::CallOperatorsRequest {
                 session_id: self.session_id.clone(),
-                calls: calls
-                    .iter()
-                    .map(|(op_name, params)| v1::OperatorCall {
-                        op_name: op_name.clone(),
-                        params: params.to_string(),
-                    })
-                    .collect(),
+                calls: operator_calls(calls),
             },
             timeout,
         )?;

@@ -17,7 +17,7 @@ use crate::config::OperatorPolicy;
 use crate::convert::claim_map_from_proto;
 use crate::engine::{self, LoopResult};
 use crate::gateway_client::{
-    CallerIdentity, GatewayClient, GatewayCredential, SessionClient, contract_mode,
+    CallerIdentity, GatewayClient, GatewayCredential, LazySession, SessionClient, contract_mode,
 };
 use crate::metrics::ControllerMetrics;
 use crate::plan::Plan;
@@ -77,25 +77,11 @@ impl Runner {
             request_id: ids.request_id.clone(),
             trace_id: ids.trace_id.clone(),
         };
-        let session = self
-            .gateway
-            .create_session(&identity, v1::Budget::from(&budget))
-            .await?;
-        let ids = &RunIds {
-            request_id: ids.request_id.clone(),
-            trace_id: session.trace_id().to_owned(),
-        };
-        info!(
-            event = "controller.gateway_session_created",
-            request_id = %ids.request_id,
-            trace_id = %ids.trace_id,
-            principal_id = %principal.principal_id,
-            session_id = %session.session_id,
-            policy_snapshot_id = %session.policy_snapshot_id,
-            "gateway session created"
-        );
         let gate = BudgetGate::start(budget, self.settings.adaptive_parallelism);
-        let looped = self.run_engine(&query, &session, gate, ids).await?;
+        let (looped, session) = self
+            .run_engine(&query, principal, identity, budget, gate)
+            .await?;
+        let ids = &identity_ids(&session);
         self.metrics.loop_finished(looped.stop_reason);
         info!(
             event = "controller.context_loop_completed",
@@ -153,31 +139,51 @@ impl Runner {
         })
     }
 
+    /// Runs the engine in a gateway session: the baseline's first batch
+    /// opens the session (one request for both); the RLM engine gets an open
+    /// session.
     async fn run_engine(
         &self,
         query: &str,
-        session: &SessionClient,
+        principal: &Principal,
+        identity: CallerIdentity,
+        budget: Budget,
         gate: BudgetGate,
-        ids: &RunIds,
-    ) -> Result<LoopResult, PecrError> {
+    ) -> Result<(LoopResult, SessionClient), PecrError> {
+        let budget = v1::Budget::from(&budget);
         match self.settings.engine {
             EngineMode::Baseline => {
-                engine::baseline::run(&self.settings.plan, query, session, gate, &self.metrics)
-                    .await
+                let mut session = LazySession::new(self.gateway.clone(), identity, budget);
+                let looped = engine::baseline::run(
+                    &self.settings.plan,
+                    query,
+                    &mut session,
+                    gate,
+                    &self.metrics,
+                )
+                .await?;
+                let session = session.into_open().await?;
+                log_session_created(principal, &identity_ids(&session), &session);
+                Ok((looped, session))
             }
             #[cfg(feature = "rlm")]
             EngineMode::Rlm => {
+                let session = self.gateway.create_session(&identity, budget).await?;
+                let ids = identity_ids(&session);
+                log_session_created(principal, &ids, &session);
                 let options = engine::rlm::RlmOptions {
                     batch_mode: self.settings.batch_mode,
                     policies: self.settings.operator_policies.clone(),
-                    request_id: ids.request_id.clone(),
-                    trace_id: ids.trace_id.clone(),
+                    request_id: ids.request_id,
+                    trace_id: ids.trace_id,
                 };
-                engine::rlm::run(query, session, gate, &self.metrics, &options).await
+                let looped =
+                    engine::rlm::run(query, &session, gate, &self.metrics, &options).await?;
+                Ok((looped, session))
             }
             #[cfg(not(feature = "rlm"))]
             EngineMode::Rlm => {
-                let _ = ids;
+                let _ = (query, principal, identity, budget, gate);
                 Err(PecrError::new(
                     pecr_errors::ErrorCode::RlmFeatureDisabled,
                     "this controller was built without the rlm feature",
@@ -245,6 +251,26 @@ impl Runner {
         };
         Ok(record.bundle(&facts, finalized.response_text.clone(), gated))
     }
+}
+
+/// The run's ids once the gateway chose its trace.
+fn identity_ids(session: &SessionClient) -> RunIds {
+    RunIds {
+        request_id: session.request_id().to_owned(),
+        trace_id: session.trace_id().to_owned(),
+    }
+}
+
+fn log_session_created(principal: &Principal, ids: &RunIds, session: &SessionClient) {
+    info!(
+        event = "controller.gateway_session_created",
+        request_id = %ids.request_id,
+        trace_id = %ids.trace_id,
+        principal_id = %principal.principal_id,
+        session_id = %session.session_id,
+        policy_snapshot_id = %session.policy_snapshot_id,
+        "gateway session created"
+    );
 }
 
 /// Logs a replay that could not be stored; the run's answer stands.

@@ -17,6 +17,7 @@ use crate::events::{self, event};
 use crate::finalize_gate::{self, SessionUsage};
 use crate::ledger::Ledger;
 use crate::metrics::GatewayMetrics;
+use crate::operators::RequestedCall;
 use crate::search_cache::SearchCache;
 use crate::session_access::{CredentialCache, new_session_token};
 use crate::session_locks::SessionLocks;
@@ -66,6 +67,8 @@ struct Answer<'a> {
 pub struct CreatedSession {
     pub response: v1::CreateSessionResponse,
     pub session_token: String,
+    /// The first calls' outcomes, in order.
+    pub outcomes: Vec<PecrResult<OperatorReply>>,
 }
 
 /// The outcome of a successful operator call.
@@ -92,6 +95,36 @@ pub(crate) fn invalid_credentials() -> PecrError {
 
 pub(crate) fn policy_denied() -> PecrError {
     PecrError::new(ErrorCode::PolicyDenied, "policy denied")
+}
+
+/// The record the ledger makes of `request` when it keeps the requested
+/// trace: what a session's first calls are decided and recorded against.
+fn expected_record(
+    request: &v1::RecordSessionRequest,
+    principal: &Principal,
+    budget: &Budget,
+) -> v1::SessionRecord {
+    let snapshot = request.policy_snapshot.as_ref();
+    v1::SessionRecord {
+        session_id: request.session_id.clone(),
+        trace_id: request.trace_id.clone(),
+        principal_id: principal.principal_id.clone(),
+        tenant_id: principal.tenant_id.clone(),
+        policy_snapshot_id: request.policy_snapshot_id.clone(),
+        policy_snapshot_hash: snapshot
+            .map(|s| s.policy_snapshot_hash.clone())
+            .unwrap_or_default(),
+        as_of_time: snapshot.map(|s| s.as_of_time.clone()).unwrap_or_default(),
+        budget: Some(v1::Budget::from(budget)),
+        session_token_hash: request.session_token_hash.clone(),
+        session_token_expires_at_epoch_ms: request.session_token_expires_at_epoch_ms,
+        operator_calls_used: 0,
+        bytes_used: 0,
+        evidence_unit_ids: Vec::new(),
+        finalized: false,
+        terminal_mode: v1::TerminalMode::Unspecified as i32,
+        principal_attrs_hash: principal.attrs_hash.clone(),
+    }
 }
 
 /// Trimmed `as_of_time`, or the default when absent or blank.
@@ -185,32 +218,39 @@ impl Gateway {
         let session_token = new_session_token()?;
         let mut roles = principal.roles.clone();
         roles.sort_unstable();
-        let record = self
-            .ledger
-            .record_session(v1::RecordSessionRequest {
-                session_id: session_id.clone(),
-                trace_id: trace_id.clone(),
-                policy_snapshot_id: policy_snapshot_id.clone(),
-                policy_snapshot: Some(v1::PolicySnapshot {
-                    policy_snapshot_hash: snapshot_hash,
-                    principal_id: principal.principal_id.clone(),
-                    tenant_id: principal.tenant_id.clone(),
-                    principal_roles: roles,
-                    principal_attrs_hash: principal.attrs_hash.clone(),
-                    policy_bundle_hash: self.settings.policy_bundle_hash.clone(),
-                    as_of_time: as_of_time.clone(),
-                    evaluated_at: as_of_time,
-                }),
-                budget: Some(budget_proto),
-                session_token_hash: sha256_hex(&session_token),
-                session_token_expires_at_epoch_ms: now_ms()
-                    .saturating_add(self.settings.session_token_ttl.as_millis() as u64),
-                first_calls: None,
-            })
-            .await?;
+        let record_request = v1::RecordSessionRequest {
+            session_id: session_id.clone(),
+            trace_id: trace_id.clone(),
+            policy_snapshot_id: policy_snapshot_id.clone(),
+            policy_snapshot: Some(v1::PolicySnapshot {
+                policy_snapshot_hash: snapshot_hash,
+                principal_id: principal.principal_id.clone(),
+                tenant_id: principal.tenant_id.clone(),
+                principal_roles: roles,
+                principal_attrs_hash: principal.attrs_hash.clone(),
+                policy_bundle_hash: self.settings.policy_bundle_hash.clone(),
+                as_of_time: as_of_time.clone(),
+                evaluated_at: as_of_time,
+            }),
+            budget: Some(budget_proto),
+            session_token_hash: sha256_hex(&session_token),
+            session_token_expires_at_epoch_ms: now_ms()
+                .saturating_add(self.settings.session_token_ttl.as_millis() as u64),
+            first_calls: None,
+        };
+        let calls: Vec<RequestedCall> =
+            request.calls.into_iter().map(RequestedCall::from).collect();
+        let (record, outcomes) = if calls.is_empty() {
+            let (record, _) = self.ledger.record_session(record_request).await?;
+            // The run's first call then needs no ledger read.
+            self.sessions.remember(record.clone()).await;
+            (record, Vec::new())
+        } else {
+            let expected = expected_record(&record_request, principal, &budget);
+            self.open_with_calls(caller, record_request, &expected, calls)
+                .await?
+        };
         self.credentials.insert(&record).await;
-        // The run's first call then needs no ledger read.
-        self.sessions.remember(record.clone()).await;
         if record.trace_id != trace_id {
             tracing::warn!(
                 trace_id = %record.trace_id,
@@ -236,6 +276,7 @@ impl Gateway {
                 outcomes: Vec::new(),
             },
             session_token,
+            outcomes,
         })
     }
 

@@ -77,14 +77,17 @@ impl Ledger {
         }
     }
 
+    /// The session as recorded and, when the request carried first calls
+    /// and the ledger recorded them, their answer.
     pub async fn record_session(
         &self,
         request: v1::RecordSessionRequest,
-    ) -> PecrResult<v1::SessionRecord> {
+    ) -> PecrResult<(v1::SessionRecord, Option<v1::RecordOperatorCallResponse>)> {
         let response = self
             .call("RecordSession", self.client.clone().record_session(request))
             .await?;
-        response.session.ok_or_else(PecrError::ledger_unavailable)
+        let session = response.session.ok_or_else(PecrError::ledger_unavailable)?;
+        Ok((session, response.first_calls))
     }
 
     /// None when the session does not exist.

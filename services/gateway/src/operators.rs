@@ -31,6 +31,15 @@ pub struct RequestedCall {
     pub params: String,
 }
 
+impl From<v1::OperatorCall> for RequestedCall {
+    fn from(call: v1::OperatorCall) -> Self {
+        Self {
+            op_name: call.op_name,
+            params: call.params,
+        }
+    }
+}
+
 /// A call whose params parsed.
 struct Call {
     op_name: String,
@@ -138,12 +147,114 @@ impl Gateway {
         }
     }
 
+    /// Opens a session with its first calls: they are decided and run
+    /// against the session as the ledger will record it (`expected`), and
+    /// recorded with it in one write. When the ledger records the session
+    /// under another trace (the requested one is another principal's), it
+    /// records no calls, and they are decided and run again in the session
+    /// as recorded.
+    pub(crate) async fn open_with_calls(
+        &self,
+        caller: &Caller,
+        mut request: v1::RecordSessionRequest,
+        expected: &v1::SessionRecord,
+        calls: Vec<RequestedCall>,
+    ) -> PecrResult<(v1::SessionRecord, Vec<PecrResult<OperatorReply>>)> {
+        let parsed: Vec<PecrResult<Call>> = calls.into_iter().map(parse_call).collect();
+        let mut settled = self.prepare_batch(caller, expected, &parsed).await;
+        let sent_calls = !settled.events.is_empty();
+        if sent_calls {
+            request.first_calls = Some(self.operator_call_request(expected, &mut settled));
+        }
+        let (record, first_calls) = self.ledger.record_session(request).await?;
+        match first_calls {
+            Some(recorded) => {
+                let state = recorded.session.unwrap_or_else(|| record.clone());
+                self.sessions.remember(state).await;
+                self.log_batch(caller, expected, parsed.len(), &settled);
+                Ok((record, settled.outcomes))
+            }
+            None if sent_calls => {
+                self.sessions.remember(record.clone()).await;
+                let outcomes = self.run_batch(caller, &record, &parsed).await?;
+                Ok((record, outcomes))
+            }
+            None => {
+                self.sessions.remember(record.clone()).await;
+                Ok((record, settled.outcomes))
+            }
+        }
+    }
+
+    /// Decides, runs and records one batch against `session`.
     async fn run_batch(
         &self,
         caller: &Caller,
         session: &v1::SessionRecord,
         calls: &[PecrResult<Call>],
     ) -> PecrResult<Vec<PecrResult<OperatorReply>>> {
+        let mut settled = self.prepare_batch(caller, session, calls).await;
+        if !settled.events.is_empty() {
+            let response = self
+                .ledger
+                .record_operator_call(self.operator_call_request(session, &mut settled))
+                .await?;
+            if let Some(state) = response.session {
+                self.sessions.remember(state).await;
+            }
+        }
+        self.log_batch(caller, session, calls.len(), &settled);
+        Ok(settled.outcomes)
+    }
+
+    /// The write that records a settled batch (its events and units move
+    /// into it), compare-and-set on the counters it was decided on.
+    fn operator_call_request(
+        &self,
+        session: &v1::SessionRecord,
+        settled: &mut Settled,
+    ) -> v1::RecordOperatorCallRequest {
+        v1::RecordOperatorCallRequest {
+            session_id: session.session_id.clone(),
+            trace_id: session.trace_id.clone(),
+            evidence_units: std::mem::take(&mut settled.units),
+            events: std::mem::take(&mut settled.events),
+            expected_operator_calls_used: session.operator_calls_used,
+            expected_bytes_used: session.bytes_used,
+            operator_calls_used: settled.operator_calls_used,
+            bytes_used: settled.bytes_used,
+            store_content: self.settings.store_evidence_content,
+        }
+    }
+
+    /// One line per batch, not per call: logs are a real share of a run's CPU.
+    fn log_batch(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        calls: usize,
+        settled: &Settled,
+    ) {
+        tracing::info!(
+            trace_id = %session.trace_id,
+            request_id = %caller.request_id,
+            session_id = %session.session_id,
+            principal_id = %caller.principal.principal_id,
+            policy_snapshot_id = %session.policy_snapshot_id,
+            calls,
+            operator_calls_used = settled.operator_calls_used,
+            bytes_used = settled.bytes_used,
+            "gateway.call_operator"
+        );
+    }
+
+    /// Judges, runs and settles a batch; nothing is written.
+    async fn prepare_batch(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        calls: &[PecrResult<Call>],
+    ) -> Settled {
         let budget = session.budget.unwrap_or_default();
         // Calls admitted so far reserve their budget, so later calls of the
         // batch are judged as if the earlier ones had run.
@@ -192,39 +303,7 @@ impl Gateway {
         });
         let outputs = futures_util::future::join_all(runs).await;
 
-        let settled = self.settle(caller, session, &budget, calls, judged, outputs);
-        if !settled.events.is_empty() {
-            let response = self
-                .ledger
-                .record_operator_call(v1::RecordOperatorCallRequest {
-                    session_id: session.session_id.clone(),
-                    trace_id: session.trace_id.clone(),
-                    evidence_units: settled.units,
-                    events: settled.events,
-                    expected_operator_calls_used: session.operator_calls_used,
-                    expected_bytes_used: session.bytes_used,
-                    operator_calls_used: settled.operator_calls_used,
-                    bytes_used: settled.bytes_used,
-                    store_content: self.settings.store_evidence_content,
-                })
-                .await?;
-            if let Some(state) = response.session {
-                self.sessions.remember(state).await;
-            }
-        }
-        // One line per batch, not per call: logs are a real share of a run's CPU.
-        tracing::info!(
-            trace_id = %session.trace_id,
-            request_id = %caller.request_id,
-            session_id = %session.session_id,
-            principal_id = %caller.principal.principal_id,
-            policy_snapshot_id = %session.policy_snapshot_id,
-            calls = calls.len(),
-            operator_calls_used = settled.operator_calls_used,
-            bytes_used = settled.bytes_used,
-            "gateway.call_operator"
-        );
-        Ok(settled.outcomes)
+        self.settle(caller, session, &budget, calls, judged, outputs)
     }
 
     /// Budget and policy for one call, before it runs.

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::config::RateLimits;
-use crate::core::{Caller, Gateway};
+use crate::core::{Caller, Gateway, OperatorReply};
 use crate::metrics::{
     ROUTE_FINALIZE, ROUTE_OPERATOR_BATCHES, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE,
 };
@@ -35,6 +35,13 @@ fn rate_limited(what: &str) -> PecrError {
         ErrorCode::RateLimited,
         format!("rate limit exceeded for {what}"),
     )
+}
+
+fn op_names(calls: &[v1::OperatorCall]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|call| call.op_name.trim().to_owned())
+        .collect()
 }
 
 fn session_token(metadata: &MetadataMap) -> PecrResult<String> {
@@ -75,6 +82,49 @@ impl GatewayApi {
         })
     }
 
+    /// Every call of a batch counts against the principal's operator limit.
+    fn check_operator_rate(&self, caller: &Caller, calls: usize) -> PecrResult<()> {
+        if calls == 0 {
+            return Ok(());
+        }
+        let calls = u32::try_from(calls).unwrap_or(u32::MAX);
+        if self.limiter.allow_n(
+            &caller.principal.rate_key("operators"),
+            self.limits.operators,
+            calls,
+        ) {
+            Ok(())
+        } else {
+            Err(rate_limited("operator calls"))
+        }
+    }
+
+    /// A batch's replies on the wire, each counted as a call of its operator.
+    fn outcomes(
+        &self,
+        replies: Vec<PecrResult<OperatorReply>>,
+        op_names: &[String],
+    ) -> Vec<v1::OperatorOutcome> {
+        replies
+            .into_iter()
+            .zip(op_names)
+            .map(|(reply, op_name)| {
+                self.core.metrics.operator_call(op_name, reply.is_ok());
+                let outcome = match reply {
+                    Ok(reply) => Outcome::Ok(v1::CallOperatorResponse {
+                        terminal_mode: TerminalMode::Supported as i32,
+                        result: pecr_contracts::canonical_json(&reply.result),
+                        policy_decision: Some(policy_decision(reply.decision)),
+                    }),
+                    Err(error) => Outcome::Error(error.to_error_detail()),
+                };
+                v1::OperatorOutcome {
+                    outcome: Some(outcome),
+                }
+            })
+            .collect()
+    }
+
     fn finish<T>(
         &self,
         route: &'static str,
@@ -104,15 +154,18 @@ impl GatewayService for GatewayApi {
         let result = async {
             let bucket = ("sessions", self.limits.sessions, "session creation");
             let caller = self.caller(request.metadata(), Some(bucket)).await?;
+            validate::create_session(request.get_ref())?;
+            self.check_operator_rate(&caller, request.get_ref().calls.len())?;
             let trace_id =
                 ids::trace_id_or_new(header(request.metadata(), "x-pecr-trace-id").as_deref());
-            let created = self
-                .core
-                .create_session(&caller, trace_id, request.into_inner())
-                .await?;
+            let request = request.into_inner();
+            let op_names = op_names(&request.calls);
+            let created = self.core.create_session(&caller, trace_id, request).await?;
             let token = MetadataValue::try_from(created.session_token.as_str())
                 .map_err(|_| PecrError::internal("session token is not a valid header value"))?;
-            let mut response = Response::new(created.response);
+            let mut body = created.response;
+            body.outcomes = self.outcomes(created.outcomes, &op_names);
+            let mut response = Response::new(body);
             response
                 .metadata_mut()
                 .insert("x-pecr-session-token", token);
@@ -196,51 +249,15 @@ impl GatewayService for GatewayApi {
             let caller = self.caller(request.metadata(), None).await?;
             let token = session_token(request.metadata())?;
             validate::call_operators(request.get_ref())?;
-            // Every call of the batch counts against the principal's limit.
-            let calls = u32::try_from(request.get_ref().calls.len()).unwrap_or(u32::MAX);
-            if !self.limiter.allow_n(
-                &caller.principal.rate_key("operators"),
-                self.limits.operators,
-                calls,
-            ) {
-                return Err(rate_limited("operator calls"));
-            }
+            self.check_operator_rate(&caller, request.get_ref().calls.len())?;
             let request = request.into_inner();
-            let op_names: Vec<String> = request
-                .calls
-                .iter()
-                .map(|call| call.op_name.trim().to_owned())
-                .collect();
-            let calls = request
-                .calls
-                .into_iter()
-                .map(|call| RequestedCall {
-                    op_name: call.op_name,
-                    params: call.params,
-                })
-                .collect();
+            let op_names = op_names(&request.calls);
+            let calls = request.calls.into_iter().map(RequestedCall::from).collect();
             let replies = self
                 .core
                 .call_operators(&caller, &token, &request.session_id, calls)
                 .await?;
-            let outcomes = replies
-                .into_iter()
-                .zip(&op_names)
-                .map(|(reply, op_name)| {
-                    self.core.metrics.operator_call(op_name, reply.is_ok());
-                    let outcome = match reply {
-                        Ok(reply) => Outcome::Ok(v1::CallOperatorResponse {
-                            terminal_mode: TerminalMode::Supported as i32,
-                            result: pecr_contracts::canonical_json(&reply.result),
-                            policy_decision: Some(policy_decision(reply.decision)),
-                        }),
-                        Err(error) => Outcome::Error(error.to_error_detail()),
-                    };
-                    v1::OperatorOutcome {
-                        outcome: Some(outcome),
-                    }
-                })
-                .collect();
+            let outcomes = self.outcomes(replies, &op_names);
             let response = v1::CallOperatorsResponse { outcomes };
             Ok((Response::new(response), TerminalMode::Supported))
         }

@@ -45,6 +45,16 @@ pub const MAX_BATCH_CALLS: usize = 16;
 
 /// The batch as a whole; each call is checked by [`batch_call`] and a bad
 /// one fails alone.
+/// Budget and as_of_time are checked by the core; here the first calls.
+pub fn create_session(request: &v1::CreateSessionRequest) -> PecrResult<()> {
+    if request.calls.len() > MAX_BATCH_CALLS {
+        return Err(PecrError::invalid_params(format!(
+            "calls must hold at most {MAX_BATCH_CALLS} calls"
+        )));
+    }
+    Ok(())
+}
+
 pub fn call_operators(request: &v1::CallOperatorsRequest) -> PecrResult<()> {
     check("session_id", ids::check_id(&request.session_id))?;
     if request.calls.is_empty() || request.calls.len() > MAX_BATCH_CALLS {

@@ -10,18 +10,18 @@ use tracing::Instrument;
 use super::LoopResult;
 use crate::budget_gate::{BudgetGate, StopReason};
 use crate::evidence::EvidenceCollector;
-use crate::gateway_client::{CallOutcome, SessionClient};
+use crate::gateway_client::{CallOutcome, LazySession};
 use crate::metrics::ControllerMetrics;
 use crate::plan::{Plan, PlanStep, render_params};
 
 /// Runs `plan` for `query`. Consecutive operator steps do not depend on
 /// each other, so they go to the gateway as one batch; a fan-out step is a
-/// batch of its own. Operator failures and budget stops end the loop (and
+/// batch of its own. The first batch opens the session. Operator failures and budget stops end the loop (and
 /// still finalize); transport failures and bad replies fail the run.
 pub async fn run(
     plan: &Plan,
     query: &str,
-    session: &SessionClient,
+    session: &mut LazySession,
     mut gate: BudgetGate,
     metrics: &ControllerMetrics,
 ) -> Result<LoopResult, PecrError> {
@@ -90,7 +90,7 @@ fn budget_stop(reason: StopReason) -> Stop {
 async fn run_steps(
     steps: &[PlanStep],
     trimmed_query: &str,
-    session: &SessionClient,
+    session: &mut LazySession,
     gate: &mut BudgetGate,
     evidence: &mut EvidenceCollector,
     metrics: &ControllerMetrics,
@@ -178,7 +178,7 @@ fn settle(
 /// than the gate allows.
 async fn fan_out(
     max_refs: usize,
-    session: &SessionClient,
+    session: &mut LazySession,
     gate: &mut BudgetGate,
     evidence: &mut EvidenceCollector,
     metrics: &ControllerMetrics,
