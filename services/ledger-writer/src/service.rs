@@ -41,11 +41,7 @@ impl LedgerService for Ledger {
     ) -> Result<Response<v1::RecordSessionResponse>, Status> {
         self.call("RecordSession", async {
             let new = validate::record_session(request.into_inner())?;
-            let session = self.store.record_session(new).await?;
-            Ok(v1::RecordSessionResponse {
-                session: Some(session),
-                first_calls: None,
-            })
+            self.store.record_session(new).await
         })
         .await
     }

@@ -97,6 +97,8 @@ pub struct NewSession {
     pub budget: Budget,
     pub session_token_hash: String,
     pub session_token_expires_at_epoch_ms: i64,
+    /// The session's first operator calls, recorded in the same write.
+    pub first_calls: Option<Box<OperatorCallWrite>>,
 }
 
 /// A refused attempt to use a session.
@@ -178,9 +180,15 @@ pub fn record_session(request: v1::RecordSessionRequest) -> PecrResult<NewSessio
     if expires == 0 {
         return Err(invalid("session_token_expires_at_epoch_ms is required"));
     }
+    let session_id = identifier("session_id", &request.session_id)?;
+    let trace_id = identifier("trace_id", &request.trace_id)?;
+    let first_calls = request
+        .first_calls
+        .map(|calls| first_calls(&session_id, &trace_id, calls).map(Box::new))
+        .transpose()?;
     Ok(NewSession {
-        session_id: identifier("session_id", &request.session_id)?,
-        trace_id: identifier("trace_id", &request.trace_id)?,
+        session_id,
+        trace_id,
         policy_snapshot_id: identifier("policy_snapshot_id", &request.policy_snapshot_id)?,
         snapshot_json: convert::snapshot_to_json(&snapshot),
         principal_attrs_hash: attrs_hash,
@@ -192,6 +200,31 @@ pub fn record_session(request: v1::RecordSessionRequest) -> PecrResult<NewSessio
         budget: budget(request.budget.as_ref())?,
         session_token_hash: hex64("session_token_hash", &request.session_token_hash)?,
         session_token_expires_at_epoch_ms: expires,
+        first_calls,
+    })
+}
+
+/// A new session's `first_calls`: checked as RecordOperatorCall checks a
+/// call, and they must be the new session's, made from zero counters.
+fn first_calls(
+    session_id: &str,
+    trace_id: &str,
+    request: v1::RecordOperatorCallRequest,
+) -> PecrResult<OperatorCallWrite> {
+    if request.session_id != session_id || request.trace_id != trace_id {
+        return Err(invalid(
+            "first_calls.session_id and first_calls.trace_id must be the session's",
+        ));
+    }
+    if request.expected_operator_calls_used != 0 || request.expected_bytes_used != 0 {
+        return Err(invalid(
+            "first_calls.expected_operator_calls_used and first_calls.expected_bytes_used must be 0",
+        ));
+    }
+    // Field names in the call's own messages are relative to first_calls.
+    operator_call(request).map_err(|mut err| {
+        err.message = format!("first_calls: {}", err.message);
+        err
     })
 }
 

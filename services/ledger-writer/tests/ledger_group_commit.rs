@@ -430,6 +430,100 @@ async fn a_write_that_fails_its_batch_is_retried_alone_and_only_it_fails() {
 }
 
 #[tokio::test]
+async fn refused_first_calls_leave_the_rest_of_their_batch_committed() {
+    let mut ledger = start_one_lane_ledger().await;
+    let block = record_session(&mut ledger, "s-block", "dev").await;
+    let called = record_session(&mut ledger, "s-called", "dev").await;
+    let retries_before = metric(&ledger, "pecr_ledger_commit_batch_retries_total").await;
+
+    // Valid evidence of another snapshot: the planner refuses the calls.
+    let refused_request = session_request("s-refused", "dev");
+    let mut elsewhere = planned_session(&refused_request);
+    elsewhere.policy_snapshot_id = "ps-elsewhere".into();
+    let refused_request = v1::RecordSessionRequest {
+        first_calls: Some(operator_call(
+            &planned_session(&refused_request),
+            vec![text_evidence(&elsewhere, "public/a.txt", "alpha\n")],
+        )),
+        ..refused_request
+    };
+
+    let stall = stall_lane(&ledger, &block).await;
+    let commits_before = metric(&ledger, "pecr_ledger_commits_total").await;
+    let mut client = ledger.client.clone();
+    let refused = spawn(async move { client.record_session(refused_request).await });
+    let mut client = ledger.client.clone();
+    let request = with_first_calls(session_request("s-first", "dev"), &["beta\n"]);
+    let first = spawn(async move { client.record_session(request).await });
+    let mut client = ledger.client.clone();
+    let request = session_request("s-plain", "dev");
+    let plain = spawn(async move { client.record_session(request).await });
+    let mut client = ledger.client.clone();
+    let request = operator_call(&called, vec![]);
+    let call = spawn(async move { client.record_operator_call(request).await });
+    stall.release().await;
+
+    assert_eq!(
+        refusal(refused.await.expect("refused")),
+        (
+            400,
+            false,
+            "evidence must carry the session's policy snapshot and as_of_time".to_owned()
+        )
+    );
+    let first = first
+        .await
+        .expect("first")
+        .expect("the session with calls commits");
+    assert!(first.first_calls.is_some());
+    plain
+        .await
+        .expect("plain")
+        .expect("the plain session commits");
+    call.await
+        .expect("call")
+        .expect("the operator call commits");
+
+    assert_eq!(
+        metric(&ledger, "pecr_ledger_commits_total").await - commits_before,
+        2.0,
+        "the stalled write's commit, then one for everything queued behind it"
+    );
+    assert_eq!(
+        metric(&ledger, "pecr_ledger_commit_batch_retries_total").await,
+        retries_before
+    );
+    let mut client = ledger.client.clone();
+    let missing = client
+        .get_session(v1::GetSessionRequest {
+            session_id: "s-refused".into(),
+        })
+        .await
+        .expect_err("the refused session is not stored");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    assert!(event_types(&ledger.db, "s-refused").await.is_empty());
+    assert_eq!(
+        Some(stored_session(&ledger, "s-first").await),
+        first.session
+    );
+    assert_eq!(
+        event_types(&ledger.db, "s-first").await,
+        ["EVIDENCE_EMITTED", "OPERATOR_CALL"]
+    );
+    assert_eq!(ledger.db.count("pecr_evidence_units").await, 1);
+    assert_eq!(
+        stored_session(&ledger, "s-plain").await.operator_calls_used,
+        0
+    );
+    assert_eq!(
+        stored_session(&ledger, "s-called")
+            .await
+            .operator_calls_used,
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_recorded_session_answers_what_the_ledger_stores() {
     let mut ledger = start_ledger().await;
     let recorded = record_session(&mut ledger, "s-known", "dev").await;

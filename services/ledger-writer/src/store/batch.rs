@@ -106,7 +106,9 @@ pub async fn commit(
     let mut answers: Vec<Option<pecr_errors::PecrResult<Written>>> =
         writes.iter().map(|_| None).collect();
 
-    // New sessions: lock their traces, then see who owns them.
+    // New sessions: lock their traces, then see who owns them. Their first
+    // calls are planned with them; those calls' evidence and events go in
+    // with every other row, after the session rows they refer to.
     let new: Vec<(usize, &crate::validate::NewSession)> = writes
         .iter()
         .copied()
@@ -136,7 +138,8 @@ pub async fn commit(
         locked.map_err(failure)?;
         let owned = owned.map_err(failure)?;
         for ((index, new), owned) in new.iter().zip(owned) {
-            answers[*index] = Some(Ok(Written::Session(plan.session(new, owned))));
+            let answer = plan.session(new, owned);
+            answers[*index] = Some(answer.map(|response| Written::Session(Box::new(response))));
         }
     }
 

@@ -56,9 +56,10 @@ impl LedgerStore {
         .await
     }
 
-    pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::SessionRecord> {
+    /// The session as the write left it, with its first calls' answer.
+    pub async fn record_session(&self, new: NewSession) -> PecrResult<v1::RecordSessionResponse> {
         self.commit(Write::Session(Box::new(new)), |written| match written {
-            Written::Session(record) => Some(record),
+            Written::Session(response) => Some(*response),
             _ => None,
         })
         .await

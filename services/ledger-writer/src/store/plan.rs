@@ -29,7 +29,9 @@ pub enum Write {
 /// What a committed write answers.
 #[derive(Debug)]
 pub enum Written {
-    Session(v1::SessionRecord),
+    /// The session as the write left it, with its first calls' answer when
+    /// they were recorded.
+    Session(Box<v1::RecordSessionResponse>),
     OperatorCall(v1::RecordOperatorCallResponse),
     Finalize(v1::RecordFinalizeResponse),
     Event(String),
@@ -139,6 +141,37 @@ struct Held {
     finalized: bool,
 }
 
+impl Held {
+    /// A session as loaded (or created), not yet changed by the batch.
+    fn open(record: v1::SessionRecord) -> Self {
+        Self {
+            record,
+            counters_changed: false,
+            finalized: false,
+        }
+    }
+}
+
+/// How a new session's trace id was settled within the batch.
+enum Trace {
+    /// Another owner holds the requested trace: this fresh id replaces it.
+    Replaced(String),
+    /// The same owner's earlier session of the batch claimed it.
+    Joined,
+    /// This session claimed it for its owner.
+    Claimed,
+}
+
+impl Trace {
+    /// The trace id `new` is recorded under.
+    fn id(&self, new: &NewSession) -> String {
+        match self {
+            Self::Replaced(fresh) => fresh.clone(),
+            Self::Joined | Self::Claimed => new.trace_id.clone(),
+        }
+    }
+}
+
 /// The batch being planned.
 #[derive(Default)]
 pub struct Plan<'a> {
@@ -164,29 +197,63 @@ impl<'a> Plan<'a> {
     /// Sessions just locked and loaded (one that does not exist is absent).
     pub fn hold(&mut self, sessions: Vec<v1::SessionRecord>) {
         for record in sessions {
-            self.held.insert(
-                record.session_id.clone(),
-                Held {
-                    record,
-                    counters_changed: false,
-                    finalized: false,
-                },
-            );
+            self.held
+                .insert(record.session_id.clone(), Held::open(record));
         }
     }
 
-    /// A new session. A trace id another (tenant, principal) owns, in the
-    /// ledger (`owned_elsewhere`) or earlier in this batch, is replaced by a
-    /// fresh one. Its record is known without reading it back.
-    pub fn session(&mut self, new: &'a NewSession, owned_elsewhere: bool) -> v1::SessionRecord {
-        let owner = (new.principal_id.as_str(), new.tenant_id.as_str());
-        let claimed = self.traces.get(new.trace_id.as_str());
-        let trace_id = if owned_elsewhere || claimed.is_some_and(|other| *other != owner) {
-            ids::new_ulid()
-        } else {
-            self.traces.insert(&new.trace_id, owner);
-            new.trace_id.clone()
+    /// A new session, with its first calls when it carries them. A trace id
+    /// another (tenant, principal) owns, in the ledger (`owned_elsewhere`)
+    /// or earlier in this batch, is replaced by a fresh one, and then the
+    /// calls are not recorded (the caller records them under the new
+    /// trace). A refusal of the calls refuses the whole write: nothing of it
+    /// stays in the plan. Its record is known without reading it back.
+    pub fn session(
+        &mut self,
+        new: &'a NewSession,
+        owned_elsewhere: bool,
+    ) -> PecrResult<v1::RecordSessionResponse> {
+        let trace = self.claim_trace(new, owned_elsewhere);
+        let displaced = self.held.remove(&new.session_id);
+        let record = self.hold_new_session(new, trace.id(new));
+        let calls = match (&new.first_calls, &trace) {
+            (Some(calls), Trace::Joined | Trace::Claimed) => calls,
+            _ => {
+                return Ok(v1::RecordSessionResponse {
+                    session: Some(record),
+                    first_calls: None,
+                });
+            }
         };
+        match self.operator_call(calls) {
+            Ok(response) => Ok(v1::RecordSessionResponse {
+                session: response.session.clone(),
+                first_calls: Some(response),
+            }),
+            Err(err) => {
+                self.drop_new_session(new, &trace, displaced);
+                Err(err)
+            }
+        }
+    }
+
+    /// The trace a new session is recorded under, claimed for its owner.
+    fn claim_trace(&mut self, new: &'a NewSession, owned_elsewhere: bool) -> Trace {
+        let owner = (new.principal_id.as_str(), new.tenant_id.as_str());
+        match self.traces.get(new.trace_id.as_str()) {
+            _ if owned_elsewhere => Trace::Replaced(ids::new_ulid()),
+            Some(other) if *other != owner => Trace::Replaced(ids::new_ulid()),
+            Some(_) => Trace::Joined,
+            None => {
+                self.traces.insert(&new.trace_id, owner);
+                Trace::Claimed
+            }
+        }
+    }
+
+    /// Plans a new session's rows and holds it with zero counters, so the
+    /// batch's later writes (and its first calls) apply to it.
+    fn hold_new_session(&mut self, new: &'a NewSession, trace_id: String) -> v1::SessionRecord {
         let record = v1::SessionRecord {
             session_id: new.session_id.clone(),
             trace_id: trace_id.clone(),
@@ -206,15 +273,24 @@ impl<'a> Plan<'a> {
             principal_attrs_hash: new.principal_attrs_hash.clone(),
         };
         self.rows.sessions.push(SessionRow { new, trace_id });
-        self.held.insert(
-            new.session_id.clone(),
-            Held {
-                record: record.clone(),
-                counters_changed: false,
-                finalized: false,
-            },
-        );
+        self.held
+            .insert(new.session_id.clone(), Held::open(record.clone()));
         record
+    }
+
+    /// Takes back what [`Self::claim_trace`] and [`Self::hold_new_session`]
+    /// planned for a refused session, giving back the entry it `displaced`.
+    /// A refused operator call plans nothing, so nothing else of the write
+    /// is left in the plan.
+    fn drop_new_session(&mut self, new: &NewSession, trace: &Trace, displaced: Option<Held>) {
+        self.rows.sessions.pop();
+        match displaced {
+            Some(held) => self.held.insert(new.session_id.clone(), held),
+            None => self.held.remove(&new.session_id),
+        };
+        if matches!(trace, Trace::Claimed) {
+            self.traces.remove(new.trace_id.as_str());
+        }
     }
 
     /// Any write but a new session (see [`Self::session`]).
@@ -414,13 +490,20 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Drops from an operator call's answer the units the ledger already held.
+/// Drops from an operator call's answer (a new session's first calls
+/// included) the units the ledger already held.
 pub fn keep_inserted(written: &mut Written, inserted: &HashSet<String>) {
-    if let Written::OperatorCall(response) = written {
-        response
-            .inserted_evidence_unit_ids
-            .retain(|id| inserted.contains(id));
-    }
+    let response = match written {
+        Written::OperatorCall(response) => response,
+        Written::Session(response) => match response.first_calls.as_mut() {
+            Some(first_calls) => first_calls,
+            None => return,
+        },
+        _ => return,
+    };
+    response
+        .inserted_evidence_unit_ids
+        .retain(|id| inserted.contains(id));
 }
 
 fn counter(value: u64) -> i64 {
@@ -492,7 +575,49 @@ mod tests {
             },
             session_token_hash: "c".repeat(64),
             session_token_expires_at_epoch_ms: 4_102_444_800_000,
+            first_calls: None,
         }))
+    }
+
+    /// A new session of `principal` on `trace_id` whose first call emits `units`.
+    fn session_with_calls(
+        session_id: &str,
+        trace_id: &str,
+        principal: &str,
+        units: &[&str],
+    ) -> Write {
+        let Write::Session(mut new) = new_session(session_id, trace_id, principal) else {
+            unreachable!()
+        };
+        let Write::OperatorCall(mut calls) = call(session_id, 0, units) else {
+            unreachable!()
+        };
+        calls.trace_id = trace_id.into();
+        new.first_calls = Some(calls);
+        Write::Session(new)
+    }
+
+    /// [`session_with_calls`] whose evidence carries another session's
+    /// snapshot, which the planner refuses.
+    fn session_with_refused_calls(session_id: &str, trace_id: &str, principal: &str) -> Write {
+        let mut write = session_with_calls(session_id, trace_id, principal, &["foreign"]);
+        if let Write::Session(new) = &mut write
+            && let Some(calls) = new.first_calls.as_mut()
+        {
+            calls.evidence[0].policy_snapshot_id = "ps-elsewhere".into();
+        }
+        write
+    }
+
+    fn plan_session<'a>(
+        plan: &mut Plan<'a>,
+        write: &'a Write,
+        owned_elsewhere: bool,
+    ) -> PecrResult<v1::RecordSessionResponse> {
+        match write {
+            Write::Session(new) => plan.session(new, owned_elsewhere),
+            _ => unreachable!(),
+        }
     }
 
     /// A stored, open session as the load returns it.
@@ -607,9 +732,9 @@ mod tests {
         let traces: Vec<String> = writes
             .iter()
             .zip([false, false, false, true])
-            .map(|(write, owned_elsewhere)| match write {
-                Write::Session(new) => plan.session(new, owned_elsewhere).trace_id,
-                _ => unreachable!(),
+            .map(|(write, owned_elsewhere)| {
+                let response = plan_session(&mut plan, write, owned_elsewhere).expect("recorded");
+                response.session.expect("session").trace_id
             })
             .collect();
         assert_eq!(traces[0], "t");
@@ -621,6 +746,160 @@ mod tests {
             plan.runtime_rows().is_empty(),
             "new runtime rows are inserted"
         );
+    }
+
+    #[test]
+    fn a_sessions_first_calls_are_planned_right_after_it() {
+        let write = session_with_calls("s", "t", "dev", &["u2", "u1"]);
+        let mut plan = Plan::default();
+        let response = plan_session(&mut plan, &write, false).expect("recorded");
+        let first_calls = response.first_calls.expect("first calls recorded");
+        let session = response.session.expect("session");
+        assert_eq!(first_calls.session.as_ref(), Some(&session));
+        assert_eq!(
+            (
+                session.trace_id.as_str(),
+                session.operator_calls_used,
+                session.bytes_used
+            ),
+            ("t", 1, 100)
+        );
+        assert_eq!(session.evidence_unit_ids, ["u1", "u2"]);
+        let event_ids: Vec<&str> = plan
+            .rows
+            .events
+            .iter()
+            .map(|row| row.event_id.as_str())
+            .collect();
+        assert_eq!(first_calls.event_ids, event_ids);
+        assert_eq!(first_calls.inserted_evidence_unit_ids, ["u2", "u1"]);
+        assert_eq!(plan.rows.sessions.len(), 1);
+        assert!(plan.rows.evidence.iter().all(|row| row.trace_id == "t"));
+        let rows = plan.runtime_rows();
+        assert_eq!(
+            rows.iter()
+                .map(|row| (row.session_id.as_str(), row.operator_calls_used))
+                .collect::<Vec<_>>(),
+            [("s", Some(1))],
+            "the new runtime row gets the calls' counters"
+        );
+
+        let mut written = Written::Session(Box::new(v1::RecordSessionResponse {
+            session: Some(session),
+            first_calls: Some(first_calls),
+        }));
+        keep_inserted(&mut written, &["u1".to_owned()].into());
+        let Written::Session(response) = written else {
+            unreachable!()
+        };
+        let first_calls = response.first_calls.expect("first calls");
+        assert_eq!(
+            first_calls.inserted_evidence_unit_ids,
+            ["u1"],
+            "the ledger already held u2"
+        );
+    }
+
+    #[test]
+    fn first_calls_on_a_replaced_trace_are_not_planned() {
+        let owned = session_with_calls("s1", "t", "dev", &["u1"]);
+        let claimed = new_session("s2", "u", "support");
+        let joined_by_another = session_with_calls("s3", "u", "dev", &["u3"]);
+        let mut plan = Plan::default();
+        for (write, owned_elsewhere) in [
+            (&owned, true),
+            (&claimed, false),
+            (&joined_by_another, false),
+        ] {
+            let response = plan_session(&mut plan, write, owned_elsewhere).expect("recorded");
+            assert!(response.first_calls.is_none());
+            let session = response.session.expect("session");
+            assert_eq!(
+                (session.operator_calls_used, session.evidence_unit_ids.len()),
+                (0, 0)
+            );
+        }
+        assert_eq!(plan.rows.sessions.len(), 3, "each session is recorded");
+        assert!(plan.rows.events.is_empty() && plan.rows.evidence.is_empty());
+        assert!(plan.runtime_rows().is_empty());
+    }
+
+    #[test]
+    fn refused_first_calls_take_their_session_back_and_leave_the_batch_alone() {
+        let writes = [
+            new_session("s1", "t", "dev"),
+            session_with_refused_calls("s2", "t", "dev"),
+            session_with_refused_calls("s3", "v", "dev"),
+            new_session("s4", "v", "support"),
+            session_with_calls("s5", "w", "dev", &["u5"]),
+        ];
+        let mut plan = Plan::default();
+        let answers: Vec<_> = writes
+            .iter()
+            .map(|write| plan_session(&mut plan, write, false))
+            .collect();
+        let refused = answers[1].as_ref().map(|_| ()).expect_err("refused");
+        assert_eq!(
+            (refused.http_status, refused.message.as_str()),
+            (
+                400,
+                "evidence must carry the session's policy snapshot and as_of_time"
+            )
+        );
+        assert!(answers[2].is_err());
+        let traces: Vec<String> = [&answers[0], &answers[3], &answers[4]]
+            .iter()
+            .map(|answer| {
+                let response = answer.as_ref().expect("recorded");
+                response.session.as_ref().expect("session").trace_id.clone()
+            })
+            .collect();
+        assert_eq!(
+            traces,
+            ["t", "v", "w"],
+            "a refused session's trace claim is taken back"
+        );
+        let sessions: Vec<&str> = plan
+            .rows
+            .sessions
+            .iter()
+            .map(|row| row.new.session_id.as_str())
+            .collect();
+        assert_eq!(sessions, ["s1", "s4", "s5"]);
+        let evidence: Vec<&str> = plan
+            .rows
+            .evidence
+            .iter()
+            .map(|row| row.unit.evidence_unit_id.as_str())
+            .collect();
+        assert_eq!(evidence, ["u5"], "only the accepted calls' rows");
+        assert_eq!(plan.rows.events.len(), 1);
+        let later = call("s2", 0, &[]);
+        assert_eq!(
+            status(&plan.write(&later)),
+            (404, false),
+            "a later write of the batch does not find the refused session"
+        );
+        assert_eq!(
+            plan.sessions_to_lock(&[&later]),
+            ["s2"],
+            "it is looked up in the ledger instead"
+        );
+    }
+
+    #[test]
+    fn a_refused_session_gives_back_the_batch_session_it_displaced() {
+        let first = new_session("s", "trace-s", "dev");
+        let again = session_with_refused_calls("s", "trace-s", "dev");
+        let mut plan = Plan::default();
+        plan_session(&mut plan, &first, false).expect("recorded");
+        assert!(plan_session(&mut plan, &again, false).is_err());
+        assert_eq!(plan.rows.sessions.len(), 1);
+        let next = call("s", 0, &[]);
+        let Ok(Written::OperatorCall(response)) = plan.write(&next) else {
+            panic!("the first session is still held")
+        };
+        assert_eq!(response.session.map(|s| s.operator_calls_used), Some(1));
     }
 
     #[test]

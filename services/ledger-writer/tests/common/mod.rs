@@ -151,6 +151,42 @@ pub async fn record_session_request(
         .unwrap_or_else(|| panic!("no session in response"))
 }
 
+/// The record `request` creates, before any call: what a caller knows of
+/// a new session when it builds the session's first calls.
+pub fn planned_session(request: &v1::RecordSessionRequest) -> v1::SessionRecord {
+    let snapshot = request.policy_snapshot.clone().unwrap_or_default();
+    v1::SessionRecord {
+        session_id: request.session_id.clone(),
+        trace_id: request.trace_id.clone(),
+        principal_id: snapshot.principal_id,
+        tenant_id: snapshot.tenant_id,
+        policy_snapshot_id: request.policy_snapshot_id.clone(),
+        policy_snapshot_hash: snapshot.policy_snapshot_hash,
+        as_of_time: snapshot.as_of_time,
+        budget: request.budget,
+        session_token_hash: request.session_token_hash.clone(),
+        session_token_expires_at_epoch_ms: request.session_token_expires_at_epoch_ms,
+        principal_attrs_hash: snapshot.principal_attrs_hash,
+        ..Default::default()
+    }
+}
+
+/// `request` carrying its session's first call, which emits one text unit
+/// per entry of `texts` (`public/<index>.txt`).
+pub fn with_first_calls(
+    mut request: v1::RecordSessionRequest,
+    texts: &[&str],
+) -> v1::RecordSessionRequest {
+    let session = planned_session(&request);
+    let units = texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| text_evidence(&session, &format!("public/{index}.txt"), text))
+        .collect();
+    request.first_calls = Some(operator_call(&session, units));
+    request
+}
+
 /// A whole-text evidence unit of `session`, ids computed by the recipe.
 pub fn text_evidence(session: &v1::SessionRecord, object_id: &str, text: &str) -> v1::EvidenceUnit {
     let version_id = sha256_hex(text);
