@@ -155,11 +155,46 @@ impl LazySession {
         if let Some(session) = &self.open {
             return session.call_batch(calls, timeout).await;
         }
-        let (session, outcomes) = self
+        let span = tracing::info_span!(
+            "operator.batch",
+            calls = calls.len() as u64,
+            outcome = tracing::field::Empty,
+        );
+        let outcomes = self
+            .open_with(calls, timeout)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", if outcomes.is_ok() { "ok" } else { "error" });
+        outcomes
+    }
+
+    async fn open_with(
+        &mut self,
+        calls: &[(String, Value)],
+        timeout: Duration,
+    ) -> Result<Vec<CallOutcome>, PecrError> {
+        let opening = self
             .gateway
-            .create_session_with(&self.identity, self.budget, calls, timeout)
-            .await?;
-        self.open = Some(session);
+            .create_session_with(&self.identity, self.budget, calls);
+        let outcomes = match tokio::time::timeout(timeout, opening).await {
+            Ok(opened) => {
+                let (session, outcomes) = opened?;
+                self.open = Some(session);
+                outcomes
+            }
+            // The wall clock ran out first: the calls timed out, as in an
+            // open session, and the run goes on in a session opened now.
+            // The dropped request is cancelled at the gateway; only one
+            // cancelled after its ledger write leaves a session unfinalized.
+            Err(_) => {
+                let session = self
+                    .gateway
+                    .create_session(&self.identity, self.budget)
+                    .await?;
+                self.open = Some(session);
+                vec![CallOutcome::timed_out(); calls.len()]
+            }
+        };
         Ok(outcomes)
     }
 
@@ -261,22 +296,19 @@ impl GatewayClient {
         identity: &CallerIdentity,
         budget: v1::Budget,
     ) -> Result<SessionClient, PecrError> {
-        let (session, _) = self
-            .create_session_with(identity, budget, &[], self.timeout)
-            .await?;
+        let (session, _) = self.create_session_with(identity, budget, &[]).await?;
         Ok(session)
     }
 
     /// Opens a session with its first calls, run by the gateway as one batch
     /// of the new session: one outcome per call, in order. Unlike a batch of
-    /// an open session, a failure (or `timeout`) of the request fails the run,
-    /// as a failed session creation does.
+    /// an open session, a failure of the request fails the run, as a failed
+    /// session creation does.
     pub async fn create_session_with(
         &self,
         identity: &CallerIdentity,
         budget: v1::Budget,
         calls: &[(String, Value)],
-        timeout: Duration,
     ) -> Result<(SessionClient, Vec<CallOutcome>), PecrError> {
         let span = tracing::info_span!(
             "session.create",
@@ -285,7 +317,7 @@ impl GatewayClient {
             policy_snapshot_id = tracing::field::Empty,
         );
         let (session, outcomes) = self
-            .create_session_inner(identity, budget, calls, timeout)
+            .create_session_inner(identity, budget, calls)
             .instrument(span.clone())
             .await?;
         span.record("session_id", session.session_id.as_str());
@@ -298,9 +330,8 @@ impl GatewayClient {
         identity: &CallerIdentity,
         budget: v1::Budget,
         calls: &[(String, Value)],
-        timeout: Duration,
     ) -> Result<(SessionClient, Vec<CallOutcome>), PecrError> {
-        let timeout = timeout.min(self.timeout);
+        let timeout = self.timeout;
         let request = identity.request(
             v1::CreateSessionRequest {
                 budget: Some(budget),

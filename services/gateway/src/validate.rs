@@ -4,6 +4,7 @@
 //! `pecr_contracts::ids`, their numbers in the protos' `field_rules`). A
 //! violation is 400 `ERR_INVALID_PARAMS` naming the field, never the value.
 
+use pecr_adapters::Operator;
 use pecr_contracts::ids::{self, ShapeError};
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
@@ -46,11 +47,23 @@ pub const MAX_BATCH_CALLS: usize = 16;
 /// The batch as a whole; each call is checked by [`batch_call`] and a bad
 /// one fails alone.
 /// Budget and as_of_time are checked by the core; here the first calls.
+/// Unlike a batch of an open session, a malformed call refuses the whole
+/// request: no session is opened by a request that breaks its schema.
 pub fn create_session(request: &v1::CreateSessionRequest) -> PecrResult<()> {
     if request.calls.len() > MAX_BATCH_CALLS {
         return Err(PecrError::invalid_params(format!(
             "calls must hold at most {MAX_BATCH_CALLS} calls"
         )));
+    }
+    for (index, call) in request.calls.iter().enumerate() {
+        if Operator::parse(call.op_name.trim()).is_none() {
+            return Err(PecrError::invalid_params(format!(
+                "invalid calls[{index}].op_name: not an allowlisted operator"
+            )));
+        }
+        batch_call(&call.op_name, &call.params).map_err(|error| {
+            PecrError::invalid_params(format!("calls[{index}]: {}", error.message))
+        })?;
     }
     Ok(())
 }

@@ -188,19 +188,36 @@ async fn first_calls_in_a_trace_of_another_principal_run_in_the_sessions_own_tra
 }
 
 #[tokio::test]
-async fn too_many_first_calls_open_no_session() {
+async fn malformed_first_calls_open_no_session() {
     let mesh = Mesh::start(Policy::Test).await;
-    let calls = (0..17)
-        .map(|_| op("list_versions", json!({"object_id": "public/public_1.txt"})))
-        .collect();
-    let status = create(&mesh, "dev", None, budget(50, 1_048_576), calls)
-        .await
-        .expect_err("17 calls");
-    let refused = error(&status);
-    assert_eq!(
-        (refused.code, refused.http_status),
-        (ErrorCode::InvalidParams, 400)
-    );
+    let public = || op("list_versions", json!({"object_id": "public/public_1.txt"}));
+    let cases = [
+        (
+            (0..17).map(|_| public()).collect::<Vec<_>>(),
+            "calls must hold at most 16 calls",
+        ),
+        (
+            vec![public(), op("no_such_operator", json!({}))],
+            "invalid calls[1].op_name: not an allowlisted operator",
+        ),
+        (
+            vec![v1::OperatorCall {
+                op_name: "search".into(),
+                params: "{not json".into(),
+            }],
+            "calls[0]: invalid JSON body",
+        ),
+    ];
+    for (calls, message) in cases {
+        let status = create(&mesh, "dev", None, budget(50, 1_048_576), calls)
+            .await
+            .expect_err(message);
+        let refused = error(&status);
+        assert_eq!(
+            (refused.code, refused.http_status, refused.message.as_str()),
+            (ErrorCode::InvalidParams, 400, message)
+        );
+    }
     assert_eq!(ledger_rpcs(&mesh, "RecordSession").await, 0);
 }
 

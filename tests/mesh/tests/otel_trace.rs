@@ -204,7 +204,7 @@ async fn one_run_is_one_trace_across_the_three_services() {
     assert!(controller.iter().any(|n| n.starts_with("operator.")));
     let gateway = names("pecr-gateway");
     for name in [
-        "pecr.v1.GatewayService/CallOperators",
+        "pecr.v1.GatewayService/CreateSession",
         "operator.fetch_rows",
         "policy.evaluate",
         "ledger.append",
@@ -215,13 +215,14 @@ async fn one_run_is_one_trace_across_the_three_services() {
         );
     }
     let ledger = names("pecr-ledger-writer");
+    // The run's first calls are recorded with its session.
     assert!(
-        ledger.iter().any(|n| n == "record_operator_call"),
-        "ledger-writer spans {ledger:?} lack the record_operator_call db span"
+        ledger.iter().any(|n| n == "record_session"),
+        "ledger-writer spans {ledger:?} lack the record_session db span"
     );
     let db_span = in_trace
         .iter()
-        .find(|received| received.span.name == "record_operator_call")
+        .find(|received| received.span.name == "record_session")
         .map(|received| &received.span.attributes);
     assert_eq!(
         db_span.and_then(|attributes| string_attribute(attributes, "db.system")),
