@@ -11,6 +11,8 @@ use prost_reflect::{
 pub(crate) const HTTP_RULE_OPTION: &str = "google.api.http";
 /// PECR's field option marking a string field that carries JSON text.
 pub(crate) const JSON_TEXT_OPTION: &str = "pecr.v1.json_text";
+/// PECR's field option marking a repeated field left out of JSON while empty.
+pub(crate) const OMIT_EMPTY_OPTION: &str = "pecr.v1.omit_empty";
 /// PECR's field option describing the values a field accepts.
 pub(crate) const FIELD_RULES_OPTION: &str = "pecr.v1.field_rules";
 /// The REST error body.
@@ -52,12 +54,28 @@ pub(crate) fn is_unspecified(value: &EnumValueDescriptor) -> bool {
 
 /// Full names of every string field marked `(pecr.v1.json_text) = true`.
 pub(crate) fn json_text_fields(pool: &DescriptorPool) -> HashSet<String> {
-    let Some(option) = pool.get_extension_by_name(JSON_TEXT_OPTION) else {
+    flagged_fields(pool, JSON_TEXT_OPTION, |field| {
+        matches!(field.kind(), Kind::String)
+    })
+}
+
+/// Full names of every repeated field marked `(pecr.v1.omit_empty) = true`.
+pub(crate) fn omit_empty_fields(pool: &DescriptorPool) -> HashSet<String> {
+    flagged_fields(pool, OMIT_EMPTY_OPTION, FieldDescriptor::is_list)
+}
+
+/// Fields of the right shape whose boolean `option` is true.
+fn flagged_fields(
+    pool: &DescriptorPool,
+    option: &str,
+    shaped: impl Fn(&FieldDescriptor) -> bool,
+) -> HashSet<String> {
+    let Some(option) = pool.get_extension_by_name(option) else {
         return HashSet::new();
     };
     pool.all_messages()
         .flat_map(|message| message.fields().collect::<Vec<_>>())
-        .filter(|field| matches!(field.kind(), Kind::String))
+        .filter(|field| shaped(field))
         .filter(|field| field.options().get_extension(&option).as_bool() == Some(true))
         .map(|field| field.full_name().to_owned())
         .collect()

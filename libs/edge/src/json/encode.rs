@@ -62,6 +62,9 @@ impl JsonMapping {
             if has_explicit_presence(&field) && !message.has_field(&field) {
                 continue;
             }
+            if self.omits_when_empty(&field) && !message.has_field(&field) {
+                continue;
+            }
             if !first {
                 out.push(b',');
             }
@@ -262,6 +265,28 @@ mod tests {
         };
         assert!(
             encode("pecr.v1.Budget", &budget).is_ok_and(|j| j.ends_with(r#""max_parallelism":0}"#))
+        );
+    }
+
+    #[test]
+    fn an_omit_empty_list_is_written_only_with_items() {
+        let opened = pecr_proto::v1::CreateSessionResponse {
+            session_id: "S".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            encode("pecr.v1.CreateSessionResponse", &opened).as_deref(),
+            Ok(
+                r#"{"session_id":"S","trace_id":"","policy_snapshot_id":"","budget":{"max_operator_calls":0,"max_bytes":0,"max_wallclock_ms":0,"max_recursion_depth":0}}"#
+            )
+        );
+        let with_calls = pecr_proto::v1::CreateSessionResponse {
+            outcomes: vec![pecr_proto::v1::OperatorOutcome::default()],
+            ..opened
+        };
+        assert!(
+            encode("pecr.v1.CreateSessionResponse", &with_calls)
+                .is_ok_and(|json| json.ends_with(r#""outcomes":[{}]}"#))
         );
     }
 

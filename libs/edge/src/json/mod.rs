@@ -7,6 +7,7 @@
 //! - fields without explicit presence are always written (`false`, `0`,
 //!   `""`, `[]`); proto3 `optional` fields are omitted when unset and
 //!   accept `null` as unset;
+//! - `(pecr.v1.omit_empty)` repeated fields are left out while empty;
 //! - `(pecr.v1.json_text)` string fields carry JSON text, embedded as a raw
 //!   JSON value (number spellings kept byte for byte) and stored compact;
 //! - on input, unknown members, missing non-optional singular members,
@@ -31,6 +32,8 @@ const MAX_DEPTH: usize = 64;
 pub(crate) struct JsonMapping {
     /// Full names of `(pecr.v1.json_text) = true` fields.
     json_text: HashSet<String>,
+    /// Full names of `(pecr.v1.omit_empty) = true` fields.
+    omit_empty: HashSet<String>,
     /// Full names of messages whose unknown members are ignored on input.
     lenient: HashSet<String>,
 }
@@ -39,11 +42,16 @@ impl JsonMapping {
     pub fn new(pool: &DescriptorPool, lenient: &[&str]) -> Self {
         Self {
             json_text: crate::descriptors::json_text_fields(pool),
+            omit_empty: crate::descriptors::omit_empty_fields(pool),
             lenient: lenient.iter().map(|name| (*name).to_owned()).collect(),
         }
     }
 
     fn is_json_text(&self, field: &prost_reflect::FieldDescriptor) -> bool {
         self.json_text.contains(field.full_name())
+    }
+
+    fn omits_when_empty(&self, field: &prost_reflect::FieldDescriptor) -> bool {
+        self.omit_empty.contains(field.full_name())
     }
 }
