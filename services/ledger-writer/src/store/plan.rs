@@ -87,6 +87,12 @@ impl Write {
 pub struct SessionRow<'a> {
     pub new: &'a NewSession,
     pub trace_id: String,
+    /// The runtime row's counters as inserted: its first calls' when the
+    /// write carries them (no update of the row in the same transaction).
+    pub operator_calls_used: i64,
+    pub bytes_used: i64,
+    /// JSON array text.
+    pub evidence_unit_ids: String,
 }
 
 pub struct EvidenceRow<'a> {
@@ -226,10 +232,13 @@ impl<'a> Plan<'a> {
             }
         };
         match self.operator_call(calls) {
-            Ok(response) => Ok(v1::RecordSessionResponse {
-                session: response.session.clone(),
-                first_calls: Some(response),
-            }),
+            Ok(response) => {
+                self.insert_with_counters(&new.session_id);
+                Ok(v1::RecordSessionResponse {
+                    session: response.session.clone(),
+                    first_calls: Some(response),
+                })
+            }
             Err(err) => {
                 self.drop_new_session(new, &trace, displaced);
                 Err(err)
@@ -272,10 +281,31 @@ impl<'a> Plan<'a> {
             terminal_mode: v1::TerminalMode::Unspecified as i32,
             principal_attrs_hash: new.principal_attrs_hash.clone(),
         };
-        self.rows.sessions.push(SessionRow { new, trace_id });
+        self.rows.sessions.push(SessionRow {
+            new,
+            trace_id,
+            operator_calls_used: 0,
+            bytes_used: 0,
+            evidence_unit_ids: "[]".to_owned(),
+        });
         self.held
             .insert(new.session_id.clone(), Held::open(record.clone()));
         record
+    }
+
+    /// Moves a new session's counters, as its first calls left them, into
+    /// its runtime row's insert: the row is then not updated as well.
+    fn insert_with_counters(&mut self, session_id: &str) {
+        let (Some(held), Some(row)) =
+            (self.held.get_mut(session_id), self.rows.sessions.last_mut())
+        else {
+            return;
+        };
+        row.operator_calls_used = counter(held.record.operator_calls_used);
+        row.bytes_used = counter(held.record.bytes_used);
+        row.evidence_unit_ids =
+            serde_json::Value::from(held.record.evidence_unit_ids.clone()).to_string();
+        held.counters_changed = false;
     }
 
     /// Takes back what [`Self::claim_trace`] and [`Self::hold_new_session`]
@@ -775,13 +805,19 @@ mod tests {
         assert_eq!(first_calls.inserted_evidence_unit_ids, ["u2", "u1"]);
         assert_eq!(plan.rows.sessions.len(), 1);
         assert!(plan.rows.evidence.iter().all(|row| row.trace_id == "t"));
-        let rows = plan.runtime_rows();
+        let inserted = &plan.rows.sessions[0];
         assert_eq!(
-            rows.iter()
-                .map(|row| (row.session_id.as_str(), row.operator_calls_used))
-                .collect::<Vec<_>>(),
-            [("s", Some(1))],
-            "the new runtime row gets the calls' counters"
+            (
+                inserted.operator_calls_used,
+                inserted.bytes_used,
+                inserted.evidence_unit_ids.as_str()
+            ),
+            (1, 100, r#"["u1","u2"]"#),
+            "the new runtime row is inserted with the calls' counters"
+        );
+        assert!(
+            plan.runtime_rows().is_empty(),
+            "and is not updated in the same transaction"
         );
 
         let mut written = Written::Session(Box::new(v1::RecordSessionResponse {

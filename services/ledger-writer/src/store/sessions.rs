@@ -140,8 +140,11 @@ pub(super) const INSERT_SESSIONS: &str = "INSERT INTO pecr_sessions \
           AS n(id, trace_id, principal_id, snapshot_id, budget)";
 
 pub(super) const INSERT_RUNTIME: &str = "INSERT INTO pecr_session_runtime \
-     (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])";
+     (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms, \
+      operator_calls_used, bytes_used, evidence_unit_ids_json) \
+     SELECT s, t, h, e, c, b, CAST(ids AS jsonb) \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[]) \
+          AS u(s, t, h, e, c, b, ids)";
 
 /// A NULL leaves the stored value: a finalize alone changes only the flag.
 pub(super) const UPDATE_RUNTIME: &str = "UPDATE pecr_session_runtime AS r \
@@ -211,11 +214,14 @@ pub(super) async fn insert_sessions(
         &snapshot_ids,
         &column(rows, |r| r.new.budget.to_declaration_order_json()),
     ];
-    let runtime_params: [&(dyn ToSql + Sync); 4] = [
+    let runtime_params: [&(dyn ToSql + Sync); 7] = [
         &session_ids,
         &column(rows, |r| r.new.tenant_id.as_str()),
         &column(rows, |r| r.new.session_token_hash.as_str()),
         &column(rows, |r| r.new.session_token_expires_at_epoch_ms),
+        &column(rows, |r| r.operator_calls_used),
+        &column(rows, |r| r.bytes_used),
+        &column(rows, |r| r.evidence_unit_ids.as_str()),
     ];
     let (snapshots, sessions, runtime) = tokio::join!(
         biased;
