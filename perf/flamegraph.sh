@@ -23,7 +23,9 @@
 # Outputs (LABEL = PERF_LABEL):
 #   perf/flamegraph-LABEL.svg                the flame graph (PERF_FLAMEGRAPH_SVG)
 #   target/perf/flamegraph-LABEL.txt         share of samples per process, how many
-#                                            stacks are whole, the load's figures
+#                                            stacks are whole, the load's figures, and
+#                                            each process's CPU by class
+#                                            (perf/profile_breakdown.py)
 #   target/perf/flamegraph-LABEL.folded      the folded stacks (inferno-diff-folded
 #                                            compares two of them)
 #   target/perf/flamegraph-LABEL-k6.json     k6's report of the profiled load
@@ -172,6 +174,11 @@ try:
 except (OSError, ValueError, KeyError):
     print("no k6 report")
 EOF
+{
+  echo
+  echo "where each process's CPU goes (perf/profile_breakdown.py):"
+  python3 perf/profile_breakdown.py "$prefix.folded"
+} >>"$prefix.txt"
 sed 's/^/    /' "$prefix.txt"
 rm -f "$data" "$data.old"
 say "==> ${svg#"$PECR_ROOT"/} (folded stacks: ${prefix#"$PECR_ROOT"/}.folded)"

@@ -9,8 +9,10 @@
 #              stored (rows of pecr_replay_bundles);
 #   3. full:   the same measurement as 1, on the filled ledger (after a
 #              VACUUM (ANALYZE) when the server's autovacuum is off);
-#   4. plans:  EXPLAIN (ANALYZE, BUFFERS) of the run path's statements
-#              (perf/explain-run-path.sql) on the filled ledger.
+#   4. scans:  how every ledger table was read during 3, from PostgreSQL's
+#              own counters (pg_stat_user_tables): a run-path statement
+#              that scanned a table instead of using an index shows up as
+#              sequential scans and rows read, whatever its SQL text.
 #
 # Throughout, every PERF_RSS_INTERVAL seconds, the RSS of each service
 # (VmRSS from /proc/<pid>/status), the stored-run count and the database size
@@ -23,7 +25,7 @@
 #                                           k6 reports with the per-run accounting
 #   target/perf/scaling-LABEL-fill.json     k6's report of the fill
 #   target/perf/scaling-LABEL-rss.csv       the samples
-#   target/perf/scaling-LABEL-explain.txt   the plans
+#   target/perf/scaling-LABEL-scans.txt     sequential / index scans per table during 3
 #   PERF_RSS_SVG                            the plot (default: perf/scaling-rss.svg)
 #
 # Environment (all optional):
@@ -133,19 +135,29 @@ if [[ "$(psql "$db_url" -tAX -c 'SHOW autovacuum')" != "on" ]]; then
   psql "$db_url" -qX -v ON_ERROR_STOP=1 -c 'VACUUM (ANALYZE)' >/dev/null
 fi
 
+# Per table: sequential scans, rows they read, index scans. Backends report
+# their counters within a second of going idle.
+table_scans() {
+  sleep 2
+  psql "$db_url" -tAX -F ' ' -c \
+    "SELECT relname, seq_scan, seq_tup_read, COALESCE(idx_scan, 0) FROM pg_stat_user_tables ORDER BY relname"
+}
+
 echo full >"$phase_file"
 say
 say "==> full: $have stored runs; k6 $mode, $vus VUs, warm-up $warmup, measured $duration"
+scans_before="$(table_scans)"
 measure_runs "scaling-$label-full" "$mode" "$vus" "$warmup" "$duration" || die "the measurement on the filled ledger failed"
+scans_after="$(table_scans)"
 
-echo plans >"$phase_file"
+echo scans >"$phase_file"
 say
-say "==> EXPLAIN (ANALYZE, BUFFERS) of the run path -> ${prefix#"$PECR_ROOT"/}-explain.txt"
-# Twice in one session, the first pass (caches, plpgsql) discarded.
-psql "$db_url" -X -q -c '\o /dev/null' -f perf/explain-run-path.sql -c '\o' -f perf/explain-run-path.sql \
-  >"$prefix-explain.txt" 2>&1 ||
-  say "    the plans failed; see $prefix-explain.txt"
-awk '/^# / { print "    " $0 } /^## / { title = substr($0, 4) } /Execution Time/ { printf "    %9s ms  %s\n", $3, title }' "$prefix-explain.txt"
+say "==> scans of each table during the full measurement -> ${prefix#"$PECR_ROOT"/}-scans.txt"
+awk 'NR == FNR { seq[$1] = $2; rows[$1] = $3; idx[$1] = $4; next }
+     FNR == 1 { printf "%-32s %10s %14s %12s\n", "table", "seq scans", "rows seq-read", "index scans" }
+     { printf "%-32s %10d %14d %12d\n", $1, $2 - seq[$1], $3 - rows[$1], $4 - idx[$1] }' \
+  <(echo "$scans_before") <(echo "$scans_after") >"$prefix-scans.txt"
+sed 's/^/    /' "$prefix-scans.txt"
 
 sleep 1
 kill "$sampler_pid" 2>/dev/null || true
@@ -205,7 +217,7 @@ summary = {
     "db_size_bytes_last": int(samples[-1]["db_size_bytes"]) if samples and samples[-1]["db_size_bytes"].isdigit() else None,
     "samples": len(samples),
     "sample_interval_s": int(interval),
-    "files": {"csv": f"{prefix}-rss.csv", "plot": svg, "plans": f"{prefix}-explain.txt"},
+    "files": {"csv": f"{prefix}-rss.csv", "plot": svg, "scans": f"{prefix}-scans.txt"},
 }
 if fresh and full:
     summary["throughput_full_over_fresh"] = round(full["throughput_runs_per_s"] / max(fresh["throughput_runs_per_s"], 1e-9), 3)
