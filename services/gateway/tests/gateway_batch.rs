@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use pecr_errors::{ErrorCode, PecrError};
-use pecr_proto::v1::operator_outcome::Outcome;
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -33,16 +32,7 @@ async fn batch(
         },
     );
     let outcomes = client.call_operators(request).await?.into_inner().outcomes;
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| match outcome.outcome {
-            Some(Outcome::Ok(ok)) => Ok(serde_json::from_str(&ok.result).unwrap_or(Value::Null)),
-            Some(Outcome::Error(detail)) => {
-                Err(PecrError::from_detail(detail).unwrap_or_else(|| panic!("undecodable error")))
-            }
-            None => panic!("an outcome must be a result or an error"),
-        })
-        .collect())
+    Ok(outcomes.iter().map(outcome).collect())
 }
 
 #[tokio::test]
@@ -70,13 +60,7 @@ async fn a_batch_is_judged_in_order_and_every_call_is_recorded() {
     .await
     .expect("batch");
 
-    let summary: Vec<Result<(), (ErrorCode, u16)>> = outcomes
-        .iter()
-        .map(|outcome| match outcome {
-            Ok(_) => Ok(()),
-            Err(error) => Err((error.code, error.http_status)),
-        })
-        .collect();
+    let summary = codes(&outcomes);
     assert_eq!(
         summary,
         [

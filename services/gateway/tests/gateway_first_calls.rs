@@ -7,24 +7,12 @@ mod common;
 use common::*;
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1;
-use pecr_proto::v1::operator_outcome::Outcome;
 use serde_json::{Value, json};
 
 fn op(op_name: &str, params: Value) -> v1::OperatorCall {
     v1::OperatorCall {
         op_name: op_name.into(),
         params: params.to_string(),
-    }
-}
-
-fn outcome(outcome: &v1::OperatorOutcome) -> Result<Value, PecrError> {
-    match &outcome.outcome {
-        Some(Outcome::Ok(ok)) => Ok(serde_json::from_str(&ok.result).unwrap_or(Value::Null)),
-        Some(Outcome::Error(detail)) => {
-            Err(PecrError::from_detail(detail.clone())
-                .unwrap_or_else(|| panic!("undecodable error")))
-        }
-        None => panic!("an outcome must be a result or an error"),
     }
 }
 
@@ -94,13 +82,7 @@ async fn a_session_opens_with_its_first_calls_in_one_ledger_write() {
         .to_owned();
     let session = reply.into_inner();
     let outcomes: Vec<Result<Value, PecrError>> = session.outcomes.iter().map(outcome).collect();
-    let summary: Vec<Result<(), (ErrorCode, u16)>> = outcomes
-        .iter()
-        .map(|outcome| match outcome {
-            Ok(_) => Ok(()),
-            Err(error) => Err((error.code, error.http_status)),
-        })
-        .collect();
+    let summary = codes(&outcomes);
     assert_eq!(
         summary,
         [

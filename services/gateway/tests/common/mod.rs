@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use pecr_errors::PecrError;
+use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
 use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
 use serde_json::Value;
@@ -486,4 +486,30 @@ pub fn assert_no_canary(what: &str, text: &str) {
     for canary in CANARIES {
         assert!(!text.contains(canary), "{what} leaks {canary}");
     }
+}
+
+/// A batch outcome: the parsed result, or the error it carries.
+#[allow(dead_code)]
+pub fn outcome(outcome: &v1::OperatorOutcome) -> Result<Value, PecrError> {
+    use v1::operator_outcome::Outcome;
+    match &outcome.outcome {
+        Some(Outcome::Ok(ok)) => Ok(serde_json::from_str(&ok.result).unwrap_or(Value::Null)),
+        Some(Outcome::Error(detail)) => {
+            Err(PecrError::from_detail(detail.clone())
+                .unwrap_or_else(|| panic!("undecodable error")))
+        }
+        None => panic!("an outcome must be a result or an error"),
+    }
+}
+
+/// Each outcome as success or (code, status), for comparing a batch at once.
+#[allow(dead_code)]
+pub fn codes(outcomes: &[Result<Value, PecrError>]) -> Vec<Result<(), (ErrorCode, u16)>> {
+    outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(_) => Ok(()),
+            Err(error) => Err((error.code, error.http_status)),
+        })
+        .collect()
 }
