@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::builder::RangedU64ValueParser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use hdrhistogram::Histogram;
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
 use serde_json::{Value, json};
@@ -43,56 +46,69 @@ const HIST_MAX_US: u64 = 60_000_000;
 /// anyway; this keeps a broken target from being hammered with errors).
 const MAX_CONSECUTIVE_ERRORS: u32 = 50;
 
-const USAGE: &str = "\
-pecr-loadgen: closed-loop gRPC load on the PECR gateway's CallOperator (loopback only)
-
-USAGE:
-    pecr-loadgen [OPTIONS]
-
-OPTIONS:
-    --gateway URL          gateway gRPC URL, loopback only   [default: http://127.0.0.1:50051]
-    --op NAME              fetch_rows | search | any operator [default: fetch_rows]
-    --params JSON          params body (default: the fixed body for fetch_rows / search)
-    --clients N            concurrent clients, each with its own session(s) [default: 8]
-    --duration D           measured time, e.g. 20s, 500ms, 1m   [default: 20s]
-    --warmup D             unmeasured time before it             [default: 3s]
-    --max-requests N       hard cap on calls (warm-up included)  [default: 2000000]
-    --rate R               open loop: R calls/s in total on a fixed schedule, latency
-                           measured from the scheduled start (default: closed loop)
-    --principal ID         x-pecr-principal-id                   [default: dev]
-    --session-calls N      operator-call budget per session, <= 10000 [default: 10000]
-    --session-bytes N      byte budget per session, <= 67108864  [default: 67108864]
-    --timeout D            per-call deadline                     [default: 5s]
-    --shared-channel       one HTTP/2 connection for all clients (default: one per client)
-    --threads N            load generator runtime threads (1 = current-thread) [default: 1]
-    --target-p99-ms X      p99 target to report against (reported, never asserted) [default: 2]
-    --max-error-rate X     exit 1 when failed/total calls exceeds X [default: 0.01]
-    --label TEXT           free text copied into the JSON report
-    --json                 print the JSON report instead of the text summary
-    --out FILE             also write the JSON report to FILE
-    -h, --help             this text
-";
-
-#[derive(Debug, Clone)]
+/// Closed-loop gRPC load on the PECR gateway's CallOperator (loopback only).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pecr-loadgen")]
 struct Args {
+    /// Gateway gRPC URL, loopback only.
+    #[arg(long, default_value = "http://127.0.0.1:50051", value_parser = loopback_url)]
     gateway: String,
+    /// fetch_rows | search | any operator.
+    #[arg(long, default_value = "fetch_rows")]
     op: String,
+    /// Params body (default: the fixed body for fetch_rows / search).
+    #[arg(long, default_value = "", hide_default_value = true)]
     params: String,
+    /// Concurrent clients, each with its own session(s).
+    #[arg(long, default_value = "8", value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     clients: usize,
+    /// Measured time, e.g. 20s, 500ms, 1m.
+    #[arg(long, default_value = "20s", value_parser = positive_duration)]
     duration: Duration,
+    /// Unmeasured time before it.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     warmup: Duration,
+    /// Hard cap on calls (warm-up included).
+    #[arg(long, default_value = "2000000", value_parser = count)]
     max_requests: u64,
+    /// Open loop: calls/s in total on a fixed schedule, latency measured from
+    /// the scheduled start (default: closed loop).
+    #[arg(long, value_parser = rate)]
     rate: Option<f64>,
+    /// x-pecr-principal-id.
+    #[arg(long, default_value = "dev")]
     principal: String,
+    /// Operator-call budget per session.
+    #[arg(long, default_value_t = MAX_SESSION_CALLS,
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..=u64::from(MAX_SESSION_CALLS)))]
     session_calls: u32,
+    /// Byte budget per session.
+    #[arg(long, default_value_t = MAX_SESSION_BYTES,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_SESSION_BYTES))]
     session_bytes: u64,
+    /// Per-call deadline.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
+    /// One HTTP/2 connection for all clients (default: one per client).
+    #[arg(long)]
     shared_channel: bool,
+    /// Load generator runtime threads (1 = current-thread).
+    #[arg(long, default_value = "1", value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
     threads: usize,
+    /// p99 target to report against (reported, never asserted).
+    #[arg(long, default_value = "2")]
     target_p99_ms: f64,
+    /// Exit 1 when failed/total calls exceeds this.
+    #[arg(long, default_value = "0.01")]
     max_error_rate: f64,
+    /// Free text copied into the JSON report.
+    #[arg(long)]
     label: Option<String>,
+    /// Print the JSON report instead of the text summary.
+    #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
     out: Option<String>,
 }
 
@@ -117,121 +133,50 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut args = Args {
-        gateway: "http://127.0.0.1:50051".to_owned(),
-        op: "fetch_rows".to_owned(),
-        params: String::new(),
-        clients: 8,
-        duration: Duration::from_secs(20),
-        warmup: Duration::from_secs(3),
-        max_requests: 2_000_000,
-        rate: None,
-        principal: "dev".to_owned(),
-        session_calls: MAX_SESSION_CALLS,
-        session_bytes: MAX_SESSION_BYTES,
-        timeout: Duration::from_secs(5),
-        shared_channel: false,
-        threads: 1,
-        target_p99_ms: 2.0,
-        max_error_rate: 0.01,
-        label: None,
-        json: false,
-        out: None,
-    };
-    while let Some(flag) = argv.next() {
-        let (flag, inline) = match flag.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (flag, None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| argv.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let number = |name: &str, text: String| -> Result<u64, String> {
-            text.trim()
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|_| format!("{name}: not a number: {text}"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--gateway" => args.gateway = value("--gateway")?,
-            "--op" => args.op = value("--op")?,
-            "--params" => args.params = value("--params")?,
-            "--clients" => args.clients = number("--clients", value("--clients")?)? as usize,
-            "--duration" => args.duration = parse_duration(&value("--duration")?)?,
-            "--warmup" => args.warmup = parse_duration(&value("--warmup")?)?,
-            "--max-requests" => {
-                args.max_requests = number("--max-requests", value("--max-requests")?)?
-            }
-            "--rate" => {
-                let rate: f64 = value("--rate")?
-                    .parse()
-                    .map_err(|_| "--rate: not a number".to_owned())?;
-                if !(rate > 0.0 && rate <= 1_000_000.0) {
-                    return Err("--rate must be in (0, 1000000]".to_owned());
-                }
-                args.rate = Some(rate);
-            }
-            "--principal" => args.principal = value("--principal")?,
-            "--session-calls" => {
-                args.session_calls =
-                    u32::try_from(number("--session-calls", value("--session-calls")?)?)
-                        .map_err(|_| "--session-calls too large".to_owned())?;
-            }
-            "--session-bytes" => {
-                args.session_bytes = number("--session-bytes", value("--session-bytes")?)?
-            }
-            "--timeout" => args.timeout = parse_duration(&value("--timeout")?)?,
-            "--shared-channel" => args.shared_channel = true,
-            "--threads" => args.threads = number("--threads", value("--threads")?)? as usize,
-            "--target-p99-ms" => {
-                args.target_p99_ms = value("--target-p99-ms")?
-                    .parse()
-                    .map_err(|_| "--target-p99-ms: not a number".to_owned())?;
-            }
-            "--max-error-rate" => {
-                args.max_error_rate = value("--max-error-rate")?
-                    .parse()
-                    .map_err(|_| "--max-error-rate: not a number".to_owned())?;
-            }
-            "--label" => args.label = Some(value("--label")?),
-            "--json" => args.json = true,
-            "--out" => args.out = Some(value("--out")?),
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
-        }
+fn positive_duration(raw: &str) -> Result<Duration, String> {
+    let duration = parse_duration(raw)?;
+    if duration.is_zero() {
+        return Err("must be > 0".to_owned());
     }
+    Ok(duration)
+}
+
+/// A count; `_` may group digits (2_000_000).
+fn count(raw: &str) -> Result<u64, String> {
+    raw.trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .map_err(|_| format!("not a number: {raw}"))
+}
+
+fn rate(raw: &str) -> Result<f64, String> {
+    let rate: f64 = raw.parse().map_err(|_| "not a number".to_owned())?;
+    if !(rate > 0.0 && rate <= 1_000_000.0) {
+        return Err("must be in (0, 1000000]".to_owned());
+    }
+    Ok(rate)
+}
+
+fn loopback_url(raw: &str) -> Result<String, String> {
+    check_loopback(raw)?;
+    Ok(raw.to_owned())
+}
+
+/// Parses the command line (without the program name) and fills in the
+/// params of the two built-in operators.
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, clap::Error> {
+    let mut args = Args::try_parse_from(std::iter::once("pecr-loadgen".to_owned()).chain(argv))?;
+    let invalid = |message: String| Args::command().error(ErrorKind::ValueValidation, message);
     if args.params.is_empty() {
         args.params = match args.op.as_str() {
             "fetch_rows" => FETCH_ROWS_PARAMS.to_owned(),
             "search" => SEARCH_PARAMS.to_owned(),
-            other => return Err(format!("--params is required for op {other:?}")),
+            other => return Err(invalid(format!("--params is required for op {other:?}"))),
         };
     }
     serde_json::from_str::<Value>(&args.params)
-        .map_err(|err| format!("--params is not JSON: {err}"))?;
-    if !(1..=1024).contains(&args.clients) {
-        return Err("--clients must be 1..=1024".to_owned());
-    }
-    if !(1..=64).contains(&args.threads) {
-        return Err("--threads must be 1..=64".to_owned());
-    }
-    if args.session_calls == 0 || args.session_calls > MAX_SESSION_CALLS {
-        return Err(format!("--session-calls must be 1..={MAX_SESSION_CALLS}"));
-    }
-    if args.session_bytes == 0 || args.session_bytes > MAX_SESSION_BYTES {
-        return Err(format!("--session-bytes must be 1..={MAX_SESSION_BYTES}"));
-    }
-    if args.duration.is_zero() {
-        return Err("--duration must be > 0".to_owned());
-    }
-    check_loopback(&args.gateway)?;
-    Ok(Some(args))
+        .map_err(|err| invalid(format!("--params is not JSON: {err}")))?;
+    Ok(args)
 }
 
 /// Only loopback targets: this tool must never load anything off the machine.
@@ -776,15 +721,9 @@ fn text_summary(report: &Value) -> String {
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
+        Ok(args) => args,
+        // Help and version print and exit 0; a bad argument exits 2.
+        Err(err) => err.exit(),
     };
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -860,11 +799,21 @@ mod tests {
     #[test]
     fn default_params_per_op() {
         let parse = |argv: &[&str]| parse_args(argv.iter().map(|s| (*s).to_owned()));
-        let args = parse(&["--op", "search"]).ok().flatten().map(|a| a.params);
+        let args = parse(&["--op", "search"]).ok().map(|a| a.params);
         assert_eq!(args.as_deref(), Some(SEARCH_PARAMS));
-        let args = parse(&["--op=fetch_rows", "--clients=1"]).ok().flatten();
+        let args = parse(&["--op=fetch_rows", "--clients=1"]).ok();
         assert_eq!(args.map(|a| a.clients), Some(1));
         assert!(parse(&["--op", "diff"]).is_err());
         assert!(parse(&["--gateway", "http://192.168.1.2:50051"]).is_err());
+        assert!(parse(&["--clients", "0"]).is_err());
+        assert!(parse(&["--duration", "0s"]).is_err());
+        assert!(parse(&["--rate", "-1"]).is_err());
+        assert!(parse(&["--session-calls", "10001"]).is_err());
+        assert_eq!(
+            parse(&["--max-requests", "2_000"])
+                .ok()
+                .map(|a| a.max_requests),
+            Some(2000)
+        );
     }
 }
