@@ -9,6 +9,7 @@ mod config;
 mod convert;
 mod engine;
 mod env;
+mod evaluation;
 mod evidence;
 mod gateway_client;
 mod metrics;

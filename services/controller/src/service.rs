@@ -1,17 +1,14 @@
 //! `pecr.v1.ControllerService`: authenticate → (rate-limit) → run or read
 //! replays and evaluations. Identity and correlation ids come from metadata.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use pecr_auth::{Authenticator, Principal};
 use pecr_contracts::hashing::principal_id_hash;
-use pecr_contracts::ids::{new_ulid, sanitize_request_id, trace_id_or_new};
-use pecr_contracts::replay::{EngineMode, ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
-use pecr_contracts::scoring::{
-    EvaluationThresholds, evaluate, scorecards, validate_submission, validate_thresholds,
-};
+use pecr_contracts::ids::{sanitize_request_id, trace_id_or_new};
+use pecr_contracts::replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
+use pecr_contracts::scoring::{scorecards, validate_thresholds};
 use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_proto::v1::{self, controller_service_server::ControllerService};
 use pecr_server::RateLimiter;
@@ -21,6 +18,7 @@ use tracing::{Instrument, info};
 
 use crate::config::RateLimits;
 use crate::convert;
+use crate::evaluation;
 use crate::replay_store::Owner;
 use crate::run::{RunIds, Runner};
 use crate::validate;
@@ -144,71 +142,14 @@ impl ControllerApi {
             self.rate_limits.evaluations,
             "/v1/evaluations",
         )?;
-        validate_submission(&submission).map_err(PecrError::invalid_params)?;
-        // One evaluation reads no more bundles than one without ids would.
-        if submission.replay_ids.len() > self.list_limit as usize {
-            return Err(PecrError::invalid_params(format!(
-                "replay_ids must list at most {} ids",
-                self.list_limit
-            )));
-        }
-        validate::submission(&submission)?;
-        let owner = owner(&principal);
-        let store = &self.runner.store;
-        let (selected, missing) = if submission.replay_ids.is_empty() {
-            let newest = store
-                .list_bundles(&owner, submission.engine_mode, self.list_limit)
-                .await?;
-            (newest, Vec::new())
-        } else {
-            let found = store.load_bundles(&owner, &submission.replay_ids).await?;
-            select_runs(&submission.replay_ids, &found, submission.engine_mode)
-        };
-        let run_results: Vec<ReplayRunScore> =
-            selected.iter().map(ReplayRunScore::from_bundle).collect();
-        let outcome = evaluate(
-            &run_results,
-            &missing,
-            EvaluationThresholds::from_submission(&submission),
-        );
-        let result = ReplayEvaluationResult {
-            evaluation_id: new_ulid(),
-            evaluation_name: submission.evaluation_name.trim().to_owned(),
-            principal_id_hash: owner.principal_id_hash.clone(),
-            created_at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_millis() as u64),
-            replay_ids: run_results.iter().map(|run| run.run_id.clone()).collect(),
-            missing_replay_ids: missing,
-            run_results,
-            scorecards: outcome.scorecards,
-            overall_pass: outcome.overall_pass,
-        };
-        store.store_evaluation(&owner, &result).await?;
-        Ok(result)
+        evaluation::run(
+            &self.runner.store,
+            &owner(&principal),
+            &submission,
+            self.list_limit,
+        )
+        .await
     }
-}
-
-/// Spec 30 §13.1 step 6 over bundles loaded at once: in the given order,
-/// an id without a bundle is missing, a bundle of another engine mode is
-/// left out, and a duplicate id is selected (or missing) each time it appears.
-fn select_runs(
-    replay_ids: &[String],
-    found: &HashMap<String, ReplayBundle>,
-    engine_mode: Option<EngineMode>,
-) -> (Vec<ReplayBundle>, Vec<String>) {
-    let mut selected = Vec::new();
-    let mut missing = Vec::new();
-    for run_id in replay_ids {
-        match found.get(run_id) {
-            Some(bundle) if engine_mode.is_none_or(|mode| mode == bundle.metadata.engine_mode) => {
-                selected.push(bundle.clone());
-            }
-            Some(_) => {}
-            None => missing.push(run_id.clone()),
-        }
-    }
-    (selected, missing)
 }
 
 /// Request id (sanitized) and trace id (a ULID, else a fresh one).
