@@ -84,7 +84,7 @@ class Budget:
 def budget_from_json(raw: dict[str, Any]) -> Budget:
     """Missing integer fields count as 0; a `max_parallelism` that is null,
     missing or <= 0 becomes 1. A value int() cannot convert raises (the
-    bridge then crashes with exit 1, as the reference does)."""
+    bridge then crashes with exit 1, as spec 30 §10.7 says)."""
 
     def number(name: str) -> int:
         return int(raw.get(name, 0))

@@ -146,7 +146,7 @@ fn load_content(entries: &mut [IndexEntry], cap: u64) -> bool {
                 }
             }
             Ok(None) => return false,
-            // Searched as before: read then, with that read's error handling.
+            // Left unread: search reads it per call, with that read's error handling.
             Err(_) => FileContent::Unread,
         };
         loaded.insert(entry.canonical_id.clone(), content.clone());

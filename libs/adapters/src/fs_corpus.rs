@@ -3,7 +3,7 @@
 //! index (`corpus_index`) fresh, with a watch of the root (`corpus_watch`)
 //! or by the TTL.
 //!
-//! Deliberate change (decision 1, reference quirk 5): besides refusing
+//! Confinement (decision 1): besides refusing
 //! targets whose canonical path leaves the root, [`FsCorpus::resolve`]
 //! returns the canonical root-relative path, so the gateway can ask policy
 //! about the file actually read and not only the prefix spelled in the

@@ -8,7 +8,7 @@
 //! no message carries source content, and nothing here logs content,
 //! parameter values or evidence ids.
 //!
-//! Deliberate changes from the reference (one line each for docs/decisions.md):
+//! Beyond gateway spec §5 (decisions 1 and 5; docs/decisions.md, Adapters):
 //! - Corpus paths are canonicalised and confined to the root, and
 //!   [`Adapters::canonical_object_id`] gives the canonical path so policy can
 //!   be asked about the file actually read (symlinks under an allowed prefix).

@@ -7,19 +7,18 @@
 //! trait is kept small so a PostgreSQL-backed store (shared by every gateway
 //! replica and surviving restarts) can replace it.
 //!
-//! Deliberate changes from the reference cache (each one line in
-//! docs/decisions.md):
+//! Rules (decisions 1 and 5):
 //! - Keys are per principal: [`VersionKey`] carries `tenant_id` and
 //!   `principal_id`, so `list_versions` never shows versions another
-//!   principal observed (reference quirk: shared across principals).
+//!   principal observed.
 //! - The first observation at an `as_of_time` wins: a later read of the live
 //!   source at the same `as_of_time` (e.g. `list_versions` after the file
-//!   changed) no longer rewrites history (reference quirk: overwritten).
+//!   changed) never rewrites history.
 //! - `select` answers with the version observed at the greatest observed time
-//!   ≤ t, and answers None when that version's bytes were evicted, instead of
-//!   falling back to an older cached version that was not current at t.
+//!   ≤ t, and answers None when that version's bytes were evicted: an older
+//!   cached version was not current at t, so it is never a fallback.
 //! - Empty blobs are cached (accounted as one byte), so as_of applies to empty
-//!   files too (reference quirk: never applied to empty files).
+//!   files too.
 //! - The byte cap is per principal (tenant and principal id): a principal
 //!   over its cap evicts only its own oldest blobs, so one principal filling
 //!   the store never evicts another's history. A second, store-wide cap bounds

@@ -1,7 +1,7 @@
 //! OIDC mode (spec 10 §7.2, spec 30 §3.2): `Authorization: Bearer <jwt>`,
-//! RS256 only, key by `kid` from the cached JWKS. Unlike the reference, a
-//! token must carry `iss`, and `aud` when an audience is configured
-//! (decision 1). Error messages name claims, never token content.
+//! RS256 only, key by `kid` from the cached JWKS. A token must carry `iss`,
+//! and `aud` when an audience is configured (decision 1). Error messages
+//! name claims, never token content.
 
 use std::collections::BTreeSet;
 

@@ -12,8 +12,9 @@ pub enum AsOfTimeError {
     Calendar,
 }
 
-/// Checks the 20-character shape and that the date and time exist (a
-/// deliberate fix: the reference let month 13 through to the database).
+/// Checks the 20-character shape and that the date and time exist (month
+/// 13, Feb 29 of a non-leap year and hour 24 are refused), so a bad value is
+/// the caller's 400 and never reaches a database cast (decision 3).
 pub fn validate_as_of_time(text: &str) -> Result<(), AsOfTimeError> {
     let bytes = text.as_bytes();
     let shape_ok = bytes.len() == 20

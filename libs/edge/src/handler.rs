@@ -235,7 +235,8 @@ where
         }
         let mut seen: HashSet<String> = HashSet::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            // Unknown parameters are ignored, as the reference's extractor did.
+            // Unknown parameters are ignored; a known one that is not a list
+            // may appear only once.
             let Some(field) = input
                 .get_field_by_name(&key)
                 .filter(|field| fields.contains(field))

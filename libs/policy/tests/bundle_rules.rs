@@ -1,4 +1,4 @@
-//! The reference bundle (spec 20 §4.6) row by row, the test policy T (§13)
+//! The spec's bundle (spec 20 §4.6) row by row, the test policy T (§13)
 //! and scenario 42, all through the embedded engine.
 
 mod common;

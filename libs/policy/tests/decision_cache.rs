@@ -134,8 +134,8 @@ async fn zero_entries_or_zero_ttl_turns_the_cache_off() {
     }
 }
 
-/// Cached decisions stay usable while the breaker is open (we fix the
-/// reference's quirk); uncached ones are refused.
+/// Cached decisions stay usable while the breaker is open (the cache is
+/// consulted before the breaker); uncached ones are refused.
 #[tokio::test]
 async fn cached_decisions_are_served_while_the_breaker_is_open() {
     let stub = OpaStub::start(&bundle_dir(), Mode::Rego).await;

@@ -1,4 +1,4 @@
-//! OTLP trace export and W3C trace context (issue 5), off unless
+//! OTLP trace export and W3C trace context (spec 40 §7.5), off unless
 //! `PECR_OTEL_ENABLED` is true.
 //!
 //! When enabled, `tracing` spans are bridged to OpenTelemetry and exported

@@ -2,7 +2,7 @@
 //! bytes, wall clock, recursion depth and the width of concurrent dispatch.
 //! Engines ask it before they act and tell it what they spent.
 //!
-//! Deliberate fixes (docs/decisions.md): `max_bytes = 0` is unlimited, and
+//! Budgets are exact (decision 2): `max_bytes = 0` is unlimited, and
 //! an exact-fit call budget is not a violation, because the fan-out checks
 //! the call budget only when there is a call left to dispatch.
 

@@ -27,7 +27,7 @@ pub struct OperatorPolicy {
 pub enum ReplayBackend {
     /// PostgreSQL through ledger-writer (the default; any replica serves any replay).
     Ledger,
-    /// JSON files under a directory, as the reference does.
+    /// JSON files under a directory, in spec 30 §12's file layout.
     Files(PathBuf),
 }
 

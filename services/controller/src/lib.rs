@@ -153,7 +153,7 @@ impl Service for App {
 }
 
 /// Prunes expired replays and evaluations now and then every hour, off the
-/// request path (the reference did it synchronously on every persist).
+/// request path, so no run waits for a cleanup.
 fn spawn_retention(store: replay_store::ReplayStore, retention_days: u32) {
     if retention_days == 0 {
         return;

@@ -1,5 +1,6 @@
 //! Controller metrics (spec 30 §14.1). Every `/v1/run` outcome is recorded,
-//! including failures before the session step (a deliberate change).
+//! including failures before the session step (the recommendation of
+//! §14.1).
 
 use std::time::Instant;
 

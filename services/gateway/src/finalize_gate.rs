@@ -80,7 +80,7 @@ pub fn gate(
     // Every supported claim cites emitted evidence, so all of them are covered.
     let covered = supported;
     let coverage_observed = f64::from(covered) / f64::from(eligible.max(1));
-    // max_bytes = 0 means unlimited here as everywhere (a deliberate fix).
+    // max_bytes = 0 means unlimited, here as at operator time (decision 2).
     let budget_violation = usage.operator_calls_used > usage.max_operator_calls
         || (usage.max_bytes > 0 && usage.bytes_used > usage.max_bytes);
     let terminal_mode = if !budget_violation && supported > 0 && coverage_observed >= threshold {

@@ -291,7 +291,8 @@ async fn leakage_matrix_holds_for_every_principal() {
         );
     }
 
-    // Search never names an object support may not read (deliberate fix).
+    // Search never names an object support may not read: refs are filtered
+    // per object by policy (decision 1).
     let refs = support
         .op("search", json!({"query": "fixture document", "limit": 50}))
         .await
@@ -611,7 +612,7 @@ async fn budgets_are_enforced_and_recorded() {
             .any(|(t, p)| t == "BUDGET_VIOLATION" && p["max_operator_calls"] == 1)
     );
 
-    // Bytes are checked before a result is returned (deliberate fix).
+    // Bytes are checked before a result is returned (decision 2).
     let mut tight = mesh
         .session_with("dev", budget(10, 200), None)
         .await
@@ -720,7 +721,8 @@ async fn session_credentials_are_checked_before_anything_is_revealed() {
         ]
     );
 
-    // Deliberate fix: an unknown session looks exactly like someone else's.
+    // An unknown session looks exactly like someone else's: existence is
+    // never revealed before principal and token are checked (decision 1).
     let mut unknown = mesh.session("dev").await;
     unknown.session_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV".into();
     let status = unknown

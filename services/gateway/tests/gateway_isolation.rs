@@ -14,7 +14,8 @@ use tonic::Code;
 
 const RESTRICTED_CANARY: &str = "PECR_CANARY_RESTRICTED_ALPHA_6b3b91c2a7b44a9f";
 
-/// The ULID `steps` after `id` (the old tokens were the session id plus two).
+/// The ULID `steps` after `id`: what a token drawn from the ids' monotonic
+/// generator would be.
 fn ulid_after(id: &str, steps: u128) -> String {
     let value = ulid::Ulid::from_string(id).expect("ulid").0;
     ulid::Ulid(value.wrapping_add(steps)).to_string()

@@ -55,8 +55,8 @@ fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn search_results_are_cached_per_principal() {
-    // Scenario 32. Search refs are filtered per object by policy (our fix
-    // of spec quirk 1), so support never sees restricted_1: the
+    // Scenario 32. Search refs are filtered per object by policy
+    // (decision 1), so support never sees restricted_1: the
     // cross-principal comparison runs on the objects both may read.
     let mesh = Mesh::start_with(
         Policy::Test,

@@ -12,7 +12,7 @@ use pecr_proto::v1::{
 use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
 use tonic::transport::Channel;
 
-/// The `PECR_BUDGET_DEFAULTS` of the tests (the reference's usual value).
+/// The `PECR_BUDGET_DEFAULTS` of the tests (spec 30 §2.2's usual value).
 pub const BUDGET_DEFAULTS: &str = r#"{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":10000,"max_recursion_depth":5,"max_parallelism":4}"#;
 
 /// Every canary string of the fixtures (spec 10): none may ever leave.

@@ -1,5 +1,6 @@
 //! The RLM engine against the real gateway (spec 30 §16 scenarios 23–30, 37):
-//! the reference bridge with its mock backend, stub bridges for every
+//! the spec's bridge (spec 30 §10.7, `scripts/rlm/pecr_rlm_bridge.py`) with
+//! its mock backend, stub bridges for every
 //! protocol fault, fair batch order read back from the ledger, and no bridge
 //! process left behind. Needs a controller built with `--features rlm`
 //! (scripts/test.sh builds it so).

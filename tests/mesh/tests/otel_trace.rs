@@ -1,4 +1,4 @@
-//! OTLP trace export across the mesh (issue 5): one `/v1/run` is one trace
+//! OTLP trace export across the mesh (spec 40 §7.5): one `/v1/run` is one trace
 //! whose id is the run's `trace_id`, with spans from controller, gateway and
 //! ledger-writer, and no canary text in any span; nothing is exported while
 //! `PECR_OTEL_ENABLED` is off.

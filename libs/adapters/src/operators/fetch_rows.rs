@@ -2,7 +2,7 @@
 //! the session's `as_of_time`. Emits every unit; the result is an array in
 //! primary-key order.
 //!
-//! Deliberate change (decision 5, reference quirk 9): the row-snapshot store
+//! `as_of_time` applies on every path (decision 5): the row-snapshot store
 //! is applied on the database path too. A row that has a snapshot at the
 //! session's `as_of_time` is answered from that snapshot (and left out if
 //! the snapshot does not match the filters), so every path time-travels,

@@ -1,7 +1,7 @@
 //! `list_versions` (gateway spec §5.3): the cached versions of a file plus
 //! the current one. Emits nothing. The current version is recorded at the
 //! session's `as_of_time` only if that time has no observation yet
-//! (see the version store's deliberate changes).
+//! (the first observation at a time wins; see the version store).
 
 use pecr_contracts::sha256_hex;
 use pecr_errors::PecrError;

@@ -5,8 +5,8 @@
 //! Open: every call is refused until `open_for` has passed.
 //! Half-open: exactly one probe call is let through and the rest are refused;
 //! the probe's success closes the breaker, its failure re-opens it for
-//! another window. (The reference let every caller through after the window;
-//! one probe keeps a still-broken OPA from taking the whole burst.)
+//! another window. One probe, not every caller, so a still-broken OPA does
+//! not take the whole burst.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};

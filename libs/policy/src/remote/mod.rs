@@ -4,8 +4,8 @@
 //! Outcomes: timeout → 504 "policy engine timeout"; anything else → 503
 //! "policy engine unavailable"; breaker open → 503 "policy engine circuit
 //! breaker is open". A 2xx whose body is not a decision fails at once (no
-//! retry, see `transport`) but, unlike the reference, counts as a failure for
-//! the breaker: an OPA that answers garbage is broken too.
+//! retry, see `transport`) but counts as a failure for the breaker: an OPA
+//! that answers garbage is broken too.
 
 mod backoff;
 mod breaker;

@@ -15,7 +15,7 @@ pub fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-/// `opa/bundle`: the reference bundle of spec 20 §4.6.
+/// `opa/bundle`: the spec's bundle (spec 20 §4.6).
 pub fn bundle_dir() -> PathBuf {
     repo_path("opa/bundle")
 }

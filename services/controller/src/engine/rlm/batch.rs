@@ -2,9 +2,9 @@
 //! the batch's operators with per-operator in-flight caps when batch mode is
 //! on, index order one at a time when it is off.
 //!
-//! Deliberate fix (docs/decisions.md): the call budget is checked only when
-//! a call is waiting to be dispatched, so a batch that uses exactly
-//! `max_operator_calls` completes and its results reach the bridge.
+//! The call budget is checked only when a call is waiting to be dispatched,
+//! so a batch that uses exactly `max_operator_calls` completes and its
+//! results reach the bridge (decision 2: an exact fit is not a violation).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;

@@ -3,7 +3,7 @@
 //! allowlist and the budget gate, calls the gateway and answers over the
 //! bridge's stdin.
 //!
-//! Deliberate changes (docs/decisions.md): the bridge is killed and reaped
+//! Lifecycle and budgets (decision 2): the bridge is killed and reaped
 //! on every exit path; a bridge that falls silent is killed at the
 //! wall-clock budget; an exact-fit call budget in a batch is not a
 //! violation; a single call's result that overruns `max_bytes` is not
