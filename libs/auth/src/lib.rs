@@ -6,7 +6,6 @@
 
 mod jwks;
 mod local;
-mod metrics_guard;
 mod oidc;
 
 use std::sync::Arc;
@@ -16,7 +15,6 @@ use pecr_errors::PecrError;
 use tonic::metadata::MetadataMap;
 
 pub use local::LocalAuth;
-pub use metrics_guard::metrics_guard;
 pub use oidc::OidcAuth;
 
 /// `hash_canonical_json({})`: the attribute hash of a local-mode principal

@@ -6,6 +6,7 @@ mod admin;
 pub mod conn_limits;
 mod host;
 mod http_serve;
+mod metrics_guard;
 mod rate_limit;
 mod readiness;
 mod run;
@@ -16,6 +17,7 @@ mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
+pub use metrics_guard::metrics_guard;
 pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};

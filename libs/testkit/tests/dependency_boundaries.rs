@@ -1,7 +1,7 @@
 //! The privilege boundaries of the design, checked on the resolved
 //! dependency graph (all dependency kinds): the controller can never reach a
-//! database driver or another service's code, and the contract crates stay
-//! free of services and I/O.
+//! database driver or another service's code, the contract crates stay free
+//! of services and I/O, and authentication stays free of hosting.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
@@ -68,7 +68,15 @@ const RULES: &[(&str, &[&str])] = &[
             "tokio-postgres",
         ],
     ),
+    ("pecr-auth", &["pecr-edge", "pecr-server"]),
 ];
+
+/// (package, packages its normal dependencies must never reach when it is
+/// built on its own). `cargo metadata` resolves features for the whole
+/// workspace, where tonic's "router" feature (turned on by the hosting
+/// crates) links tonic to axum; `cargo tree -p` resolves them per package.
+const BUILT_ALONE_RULES: &[(&str, &[&str])] =
+    &[("pecr-auth", &["pecr-edge", "pecr-server", "axum"])];
 
 /// The host target triple, so the graph is the one actually built here.
 fn host_triple() -> String {
@@ -129,6 +137,39 @@ fn load_dependency_graph() -> HashMap<String, Vec<String>> {
         .collect()
 }
 
+/// Names of every package `package`'s normal dependencies reach, with the
+/// features it turns on when built on its own.
+fn normal_dependencies_built_alone(package: &str) -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--package",
+            package,
+            "--edges",
+            "normal",
+            "--target",
+            &host_triple(),
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .current_dir(pecr_testkit::workspace_root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != package)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn reachable(graph: &HashMap<String, Vec<String>>, from: &str) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let mut stack = vec![from.to_owned()];
@@ -165,6 +206,24 @@ fn boundary_rules_hold() {
 }
 
 #[test]
+fn built_alone_rules_hold() {
+    let mut violations = BTreeSet::new();
+    for (package, forbidden) in BUILT_ALONE_RULES {
+        let reach = normal_dependencies_built_alone(package);
+        assert!(!reach.is_empty(), "{package} has a dependency tree");
+        for target in *forbidden {
+            if reach.contains(*target) {
+                violations.insert(format!("{package} -> {target}"));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "forbidden normal dependencies found: {violations:?}"
+    );
+}
+
+#[test]
 fn the_walk_is_transitive() {
     let graph = dependency_graph();
     // sha2 is a dependency of a dependency (pecr-contracts) of ledger-writer.
@@ -174,4 +233,11 @@ fn the_walk_is_transitive() {
             && reach.contains("pecr-contracts")
             && reach.contains("sha2")
     );
+}
+
+#[test]
+fn the_built_alone_walk_is_transitive() {
+    // sha2 is a dependency of a dependency (pecr-contracts) of pecr-auth.
+    let reach = normal_dependencies_built_alone("pecr-auth");
+    assert!(reach.contains("pecr-contracts") && reach.contains("sha2"));
 }

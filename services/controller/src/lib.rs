@@ -123,7 +123,7 @@ impl Service for App {
             .with_upstream("gateway", self.gateway, pecr_proto::service_names::GATEWAY);
         let metrics_guard: Option<MetricsGuard> = self
             .metrics_require_auth
-            .then(|| pecr_auth::metrics_guard(self.api.auth.clone()));
+            .then(|| pecr_server::metrics_guard(self.api.auth.clone()));
         spawn_retention(self.api.runner.store.clone(), self.retention_days);
         let registry = self.api.runner.metrics.registry();
         let routes = tonic::service::Routes::new(ControllerServiceServer::new(self.api));

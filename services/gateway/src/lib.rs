@@ -195,7 +195,7 @@ impl Service for App {
             });
         let metrics_guard: Option<MetricsGuard> = self
             .metrics_require_auth
-            .then(|| pecr_auth::metrics_guard(auth.clone()));
+            .then(|| pecr_server::metrics_guard(auth.clone()));
         let registry = core.metrics.registry();
         let api = service::GatewayApi {
             core,
