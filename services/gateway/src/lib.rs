@@ -6,7 +6,6 @@ mod config;
 mod core;
 mod env;
 mod events;
-mod evidence;
 mod finalize_gate;
 mod ledger;
 mod metrics;

@@ -580,7 +580,7 @@ impl Gateway {
             settled.operator_calls_used += 1;
             settled.bytes_used = bytes_used;
             let units: Vec<v1::EvidenceUnit> =
-                evidence.iter().map(crate::evidence::to_proto).collect();
+                evidence.iter().map(v1::EvidenceUnit::from).collect();
             settled.events.push(decision_event);
             settled.events.extend(units.iter().map(|unit| {
                 event(
