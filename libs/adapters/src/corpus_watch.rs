@@ -2,6 +2,7 @@
 //! index stale whenever something under the root changes, so the index is
 //! rebuilt only after a change instead of on every search.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,11 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::corpus_index::RootId;
+use crate::lock;
+
+/// Bounds the paths kept between two searches of a busy corpus. Past it a
+/// new directory is still watched, by notify itself, once reported.
+const MAX_NEW_DIRS: usize = 4096;
 
 /// What the watcher's event thread tells the index.
 #[derive(Debug)]
@@ -19,8 +25,8 @@ struct Signals {
     /// The watcher reported an error: changes may go unreported from now on.
     failed: AtomicBool,
     /// Paths that may be directories created or moved in since the last
-    /// rebuild.
-    new_dirs: Mutex<Vec<PathBuf>>,
+    /// rebuild, at most `MAX_NEW_DIRS`.
+    new_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 impl Signals {
@@ -28,7 +34,12 @@ impl Signals {
         match event {
             Ok(event) if is_change(&event) => {
                 if may_add_directory(&event.kind) {
-                    lock(&self.new_dirs).extend(event.paths);
+                    let mut new_dirs = lock(&self.new_dirs);
+                    for path in event.paths {
+                        if new_dirs.len() < MAX_NEW_DIRS {
+                            new_dirs.insert(path);
+                        }
+                    }
                 }
                 // After the paths: a rebuild that takes this mark finds them.
                 self.changed.store(true, Ordering::SeqCst);
@@ -40,12 +51,6 @@ impl Signals {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Opening and reading a file (the index's own reads, `fetch_span`'s)
@@ -91,7 +96,7 @@ impl CorpusWatch {
         let signals = Arc::new(Signals {
             changed: AtomicBool::new(true),
             failed: AtomicBool::new(false),
-            new_dirs: Mutex::new(Vec::new()),
+            new_dirs: Mutex::new(HashSet::new()),
         });
         let events = Arc::clone(&signals);
         let mut watcher = RecommendedWatcher::new(

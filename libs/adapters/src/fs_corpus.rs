@@ -201,10 +201,7 @@ impl FsCorpus {
     /// cached for the TTL, or rebuilt on every call when it is 0.
     fn index_blocking(&self, rebuild: bool) -> Result<Arc<CorpusIndex>, PecrError> {
         let root = RootId::of(self.canonical_root()?).map_err(|_| root_missing())?;
-        let mut guard = self
-            .index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = crate::lock(&self.index);
         let state = &mut *guard;
         if let Some(watch) = state.watch.of_root(&root) {
             let changed = watch.take_change();

@@ -35,6 +35,14 @@ mod safe_view;
 mod scope;
 mod version_store;
 
+/// Locks `mutex`; a panic while it was held leaves data that is still
+/// consistent here (every critical section is a plain read or replace).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -213,10 +213,7 @@ impl MemoryVersionStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
-        // No code path panics while holding the lock; recover anyway.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.state)
     }
 
     fn insert_now(&self, key: &VersionKey, version_id: &str, bytes: Arc<Vec<u8>>) {

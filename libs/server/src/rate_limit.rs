@@ -85,6 +85,21 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_admitted_whole_or_not_at_all() {
+        let limiter = RateLimiter::new(Duration::from_secs(60));
+        assert!(limiter.allow_n("operators:dev", 4, 3));
+        assert!(
+            !limiter.allow_n("operators:dev", 4, 2),
+            "one left, two asked"
+        );
+        assert!(
+            limiter.allow_n("operators:dev", 4, 1),
+            "the refusal spent nothing"
+        );
+        assert!(!limiter.allow("operators:dev", 4));
+    }
+
+    #[test]
     fn zero_is_unlimited() {
         let limiter = RateLimiter::new(Duration::from_secs(60));
         assert!((0..1000).all(|_| limiter.allow("k", 0)));

@@ -68,7 +68,6 @@ const RULES: &[(&str, &[&str])] = &[
             "tokio-postgres",
         ],
     ),
-    ("pecr-auth", &["pecr-edge", "pecr-server"]),
 ];
 
 /// (package, packages its normal dependencies must never reach when it is

@@ -152,18 +152,24 @@ impl LazySession {
         calls: &[(String, Value)],
         timeout: Duration,
     ) -> Result<Vec<CallOutcome>, PecrError> {
-        if let Some(session) = &self.open {
-            return session.call_batch(calls, timeout).await;
-        }
         let span = tracing::info_span!(
             "operator.batch",
             calls = calls.len() as u64,
             outcome = tracing::field::Empty,
         );
-        let outcomes = self
-            .open_with(calls, timeout)
-            .instrument(span.clone())
-            .await;
+        let outcomes = match &self.open {
+            Some(session) => {
+                session
+                    .call_batch(calls, timeout)
+                    .instrument(span.clone())
+                    .await
+            }
+            None => {
+                self.open_with(calls, timeout)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         span.record("outcome", if outcomes.is_ok() { "ok" } else { "error" });
         outcomes
     }
@@ -481,25 +487,7 @@ impl SessionClient {
     /// Calls several independent operators as one gateway step, with
     /// `timeout` (the remaining wall clock): one outcome per call, in order.
     /// A failure of the whole batch is a failed outcome for every call.
-    pub async fn call_batch(
-        &self,
-        calls: &[(String, Value)],
-        timeout: Duration,
-    ) -> Result<Vec<CallOutcome>, PecrError> {
-        let span = tracing::info_span!(
-            "operator.batch",
-            calls = calls.len() as u64,
-            outcome = tracing::field::Empty,
-        );
-        let outcomes = self
-            .call_batch_inner(calls, timeout)
-            .instrument(span.clone())
-            .await;
-        span.record("outcome", if outcomes.is_ok() { "ok" } else { "error" });
-        outcomes
-    }
-
-    async fn call_batch_inner(
+    async fn call_batch(
         &self,
         calls: &[(String, Value)],
         timeout: Duration,

@@ -97,36 +97,6 @@ pub(crate) fn policy_denied() -> PecrError {
     PecrError::new(ErrorCode::PolicyDenied, "policy denied")
 }
 
-/// The record the ledger makes of `request` when it keeps the requested
-/// trace: what a session's first calls are decided and recorded against.
-fn expected_record(
-    request: &v1::RecordSessionRequest,
-    principal: &Principal,
-    budget: &Budget,
-) -> v1::SessionRecord {
-    let snapshot = request.policy_snapshot.as_ref();
-    v1::SessionRecord {
-        session_id: request.session_id.clone(),
-        trace_id: request.trace_id.clone(),
-        principal_id: principal.principal_id.clone(),
-        tenant_id: principal.tenant_id.clone(),
-        policy_snapshot_id: request.policy_snapshot_id.clone(),
-        policy_snapshot_hash: snapshot
-            .map(|s| s.policy_snapshot_hash.clone())
-            .unwrap_or_default(),
-        as_of_time: snapshot.map(|s| s.as_of_time.clone()).unwrap_or_default(),
-        budget: Some(v1::Budget::from(budget)),
-        session_token_hash: request.session_token_hash.clone(),
-        session_token_expires_at_epoch_ms: request.session_token_expires_at_epoch_ms,
-        operator_calls_used: 0,
-        bytes_used: 0,
-        evidence_unit_ids: Vec::new(),
-        finalized: false,
-        terminal_mode: v1::TerminalMode::Unspecified as i32,
-        principal_attrs_hash: principal.attrs_hash.clone(),
-    }
-}
-
 /// Trimmed `as_of_time`, or the default when absent or blank.
 fn as_of_time_or(raw: Option<&str>, default: &str) -> PecrResult<String> {
     let value = raw
@@ -238,18 +208,8 @@ impl Gateway {
                 .saturating_add(self.settings.session_token_ttl.as_millis() as u64),
             first_calls: None,
         };
-        let calls: Vec<RequestedCall> =
-            request.calls.into_iter().map(RequestedCall::from).collect();
-        let (record, outcomes) = if calls.is_empty() {
-            let (record, _) = self.ledger.record_session(record_request).await?;
-            // The run's first call then needs no ledger read.
-            self.sessions.remember(record.clone()).await;
-            (record, Vec::new())
-        } else {
-            let expected = expected_record(&record_request, principal, &budget);
-            self.open_with_calls(caller, record_request, &expected, calls)
-                .await?
-        };
+        let calls = request.calls.into_iter().map(RequestedCall::from).collect();
+        let (record, outcomes) = self.open_session(caller, record_request, calls).await?;
         self.credentials.insert(&record).await;
         if record.trace_id != trace_id {
             tracing::warn!(

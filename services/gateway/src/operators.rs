@@ -40,6 +40,33 @@ impl From<v1::OperatorCall> for RequestedCall {
     }
 }
 
+/// The record the ledger makes of a new session when it keeps the
+/// requested trace: zero counters, the budget as the ledger normalises it.
+fn expected_record(request: &v1::RecordSessionRequest) -> v1::SessionRecord {
+    let snapshot = request.policy_snapshot.clone().unwrap_or_default();
+    v1::SessionRecord {
+        session_id: request.session_id.clone(),
+        trace_id: request.trace_id.clone(),
+        principal_id: snapshot.principal_id,
+        tenant_id: snapshot.tenant_id,
+        policy_snapshot_id: request.policy_snapshot_id.clone(),
+        policy_snapshot_hash: snapshot.policy_snapshot_hash,
+        as_of_time: snapshot.as_of_time,
+        budget: request
+            .budget
+            .as_ref()
+            .map(|budget| v1::Budget::from(&pecr_contracts::Budget::from(budget))),
+        session_token_hash: request.session_token_hash.clone(),
+        session_token_expires_at_epoch_ms: request.session_token_expires_at_epoch_ms,
+        operator_calls_used: 0,
+        bytes_used: 0,
+        evidence_unit_ids: Vec::new(),
+        finalized: false,
+        terminal_mode: v1::TerminalMode::Unspecified as i32,
+        principal_attrs_hash: snapshot.principal_attrs_hash,
+    }
+}
+
 /// A call whose params parsed.
 struct Call {
     op_name: String,
@@ -147,41 +174,42 @@ impl Gateway {
         }
     }
 
-    /// Opens a session with its first calls: they are decided and run
-    /// against the session as the ledger will record it (`expected`), and
+    /// Records a new session with its first calls (if any): they are
+    /// decided and run against the session as the ledger will record it, and
     /// recorded with it in one write. When the ledger records the session
     /// under another trace (the requested one is another principal's), it
     /// records no calls, and they are decided and run again in the session
     /// as recorded.
-    pub(crate) async fn open_with_calls(
+    pub(crate) async fn open_session(
         &self,
         caller: &Caller,
         mut request: v1::RecordSessionRequest,
-        expected: &v1::SessionRecord,
         calls: Vec<RequestedCall>,
     ) -> PecrResult<(v1::SessionRecord, Vec<PecrResult<OperatorReply>>)> {
+        let expected = expected_record(&request);
         let parsed: Vec<PecrResult<Call>> = calls.into_iter().map(parse_call).collect();
-        let mut settled = self.prepare_batch(caller, expected, &parsed).await;
+        let mut settled = self.prepare_batch(caller, &expected, &parsed).await;
         let sent_calls = !settled.events.is_empty();
         if sent_calls {
-            request.first_calls = Some(self.operator_call_request(expected, &mut settled));
+            request.first_calls = Some(self.operator_call_request(&expected, &mut settled));
         }
         let (record, first_calls) = self.ledger.record_session(request).await?;
+        // The session's next call then needs no ledger read.
         match first_calls {
             Some(recorded) => {
                 let state = recorded.session.unwrap_or_else(|| record.clone());
                 self.sessions.remember(state).await;
-                self.log_batch(caller, expected, parsed.len(), &settled);
+                self.log_batch(caller, &expected, parsed.len(), &settled);
                 Ok((record, settled.outcomes))
-            }
-            None if sent_calls => {
-                self.sessions.remember(record.clone()).await;
-                let outcomes = self.run_batch(caller, &record, &parsed).await?;
-                Ok((record, outcomes))
             }
             None => {
                 self.sessions.remember(record.clone()).await;
-                Ok((record, settled.outcomes))
+                let outcomes = if sent_calls {
+                    self.run_batch(caller, &record, &parsed).await?
+                } else {
+                    settled.outcomes
+                };
+                Ok((record, outcomes))
             }
         }
     }

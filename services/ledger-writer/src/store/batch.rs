@@ -23,9 +23,11 @@ pub enum Failure {
 }
 
 /// A database error fails the statement (and the batch is retried write by
-/// write); a lost connection fails everything at once.
+/// write); a lost connection or a statement cancelled by its timeout fails
+/// everything at once (a write alone would wait on the same lock again).
 fn failure(err: tokio_postgres::Error) -> Failure {
-    if err.as_db_error().is_some() {
+    let cancelled = err.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+    if err.as_db_error().is_some() && !cancelled {
         Failure::Statement(db_error(err))
     } else {
         Failure::Unavailable(db_error(err))

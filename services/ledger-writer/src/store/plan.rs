@@ -303,8 +303,7 @@ impl<'a> Plan<'a> {
         };
         row.operator_calls_used = counter(held.record.operator_calls_used);
         row.bytes_used = counter(held.record.bytes_used);
-        row.evidence_unit_ids =
-            serde_json::Value::from(held.record.evidence_unit_ids.clone()).to_string();
+        row.evidence_unit_ids = evidence_ids_json(&held.record.evidence_unit_ids);
         held.counters_changed = false;
     }
 
@@ -370,9 +369,8 @@ impl<'a> Plan<'a> {
                     session_id: id.to_owned(),
                     operator_calls_used: counters.then(|| counter(held.record.operator_calls_used)),
                     bytes_used: counters.then(|| counter(held.record.bytes_used)),
-                    evidence_unit_ids: counters.then(|| {
-                        serde_json::Value::from(held.record.evidence_unit_ids.clone()).to_string()
-                    }),
+                    evidence_unit_ids: counters
+                        .then(|| evidence_ids_json(&held.record.evidence_unit_ids)),
                     finalized: held.finalized,
                 }
             })
@@ -534,6 +532,11 @@ pub fn keep_inserted(written: &mut Written, inserted: &HashSet<String>) {
     response
         .inserted_evidence_unit_ids
         .retain(|id| inserted.contains(id));
+}
+
+/// The evidence ids as the JSON array text the runtime row stores.
+fn evidence_ids_json(ids: &[String]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn counter(value: u64) -> i64 {
