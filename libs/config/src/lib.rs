@@ -268,3 +268,32 @@ mod front_door_tests {
         assert_eq!(err, Some("ERR_INVALID_CONFIG"));
     }
 }
+
+/// How much work a service admits at once (see `pecr-server`'s request
+/// stack): calls beyond `max_in_flight` are refused at once as overloaded,
+/// and no call runs longer than `deadline_cap`, whatever deadline its
+/// client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub max_in_flight: usize,
+    pub deadline_cap: std::time::Duration,
+}
+
+impl Admission {
+    /// Reads `PECR_MAX_IN_FLIGHT_REQUESTS` (default 512) and
+    /// `PECR_REQUEST_DEADLINE_MS` (default `default_deadline_ms`, the
+    /// service's longest legitimate call plus margin).
+    pub fn read(reader: &mut ConfigReader<'_>, default_deadline_ms: u64) -> Self {
+        let max_in_flight = reader.number("PECR_MAX_IN_FLIGHT_REQUESTS", 512, 1, 1_000_000);
+        let deadline_ms = reader.number(
+            "PECR_REQUEST_DEADLINE_MS",
+            default_deadline_ms,
+            100,
+            3_600_000,
+        );
+        Self {
+            max_in_flight,
+            deadline_cap: std::time::Duration::from_millis(deadline_ms),
+        }
+    }
+}

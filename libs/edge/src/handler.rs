@@ -83,6 +83,7 @@ where
         };
 
         let mut extensions = tonic::Extensions::new();
+        extensions.insert(crate::RestCall);
         if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             // Lets loopback rules in the gRPC stack see the REST client.
             extensions.insert(TcpConnectInfo {
@@ -98,7 +99,18 @@ where
         let result = call::unary(self.service.clone(), self.grpc_path.clone(), request).await;
         match result {
             Ok(response) => self.response(response),
-            Err(status) => errors.status(&status),
+            Err(status) => {
+                let mut response = errors.status(&status);
+                // An overloaded service says when to come back.
+                if let Some(retry_after) = status.metadata().get("retry-after")
+                    && let Ok(value) = http::HeaderValue::from_bytes(retry_after.as_bytes())
+                {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, value);
+                }
+                response
+            }
         }
     }
 

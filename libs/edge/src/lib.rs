@@ -119,6 +119,40 @@ impl fmt::Display for EdgeError {
 
 impl std::error::Error for EdgeError {}
 
+/// Marks, in its extensions, a call the REST edge makes in-process: the
+/// service's stack then knows the call came through its own HTTP port,
+/// not from a service on the gRPC port. Only in-process code can set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestCall;
+
+/// The REST route an RPC is annotated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestRoute {
+    /// `/package.Service/Method`.
+    pub grpc_path: String,
+    /// `GET`, `POST`, …
+    pub verb: String,
+    /// As annotated, e.g. `/v1/operators/{op_name}`.
+    pub template: String,
+}
+
+/// The primary REST route of every annotated RPC of `services`.
+pub fn rest_routes(pool: &DescriptorPool, services: &[&str]) -> Result<Vec<RestRoute>, EdgeError> {
+    let mut routes: Vec<RestRoute> = Vec::new();
+    for binding in rules::bindings(pool, services)? {
+        let grpc_path = binding.grpc_path();
+        if routes.iter().any(|route| route.grpc_path == grpc_path) {
+            continue;
+        }
+        routes.push(RestRoute {
+            grpc_path,
+            verb: binding.verb.to_string(),
+            template: binding.template.clone(),
+        });
+    }
+    Ok(routes)
+}
+
 /// The REST router for `services` (fully qualified names), answering every
 /// route with an in-process call into `grpc`, typically the service's
 /// `tonic::service::Routes` wrapped in the same layers as its gRPC port.

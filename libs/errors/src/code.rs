@@ -17,6 +17,7 @@ pub enum ErrorCode {
     DbUnavailable,
     LedgerUnavailable,
     Internal,
+    Overloaded,
     ReplayNotFound,
     EvaluationNotFound,
     ReplayStore,
@@ -106,6 +107,7 @@ const TABLE: &[(ErrorCode, &str, u16, TerminalMode, bool)] = &[
         true,
     ),
     (Internal, "ERR_INTERNAL", 500, SourceDown, false),
+    (Overloaded, "ERR_OVERLOADED", 503, SourceDown, true),
     (
         ReplayNotFound,
         "ERR_REPLAY_NOT_FOUND",
@@ -200,8 +202,19 @@ mod tests {
             assert_eq!(row.0.as_str(), row.1);
             assert_eq!(ErrorCode::parse(row.1), Some(row.0));
         }
-        assert_eq!(TABLE.len(), 21);
+        assert_eq!(TABLE.len(), 22);
         assert_eq!(ErrorCode::parse("ERR_NOPE"), None);
+    }
+
+    #[test]
+    fn overload_is_a_retryable_503_that_grpc_sees_as_resource_exhausted() {
+        let d = ErrorCode::Overloaded.defaults();
+        assert_eq!(
+            (d.http_status, d.hint, d.retryable),
+            (503, SourceDown, true)
+        );
+        let status = tonic::Status::from(crate::PecrError::new(ErrorCode::Overloaded, "busy"));
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub fn grpc_code_for_http(http_status: u16) -> Code {
 
 impl From<PecrError> for tonic::Status {
     fn from(error: PecrError) -> Self {
-        let code = grpc_code_for_http(error.http_status);
+        // An overloaded server is out of a resource, not down: gRPC clients
+        // back off on RESOURCE_EXHAUSTED; REST clients see 503.
+        let code = match error.code {
+            ErrorCode::Overloaded => Code::ResourceExhausted,
+            _ => grpc_code_for_http(error.http_status),
+        };
         status_with_detail(code, error.to_error_response(), error.http_status)
     }
 }

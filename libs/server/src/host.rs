@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pecr_config::StartupError;
+use pecr_config::{Admission, StartupError};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,7 +18,11 @@ use tonic_health::server::HealthReporter;
 use tokio_stream::StreamExt as _;
 
 use crate::conn_limits;
+use crate::stack::{
+    AdmissionLayer, Authentication, RateLimits, RequestStack, RouteSeries, RpcMetrics,
+};
 use crate::{AllowedClients, Methods, Readiness, ServerTls, ServiceCallers, admin_router};
+use tower::Layer as _;
 
 /// How often gRPC health follows readiness.
 const HEALTH_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,13 +35,22 @@ pub struct ServeSpec {
     pub routes: Routes,
     pub readiness: Readiness,
     pub registry: Registry,
-    /// Extra routes on the HTTP port, e.g. the REST edge.
-    pub http_routes: Option<axum::Router>,
+    /// When set, the HTTP port also serves the service's REST routes (its
+    /// `google.api.http` annotations) through the same request stack.
+    pub rest: Option<pecr_edge::EdgeConfig>,
     /// When set, `/metrics` answers only requests this guard lets through.
     pub metrics_guard: Option<crate::MetricsGuard>,
-    /// Who may call the service's RPCs. None: anyone who reaches the port,
-    /// or, with client certificates and an allowlist, the listed identities.
+    /// Which services may call the gRPC port, and what. None: anyone who
+    /// reaches the port, or, with client certificates and an allowlist,
+    /// the listed identities.
     pub callers: Option<ServiceCallers>,
+    /// How the end users the service acts for are authenticated (gateway
+    /// and controller); None for services only services call.
+    pub principals: Option<pecr_auth::Authenticator>,
+    pub rate_limits: RateLimits,
+    /// The spec's REST-route metric series, for services with a REST edge.
+    pub route_series: Option<RouteSeries>,
+    pub admission: Admission,
 }
 
 /// Listeners bound before anything is served, so callers (and tests that
@@ -128,14 +141,8 @@ impl BoundService {
         .build_v1alpha()
         .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("reflection: {err}")))?;
 
-        let routes = spec
-            .routes
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
-
-        let mut builder = tonic::transport::Server::builder();
         let mut callers = spec.callers;
+        let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(tls.tonic_config()).map_err(|err| {
                 StartupError::invalid(format!("gRPC TLS: {}", crate::tls::error_chain(&err)))
@@ -155,6 +162,27 @@ impl BoundService {
                 "gRPC serves TLS"
             );
         }
+        let metrics = RpcMetrics::new(&spec.registry, spec.service_name, spec.route_series)
+            .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
+        let stack = RequestStack {
+            metrics,
+            admission: AdmissionLayer::new(spec.admission),
+            authentication: Authentication {
+                services: callers,
+                principals: spec.principals,
+            },
+            rate_limits: spec.rate_limits,
+        };
+        let rest = spec
+            .rest
+            .map(|config| rest_edge(spec.service_name, stack.layer(spec.routes.clone()), config))
+            .transpose()?;
+        let routes = spec
+            .routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
         // Peers that stop answering pings are dropped (conn_limits).
         builder = builder
             .http2_keepalive_interval(Some(conn_limits::KEEPALIVE_INTERVAL))
@@ -167,17 +195,13 @@ impl BoundService {
         let grpc = builder
             // A request body must arrive within BODY_READ_TIMEOUT.
             .layer(conn_limits::BodyDeadlineLayer)
-            // Known callers only, each to its granted RPCs (when configured).
-            .layer(tower::util::option_layer(
-                callers.as_ref().map(ServiceCallers::layer),
-            ))
-            // An `rpc.server` span per call when tracing is on.
-            .layer(crate::TraceContextLayer)
+            // Everything else: the request stack (see `stack`).
+            .layer(stack)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
         let mut http_router = admin_router(spec.readiness, spec.registry, spec.metrics_guard);
-        if let Some(routes) = spec.http_routes {
-            http_router = http_router.merge(routes);
+        if let Some(rest) = rest {
+            http_router = http_router.merge(rest);
         }
         // TCP_NODELAY and the head, body and idle limits of conn_limits.
         let http = crate::http_serve::serve(self.http, http_router, stopped(stop_rx));
@@ -189,6 +213,33 @@ impl BoundService {
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("HTTP server: {err}")))?;
         Ok(())
     }
+}
+
+/// The REST edge of `service_name`, calling `stacked` (its routes under
+/// the request stack) in-process.
+fn rest_edge<S>(
+    service_name: &'static str,
+    stacked: S,
+    config: pecr_edge::EdgeConfig,
+) -> Result<axum::Router, StartupError>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let failed = |what: &str, err: &dyn std::fmt::Display| {
+        StartupError::new("ERR_SERVER_FAILED", format!("{what}: {err}"))
+    };
+    let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
+        .map_err(|err| failed("descriptor set", &err))?;
+    pecr_edge::router(&pool, &[service_name], stacked, config)
+        .map_err(|err| failed("REST edge", &err))
 }
 
 /// Reflection that describes every PECR type but lists only what this

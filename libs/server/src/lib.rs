@@ -11,6 +11,7 @@ mod rate_limit;
 mod readiness;
 mod run;
 mod service_callers;
+pub mod stack;
 pub mod telemetry;
 pub mod tls;
 mod upstream;
@@ -22,6 +23,10 @@ pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};
 pub use run::{Service, run};
 pub use service_callers::{Methods, ServiceCallers};
+pub use stack::{
+    Authentication, RateLimits, RateRule, RequestId, RequestStack, RouteSeries, principal,
+    rate_limited,
+};
 pub use telemetry::{TraceContextLayer, TracedChannel, server_traced, traced};
 pub use tls::{AllowedClients, ClientTls, ServerTls};
 pub use upstream::{
@@ -64,9 +69,15 @@ pub fn exit_with(errors: impl Into<StartupErrors>) -> ! {
     std::process::exit(1)
 }
 
-/// A metrics registry that already carries `pecr_build_info{service,version}`.
+/// A metrics registry that already carries `pecr_build_info{service,version}`
+/// and, on Linux, the process's own `process_*` metrics (CPU, memory, file
+/// descriptors, start time).
 pub fn new_registry(service: &str) -> prometheus::Registry {
     let registry = prometheus::Registry::new();
+    #[cfg(target_os = "linux")]
+    let _ = registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ));
     let opts = prometheus::Opts::new("pecr_build_info", "Build of the running PECR service")
         .const_label("service", service)
         .const_label("version", env!("CARGO_PKG_VERSION"));

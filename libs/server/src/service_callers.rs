@@ -5,24 +5,13 @@
 //! client certificates. Each caller may call only the RPCs granted to it.
 //! Health and reflection stay open, so probes and grpcurl work.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use pecr_contracts::secret::constant_time_eq;
 use pecr_errors::{ErrorCode, PecrError};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tower::{Layer, Service};
-
-/// Paths any caller may use.
-const OPEN_PREFIXES: [&str; 3] = [
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-];
 
 /// The RPCs (method names of the served service) a caller may call.
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +132,8 @@ impl ServiceCallers {
         found.ok_or_else(unknown_caller)
     }
 
-    fn check<B>(&self, request: &http::Request<B>) -> Result<(), PecrError> {
+    /// Admits the request's caller to its RPC, or says why not.
+    pub(crate) fn check<B>(&self, request: &http::Request<B>) -> Result<(), PecrError> {
         let leaf = request
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -167,7 +157,7 @@ impl ServiceCallers {
         leaf: Option<&CertificateDer<'_>>,
         headers: &http::HeaderMap,
     ) -> Result<(), PecrError> {
-        if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        if crate::stack::is_open(path) {
             return Ok(());
         }
         let method = path
@@ -188,13 +178,6 @@ impl ServiceCallers {
             ErrorCode::PolicyDenied,
             "this caller may not call this RPC",
         ))
-    }
-
-    /// The layer that enforces these callers on a gRPC server.
-    pub fn layer(&self) -> ServiceCallersLayer {
-        ServiceCallersLayer {
-            callers: self.clone(),
-        }
     }
 }
 
@@ -232,54 +215,6 @@ fn peer_address<B>(request: &http::Request<B>) -> String {
         .and_then(TcpConnectInfo::remote_addr)
         .map(|addr| addr.to_string())
         .unwrap_or_default()
-}
-
-#[derive(Debug, Clone)]
-pub struct ServiceCallersLayer {
-    callers: ServiceCallers,
-}
-
-impl<S> Layer<S> for ServiceCallersLayer {
-    type Service = ServiceCallersService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ServiceCallersService {
-            inner,
-            callers: self.callers.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServiceCallersService<S> {
-    inner: S,
-    callers: ServiceCallers,
-}
-
-impl<S, B, ResBody> Service<http::Request<B>> for ServiceCallersService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResBody: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.callers.check(&request) {
-            Ok(()) => Box::pin(self.inner.call(request)),
-            Err(error) => {
-                let status: tonic::Status = error.into();
-                Box::pin(std::future::ready(Ok(status.into_http::<ResBody>())))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ pub struct Config {
     pub operator_policies: BTreeMap<String, OperatorPolicy>,
     pub metrics_require_auth: bool,
     pub rate_limits: RateLimits,
+    pub admission: pecr_config::Admission,
     pub replay: ReplaySettings,
     /// TLS on the gRPC port. End users call it, so with a client CA any
     /// certificate the CA signed is accepted unless an allowlist is set.
@@ -134,6 +135,11 @@ impl Config {
             runs: reader.number(env::RATE_LIMIT_RUN_PER_WINDOW, 60, 0, 1_000_000),
             evaluations: reader.number(env::RATE_LIMIT_EVALUATION_PER_WINDOW, 30, 0, 1_000_000),
         };
+        // A run may take the longest wall-clock budget, plus answering.
+        let admission = pecr_config::Admission::read(
+            &mut reader,
+            pecr_contracts::budget::MAX_WALLCLOCK_MS + 10_000,
+        );
         let replay = read_replay(&mut reader);
         let ledger_token = match replay.backend {
             ReplayBackend::Ledger => pecr_server::read_upstream_token(
@@ -162,6 +168,7 @@ impl Config {
             operator_policies,
             metrics_require_auth,
             rate_limits,
+            admission,
             replay,
             server_tls,
             client_tls,

@@ -42,6 +42,8 @@ pub struct App {
     api: service::ControllerApi,
     retention_days: u32,
     metrics_require_auth: bool,
+    rate_limits: pecr_server::RateLimits,
+    admission: pecr_config::Admission,
 }
 
 impl Service for App {
@@ -97,10 +99,12 @@ impl Service for App {
         let api = service::ControllerApi {
             runner,
             auth,
-            limiter: pecr_server::RateLimiter::new(config.rate_limits.window),
-            rate_limits: config.rate_limits,
             list_limit: config.replay.list_limit,
         };
+        let rate_limits = pecr_server::RateLimits::new(
+            Arc::new(pecr_server::RateLimiter::new(config.rate_limits.window)),
+            service::rate_rules(&config.rate_limits),
+        );
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
             .await?
             .with_tls(config.server_tls);
@@ -110,6 +114,8 @@ impl Service for App {
             api,
             retention_days: config.replay.retention_days,
             metrics_require_auth: config.metrics_require_auth,
+            rate_limits,
+            admission: config.admission,
         })
     }
 
@@ -126,27 +132,24 @@ impl Service for App {
             .then(|| pecr_server::metrics_guard(self.api.auth.clone()));
         spawn_retention(self.api.runner.store.clone(), self.retention_days);
         let registry = self.api.runner.metrics.registry();
-        let routes = tonic::service::Routes::new(ControllerServiceServer::new(self.api));
-        let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).map_err(
-            |err| StartupError::new("ERR_SERVER_FAILED", format!("descriptor set: {err}")),
-        )?;
-        let rest = pecr_edge::router(
-            &pool,
-            &[pecr_proto::service_names::CONTROLLER],
-            pecr_server::server_traced(routes.clone()),
-            pecr_edge::EdgeConfig {
-                max_body_bytes: MAX_BODY_BYTES,
-            },
-        )
-        .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("REST edge: {err}")))?;
+        let principals = self.api.auth.clone();
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::CONTROLLER,
-            routes,
+            routes: tonic::service::Routes::new(ControllerServiceServer::new(self.api)),
             readiness,
             registry,
-            http_routes: Some(rest),
+            rest: Some(pecr_edge::EdgeConfig {
+                max_body_bytes: MAX_BODY_BYTES,
+            }),
             metrics_guard,
             callers: None,
+            principals: Some(principals),
+            rate_limits: self.rate_limits,
+            route_series: Some(pecr_server::RouteSeries {
+                prefix: "pecr_controller",
+                terminal_mode_routes: &["/v1/run"],
+            }),
+            admission: self.admission,
         };
         self.bound.serve(spec, shutdown).await
     }

@@ -1,23 +1,15 @@
-//! Controller metrics (spec 30 §14.1). Every `/v1/run` outcome is recorded,
-//! including failures before the session step (the recommendation of
-//! §14.1).
+//! The controller's own metrics (spec 30 §14.1): engine loops, budget
+//! stops, operator calls in flight. Requests, latency and terminal modes
+//! per route (every outcome of every RPC) are the request stack's
+//! (`pecr-server`).
 
-use std::time::Instant;
-
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::budget_gate::StopReason;
-
-pub const ROUTE_RUN: &str = "/v1/run";
 
 #[derive(Clone)]
 pub struct ControllerMetrics {
     registry: Registry,
-    requests: IntCounterVec,
-    durations: HistogramVec,
-    terminal_modes: IntCounterVec,
     pub loop_iterations: IntCounter,
     budget_violations: IntCounter,
     stop_reasons: IntCounterVec,
@@ -37,30 +29,6 @@ impl Drop for InFlight {
 impl ControllerMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = pecr_server::new_registry("pecr-controller");
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "pecr_controller_http_requests_total",
-                "Runs by route, method and HTTP status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let durations = HistogramVec::new(
-            HistogramOpts::new(
-                "pecr_controller_http_request_duration_seconds",
-                "Run latency",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route", "method", "outcome"],
-        )?;
-        let terminal_modes = IntCounterVec::new(
-            Opts::new(
-                "pecr_controller_terminal_modes_total",
-                "Final terminal modes of runs (or the error's hint)",
-            ),
-            &["route", "terminal_mode"],
-        )?;
         let loop_iterations = IntCounter::new(
             "pecr_controller_loop_iterations_total",
             "Baseline plan steps that passed the depth gate",
@@ -89,9 +57,6 @@ impl ControllerMetrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             ]),
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(durations.clone()))?;
-        registry.register(Box::new(terminal_modes.clone()))?;
         registry.register(Box::new(loop_iterations.clone()))?;
         registry.register(Box::new(budget_violations.clone()))?;
         registry.register(Box::new(stop_reasons.clone()))?;
@@ -99,9 +64,6 @@ impl ControllerMetrics {
         registry.register(Box::new(operator_queue_wait.clone()))?;
         Ok(Self {
             registry,
-            requests,
-            durations,
-            terminal_modes,
             loop_iterations,
             budget_violations,
             stop_reasons,
@@ -128,24 +90,5 @@ impl ControllerMetrics {
         if reason.is_budget_violation() {
             self.budget_violations.inc();
         }
-    }
-
-    /// Once per `/v1/run` request, whatever its outcome.
-    pub fn run_finished(&self, started: Instant, http_status: u16, terminal_mode: &str) {
-        let status = http_status.to_string();
-        self.requests
-            .with_label_values(&[ROUTE_RUN, "POST", &status])
-            .inc();
-        let outcome = if (200..400).contains(&http_status) {
-            "success"
-        } else {
-            "error"
-        };
-        self.durations
-            .with_label_values(&[ROUTE_RUN, "POST", outcome])
-            .observe(started.elapsed().as_secs_f64());
-        self.terminal_modes
-            .with_label_values(&[ROUTE_RUN, terminal_mode])
-            .inc();
     }
 }

@@ -1,18 +1,18 @@
-//! `pecr.v1.ControllerService`: authenticate → (rate-limit) → run or read
-//! replays and evaluations. Identity and correlation ids come from metadata.
+//! `pecr.v1.ControllerService`: run, or read replays and evaluations. The
+//! request stack has authenticated the principal, applied its rate limit
+//! and counts every outcome; correlation ids come from metadata.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use pecr_auth::{Authenticator, Principal};
 use pecr_contracts::hashing::principal_id_hash;
-use pecr_contracts::ids::{sanitize_request_id, trace_id_or_new};
+use pecr_contracts::ids::trace_id_or_new;
 use pecr_contracts::replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
 use pecr_contracts::scoring::{scorecards, validate_thresholds};
-use pecr_errors::{ErrorCode, PecrError, PecrResult};
+use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1::{self, controller_service_server::ControllerService};
-use pecr_server::RateLimiter;
-use tonic::metadata::MetadataMap;
+use pecr_server::{RateRule, RequestId, principal};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info};
 
@@ -25,10 +25,27 @@ use crate::validate;
 
 pub struct ControllerApi {
     pub runner: Arc<Runner>,
+    /// For the caller's credential the gateway must see again.
     pub auth: Authenticator,
-    pub limiter: RateLimiter,
-    pub rate_limits: RateLimits,
     pub list_limit: u32,
+}
+
+/// The per-RPC quotas the request stack applies.
+pub fn rate_rules(limits: &RateLimits) -> Vec<RateRule> {
+    vec![
+        RateRule {
+            method: "Run",
+            bucket: "run",
+            limit: limits.runs,
+            what: "/v1/run",
+        },
+        RateRule {
+            method: "SubmitEvaluation",
+            bucket: "evaluations",
+            limit: limits.evaluations,
+            what: "/v1/evaluations",
+        },
+    ]
 }
 
 fn owner(principal: &Principal) -> Owner {
@@ -39,24 +56,6 @@ fn owner(principal: &Principal) -> Owner {
 }
 
 impl ControllerApi {
-    /// Spends one attempt of the caller's quota in `bucket` (0 is unlimited).
-    fn check_rate(
-        &self,
-        principal: &Principal,
-        bucket: &str,
-        limit: u32,
-        route: &str,
-    ) -> PecrResult<()> {
-        if self.limiter.allow(&principal.rate_key(bucket), limit) {
-            Ok(())
-        } else {
-            Err(PecrError::new(
-                ErrorCode::RateLimited,
-                format!("rate limit exceeded for {route}"),
-            ))
-        }
-    }
-
     /// `min(max(limit or cap, 1), cap)`.
     fn effective_limit(&self, limit: Option<u32>) -> u32 {
         limit.unwrap_or(self.list_limit).max(1).min(self.list_limit)
@@ -65,24 +64,22 @@ impl ControllerApi {
     /// The caller's newest valid bundles (§12.3), as listed and scored.
     async fn newest_bundles(
         &self,
-        metadata: &MetadataMap,
+        principal: &Principal,
         limit: Option<u32>,
         engine_mode: Option<String>,
     ) -> PecrResult<Vec<ReplayBundle>> {
-        let principal = self.auth.authenticate(metadata).await?;
         let engine_mode = convert::engine_mode(engine_mode.as_deref())?;
         self.runner
             .store
-            .list_bundles(&owner(&principal), engine_mode, self.effective_limit(limit))
+            .list_bundles(&owner(principal), engine_mode, self.effective_limit(limit))
             .await
     }
 
     async fn run_inner(&self, request: Request<v1::RunRequest>) -> PecrResult<v1::RunResponse> {
-        let metadata = request.metadata();
-        let principal = self.auth.authenticate(metadata).await?;
-        self.check_rate(&principal, "run", self.rate_limits.runs, "/v1/run")?;
+        let principal = principal(&request)?;
         validate::run(request.get_ref())?;
-        let ids = run_ids(metadata);
+        let ids = run_ids(&request);
+        let metadata = request.metadata();
         let authorization = self.auth.forwarded_authorization(metadata);
         let request = request.into_inner();
         let budget = request
@@ -129,22 +126,14 @@ impl ControllerApi {
 
     async fn evaluate_inner(
         &self,
-        metadata: &MetadataMap,
+        principal: &Principal,
         submission: &v1::ReplayEvaluationSubmission,
     ) -> PecrResult<ReplayEvaluationResult> {
         let submission = convert::submission_from_proto(submission)?;
-        // Threshold ranges are checked before authentication (spec 30 §13.1).
         validate_thresholds(&submission).map_err(PecrError::invalid_params)?;
-        let principal = self.auth.authenticate(metadata).await?;
-        self.check_rate(
-            &principal,
-            "evaluations",
-            self.rate_limits.evaluations,
-            "/v1/evaluations",
-        )?;
         evaluation::run(
             &self.runner.store,
-            &owner(&principal),
+            &owner(principal),
             &submission,
             self.list_limit,
         )
@@ -152,16 +141,14 @@ impl ControllerApi {
     }
 }
 
-/// Request id (sanitized) and trace id (a ULID, else a fresh one).
-fn run_ids(metadata: &MetadataMap) -> RunIds {
-    let raw_request_id = metadata
-        .get("x-pecr-request-id")
-        .and_then(|value| value.to_str().ok());
-    let raw_trace_id = metadata
+/// The stack's request id, and the trace id (a ULID, else a fresh one).
+fn run_ids<T>(request: &Request<T>) -> RunIds {
+    let raw_trace_id = request
+        .metadata()
         .get("x-pecr-trace-id")
         .and_then(|value| value.to_str().ok());
     RunIds {
-        request_id: sanitize_request_id(raw_request_id),
+        request_id: RequestId::of(request),
         trace_id: trace_id_or_new(raw_trace_id),
     }
 }
@@ -172,21 +159,13 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::RunRequest>,
     ) -> Result<Response<v1::RunResponse>, Status> {
-        let started = Instant::now();
-        let result = self.run_inner(request).await;
-        let metrics = &self.runner.metrics;
-        match result {
-            Ok(response) => {
-                let mode = v1::TerminalMode::try_from(response.terminal_mode)
-                    .unwrap_or(v1::TerminalMode::Unspecified);
-                metrics.run_finished(started, 200, mode.as_str_name());
-                Ok(Response::new(response))
-            }
-            Err(err) => {
-                metrics.run_finished(started, err.http_status, err.hint.as_str_name());
-                Err(err.into())
-            }
-        }
+        let response = self.run_inner(request).await?;
+        let mode = v1::TerminalMode::try_from(response.terminal_mode)
+            .unwrap_or(v1::TerminalMode::Unspecified);
+        let mut response = Response::new(response);
+        // For the route metrics of the request stack.
+        response.extensions_mut().insert(mode);
+        Ok(response)
     }
 
     async fn list_replays(
@@ -196,7 +175,7 @@ impl ControllerService for ControllerApi {
         let request_ref = request.get_ref();
         let (limit, engine_mode) = (request_ref.limit, request_ref.engine_mode.clone());
         let bundles = self
-            .newest_bundles(request.metadata(), limit, engine_mode)
+            .newest_bundles(&principal(&request)?, limit, engine_mode)
             .await?;
         Ok(Response::new(v1::ListReplaysResponse {
             replays: bundles
@@ -210,7 +189,7 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::GetReplayRequest>,
     ) -> Result<Response<v1::GetReplayResponse>, Status> {
-        let principal = self.auth.authenticate(request.metadata()).await?;
+        let principal = principal(&request)?;
         let bundle = self
             .runner
             .store
@@ -226,7 +205,9 @@ impl ControllerService for ControllerApi {
         request: Request<v1::SubmitEvaluationRequest>,
     ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
         let submission = request.get_ref().submission.clone().unwrap_or_default();
-        let result = self.evaluate_inner(request.metadata(), &submission).await?;
+        let result = self
+            .evaluate_inner(&principal(&request)?, &submission)
+            .await?;
         Ok(Response::new(v1::SubmitEvaluationResponse {
             evaluation: Some(convert::evaluation_to_proto(&result)),
         }))
@@ -239,7 +220,7 @@ impl ControllerService for ControllerApi {
         let request_ref = request.get_ref();
         let (limit, engine_mode) = (request_ref.limit, request_ref.engine_mode.clone());
         let bundles = self
-            .newest_bundles(request.metadata(), limit, engine_mode)
+            .newest_bundles(&principal(&request)?, limit, engine_mode)
             .await?;
         let runs: Vec<ReplayRunScore> = bundles.iter().map(ReplayRunScore::from_bundle).collect();
         Ok(Response::new(v1::GetScorecardsResponse {
@@ -254,7 +235,7 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::GetEvaluationRequest>,
     ) -> Result<Response<v1::GetEvaluationResponse>, Status> {
-        let principal = self.auth.authenticate(request.metadata()).await?;
+        let principal = principal(&request)?;
         let evaluation = self
             .runner
             .store

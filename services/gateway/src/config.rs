@@ -71,6 +71,7 @@ pub struct Config {
     pub metrics_require_auth: bool,
     pub sources: SourceLimits,
     pub rate_limits: RateLimits,
+    pub admission: pecr_config::Admission,
     pub coverage_threshold: f64,
     pub as_of_time_default: String,
     /// TLS on the gRPC port (the REST edge stays on plain HTTP).
@@ -249,6 +250,7 @@ impl Config {
                 pg_max_fields: r.number(env::PG_MAX_FIELDS, 50, 1, 10_000),
                 pg_max_groups: r.number(env::PG_MAX_GROUPS, 200, 1, 100_000),
             },
+            admission: pecr_config::Admission::read(&mut r, 30_000),
             rate_limits: RateLimits {
                 window: Duration::from_secs(r.number(env::RATE_LIMIT_WINDOW_SECS, 60, 1, 86_400)),
                 sessions: r.number(env::RATE_LIMIT_SESSIONS, 60, 0, u32::MAX),

@@ -45,7 +45,11 @@ pub struct App {
     bound: BoundService,
     ledger_channel: Channel,
     core: Arc<core::Gateway>,
-    api_parts: (pecr_auth::Authenticator, config::RateLimits),
+    api_parts: (
+        pecr_auth::Authenticator,
+        config::RateLimits,
+        pecr_config::Admission,
+    ),
     metrics_require_auth: bool,
 }
 
@@ -165,7 +169,7 @@ impl Service for App {
             bound,
             ledger_channel,
             core,
-            api_parts: (auth, config.rate_limits),
+            api_parts: (auth, config.rate_limits, config.admission),
             metrics_require_auth: config.metrics_require_auth,
         })
     }
@@ -174,7 +178,7 @@ impl Service for App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let (auth, limits) = self.api_parts;
+        let (auth, limits, admission) = self.api_parts;
         let core = Arc::clone(&self.core);
         let postgres_core = Arc::clone(&self.core);
         let policy_core = Arc::clone(&self.core);
@@ -196,33 +200,31 @@ impl Service for App {
             .metrics_require_auth
             .then(|| pecr_server::metrics_guard(auth.clone()));
         let registry = core.metrics.registry();
+        let limiter = Arc::new(pecr_server::RateLimiter::new(limits.window));
+        let rate_limits =
+            pecr_server::RateLimits::new(Arc::clone(&limiter), service::rate_rules(&limits));
         let api = service::GatewayApi {
             core,
-            auth,
-            limiter: pecr_server::RateLimiter::new(limits.window),
+            limiter,
             limits,
         };
-        let routes = tonic::service::Routes::new(GatewayServiceServer::new(api));
-        let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).map_err(
-            |err| StartupError::new("ERR_SERVER_FAILED", format!("descriptor set: {err}")),
-        )?;
-        let rest = pecr_edge::router(
-            &pool,
-            &[pecr_proto::service_names::GATEWAY],
-            pecr_server::server_traced(routes.clone()),
-            pecr_edge::EdgeConfig {
-                max_body_bytes: MAX_BODY_BYTES,
-            },
-        )
-        .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("REST edge: {err}")))?;
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::GATEWAY,
-            routes,
+            routes: tonic::service::Routes::new(GatewayServiceServer::new(api)),
             readiness,
             registry,
-            http_routes: Some(rest),
+            rest: Some(pecr_edge::EdgeConfig {
+                max_body_bytes: MAX_BODY_BYTES,
+            }),
             metrics_guard,
             callers: None,
+            principals: Some(auth),
+            rate_limits,
+            route_series: Some(pecr_server::RouteSeries {
+                prefix: "pecr_gateway",
+                terminal_mode_routes: &["/v1/operators", "/v1/finalize"],
+            }),
+            admission,
         };
         self.bound.serve(spec, shutdown).await
     }

@@ -1,17 +1,8 @@
-//! Gateway metrics (spec 20 §12) with closed label sets: routes are the four
-//! REST routes, operator names the seven operators or `unknown`.
+//! The gateway's own metrics (spec 20 §12) with closed label sets:
+//! operator names are the seven operators or `unknown`. Requests, latency
+//! and terminal modes per route are the request stack's (`pecr-server`).
 
-use std::time::Instant;
-
-use pecr_errors::PecrError;
-use pecr_proto::v1::TerminalMode;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
-
-pub const ROUTE_SESSIONS: &str = "/v1/sessions";
-pub const ROUTE_SIMULATE: &str = "/v1/policies/simulate";
-pub const ROUTE_OPERATORS: &str = "/v1/operators";
-pub const ROUTE_FINALIZE: &str = "/v1/finalize";
-pub const ROUTE_OPERATOR_BATCHES: &str = "/v1/operator-batches";
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 const OPERATOR_NAMES: &[&str] = &[
     "search",
@@ -26,9 +17,6 @@ const OPERATOR_NAMES: &[&str] = &[
 #[derive(Clone)]
 pub struct GatewayMetrics {
     registry: Registry,
-    requests: IntCounterVec,
-    durations: HistogramVec,
-    terminal_modes: IntCounterVec,
     operator_calls: IntCounterVec,
     cache_hits: IntCounterVec,
     budget_violations: IntCounter,
@@ -38,30 +26,6 @@ pub struct GatewayMetrics {
 impl GatewayMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = pecr_server::new_registry("pecr-gateway");
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "pecr_gateway_http_requests_total",
-                "Gateway requests by route, method and HTTP status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let durations = HistogramVec::new(
-            HistogramOpts::new(
-                "pecr_gateway_http_request_duration_seconds",
-                "Gateway request latency",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route", "method", "outcome"],
-        )?;
-        let terminal_modes = IntCounterVec::new(
-            Opts::new(
-                "pecr_gateway_terminal_modes_total",
-                "Terminal modes returned by operators and finalize",
-            ),
-            &["route", "terminal_mode"],
-        )?;
         let operator_calls = IntCounterVec::new(
             Opts::new(
                 "pecr_gateway_operator_calls_total",
@@ -87,18 +51,12 @@ impl GatewayMetrics {
             ),
             &["reason"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(durations.clone()))?;
-        registry.register(Box::new(terminal_modes.clone()))?;
         registry.register(Box::new(operator_calls.clone()))?;
         registry.register(Box::new(cache_hits.clone()))?;
         registry.register(Box::new(budget_violations.clone()))?;
         registry.register(Box::new(session_refusals.clone()))?;
         Ok(Self {
             registry,
-            requests,
-            durations,
-            terminal_modes,
             operator_calls,
             cache_hits,
             budget_violations,
@@ -108,40 +66,6 @@ impl GatewayMetrics {
 
     pub fn registry(&self) -> Registry {
         self.registry.clone()
-    }
-
-    /// Records one finished request: status and latency always, the terminal
-    /// mode for operator and finalize calls (the error's hint on failure).
-    pub fn observe(
-        &self,
-        route: &'static str,
-        started: Instant,
-        outcome: Result<TerminalMode, &PecrError>,
-    ) {
-        let status = outcome
-            .as_ref()
-            .map_or_else(|error| error.http_status, |_| 200);
-        let status_label = status.to_string();
-        self.requests
-            .with_label_values(&[route, "POST", &status_label])
-            .inc();
-        let class = if (200..400).contains(&status) {
-            "success"
-        } else {
-            "error"
-        };
-        self.durations
-            .with_label_values(&[route, "POST", class])
-            .observe(started.elapsed().as_secs_f64());
-        if route == ROUTE_OPERATORS || route == ROUTE_FINALIZE {
-            let mode = match outcome {
-                Ok(mode) => mode,
-                Err(error) => error.hint,
-            };
-            self.terminal_modes
-                .with_label_values(&[route, mode.as_str_name()])
-                .inc();
-        }
     }
 
     pub fn operator_call(&self, op_name: &str, success: bool) {

@@ -1,12 +1,19 @@
 //! Operator calls (spec 20 §2.6), one or a batch of one session at a time.
+//! A single `CallOperator` is a batch of one. A batch passes named stages:
 //!
-//! A batch is judged in three passes under the session's lock: in order,
-//! each call's budget and policy are decided (`judge`); the admitted calls
-//! then run concurrently; in order again, each result is measured against
-//! the bytes budget and turned into ledger events (`settle`). Every event
-//! of the batch goes to the ledger in one write, compare-and-set on the
-//! counters the batch was decided on, and no result leaves before that write
-//! is committed. A single `CallOperator` is a batch of one.
+//! 1. **admit** (`run_calls`): the caller may use the session; its lock is held;
+//! 2. **budget** (`check_budget`), in order: each call against the calls and
+//!    bytes budget, counting the calls admitted before it;
+//! 3. **authorize** (`authorize`), in order: the policy decision;
+//! 4. **execute** (`execute`): the admitted calls run concurrently;
+//! 5. **account** (`settle`), in order: each result against the bytes budget,
+//!    turned into ledger events;
+//! 6. **record** (`run_batch`): every event of the batch in one ledger write,
+//!    compare-and-set on the counters the batch was decided on; no result
+//!    leaves before that write is committed.
+//!
+//! A refused call is one value, `Judged::Refused` with its events and error,
+//! whichever stage refused it; `settle` records it like any other outcome.
 
 use pecr_adapters::{Operator, PolicyInputFields, Redaction, SessionScope};
 use pecr_contracts::evidence::EvidenceUnit;
@@ -334,7 +341,7 @@ impl Gateway {
         self.settle(caller, session, &budget, calls, judged, outputs)
     }
 
-    /// Budget and policy for one call, before it runs.
+    /// Budget, then policy, for one call before it runs.
     async fn judge(
         &self,
         caller: &Caller,
@@ -343,20 +350,33 @@ impl Gateway {
         reserved_calls: u64,
         call: &Call,
     ) -> Judged {
-        let caller_id = caller.principal.principal_id.as_str();
-        let rid = caller.request_id.as_str();
+        match self.check_budget(caller, session, budget, reserved_calls, call) {
+            Some(refused) => refused,
+            None => self.authorize(caller, session, call).await,
+        }
+    }
+
+    /// The calls and bytes budget; a refusal when the call does not fit.
+    fn check_budget(
+        &self,
+        caller: &Caller,
+        session: &v1::SessionRecord,
+        budget: &v1::Budget,
+        reserved_calls: u64,
+        call: &Call,
+    ) -> Option<Judged> {
         let op_name = call.op_name.as_str();
-        let refuse = |events, error| Judged::Refused(events, error);
         if reserved_calls >= u64::from(budget.max_operator_calls) {
             self.metrics.budget_violation();
             let payload = events::calls_budget_violation(
                 op_name,
                 reserved_calls,
                 u64::from(budget.max_operator_calls),
-                rid,
+                &caller.request_id,
             );
+            let caller_id = caller.principal.principal_id.as_str();
             let violation = event(session, caller_id, "BUDGET_VIOLATION", payload);
-            return refuse(vec![violation], budget_exceeded());
+            return Some(Judged::Refused(vec![violation], budget_exceeded()));
         }
         // Checked against the bytes known so far; `settle` checks again
         // once the results of earlier calls are known.
@@ -364,7 +384,7 @@ impl Gateway {
             && session.bytes_used.saturating_add(call.params_bytes) > budget.max_bytes
         {
             self.metrics.budget_violation();
-            return refuse(
+            return Some(Judged::Refused(
                 vec![bytes_violation(
                     session,
                     caller,
@@ -374,8 +394,18 @@ impl Gateway {
                     budget.max_bytes,
                 )],
                 budget_exceeded(),
-            );
+            ));
         }
+        None
+    }
+
+    /// The policy decision for one call: admitted with its decision and
+    /// redaction, or refused with the events that say why.
+    async fn authorize(&self, caller: &Caller, session: &v1::SessionRecord, call: &Call) -> Judged {
+        let caller_id = caller.principal.principal_id.as_str();
+        let rid = caller.request_id.as_str();
+        let op_name = call.op_name.as_str();
+        let refuse = |events, error| Judged::Refused(events, error);
         let Some(operator) = Operator::parse(op_name) else {
             let decision = events::policy_decision(op_name, false, "operator_not_allowlisted", rid);
             let denied =

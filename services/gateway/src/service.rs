@@ -1,9 +1,8 @@
-//! `pecr.v1.GatewayService`: authenticate → rate-limit → core → convert.
-//! Every outcome is counted under the REST route it corresponds to, so
-//! gRPC and REST callers show up in the same series.
+//! `pecr.v1.GatewayService`: validate → core → convert. The request stack
+//! has authenticated the principal, applied its per-RPC rate limit and
+//! counts every outcome; a batch's calls are charged here, by their number.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use pecr_contracts::ids;
 use pecr_errors::{ErrorCode, PecrError, PecrResult};
@@ -14,27 +13,49 @@ use tracing::Instrument;
 
 use crate::config::RateLimits;
 use crate::core::{Caller, Gateway, OperatorReply};
-use crate::metrics::{
-    ROUTE_FINALIZE, ROUTE_OPERATOR_BATCHES, ROUTE_OPERATORS, ROUTE_SESSIONS, ROUTE_SIMULATE,
-};
 use crate::operators::RequestedCall;
 use crate::validate;
-use pecr_auth::{Authenticator, header};
+use pecr_auth::header;
 use pecr_proto::v1::operator_outcome::Outcome;
-use pecr_server::RateLimiter;
+use pecr_server::{RateLimiter, RateRule, RequestId, rate_limited};
 
 pub struct GatewayApi {
     pub core: Arc<Gateway>,
-    pub auth: Authenticator,
-    pub limiter: RateLimiter,
+    /// The limiter of the request stack, for the per-call charge of batches.
+    pub limiter: Arc<RateLimiter>,
     pub limits: RateLimits,
 }
 
-fn rate_limited(what: &str) -> PecrError {
-    PecrError::new(
-        ErrorCode::RateLimited,
-        format!("rate limit exceeded for {what}"),
-    )
+/// The per-RPC quotas the request stack applies. `CallOperators` is
+/// charged per call by its handler, since only its body says how many.
+pub fn rate_rules(limits: &RateLimits) -> Vec<RateRule> {
+    let rule = |method, bucket, limit, what| RateRule {
+        method,
+        bucket,
+        limit,
+        what,
+    };
+    vec![
+        rule(
+            "CreateSession",
+            "sessions",
+            limits.sessions,
+            "session creation",
+        ),
+        rule(
+            "SimulatePolicy",
+            "simulate",
+            limits.simulate,
+            "policy simulation",
+        ),
+        rule(
+            "CallOperator",
+            "operators",
+            limits.operators,
+            "operator calls",
+        ),
+        rule("Finalize", "finalize", limits.finalize, "finalize calls"),
+    ]
 }
 
 fn op_names(calls: &[v1::OperatorCall]) -> Vec<String> {
@@ -63,25 +84,22 @@ fn policy_decision(decision: pecr_policy::Decision) -> v1::PolicyDecision {
     }
 }
 
-impl GatewayApi {
-    /// Authenticates, applies the principal's limit for `bucket`, and derives the request id.
-    async fn caller(
-        &self,
-        metadata: &MetadataMap,
-        bucket: Option<(&str, u32, &str)>,
-    ) -> PecrResult<Caller> {
-        let principal = self.auth.authenticate(metadata).await?;
-        if let Some((prefix, limit, what)) = bucket
-            && !self.limiter.allow(&principal.rate_key(prefix), limit)
-        {
-            return Err(rate_limited(what));
-        }
-        Ok(Caller {
-            principal,
-            request_id: ids::sanitize_request_id(header(metadata, "x-pecr-request-id").as_deref()),
-        })
-    }
+/// The principal the stack authenticated, with the call's request id.
+fn caller<T>(request: &Request<T>) -> PecrResult<Caller> {
+    Ok(Caller {
+        principal: pecr_server::principal(request)?,
+        request_id: RequestId::of(request),
+    })
+}
 
+/// The answer, marked with its terminal mode for the route metrics.
+fn answer<T>(result: PecrResult<(Response<T>, TerminalMode)>) -> Result<Response<T>, Status> {
+    let (mut response, mode) = result?;
+    response.extensions_mut().insert(mode);
+    Ok(response)
+}
+
+impl GatewayApi {
     /// Every call of a batch counts against the principal's operator limit.
     fn check_operator_rate(&self, caller: &Caller, calls: usize) -> PecrResult<()> {
         if calls == 0 {
@@ -124,24 +142,6 @@ impl GatewayApi {
             })
             .collect()
     }
-
-    fn finish<T>(
-        &self,
-        route: &'static str,
-        started: Instant,
-        result: PecrResult<(T, TerminalMode)>,
-    ) -> Result<T, Status> {
-        match result {
-            Ok((value, mode)) => {
-                self.core.metrics.observe(route, started, Ok(mode));
-                Ok(value)
-            }
-            Err(error) => {
-                self.core.metrics.observe(route, started, Err(&error));
-                Err(error.into())
-            }
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -150,10 +150,8 @@ impl GatewayService for GatewayApi {
         &self,
         request: Request<v1::CreateSessionRequest>,
     ) -> Result<Response<v1::CreateSessionResponse>, Status> {
-        let started = Instant::now();
         let result = async {
-            let bucket = ("sessions", self.limits.sessions, "session creation");
-            let caller = self.caller(request.metadata(), Some(bucket)).await?;
+            let caller = caller(&request)?;
             validate::create_session(request.get_ref())?;
             self.check_operator_rate(&caller, request.get_ref().calls.len())?;
             let trace_id =
@@ -173,17 +171,15 @@ impl GatewayService for GatewayApi {
         }
         .instrument(tracing::info_span!("session.create"))
         .await;
-        self.finish(ROUTE_SESSIONS, started, result)
+        answer(result)
     }
 
     async fn simulate_policy(
         &self,
         request: Request<v1::SimulatePolicyRequest>,
     ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
-        let started = Instant::now();
         let result = async {
-            let bucket = ("simulate", self.limits.simulate, "policy simulation");
-            let caller = self.caller(request.metadata(), Some(bucket)).await?;
+            let caller = caller(&request)?;
             validate::simulate_policy(request.get_ref())?;
             let decision = self.core.simulate(&caller, request.into_inner()).await?;
             let decision = policy_decision(decision);
@@ -196,18 +192,16 @@ impl GatewayService for GatewayApi {
             Ok((Response::new(response), TerminalMode::Supported))
         }
         .await;
-        self.finish(ROUTE_SIMULATE, started, result)
+        answer(result)
     }
 
     async fn call_operator(
         &self,
         request: Request<v1::CallOperatorRequest>,
     ) -> Result<Response<v1::CallOperatorResponse>, Status> {
-        let started = Instant::now();
         let op_name = request.get_ref().op_name.clone();
         let result = async {
-            let bucket = ("operators", self.limits.operators, "operator calls");
-            let caller = self.caller(request.metadata(), Some(bucket)).await?;
+            let caller = caller(&request)?;
             let token = session_token(request.metadata())?;
             let params = validate::call_operator(request.get_ref())?;
             let request = request.into_inner();
@@ -232,21 +226,20 @@ impl GatewayService for GatewayApi {
         self.core
             .metrics
             .operator_call(op_name.trim(), result.is_ok());
-        self.finish(ROUTE_OPERATORS, started, result)
+        answer(result)
     }
 
     async fn call_operators(
         &self,
         request: Request<v1::CallOperatorsRequest>,
     ) -> Result<Response<v1::CallOperatorsResponse>, Status> {
-        let started = Instant::now();
         let span = tracing::info_span!(
             "operator.batch",
             calls = request.get_ref().calls.len() as u64,
             outcome = tracing::field::Empty,
         );
         let result = async {
-            let caller = self.caller(request.metadata(), None).await?;
+            let caller = caller(&request)?;
             let token = session_token(request.metadata())?;
             validate::call_operators(request.get_ref())?;
             self.check_operator_rate(&caller, request.get_ref().calls.len())?;
@@ -264,17 +257,15 @@ impl GatewayService for GatewayApi {
         .instrument(span.clone())
         .await;
         span.record("outcome", if result.is_ok() { "ok" } else { "error" });
-        self.finish(ROUTE_OPERATOR_BATCHES, started, result)
+        answer(result)
     }
 
     async fn finalize(
         &self,
         request: Request<v1::FinalizeRequest>,
     ) -> Result<Response<v1::FinalizeResponse>, Status> {
-        let started = Instant::now();
         let result = async {
-            let bucket = ("finalize", self.limits.finalize, "finalize calls");
-            let caller = self.caller(request.metadata(), Some(bucket)).await?;
+            let caller = caller(&request)?;
             let token = session_token(request.metadata())?;
             validate::finalize(request.get_ref())?;
             let response = self
@@ -291,6 +282,6 @@ impl GatewayService for GatewayApi {
             terminal_mode = tracing::field::Empty
         ))
         .await;
-        self.finish(ROUTE_FINALIZE, started, result)
+        answer(result)
     }
 }

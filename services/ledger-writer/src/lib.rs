@@ -42,6 +42,7 @@ pub struct Config {
     pub server_tls: Option<ServerTls>,
     /// Callers' service tokens, used when the port has no client certificates.
     pub caller_tokens: CallerTokens,
+    pub admission: pecr_config::Admission,
 }
 
 /// The callers ledger-writer knows, by the certificate identity or token
@@ -99,6 +100,7 @@ impl Config {
             controller: reader.service_token(env::CONTROLLER_TOKEN),
             auditor: reader.service_token(env::AUDITOR_TOKEN),
         };
+        let admission = pecr_config::Admission::read(&mut reader, 30_000);
         if let Err(err) = check_caller_authentication(server_tls.as_ref(), &caller_tokens) {
             reader.push_error(err);
         }
@@ -134,6 +136,7 @@ impl Config {
             max_batch,
             server_tls,
             caller_tokens,
+            admission,
         })
     }
 
@@ -198,6 +201,7 @@ pub struct App {
     store: store::LedgerStore,
     metrics: metrics::LedgerMetrics,
     callers: ServiceCallers,
+    admission: pecr_config::Admission,
 }
 
 impl Service for App {
@@ -243,6 +247,7 @@ impl Service for App {
         Ok(Self {
             bound,
             callers,
+            admission: config.admission,
             store,
             metrics,
         })
@@ -269,10 +274,14 @@ impl Service for App {
             service_name: pecr_proto::service_names::LEDGER,
             routes: tonic::service::Routes::new(LedgerServiceServer::new(service)),
             readiness,
-            http_routes: None,
+            rest: None,
             metrics_guard: None,
             registry: self.metrics.registry(),
             callers: Some(self.callers),
+            principals: None,
+            rate_limits: pecr_server::RateLimits::none(),
+            route_series: None,
+            admission: self.admission,
         };
         self.bound.serve(spec, shutdown).await
     }

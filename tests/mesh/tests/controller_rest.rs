@@ -191,7 +191,13 @@ async fn scenarios_38_to_40_evaluation_rules_and_list_limits() {
         .json();
     assert_eq!(fetched["evaluation_name"], "strict");
 
-    // 39: thresholds are checked before authentication; a blank name after it.
+    // 39: threshold ranges are checked for an authenticated caller (the
+    // request stack authenticates first: an anonymous caller gets 401 and
+    // learns nothing of the validation); a blank name likewise.
+    let out_of_range = json!({"evaluation_name": "x", "min_quality_score": 101});
+    let unchecked =
+        http_post_json(&mesh.url("/v1/evaluations"), &[], &out_of_range.to_string()).await;
+    assert_error(&unchecked, 401, "ERR_POLICY_DENIED");
     for (body, expected) in [
         (
             json!({"evaluation_name": "x", "min_quality_score": 101}),
@@ -202,7 +208,12 @@ async fn scenarios_38_to_40_evaluation_rules_and_list_limits() {
             "max_source_unavailable_rate",
         ),
     ] {
-        let answer = http_post_json(&mesh.url("/v1/evaluations"), &[], &body.to_string()).await;
+        let answer = http_post_json(
+            &mesh.url("/v1/evaluations"),
+            &[("x-pecr-principal-id", "dev")],
+            &body.to_string(),
+        )
+        .await;
         let error = assert_error(&answer, 400, "ERR_INVALID_PARAMS");
         assert!(
             error["message"]
