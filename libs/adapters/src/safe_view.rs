@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use pecr_config::StartupError;
 use pecr_errors::PecrError;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use crate::errors::{database_query_failed, database_unavailable};
 
@@ -137,29 +137,18 @@ impl SafeViewDb {
     /// Builds the pool; a malformed URL is `ERR_INVALID_CONFIG`, a pool that
     /// cannot be built `ERR_DB_UNAVAILABLE`.
     pub(crate) fn new(db_url: &str, query_timeout_ms: u64) -> Result<Self, StartupError> {
-        let config: tokio_postgres::Config = db_url.parse().map_err(|err| {
-            StartupError::invalid(format!("PECR_DB_URL is not a PostgreSQL URL: {err}"))
-        })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+        let pool = pecr_pg::pool(
+            db_url,
+            pecr_pg::PoolSettings {
+                url_key: "PECR_DB_URL",
+                purpose: "safe-view",
+                unavailable_code: "ERR_DB_UNAVAILABLE",
+                max_size: POOL_SIZE,
+                wait_timeout: POOL_TIMEOUT,
+                connect_timeout: POOL_TIMEOUT,
+                on_connect: None,
             },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|err| {
-                StartupError::new(
-                    "ERR_DB_UNAVAILABLE",
-                    format!("cannot build the safe-view connection pool: {err}"),
-                )
-            })?;
+        )?;
         Ok(Self {
             pool,
             query_timeout_ms,

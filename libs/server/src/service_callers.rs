@@ -31,7 +31,7 @@ impl Methods {
 
 /// A caller known by name.
 #[derive(Debug, Clone)]
-struct Caller {
+struct KnownService {
     name: String,
     methods: Methods,
     /// Its certificate identity, when callers present certificates.
@@ -44,7 +44,7 @@ struct Caller {
 #[derive(Clone)]
 pub struct ServiceCallers {
     service_name: &'static str,
-    callers: Arc<Vec<Caller>>,
+    callers: Arc<Vec<KnownService>>,
 }
 
 impl std::fmt::Debug for ServiceCallers {
@@ -67,7 +67,7 @@ impl ServiceCallers {
             .iter()
             .filter_map(|(name, methods)| {
                 let certificate_name = ServerName::try_from(name.as_str()).ok()?.to_owned();
-                Some(Caller {
+                Some(KnownService {
                     name: name.clone(),
                     methods: *methods,
                     certificate_name: Some(certificate_name),
@@ -85,7 +85,7 @@ impl ServiceCallers {
     pub fn by_token(service_name: &'static str, callers: &[(String, String, Methods)]) -> Self {
         let callers = callers
             .iter()
-            .map(|(name, token, methods)| Caller {
+            .map(|(name, token, methods)| KnownService {
                 name: name.clone(),
                 methods: *methods,
                 certificate_name: None,
@@ -104,7 +104,7 @@ impl ServiceCallers {
         &self,
         leaf: Option<&CertificateDer<'_>>,
         headers: &http::HeaderMap,
-    ) -> Result<&Caller, PecrError> {
+    ) -> Result<&KnownService, PecrError> {
         if let Some(leaf) = leaf {
             return self
                 .callers

@@ -13,14 +13,14 @@ use pecr_contracts::replay::{
 use pecr_contracts::scoring::{EvaluationThresholds, evaluate, validate_submission};
 use pecr_errors::{PecrError, PecrResult};
 
-use crate::replay_store::{Owner, ReplayStore};
+use crate::replay_store::{PrincipalKey, ReplayStore};
 use crate::validate;
 
 /// Evaluates `submission` over `owner`'s runs; one evaluation reads at most
 /// `list_limit` bundles.
 pub async fn run(
     store: &ReplayStore,
-    owner: &Owner,
+    owner: &PrincipalKey,
     submission: &ReplayEvaluationSubmission,
     list_limit: u32,
 ) -> PecrResult<ReplayEvaluationResult> {

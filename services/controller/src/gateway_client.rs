@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 /// Who the run acts for, and how to say so to the gateway (spec 30 §3.3).
 #[derive(Debug, Clone)]
-pub struct CallerIdentity {
+pub struct PrincipalCredential {
     pub principal_id: String,
     pub credential: GatewayCredential,
     pub request_id: String,
@@ -131,13 +131,13 @@ fn operator_calls(calls: &[(String, Value)]) -> Vec<v1::OperatorCall> {
 /// [`Self::into_open`] does.
 pub struct LazySession {
     gateway: GatewayClient,
-    identity: CallerIdentity,
+    identity: PrincipalCredential,
     budget: v1::Budget,
     open: Option<SessionClient>,
 }
 
 impl LazySession {
-    pub fn new(gateway: GatewayClient, identity: CallerIdentity, budget: v1::Budget) -> Self {
+    pub fn new(gateway: GatewayClient, identity: PrincipalCredential, budget: v1::Budget) -> Self {
         Self {
             gateway,
             identity,
@@ -228,7 +228,7 @@ pub struct GatewayClient {
 #[derive(Clone)]
 pub struct SessionClient {
     client: GatewayServiceClient<TracedChannel>,
-    identity: CallerIdentity,
+    identity: PrincipalCredential,
     token: AsciiMetadataValue,
     timeout: Duration,
     pub session_id: String,
@@ -266,7 +266,7 @@ fn insert(metadata: &mut MetadataMap, key: &'static str, value: &str) -> Result<
     Ok(())
 }
 
-impl CallerIdentity {
+impl PrincipalCredential {
     fn request<T>(&self, body: T, timeout: Duration) -> Result<tonic::Request<T>, PecrError> {
         let mut request = tonic::Request::new(body);
         request.set_timeout(timeout);
@@ -299,7 +299,7 @@ impl GatewayClient {
     /// Opens a session and checks the reply: a token, our trace id, our budget.
     pub async fn create_session(
         &self,
-        identity: &CallerIdentity,
+        identity: &PrincipalCredential,
         budget: v1::Budget,
     ) -> Result<SessionClient, PecrError> {
         let (session, _) = self.create_session_with(identity, budget, &[]).await?;
@@ -312,7 +312,7 @@ impl GatewayClient {
     /// session creation does.
     pub async fn create_session_with(
         &self,
-        identity: &CallerIdentity,
+        identity: &PrincipalCredential,
         budget: v1::Budget,
         calls: &[(String, Value)],
     ) -> Result<(SessionClient, Vec<CallOutcome>), PecrError> {
@@ -333,7 +333,7 @@ impl GatewayClient {
 
     async fn create_session_inner(
         &self,
-        identity: &CallerIdentity,
+        identity: &PrincipalCredential,
         budget: v1::Budget,
         calls: &[(String, Value)],
     ) -> Result<(SessionClient, Vec<CallOutcome>), PecrError> {
@@ -601,7 +601,7 @@ mod tests {
     use super::*;
 
     fn sent(credential: GatewayCredential) -> Vec<(String, String)> {
-        let identity = CallerIdentity {
+        let identity = PrincipalCredential {
             principal_id: "dev".into(),
             credential,
             request_id: "r1".into(),

@@ -20,7 +20,7 @@ use crate::config::ReplayBackend;
 
 /// Whose records these are.
 #[derive(Debug, Clone)]
-pub struct Owner {
+pub struct PrincipalKey {
     pub tenant_id: String,
     pub principal_id_hash: String,
 }
@@ -150,7 +150,7 @@ impl ReplayStore {
 
     pub async fn store_bundle(
         &self,
-        owner: &Owner,
+        owner: &PrincipalKey,
         bundle: &ReplayBundle,
     ) -> Result<(), PecrError> {
         let json = bundle.to_json();
@@ -179,7 +179,7 @@ impl ReplayStore {
     /// The caller's bundle `run_id`; 404 when unsafe, missing, another's or tampered with.
     pub async fn load_bundle(
         &self,
-        owner: &Owner,
+        owner: &PrincipalKey,
         run_id: &str,
     ) -> Result<ReplayBundle, PecrError> {
         if !is_safe_store_id(run_id) {
@@ -217,7 +217,7 @@ impl ReplayStore {
     /// bundle fails the whole read.
     pub async fn load_bundles(
         &self,
-        owner: &Owner,
+        owner: &PrincipalKey,
         run_ids: &[String],
     ) -> Result<HashMap<String, ReplayBundle>, PecrError> {
         let wanted: BTreeSet<&str> = run_ids
@@ -271,7 +271,7 @@ impl ReplayStore {
     /// The caller's newest `limit` valid bundles, newest first.
     pub async fn list_bundles(
         &self,
-        owner: &Owner,
+        owner: &PrincipalKey,
         engine_mode: Option<EngineMode>,
         limit: u32,
     ) -> Result<Vec<ReplayBundle>, PecrError> {
@@ -310,7 +310,7 @@ impl ReplayStore {
 
     pub async fn store_evaluation(
         &self,
-        owner: &Owner,
+        owner: &PrincipalKey,
         evaluation: &ReplayEvaluationResult,
     ) -> Result<(), PecrError> {
         let json = serde_json::to_value(evaluation)
@@ -339,7 +339,7 @@ impl ReplayStore {
 
     pub async fn load_evaluation(
         &self,
-        owner: &Owner,
+        owner: &PrincipalKey,
         evaluation_id: &str,
     ) -> Result<ReplayEvaluationResult, PecrError> {
         if !is_safe_store_id(evaluation_id) {

@@ -17,11 +17,12 @@ use crate::config::OperatorPolicy;
 use crate::convert::claim_map_from_proto;
 use crate::engine::{self, LoopResult};
 use crate::gateway_client::{
-    CallerIdentity, GatewayClient, GatewayCredential, LazySession, SessionClient, contract_mode,
+    GatewayClient, GatewayCredential, LazySession, PrincipalCredential, SessionClient,
+    contract_mode,
 };
 use crate::metrics::ControllerMetrics;
 use crate::plan::Plan;
-use crate::replay_store::{Owner, ReplayStore};
+use crate::replay_store::{PrincipalKey, ReplayStore};
 
 /// What every run of this process shares.
 pub struct RunSettings {
@@ -66,7 +67,7 @@ impl Runner {
         budget
             .validate()
             .map_err(|reason| PecrError::invalid_params(format!("invalid budget: {reason}")))?;
-        let identity = CallerIdentity {
+        let identity = PrincipalCredential {
             principal_id: principal.principal_id.clone(),
             credential: match authorization {
                 Some(authorization) => GatewayCredential::Bearer { authorization },
@@ -146,7 +147,7 @@ impl Runner {
         &self,
         query: &str,
         principal: &Principal,
-        identity: CallerIdentity,
+        identity: PrincipalCredential,
         budget: Budget,
         gate: BudgetGate,
     ) -> Result<(LoopResult, SessionClient), PecrError> {
@@ -216,7 +217,7 @@ impl Runner {
     /// Stores the replay bundle in files; a failure is logged and leaves
     /// the response as it is (without a run id).
     async fn persist(&self, tenant_id: &str, ids: &RunIds, bundle: ReplayBundle) -> Option<String> {
-        let owner = Owner {
+        let owner = PrincipalKey {
             tenant_id: tenant_id.to_owned(),
             principal_id_hash: bundle.metadata.principal_id_hash.clone(),
         };

@@ -19,7 +19,7 @@ use tracing::{Instrument, info};
 use crate::config::RateLimits;
 use crate::convert;
 use crate::evaluation;
-use crate::replay_store::Owner;
+use crate::replay_store::PrincipalKey;
 use crate::run::{RunIds, Runner};
 use crate::validate;
 
@@ -48,8 +48,8 @@ pub fn rate_rules(limits: &RateLimits) -> Vec<RateRule> {
     ]
 }
 
-fn owner(principal: &Principal) -> Owner {
-    Owner {
+fn principal_key(principal: &Principal) -> PrincipalKey {
+    PrincipalKey {
         tenant_id: principal.tenant_id.clone(),
         principal_id_hash: principal_id_hash(&principal.principal_id),
     }
@@ -71,7 +71,11 @@ impl ControllerApi {
         let engine_mode = convert::engine_mode(engine_mode.as_deref())?;
         self.runner
             .store
-            .list_bundles(&owner(principal), engine_mode, self.effective_limit(limit))
+            .list_bundles(
+                &principal_key(principal),
+                engine_mode,
+                self.effective_limit(limit),
+            )
             .await
     }
 
@@ -133,7 +137,7 @@ impl ControllerApi {
         validate_thresholds(&submission).map_err(PecrError::invalid_params)?;
         evaluation::run(
             &self.runner.store,
-            &owner(principal),
+            &principal_key(principal),
             &submission,
             self.list_limit,
         )
@@ -193,7 +197,7 @@ impl ControllerService for ControllerApi {
         let bundle = self
             .runner
             .store
-            .load_bundle(&owner(&principal), &request.get_ref().run_id)
+            .load_bundle(&principal_key(&principal), &request.get_ref().run_id)
             .await?;
         Ok(Response::new(v1::GetReplayResponse {
             bundle: Some(convert::bundle_to_proto(&bundle)),
@@ -239,7 +243,7 @@ impl ControllerService for ControllerApi {
         let evaluation = self
             .runner
             .store
-            .load_evaluation(&owner(&principal), &request.get_ref().evaluation_id)
+            .load_evaluation(&principal_key(&principal), &request.get_ref().evaluation_id)
             .await?;
         Ok(Response::new(v1::GetEvaluationResponse {
             evaluation: Some(convert::evaluation_to_proto(&evaluation)),

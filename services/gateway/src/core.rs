@@ -28,8 +28,8 @@ use crate::session_state::{SessionStates, is_stale};
 pub(crate) const STALE_RETRIES: usize = 3;
 use pecr_auth::Principal;
 
-/// What each request carries besides its body.
-pub struct Caller {
+/// The authenticated principal of a request, with the request's id.
+pub struct PrincipalRequest {
     pub principal: Principal,
     pub request_id: String,
 }
@@ -111,7 +111,7 @@ fn as_of_time_or(raw: Option<&str>, default: &str) -> PecrResult<String> {
 impl Gateway {
     pub(crate) async fn decide(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         action: &str,
         parts: Vec<String>,
         input: &Value,
@@ -137,7 +137,7 @@ impl Gateway {
     /// POST /v1/sessions (spec 20 §2.4).
     pub async fn create_session(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         trace_id: String,
         request: v1::CreateSessionRequest,
     ) -> PecrResult<CreatedSession> {
@@ -247,7 +247,7 @@ impl Gateway {
     /// are recorded by the ledger apart from the session's own events.
     pub(crate) async fn admit(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session_id: &str,
         token: &str,
         action: &str,
@@ -291,7 +291,7 @@ impl Gateway {
     /// POST /v1/finalize (spec 20 §2.7, §7).
     pub async fn finalize(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         token: &str,
         request: v1::FinalizeRequest,
     ) -> PecrResult<v1::FinalizeResponse> {
@@ -354,7 +354,7 @@ impl Gateway {
     /// ledger write, compare-and-set on the counters the gate read.
     async fn finalize_open(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         answer: Answer<'_>,
     ) -> PecrResult<(v1::ClaimMap, Option<String>)> {
@@ -447,7 +447,7 @@ impl Gateway {
     /// POST /v1/policies/simulate (spec 20 §2.5): a decision, nothing written.
     pub async fn simulate(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         request: v1::SimulatePolicyRequest,
     ) -> PecrResult<Decision> {
         let action = request.action.trim().to_owned();

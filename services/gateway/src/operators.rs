@@ -24,7 +24,9 @@ use pecr_proto::v1;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::core::{Caller, Gateway, OperatorReply, STALE_RETRIES, json_len, policy_denied};
+use crate::core::{
+    Gateway, OperatorReply, PrincipalRequest, STALE_RETRIES, json_len, policy_denied,
+};
 use crate::events::{self, CallOutcome, event};
 use crate::session_state::is_stale;
 
@@ -120,7 +122,7 @@ impl Gateway {
     /// POST /v1/operators/{op_name}, with its params already checked.
     pub async fn call_operator(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         token: &str,
         session_id: &str,
         op_name: &str,
@@ -138,7 +140,7 @@ impl Gateway {
     /// cannot record it; then no call's result is returned.
     pub async fn call_operators(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         token: &str,
         session_id: &str,
         calls: Vec<RequestedCall>,
@@ -151,7 +153,7 @@ impl Gateway {
     /// deciding again when another replica changed the session meanwhile.
     async fn run_calls(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         token: &str,
         session_id: &str,
         parsed: Vec<PecrResult<Call>>,
@@ -189,7 +191,7 @@ impl Gateway {
     /// as recorded.
     pub(crate) async fn open_session(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         mut request: v1::RecordSessionRequest,
         calls: Vec<RequestedCall>,
     ) -> PecrResult<(v1::SessionRecord, Vec<PecrResult<OperatorReply>>)> {
@@ -224,7 +226,7 @@ impl Gateway {
     /// Decides, runs and records one batch against `session`.
     async fn run_batch(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         calls: &[PecrResult<Call>],
     ) -> PecrResult<Vec<PecrResult<OperatorReply>>> {
@@ -265,7 +267,7 @@ impl Gateway {
     /// One line per batch, not per call: logs are a real share of a run's CPU.
     fn log_batch(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         calls: usize,
         settled: &Settled,
@@ -286,7 +288,7 @@ impl Gateway {
     /// Judges, runs and settles a batch; nothing is written.
     async fn prepare_batch(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         calls: &[PecrResult<Call>],
     ) -> Settled {
@@ -344,7 +346,7 @@ impl Gateway {
     /// Budget, then policy, for one call before it runs.
     async fn judge(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         budget: &v1::Budget,
         reserved_calls: u64,
@@ -359,7 +361,7 @@ impl Gateway {
     /// The calls and bytes budget; a refusal when the call does not fit.
     fn check_budget(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         budget: &v1::Budget,
         reserved_calls: u64,
@@ -401,7 +403,12 @@ impl Gateway {
 
     /// The policy decision for one call: admitted with its decision and
     /// redaction, or refused with the events that say why.
-    async fn authorize(&self, caller: &Caller, session: &v1::SessionRecord, call: &Call) -> Judged {
+    async fn authorize(
+        &self,
+        caller: &PrincipalRequest,
+        session: &v1::SessionRecord,
+        call: &Call,
+    ) -> Judged {
         let caller_id = caller.principal.principal_id.as_str();
         let rid = caller.request_id.as_str();
         let op_name = call.op_name.as_str();
@@ -490,7 +497,7 @@ impl Gateway {
 
     async fn execute(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         scope: &SessionScope,
         call: &Call,
@@ -543,7 +550,7 @@ impl Gateway {
     /// events of every call.
     fn settle(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         budget: &v1::Budget,
         calls: &[PecrResult<Call>],
@@ -675,7 +682,7 @@ impl Gateway {
     /// object the caller may not read) and the result cache.
     async fn search(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         scope: &SessionScope,
         params: &Value,
@@ -719,7 +726,7 @@ impl Gateway {
     /// Would policy let the caller `fetch_span` this object?
     async fn may_read_object(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         object_id: &str,
     ) -> PecrResult<bool> {
@@ -746,7 +753,7 @@ impl Gateway {
     /// The `operator_call` decision (spec 20 §4.1); cached per snapshot, operator and params.
     async fn decide_operator(
         &self,
-        caller: &Caller,
+        caller: &PrincipalRequest,
         session: &v1::SessionRecord,
         op_name: &str,
         params_hash: &str,
@@ -799,7 +806,7 @@ impl Call {
 
 fn bytes_violation(
     session: &v1::SessionRecord,
-    caller: &Caller,
+    caller: &PrincipalRequest,
     op_name: &str,
     used: u64,
     params_bytes: u64,

@@ -8,11 +8,11 @@ use pecr_contracts::run_record::{RunRecord, SessionFacts};
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
 
-use crate::core::Caller;
+use crate::core::PrincipalRequest;
 
 pub fn bundle(
     run: RunRecord,
-    caller: &Caller,
+    caller: &PrincipalRequest,
     session: &v1::SessionRecord,
     response_text: &str,
     gated: &v1::ClaimMap,

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::config::RateLimits;
-use crate::core::{Caller, Gateway, OperatorReply};
+use crate::core::{Gateway, OperatorReply, PrincipalRequest};
 use crate::operators::RequestedCall;
 use crate::validate;
 use pecr_auth::header;
@@ -85,8 +85,8 @@ fn policy_decision(decision: pecr_policy::Decision) -> v1::PolicyDecision {
 }
 
 /// The principal the stack authenticated, with the call's request id.
-fn caller<T>(request: &Request<T>) -> PecrResult<Caller> {
-    Ok(Caller {
+fn caller<T>(request: &Request<T>) -> PecrResult<PrincipalRequest> {
+    Ok(PrincipalRequest {
         principal: pecr_server::principal(request)?,
         request_id: RequestId::of(request),
     })
@@ -101,7 +101,7 @@ fn answer<T>(result: PecrResult<(Response<T>, TerminalMode)>) -> Result<Response
 
 impl GatewayApi {
     /// Every call of a batch counts against the principal's operator limit.
-    fn check_operator_rate(&self, caller: &Caller, calls: usize) -> PecrResult<()> {
+    fn check_operator_rate(&self, caller: &PrincipalRequest, calls: usize) -> PecrResult<()> {
         if calls == 0 {
             return Ok(());
         }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use pecr_config::StartupError;
+use pecr_pg::Pool;
 use tokio_postgres::NoTls;
 
 mod embedded {
@@ -32,16 +32,6 @@ const MIGRATION_LOCK_KEY: i64 = 0x5045_4352_4d49_4752; // "PECRMIGR"
 /// fails cleanly and the connection goes back to the pool idle, not
 /// mid-query.
 pub fn pool(url: &str, max_size: usize, statement_timeout: Duration) -> Result<Pool, StartupError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|err| {
-        StartupError::invalid(format!("PECR_DB_URL is not a PostgreSQL URL: {err}"))
-    })?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
     // No whole-table scans where an index serves: a connection prepares its
     // statements once and keeps their generic plans, and those made while
     // the tables were small join `unnest` against whole-table scans, for as
@@ -52,33 +42,22 @@ pub fn pool(url: &str, max_size: usize, statement_timeout: Duration) -> Result<P
     // always: for a statement over `unnest($1)` a custom plan knows the
     // array's length and looks cheaper, so PostgreSQL would otherwise plan
     // it again at every execution.
-    let set_timeout = format!(
+    let session = format!(
         "SET statement_timeout = '{}ms'; SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan",
         statement_timeout.as_millis().max(1)
     );
-    Pool::builder(manager)
-        .max_size(max_size)
-        .post_create(Hook::async_fn(move |client, _| {
-            let set_timeout = set_timeout.clone();
-            Box::pin(async move {
-                client
-                    .simple_query(&set_timeout)
-                    .await
-                    .map(|_| ())
-                    .map_err(HookError::Backend)
-            })
-        }))
-        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|err| {
-            StartupError::new(
-                "ERR_LEDGER_UNAVAILABLE",
-                format!("cannot build the connection pool: {err}"),
-            )
-        })
+    pecr_pg::pool(
+        url,
+        pecr_pg::PoolSettings {
+            url_key: "PECR_DB_URL",
+            purpose: "ledger",
+            unavailable_code: "ERR_LEDGER_UNAVAILABLE",
+            max_size,
+            wait_timeout: POOL_WAIT_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
+            on_connect: Some(session),
+        },
+    )
 }
 
 /// Connect through `url` (the value of the setting `key`) and migrate,

@@ -155,7 +155,7 @@ impl LedgerService for Ledger {
     ) -> Result<Response<v1::LoadReplayBundleResponse>, Status> {
         self.call("LoadReplayBundle", async {
             let request = request.into_inner();
-            let owner = validate::owner(&request.tenant_id, &request.principal_id_hash)?;
+            let owner = validate::principal_key(&request.tenant_id, &request.principal_id_hash)?;
             // An unsafe id can name no stored bundle.
             let run_id = validate::store_id("run_id", &request.run_id).map_err(|_| {
                 pecr_errors::PecrError::new(
@@ -175,7 +175,7 @@ impl LedgerService for Ledger {
     ) -> Result<Response<v1::LoadReplayBundlesResponse>, Status> {
         self.call("LoadReplayBundles", async {
             let request = request.into_inner();
-            let owner = validate::owner(&request.tenant_id, &request.principal_id_hash)?;
+            let owner = validate::principal_key(&request.tenant_id, &request.principal_id_hash)?;
             let run_ids = validate::batch_run_ids(request.run_ids)?;
             let bundles = self.store.load_replays(owner, &run_ids).await?;
             Ok(v1::LoadReplayBundlesResponse { bundles })
@@ -189,7 +189,7 @@ impl LedgerService for Ledger {
     ) -> Result<Response<v1::ListReplayBundlesResponse>, Status> {
         self.call("ListReplayBundles", async {
             let request = request.into_inner();
-            let owner = validate::owner(&request.tenant_id, &request.principal_id_hash)?;
+            let owner = validate::principal_key(&request.tenant_id, &request.principal_id_hash)?;
             let engine_mode = request
                 .engine_mode
                 .map(|mode| validate::engine_mode("engine_mode", &mode))
@@ -234,7 +234,7 @@ impl LedgerService for Ledger {
     ) -> Result<Response<v1::LoadEvaluationResponse>, Status> {
         self.call("LoadEvaluation", async {
             let request = request.into_inner();
-            let owner = validate::owner(&request.tenant_id, &request.principal_id_hash)?;
+            let owner = validate::principal_key(&request.tenant_id, &request.principal_id_hash)?;
             let evaluation_id = validate::store_id("evaluation_id", &request.evaluation_id)
                 .map_err(|_| {
                     pecr_errors::PecrError::new(

@@ -683,13 +683,13 @@ fn replay_at(prefix: &str, request: v1::StoreReplayBundleRequest) -> PecrResult<
 }
 
 /// The owner of a stored replay or evaluation.
-pub struct Owner {
+pub struct PrincipalKey {
     pub tenant_id: String,
     pub principal_id_hash: String,
 }
 
-pub fn owner(tenant_id: &str, principal_id_hash: &str) -> PecrResult<Owner> {
-    Ok(Owner {
+pub fn principal_key(tenant_id: &str, principal_id_hash: &str) -> PecrResult<PrincipalKey> {
+    Ok(PrincipalKey {
         tenant_id: identifier("tenant_id", tenant_id)?,
         principal_id_hash: hex64("principal_id_hash", principal_id_hash)?,
     })

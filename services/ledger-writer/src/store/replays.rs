@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio_postgres::Statement;
 
 use super::{LedgerStore, column, db_error};
-use crate::validate::{NewEvaluation, NewReplay, Owner};
+use crate::validate::{NewEvaluation, NewReplay, PrincipalKey};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -81,7 +81,7 @@ pub(super) async fn insert_evaluations(
 }
 
 impl LedgerStore {
-    pub async fn load_replay(&self, owner: Owner, run_id: &str) -> PecrResult<String> {
+    pub async fn load_replay(&self, owner: PrincipalKey, run_id: &str) -> PecrResult<String> {
         self.db("load_replay", async {
             let client = self.client().await?;
             let row = client
@@ -104,7 +104,11 @@ impl LedgerStore {
     }
 
     /// The owner's verified bundles among `run_ids`, in one query.
-    pub async fn load_replays(&self, owner: Owner, run_ids: &[String]) -> PecrResult<Vec<String>> {
+    pub async fn load_replays(
+        &self,
+        owner: PrincipalKey,
+        run_ids: &[String],
+    ) -> PecrResult<Vec<String>> {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -133,7 +137,7 @@ impl LedgerStore {
 
     pub async fn list_replays(
         &self,
-        owner: Owner,
+        owner: PrincipalKey,
         engine_mode: Option<String>,
         limit: i64,
     ) -> PecrResult<Vec<String>> {
@@ -197,7 +201,11 @@ impl LedgerStore {
         .await
     }
 
-    pub async fn load_evaluation(&self, owner: Owner, evaluation_id: &str) -> PecrResult<String> {
+    pub async fn load_evaluation(
+        &self,
+        owner: PrincipalKey,
+        evaluation_id: &str,
+    ) -> PecrResult<String> {
         self.db("load_evaluation", async {
             let client = self.client().await?;
             let row = client
