@@ -43,6 +43,8 @@ pub enum EdgeError {
     InvalidHttpRule { method: String, reason: String },
     /// Two rules claim the same method and path.
     RouteConflict { method: String, path: String },
+    /// The OpenAPI document could not be written as YAML.
+    Render(String),
 }
 
 impl fmt::Display for EdgeError {
@@ -56,6 +58,7 @@ impl fmt::Display for EdgeError {
             Self::RouteConflict { method, path } => {
                 write!(f, "more than one RPC is bound to {method} {path}")
             }
+            Self::Render(reason) => write!(f, "OpenAPI document: {reason}"),
         }
     }
 }

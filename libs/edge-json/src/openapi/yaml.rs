@@ -1,6 +1,10 @@
-//! A small block-style YAML writer for the OpenAPI document. Strings are
-//! always double-quoted with JSON escapes (valid YAML), so no value can be
-//! misread as a number, boolean or null.
+//! The OpenAPI document's tree, rendered as YAML by `yaml_serde`. Maps keep
+//! the order they are built in, so the document stays deterministic. The
+//! emitter quotes every string a YAML 1.2 reader would take for something
+//! else; the 1.1-only forms it leaves plain are kept out of the document by
+//! a test in the parent module.
+
+use serde::{Serialize, Serializer};
 
 /// A YAML value; maps keep the order they are built in.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,106 +29,24 @@ impl Node {
     }
 }
 
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Str(text) => serializer.serialize_str(text),
+            Self::Int(number) => serializer.serialize_i64(*number),
+            Self::UInt(number) => serializer.serialize_u64(*number),
+            Self::Float(number) => serializer.serialize_f64(*number),
+            Self::Bool(flag) => serializer.serialize_bool(*flag),
+            Self::Null => serializer.serialize_unit(),
+            Self::Seq(items) => serializer.collect_seq(items),
+            Self::Map(entries) => serializer.collect_map(entries.iter().map(|(k, v)| (k, v))),
+        }
+    }
+}
+
 /// The document as YAML text, ending with a newline.
-pub(crate) fn to_string(root: &Node) -> String {
-    let mut out = String::new();
-    match root {
-        Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, false, &mut out),
-        Node::Seq(items) if !items.is_empty() => write_seq(items, 0, &mut out),
-        scalar => {
-            out.push_str(&inline(scalar));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn pad(indent: usize, out: &mut String) {
-    out.extend(std::iter::repeat_n(' ', indent));
-}
-
-/// `first_padded`: the first entry continues a `- ` already written.
-fn write_map(entries: &[(String, Node)], indent: usize, first_padded: bool, out: &mut String) {
-    for (index, (key, value)) in entries.iter().enumerate() {
-        if index > 0 || !first_padded {
-            pad(indent, out);
-        }
-        out.push_str(&key_text(key));
-        out.push(':');
-        match value {
-            Node::Map(inner) if !inner.is_empty() => {
-                out.push('\n');
-                write_map(inner, indent + 2, false, out);
-            }
-            Node::Seq(items) if !items.is_empty() => {
-                out.push('\n');
-                write_seq(items, indent + 2, out);
-            }
-            scalar => {
-                out.push(' ');
-                out.push_str(&inline(scalar));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-fn write_seq(items: &[Node], indent: usize, out: &mut String) {
-    for item in items {
-        pad(indent, out);
-        out.push('-');
-        match item {
-            Node::Map(entries) if !entries.is_empty() => {
-                out.push(' ');
-                write_map(entries, indent + 2, true, out);
-            }
-            Node::Seq(inner) if !inner.is_empty() => {
-                out.push('\n');
-                write_seq(inner, indent + 2, out);
-            }
-            scalar => {
-                out.push(' ');
-                out.push_str(&inline(scalar));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-fn inline(node: &Node) -> String {
-    match node {
-        Node::Str(text) => quote(text),
-        Node::Int(number) => number.to_string(),
-        Node::UInt(number) => number.to_string(),
-        Node::Float(number) => serde_json::to_string(number).unwrap_or_else(|_| "0".to_owned()),
-        Node::Bool(flag) => flag.to_string(),
-        Node::Null => "null".to_owned(),
-        Node::Seq(_) => "[]".to_owned(),
-        Node::Map(_) => "{}".to_owned(),
-    }
-}
-
-fn quote(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
-}
-
-/// Plain keys when unambiguous (`type`, `$ref`, `x-pecr`), quoted otherwise
-/// (paths, status codes, words YAML 1.1 reads as booleans or null).
-fn key_text(key: &str) -> String {
-    let mut chars = key.chars();
-    let plain_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$');
-    let plain_rest = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    let reserved = matches!(
-        key.to_ascii_lowercase().as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-    );
-    if plain_start && plain_rest && !reserved {
-        key.to_owned()
-    } else {
-        quote(key)
-    }
+pub(crate) fn to_string(root: &Node) -> Result<String, yaml_serde::Error> {
+    yaml_serde::to_string(root)
 }
 
 #[cfg(test)]
@@ -132,7 +54,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn block_style_with_quoted_strings() {
+    fn maps_keep_their_order_and_strings_stay_strings() {
         let doc = Node::map([
             ("openapi", Node::str("3.0.3")),
             (
@@ -143,41 +65,51 @@ mod tests {
                         "post",
                         Node::map([
                             ("tags", Node::Seq(vec![Node::str("ControllerService")])),
-                            (
-                                "parameters",
-                                Node::Seq(vec![Node::map([
-                                    ("name", Node::str("limit")),
-                                    ("required", Node::Bool(false)),
-                                    ("schema", Node::map([("minimum", Node::Int(0))])),
-                                ])]),
-                            ),
+                            ("required", Node::Bool(false)),
+                            ("minimum", Node::Int(-1)),
+                            ("maximum", Node::UInt(256)),
+                            ("multipleOf", Node::Float(0.5)),
                         ]),
                     )]),
                 )]),
             ),
             ("empty", Node::map(Vec::<(String, Node)>::new())),
             ("none", Node::Seq(vec![])),
+            ("enum", Node::Seq(vec![Node::str("rlm"), Node::Null])),
             ("on", Node::str("a \"quoted\"\nline")),
             ("200", Node::Seq(vec![Node::Seq(vec![Node::UInt(1)])])),
         ]);
-        let expected = r#"openapi: "3.0.3"
-paths:
-  "/v1/run":
-    post:
-      tags:
-        - "ControllerService"
-      parameters:
-        - name: "limit"
-          required: false
-          schema:
-            minimum: 0
-empty: {}
-none: []
-"on": "a \"quoted\"\nline"
-"200":
-  -
-    - 1
-"#;
-        assert_eq!(to_string(&doc), expected);
+        let text = to_string(&doc).expect("renders");
+        assert!(text.ends_with('\n'));
+        let keys: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with([' ', '-']))
+            .filter_map(|line| line.split(':').next())
+            .collect();
+        assert_eq!(
+            keys,
+            ["openapi", "paths", "empty", "none", "enum", "on", "'200'"]
+        );
+
+        // Strings that YAML could read as numbers, booleans or null are
+        // quoted: they come back as the same strings.
+        let back: yaml_serde::Value = yaml_serde::from_str(&text).expect("valid YAML");
+        assert_eq!(back["openapi"], "3.0.3");
+        assert_eq!(back["on"], "a \"quoted\"\nline");
+        assert!(back.get("200").is_some());
+        let post = &back["paths"]["/v1/run"]["post"];
+        assert_eq!(post["tags"][0], "ControllerService");
+        assert_eq!(post["required"], false);
+        assert_eq!(post["minimum"], -1);
+        assert_eq!(post["maximum"], 256);
+        assert_eq!(post["multipleOf"], 0.5);
+        assert!(back["empty"].as_mapping().is_some_and(|m| m.is_empty()));
+        assert!(back["none"].as_sequence().is_some_and(|s| s.is_empty()));
+        assert!(back["enum"][1].is_null());
+        for word in ["true", "null", "1.5", "yes", "off", "~", ""] {
+            let rendered = to_string(&Node::str(word)).expect("renders");
+            let read: yaml_serde::Value = yaml_serde::from_str(&rendered).expect("valid YAML");
+            assert_eq!(read, word, "{word:?} as {rendered:?}");
+        }
     }
 }
