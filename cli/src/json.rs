@@ -26,7 +26,7 @@ impl JsonWriter {
             .ok_or_else(|| format!("{full_name} is not in the descriptor set"))?;
         let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
             .map_err(|err| format!("{full_name}: {err}"))?;
-        let bytes = pecr_edge::message_json(&self.pool, &dynamic)?;
+        let bytes = pecr_edge_json::message_json(&self.pool, &dynamic)?;
         String::from_utf8(bytes).map_err(|err| format!("{full_name}: {err}"))
     }
 }

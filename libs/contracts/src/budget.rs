@@ -89,6 +89,21 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_rejected() {
+        let valid = serde_json::json!({
+            "max_operator_calls": 10, "max_bytes": 1024,
+            "max_wallclock_ms": 1000, "max_recursion_depth": 3
+        });
+        let decoded: Budget = serde_json::from_value(valid.clone()).expect("valid budget");
+        assert_eq!(decoded, budget(10, 1024, 1000, 3, None));
+        let mut extended = valid;
+        if let Some(object) = extended.as_object_mut() {
+            object.insert("oops".to_owned(), serde_json::Value::Null);
+        }
+        assert!(serde_json::from_value::<Budget>(extended).is_err());
+    }
+
+    #[test]
     fn boundaries_are_accepted() {
         assert_eq!(
             budget(10_000, 67_108_864, 0, 20, Some(256)).validate(),

@@ -1,14 +1,12 @@
 //! PECR's contract rules, free of I/O: canonical JSON, every hash recipe of
-//! the contract spec, identifiers, and input validation shared by services.
+//! the contract spec, identifiers, budget and time validation, evidence units
+//! and secrets. Replay bundles and scoring build on these in `pecr-replay`.
 
 pub mod budget;
 pub mod canonical;
 pub mod evidence;
 pub mod hashing;
 pub mod ids;
-pub mod replay;
-pub mod run_record;
-pub mod scoring;
 pub mod secret;
 pub mod time;
 

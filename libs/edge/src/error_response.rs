@@ -6,13 +6,12 @@ use std::sync::{Arc, OnceLock};
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use pecr_edge_json::{ERROR_DETAIL, ERROR_RESPONSE, JsonMapping};
 use pecr_errors::{ERROR_DETAIL_TYPE_URL, PecrError};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 
 use crate::EdgeError;
-use crate::descriptors::{ERROR_DETAIL, ERROR_RESPONSE};
-use crate::json::JsonMapping;
 use crate::metadata::add_response_headers;
 
 /// Written when even the renderer fails; equal to what it would render.

@@ -13,15 +13,14 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use pecr_edge_json::{Binding, BodyRule, DecodeError, JsonMapping, parse_body};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, MessageDescriptor, Value};
 use tonic::transport::server::TcpConnectInfo;
 
 use crate::call;
 use crate::error_response::{ErrorRenderer, Rejection, json_response};
-use crate::json::{DecodeError, JsonMapping, parse_body};
 use crate::metadata::{add_response_headers, request_metadata};
-use crate::rules::{Binding, BodyRule};
 
 /// What every route shares.
 #[derive(Debug)]

@@ -7,7 +7,9 @@
 //! and every other layer run once for both protocols), and the response or
 //! error status is transcoded back: the contract JSON, or the exact
 //! `ErrorResponse` and HTTP status carried in the status's
-//! `pecr.v1.ErrorDetail`.
+//! `pecr.v1.ErrorDetail`. The JSON mapping, the bindings and the OpenAPI
+//! document come from `pecr-edge-json`, which has no server, so gRPC
+//! clients can share the codec without compiling this router.
 //!
 //! Statuses the edge answers itself, all with an `ErrorResponse` body
 //! (`ERR_INVALID_PARAMS`, hint `INSUFFICIENT_EVIDENCE`, not retryable):
@@ -37,29 +39,25 @@
 //! ```
 
 mod call;
-mod descriptors;
 mod error_response;
 mod handler;
-mod json;
 mod metadata;
-mod openapi;
-mod rules;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::{MethodFilter, MethodRouter};
 use http::uri::PathAndQuery;
+use pecr_edge_json::{JsonMapping, OPEN_MESSAGES};
 use pecr_errors::PecrError;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::DescriptorPool;
 
-pub use crate::descriptors::{FieldRules, field_rules};
 use crate::error_response::ErrorRenderer;
 use crate::handler::{Route, Shared};
-use crate::json::JsonMapping;
+
+pub use pecr_edge_json::{EdgeError, FieldRules, field_rules, message_json, openapi_document};
 
 /// The default request body limit: 2 MiB, as in the spec.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -80,78 +78,11 @@ impl Default for EdgeConfig {
     }
 }
 
-/// Messages whose unknown JSON members are ignored on input, because the
-/// spec keeps them open: the run request's top level (controller §6.1) and
-/// claim maps and claims (gateway §1.5, contracts §1.5). Every other
-/// message refuses unknown members with 400.
-const OPEN_MESSAGES: &[&str] = &["pecr.v1.RunRequest", "pecr.v1.ClaimMap", "pecr.v1.Claim"];
-
-/// Why a router or OpenAPI document could not be built from descriptors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EdgeError {
-    /// A requested service is not in the pool.
-    UnknownService(String),
-    /// A descriptor the edge needs (`google.api.http`,
-    /// `pecr.v1.ErrorResponse`, `pecr.v1.ErrorDetail`) is not in the pool.
-    MissingDescriptor(String),
-    /// An HTTP rule the edge cannot serve (custom verb, wildcard template,
-    /// unknown field, streaming RPC, …).
-    InvalidHttpRule { method: String, reason: String },
-    /// Two rules claim the same method and path.
-    RouteConflict { method: String, path: String },
-}
-
-impl fmt::Display for EdgeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::UnknownService(name) => write!(f, "unknown service {name}"),
-            Self::MissingDescriptor(name) => write!(f, "descriptor {name} is not in the pool"),
-            Self::InvalidHttpRule { method, reason } => {
-                write!(f, "HTTP rule of {method}: {reason}")
-            }
-            Self::RouteConflict { method, path } => {
-                write!(f, "more than one RPC is bound to {method} {path}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for EdgeError {}
-
 /// Marks, in its extensions, a call the REST edge makes in-process: the
 /// service's stack then knows the call came through its own HTTP port,
 /// not from a service on the gRPC port. Only in-process code can set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestCall;
-
-/// The REST route an RPC is annotated with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestRoute {
-    /// `/package.Service/Method`.
-    pub grpc_path: String,
-    /// `GET`, `POST`, …
-    pub verb: String,
-    /// As annotated, e.g. `/v1/operators/{op_name}`.
-    pub template: String,
-}
-
-/// The primary REST route of every annotated RPC of `services`.
-pub fn rest_routes(pool: &DescriptorPool, services: &[&str]) -> Result<Vec<RestRoute>, EdgeError> {
-    let mut routes: Vec<RestRoute> = Vec::new();
-    for binding in rules::bindings(pool, services)? {
-        let grpc_path = binding.grpc_path();
-        if routes.iter().any(|route| route.grpc_path == grpc_path) {
-            continue;
-        }
-        routes.push(RestRoute {
-            grpc_path,
-            verb: binding.verb.to_string(),
-            template: binding.template.clone(),
-        });
-    }
-    Ok(routes)
-}
 
 /// The REST router for `services` (fully qualified names), answering every
 /// route with an in-process call into `grpc`, typically the service's
@@ -176,7 +107,7 @@ where
     S::Future: Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bindings = rules::bindings(pool, services)?;
+    let bindings = pecr_edge_json::bindings(pool, services)?;
     let mapping = Arc::new(JsonMapping::new(pool, OPEN_MESSAGES));
     let errors = ErrorRenderer::new(pool, mapping.clone())?;
     let shared = Arc::new(Shared {
@@ -252,18 +183,4 @@ fn method_filter(method: &http::Method) -> Option<MethodFilter> {
 /// (e.g. an authenticated `/metrics`), so every error body has one shape.
 pub fn error_response(error: PecrError) -> axum::response::Response {
     error_response::render_pecr(&error)
-}
-
-/// The OpenAPI 3 document (YAML, deterministic) of `services`' REST routes,
-/// generated from the same annotations and descriptors as the router.
-pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
-    openapi::document(pool, services, OPEN_MESSAGES)
-}
-
-/// `message` as the REST edge writes it (field names, enum names, embedded
-/// `json_text`), so clients that speak gRPC can print the REST contract's JSON.
-pub fn message_json(pool: &DescriptorPool, message: &DynamicMessage) -> Result<Vec<u8>, String> {
-    JsonMapping::new(pool, &[])
-        .encode_message(message)
-        .map_err(|err| err.to_string())
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use pecr_proto::service_names::{CONTROLLER, GATEWAY};
+use yaml_serde::Value;
 
 fn committed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi/pecr.v1.yaml")
@@ -32,52 +33,183 @@ fn generation_is_deterministic_and_order_independent() {
     assert_eq!(generated(), reversed);
 }
 
+/// The document parsed back, so the checks below hold whatever the YAML
+/// library's formatting.
+fn parsed() -> Value {
+    yaml_serde::from_str(&generated()).expect("the document is YAML")
+}
+
+fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(value, |value, key| &value[*key])
+}
+
+fn schema<'a>(document: &'a Value, name: &str) -> &'a Value {
+    at(document, &["components", "schemas", name])
+}
+
+fn property<'a>(document: &'a Value, message: &str, field: &str) -> &'a Value {
+    at(schema(document, message), &["properties", field])
+}
+
+fn parameter<'a>(document: &'a Value, path: &str, verb: &str, name: &str) -> &'a Value {
+    at(document, &["paths", path, verb, "parameters"])
+        .as_sequence()
+        .and_then(|parameters| parameters.iter().find(|p| p["name"] == *name))
+        .unwrap_or_else(|| panic!("no parameter {name} on {verb} {path}"))
+}
+
+fn strings(values: &[&str]) -> Value {
+    Value::Sequence(values.iter().map(|v| Value::from(*v)).collect())
+}
+
 #[test]
 fn the_document_describes_the_contract() {
-    let document = generated();
-    for needle in [
-        "openapi: \"3.0.3\"",
-        // Every route with its method.
-        "  \"/v1/sessions\":\n    post:\n",
-        "  \"/v1/policies/simulate\":\n    post:\n",
-        "  \"/v1/operators/{op_name}\":\n    post:\n",
-        "  \"/v1/finalize\":\n    post:\n",
-        "  \"/v1/run\":\n    post:\n",
-        "  \"/v1/replays\":\n    get:\n",
-        "  \"/v1/replays/{run_id}\":\n    get:\n",
-        "  \"/v1/evaluations\":\n    post:\n",
-        "  \"/v1/evaluations/scorecards\":\n    get:\n",
-        "  \"/v1/evaluations/{evaluation_id}\":\n    get:\n",
-        // Path and query parameters.
-        "        - name: \"op_name\"\n          in: \"path\"\n          required: true\n",
-        "        - name: \"limit\"\n          in: \"query\"\n          required: false\n",
-        // response_body / body selections.
-        "                $ref: \"#/components/schemas/ReplayBundle\"\n",
-        "              $ref: \"#/components/schemas/ReplayEvaluationSubmission\"\n",
-        // Enums as strings with their names, without the zero value.
-        "    TerminalMode:\n      type: \"string\"\n",
-        "        - \"SUPPORTED\"\n        - \"INSUFFICIENT_EVIDENCE\"\n        - \"INSUFFICIENT_PERMISSION\"\n        - \"SOURCE_UNAVAILABLE\"\n",
-        "    ClaimStatus:\n",
-        // 64-bit integers; free-form JSON text.
-        "        max_bytes:\n          description: \"0..=67108864 (64 MiB).\"\n          type: \"integer\"\n          format: \"int64\"\n",
-        "        result:\n          description: \"The operator's JSON result.\"\n        policy_decision:\n",
-        // field_rules: bounds, enums, patterns; null only where optional.
-        "          maximum: 67108864\n",
-        "          minimum: 1\n          maximum: 256\n          nullable: true\n",
-        "            enum:\n              - \"baseline\"\n              - \"rlm\"\n",
-        "            - \"rlm\"\n            - null\n          nullable: true\n",
-        "          pattern: \"^[A-Za-z0-9._-]+$\"\n          minLength: 1\n          maxLength: 128\n",
-        "          pattern: \"^[^\\\\u0000]*$\"\n",
-        "          maxItems: 1000\n",
-        "          description: \"Absent means PECR_BUDGET_DEFAULTS.\"\n          allOf:\n            - $ref: \"#/components/schemas/Budget\"\n          nullable: true\n",
-        // Errors.
-        "                $ref: \"#/components/schemas/ErrorResponse\"\n",
-        "    ErrorResponse:\n",
-    ] {
-        assert!(document.contains(needle), "missing:\n{needle}");
+    let document = parsed();
+    assert_eq!(document["openapi"], "3.0.3");
+
+    // Every route with its method, each answering errors as ErrorResponse.
+    let routes = [
+        ("/v1/sessions", "post"),
+        ("/v1/policies/simulate", "post"),
+        ("/v1/operators/{op_name}", "post"),
+        ("/v1/finalize", "post"),
+        ("/v1/run", "post"),
+        ("/v1/replays", "get"),
+        ("/v1/replays/{run_id}", "get"),
+        ("/v1/evaluations", "post"),
+        ("/v1/evaluations/scorecards", "get"),
+        ("/v1/evaluations/{evaluation_id}", "get"),
+    ];
+    let error_ref = "#/components/schemas/ErrorResponse";
+    for (path, verb) in routes {
+        let operation = at(&document, &["paths", path, verb]);
+        assert!(operation.is_mapping(), "missing {verb} {path}");
+        let default = at(operation, &["responses", "default"]);
+        assert_eq!(
+            at(default, &["content", "application/json", "schema", "$ref"]),
+            error_ref,
+            "{verb} {path}"
+        );
     }
-    assert!(!document.contains("UNSPECIFIED"));
-    assert!(!document.contains("LedgerService"));
+    assert!(schema(&document, "ErrorResponse").is_mapping());
+
+    // Path and query parameters.
+    let op_name = parameter(&document, "/v1/operators/{op_name}", "post", "op_name");
+    assert_eq!(op_name["in"], "path");
+    assert_eq!(op_name["required"], true);
+    for path in ["/v1/replays", "/v1/evaluations/scorecards"] {
+        let limit = parameter(&document, path, "get", "limit");
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["required"], false);
+    }
+
+    // response_body / body selections.
+    assert_eq!(
+        at(
+            &document,
+            &[
+                "paths",
+                "/v1/replays/{run_id}",
+                "get",
+                "responses",
+                "200",
+                "content",
+                "application/json",
+                "schema",
+                "$ref"
+            ]
+        ),
+        "#/components/schemas/ReplayBundle"
+    );
+    assert_eq!(
+        at(
+            &document,
+            &[
+                "paths",
+                "/v1/evaluations",
+                "post",
+                "requestBody",
+                "content",
+                "application/json",
+                "schema",
+                "$ref"
+            ]
+        ),
+        "#/components/schemas/ReplayEvaluationSubmission"
+    );
+
+    // Enums as strings with their names, without the zero value.
+    let terminal_mode = schema(&document, "TerminalMode");
+    assert_eq!(terminal_mode["type"], "string");
+    assert_eq!(
+        terminal_mode["enum"],
+        strings(&[
+            "SUPPORTED",
+            "INSUFFICIENT_EVIDENCE",
+            "INSUFFICIENT_PERMISSION",
+            "SOURCE_UNAVAILABLE"
+        ])
+    );
+    assert!(schema(&document, "ClaimStatus").is_mapping());
+
+    // 64-bit integers; free-form JSON text, in declaration order.
+    let max_bytes = property(&document, "Budget", "max_bytes");
+    assert_eq!(max_bytes["description"], "0..=67108864 (64 MiB).");
+    assert_eq!(max_bytes["type"], "integer");
+    assert_eq!(max_bytes["format"], "int64");
+    assert_eq!(max_bytes["maximum"], 67_108_864);
+    let result = property(&document, "CallOperatorResponse", "result");
+    let described: Value =
+        yaml_serde::from_str("description: The operator's JSON result.").expect("YAML");
+    assert_eq!(*result, described);
+    let names: Vec<&str> = at(schema(&document, "CallOperatorResponse"), &["properties"])
+        .as_mapping()
+        .map(|properties| properties.keys().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let after_result = names.iter().skip_while(|name| **name != "result").nth(1);
+    assert_eq!(after_result, Some(&"policy_decision"));
+
+    // field_rules: bounds, enums, patterns; null only where optional.
+    let parallelism = property(&document, "Budget", "max_parallelism");
+    assert_eq!(parallelism["minimum"], 1);
+    assert_eq!(parallelism["maximum"], 256);
+    assert_eq!(parallelism["nullable"], true);
+    let engine = parameter(
+        &document,
+        "/v1/evaluations/scorecards",
+        "get",
+        "engine_mode",
+    );
+    assert_eq!(engine["schema"]["enum"], strings(&["baseline", "rlm"]));
+    let engine = property(&document, "ReplayEvaluationSubmission", "engine_mode");
+    let mut with_null = strings(&["baseline", "rlm"]);
+    if let Value::Sequence(values) = &mut with_null {
+        values.push(Value::Null);
+    }
+    assert_eq!(engine["enum"], with_null);
+    assert_eq!(engine["nullable"], true);
+    let session_id = property(&document, "CallOperatorsRequest", "session_id");
+    assert_eq!(session_id["pattern"], "^[A-Za-z0-9._-]+$");
+    assert_eq!(session_id["minLength"], 1);
+    assert_eq!(session_id["maxLength"], 128);
+    assert_eq!(
+        property(&document, "Claim", "claim_text")["pattern"],
+        r"^[^\u0000]*$"
+    );
+    assert_eq!(
+        property(&document, "ReplayEvaluationSubmission", "replay_ids")["maxItems"],
+        1000
+    );
+    let budget = property(&document, "RunRequest", "budget");
+    assert_eq!(budget["description"], "Absent means PECR_BUDGET_DEFAULTS.");
+    let budget_ref: Value =
+        yaml_serde::from_str("[$ref: '#/components/schemas/Budget']").expect("YAML");
+    assert_eq!(budget["allOf"], budget_ref);
+    assert_eq!(budget["nullable"], true);
+
+    let text = generated();
+    assert!(!text.contains("UNSPECIFIED"));
+    assert!(!text.contains("LedgerService"));
 }
 
 #[test]

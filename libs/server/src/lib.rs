@@ -1,6 +1,20 @@
-//! What every PECR service needs to be served: bound listeners, gRPC health
-//! and reflection, the `/healthz`, `/readyz` and `/metrics` endpoints, a
-//! readiness model shared by both, graceful shutdown and JSON logs.
+//! What every PECR service needs to be hosted, and nothing more:
+//!
+//! - **Hosting**: bound listeners for the gRPC and admin ports
+//!   ([`ServeSpec`], [`BoundService`], [`run`]), gRPC health and reflection,
+//!   the admin HTTP routes `/healthz`, `/readyz` and `/metrics` (optionally
+//!   behind the API's credentials), the readiness both report, graceful
+//!   shutdown.
+//! - **TLS**: mesh TLS from PEM paths, for the served gRPC port and for the
+//!   channels to other services ([`tls`], [`endpoint`], [`lazy_channel`]).
+//! - **Telemetry**: JSON logs, OTLP span export and W3C trace context
+//!   ([`telemetry`]).
+//! - **Connection limits**: time limits that keep slow or silent clients
+//!   from holding a connection ([`conn_limits`]).
+//! - **Rate limiting**: per-key sliding windows ([`RateLimiter`]).
+//! - **Service callers**: which service is calling and which RPCs it may
+//!   call ([`ServiceCallers`]), and the token a service presents to an
+//!   upstream that knows its callers ([`credentialed`]).
 
 mod admin;
 pub mod conn_limits;

@@ -1,7 +1,8 @@
 //! The privilege boundaries of the design, checked on the resolved
 //! dependency graph (all dependency kinds): the controller can never reach a
 //! database driver or another service's code, the contract crates stay free
-//! of services and I/O, and authentication stays free of hosting.
+//! of services, I/O and hosting, and authentication, replay and the CLI stay
+//! free of hosting (the CLI compiles no HTTP server at all).
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
@@ -45,8 +46,27 @@ const RULES: &[(&str, &[&str])] = &[
             "pecr-gateway",
             "pecr-ledger-writer",
             "pecr-proto",
+            "pecr-replay",
+            "pecr-server",
+            "pecr-edge",
+            "pecr-edge-json",
+            "pecr-auth",
             "tonic",
             "tokio",
+            "tokio-postgres",
+            "axum",
+            "hyper",
+            "tower-http",
+        ],
+    ),
+    (
+        "pecr-replay",
+        &[
+            "pecr-controller",
+            "pecr-gateway",
+            "pecr-ledger-writer",
+            "pecr-server",
+            "pecr-edge",
             "tokio-postgres",
         ],
     ),
@@ -65,6 +85,7 @@ const RULES: &[(&str, &[&str])] = &[
             "pecr-controller",
             "pecr-gateway",
             "pecr-ledger-writer",
+            "pecr-replay",
             "tokio-postgres",
         ],
     ),
@@ -74,8 +95,33 @@ const RULES: &[(&str, &[&str])] = &[
 /// built on its own). `cargo metadata` resolves features for the whole
 /// workspace, where tonic's "router" feature (turned on by the hosting
 /// crates) links tonic to axum; `cargo tree -p` resolves them per package.
-const BUILT_ALONE_RULES: &[(&str, &[&str])] =
-    &[("pecr-auth", &["pecr-edge", "pecr-server", "axum"])];
+const BUILT_ALONE_RULES: &[(&str, &[&str])] = &[
+    ("pecr-auth", &["pecr-edge", "pecr-server", "axum"]),
+    ("pecr-replay", &["pecr-edge", "pecr-server", "axum"]),
+    (
+        "pecr-cli",
+        &["pecr-edge", "pecr-server", "axum", "tower-http"],
+    ),
+    (
+        "pecr-edge-json",
+        &["pecr-edge", "pecr-server", "axum", "hyper", "tonic"],
+    ),
+];
+
+/// (package, (dependency, feature) pairs that must stay off when it is
+/// built on its own): the HTTP servers of hyper and tonic, which tonic's
+/// client never needs.
+const BUILT_ALONE_FEATURE_RULES: &[(&str, &[(&str, &str)])] = &[(
+    "pecr-cli",
+    &[
+        ("hyper", "server"),
+        ("hyper-util", "server"),
+        ("hyper-util", "server-auto"),
+        ("hyper-util", "server-graceful"),
+        ("tonic", "server"),
+        ("tonic", "router"),
+    ],
+)];
 
 /// The host target triple, so the graph is the one actually built here.
 fn host_triple() -> String {
@@ -136,9 +182,9 @@ fn load_dependency_graph() -> HashMap<String, Vec<String>> {
         .collect()
 }
 
-/// Names of every package `package`'s normal dependencies reach, with the
-/// features it turns on when built on its own.
-fn normal_dependencies_built_alone(package: &str) -> BTreeSet<String> {
+/// Every package `package`'s normal dependencies reach (itself included),
+/// with the features each has when `package` is built on its own.
+fn normal_tree_built_alone(package: &str) -> HashMap<String, BTreeSet<String>> {
     let output = Command::new(env!("CARGO"))
         .args([
             "tree",
@@ -151,7 +197,7 @@ fn normal_dependencies_built_alone(package: &str) -> BTreeSet<String> {
             "--prefix",
             "none",
             "--format",
-            "{p}",
+            "{p} {f}",
         ])
         .current_dir(pecr_testkit::workspace_root())
         .output()
@@ -161,11 +207,28 @@ fn normal_dependencies_built_alone(package: &str) -> BTreeSet<String> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != package)
-        .map(str::to_owned)
+    let mut tree: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        // `name version [(path)] [features] [(*)]`; features are the one
+        // comma-separated word that is neither a path nor the repeat mark.
+        let mut words = line.split_whitespace();
+        let Some(name) = words.next() else { continue };
+        let features = words
+            .skip(1)
+            .filter(|word| !word.starts_with('(') && !word.ends_with(')'))
+            .flat_map(|word| word.split(','))
+            .map(str::to_owned);
+        tree.entry(name.to_owned()).or_default().extend(features);
+    }
+    tree
+}
+
+/// Names of every package `package`'s normal dependencies reach, with the
+/// features it turns on when built on its own.
+fn normal_dependencies_built_alone(package: &str) -> BTreeSet<String> {
+    normal_tree_built_alone(package)
+        .into_keys()
+        .filter(|name| name != package)
         .collect()
 }
 
@@ -223,6 +286,27 @@ fn built_alone_rules_hold() {
 }
 
 #[test]
+fn built_alone_feature_rules_hold() {
+    let mut violations = BTreeSet::new();
+    for (package, forbidden) in BUILT_ALONE_FEATURE_RULES {
+        let tree = normal_tree_built_alone(package);
+        assert!(tree.len() > 1, "{package} has a dependency tree");
+        for (dependency, feature) in *forbidden {
+            if tree
+                .get(*dependency)
+                .is_some_and(|features| features.contains(*feature))
+            {
+                violations.insert(format!("{package} -> {dependency}/{feature}"));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "forbidden features of normal dependencies found: {violations:?}"
+    );
+}
+
+#[test]
 fn the_walk_is_transitive() {
     let graph = dependency_graph();
     // sha2 is a dependency of a dependency (pecr-contracts) of ledger-writer.
@@ -239,4 +323,16 @@ fn the_built_alone_walk_is_transitive() {
     // sha2 is a dependency of a dependency (pecr-contracts) of pecr-auth.
     let reach = normal_dependencies_built_alone("pecr-auth");
     assert!(reach.contains("pecr-contracts") && reach.contains("sha2"));
+}
+
+#[test]
+fn the_built_alone_features_are_read() {
+    // pecr-server hosts gRPC: tonic's server and hyper's server are on.
+    let tree = normal_tree_built_alone("pecr-server");
+    let has = |dependency: &str, feature: &str| {
+        tree.get(dependency)
+            .is_some_and(|features| features.contains(feature))
+    };
+    assert!(has("tonic", "server") && has("tonic", "router") && has("hyper", "server"));
+    assert!(has("tonic", "channel") && !has("tonic", "gzip"));
 }

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use pecr_contracts::evidence::{EvidenceContentType, EvidenceUnit};
 use pecr_contracts::hashing::claim_id;
 use pecr_contracts::ids::new_ulid;
-use pecr_contracts::replay::{ClaimStatus, TerminalMode};
 use pecr_proto::v1;
+use pecr_replay::{ClaimStatus, TerminalMode};
 use serde_json::Value;
 
 use crate::gateway_client::proto_mode;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, FrontDoor, StartupError, StartupErrors, parse_bool};
 use pecr_contracts::budget::Budget;
-use pecr_contracts::replay::EngineMode;
+use pecr_replay::EngineMode;
 use pecr_server::{AllowedClients, ClientTls, ServerTls};
 use serde::Deserialize;
 

@@ -1,11 +1,11 @@
-//! Contract models (`pecr-contracts`) ⇄ generated protobuf messages.
+//! Replay models (`pecr-replay`) ⇄ generated protobuf messages.
 
-use pecr_contracts::replay::{
+use pecr_errors::PecrError;
+use pecr_proto::v1;
+use pecr_replay::{
     ClaimMap, ClaimStatus, EngineMode, ReplayBundle, ReplayBundleMetadata, ReplayEvaluationResult,
     ReplayEvaluationSubmission, ReplayRunScore, RunQualityScorecard, TerminalMode,
 };
-use pecr_errors::PecrError;
-use pecr_proto::v1;
 
 use crate::gateway_client::proto_mode;
 
@@ -23,7 +23,7 @@ fn status_to_proto(status: ClaimStatus) -> i32 {
 
 /// The gateway's final claim map as the contract model (for the bundle).
 pub fn claim_map_from_proto(map: &v1::ClaimMap) -> Result<ClaimMap, PecrError> {
-    pecr_proto::convert::claim_map_from_proto(map)
+    pecr_replay::wire::claim_map_from_proto(map)
         .ok_or_else(|| PecrError::internal("claim map without terminal mode"))
 }
 

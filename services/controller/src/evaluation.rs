@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pecr_contracts::ids::new_ulid;
-use pecr_contracts::replay::{
+use pecr_errors::{PecrError, PecrResult};
+use pecr_replay::scoring::{EvaluationThresholds, evaluate, validate_submission};
+use pecr_replay::{
     EngineMode, ReplayBundle, ReplayEvaluationResult, ReplayEvaluationSubmission, ReplayRunScore,
 };
-use pecr_contracts::scoring::{EvaluationThresholds, evaluate, validate_submission};
-use pecr_errors::{PecrError, PecrResult};
 
 use crate::replay_store::{PrincipalKey, ReplayStore};
 use crate::validate;

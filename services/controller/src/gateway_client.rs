@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use pecr_contracts::replay::TerminalMode;
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
+use pecr_replay::TerminalMode;
 use pecr_server::TracedChannel;
 use serde_json::Value;
 use tonic::Code;
@@ -580,7 +580,7 @@ impl SessionClient {
     }
 }
 
-pub use pecr_proto::convert::{contract_mode, proto_mode};
+pub use pecr_replay::wire::{contract_mode, proto_mode};
 
 /// Bytes of a failed call: the length of its `ErrorResponse` JSON, so
 /// `max_bytes` keeps its REST meaning over gRPC.

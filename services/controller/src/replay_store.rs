@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use pecr_contracts::ids::{is_safe_store_id, new_ulid};
-use pecr_contracts::replay::{EngineMode, ReplayBundle, ReplayEvaluationResult};
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, ledger_service_client::LedgerServiceClient};
+use pecr_replay::{EngineMode, ReplayBundle, ReplayEvaluationResult};
 use pecr_server::{Credentialed, TracedChannel};
 use serde_json::Value;
 use tonic::transport::Channel;

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use pecr_auth::Principal;
 use pecr_contracts::budget::Budget;
-use pecr_contracts::replay::{EngineMode, ReplayBundle, TerminalMode};
-use pecr_contracts::run_record::{RunRecord, SessionFacts, reported_mode};
 use pecr_errors::PecrError;
 use pecr_proto::v1;
+use pecr_replay::{EngineMode, ReplayBundle, TerminalMode};
+use pecr_replay::{RunRecord, SessionFacts, reported_mode};
 use tracing::{info, warn};
 
 use crate::answer::{self, DraftClaim};

@@ -5,10 +5,10 @@
 //! the contract's 404 (spec 30 §12.4, §13.2), answered by the store.
 
 use pecr_contracts::ids::{self, ShapeError};
-use pecr_contracts::replay::ReplayEvaluationSubmission;
-use pecr_contracts::scoring::MAX_REPLAY_IDS;
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
+use pecr_replay::ReplayEvaluationSubmission;
+use pecr_replay::scoring::MAX_REPLAY_IDS;
 
 fn check(field: &str, rule: Result<(), ShapeError>) -> PecrResult<()> {
     rule.map_err(|reason| PecrError::invalid_params(format!("invalid {field}: {reason}")))

@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pecr_adapters::Adapters;
 use pecr_contracts::hashing::{PolicySnapshotInputs, budget_hash, policy_snapshot_hash};
-use pecr_contracts::run_record::RunRecord;
 use pecr_contracts::{Budget, hash_canonical_json, ids, is_sha256_hex, sha256_hex};
 use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_policy::{Decision, DecisionKey, PolicyEngine};
 use pecr_proto::v1;
+use pecr_replay::RunRecord;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -303,7 +303,7 @@ impl Gateway {
         }
         let run = request
             .run
-            .map(pecr_proto::convert::run_record_from_proto)
+            .map(pecr_replay::wire::run_record_from_proto)
             .transpose()
             .map_err(PecrError::invalid_params)?;
         self.admit(caller, &request.session_id, token, "finalize")

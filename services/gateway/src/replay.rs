@@ -4,9 +4,9 @@
 //! principal.
 
 use pecr_contracts::Budget;
-use pecr_contracts::run_record::{RunRecord, SessionFacts};
 use pecr_errors::{PecrError, PecrResult};
 use pecr_proto::v1;
+use pecr_replay::{RunRecord, SessionFacts};
 
 use crate::core::PrincipalRequest;
 
@@ -17,7 +17,7 @@ pub fn bundle(
     response_text: &str,
     gated: &v1::ClaimMap,
 ) -> PecrResult<v1::StoreReplayBundleRequest> {
-    let gated = pecr_proto::convert::claim_map_from_proto(gated)
+    let gated = pecr_replay::wire::claim_map_from_proto(gated)
         .ok_or_else(|| PecrError::internal("gated claim map without terminal mode"))?;
     let budget = session
         .budget

@@ -3,8 +3,9 @@
 //! validation code uses, so neither can change alone.
 
 use pecr_adapters::Operator;
-use pecr_contracts::{budget, ids, scoring};
+use pecr_contracts::{budget, ids};
 use pecr_edge::{FieldRules, field_rules};
+use pecr_replay::scoring;
 
 fn rules_of(field: &str) -> FieldRules {
     let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
@@ -142,7 +143,7 @@ fn enums_list_what_the_servers_accept() {
     let engines: Vec<String> = ["baseline", "rlm"]
         .iter()
         .map(|name| {
-            name.parse::<pecr_contracts::replay::EngineMode>()
+            name.parse::<pecr_replay::EngineMode>()
                 .map(|mode| mode.as_str().to_owned())
                 .unwrap_or_default()
         })
@@ -154,7 +155,7 @@ fn enums_list_what_the_servers_accept() {
     ] {
         assert_eq!(rules_of(field).enum_values, engines, "{field}");
     }
-    assert!("".parse::<pecr_contracts::replay::EngineMode>().is_err());
+    assert!("".parse::<pecr_replay::EngineMode>().is_err());
 }
 
 #[test]

@@ -182,13 +182,16 @@ fn route_family(
 fn method_table(service_name: &str, routes: Option<RouteSeries>) -> HashMap<String, MethodLabels> {
     let mut table = HashMap::new();
     let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).ok();
-    let rest: HashMap<String, (String, String)> = pool
+    // The first binding of an RPC is its route; additional bindings share it.
+    let mut rest: HashMap<String, (String, String)> = HashMap::new();
+    let bindings = pool
         .as_ref()
-        .and_then(|pool| pecr_edge::rest_routes(pool, &[service_name]).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|route| (route.grpc_path, (route.verb, route.template)))
-        .collect();
+        .and_then(|pool| pecr_edge_json::bindings(pool, &[service_name]).ok())
+        .unwrap_or_default();
+    for binding in bindings {
+        rest.entry(binding.grpc_path())
+            .or_insert_with(|| (binding.verb.to_string(), binding.template.clone()));
+    }
     if let Some(service) = pool
         .as_ref()
         .and_then(|pool| pool.get_service_by_name(service_name))

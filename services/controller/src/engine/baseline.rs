@@ -2,8 +2,8 @@
 //! consecutive operator steps as one gateway batch, and fans `fetch_span` out
 //! over the latest search refs.
 
-use pecr_contracts::replay::TerminalMode;
 use pecr_errors::PecrError;
+use pecr_replay::TerminalMode;
 use serde_json::Value;
 use tracing::Instrument;
 

@@ -7,7 +7,7 @@ pub mod baseline;
 #[cfg(feature = "rlm")]
 pub mod rlm;
 
-use pecr_contracts::replay::TerminalMode;
+use pecr_replay::TerminalMode;
 
 use crate::budget_gate::{StopReason, Usage};
 use crate::evidence::EvidenceCollector;

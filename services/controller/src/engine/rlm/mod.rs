@@ -16,8 +16,8 @@ mod protocol;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pecr_contracts::replay::TerminalMode;
 use pecr_errors::{ErrorCode, PecrError};
+use pecr_replay::TerminalMode;
 use tracing::Instrument;
 
 use self::bridge::{Bridge, BridgeCommand, LogIds, Read, WriteError};

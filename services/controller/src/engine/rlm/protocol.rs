@@ -3,7 +3,7 @@
 //! the message table is unit-tested here.
 
 use pecr_contracts::budget::Budget;
-use pecr_contracts::replay::TerminalMode;
+use pecr_replay::TerminalMode;
 use serde::Serialize;
 use serde_json::Value;
 

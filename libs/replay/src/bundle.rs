@@ -1,133 +1,24 @@
-//! Replay and evaluation contracts (spec 10 §1.8, spec 30 §12–13): the six
-//! closed types, the enums they use, the claim map a bundle carries, and the
-//! bundle integrity hash.
+//! The replay bundle (spec 10 §1.8, spec 30 §12): the claim map it carries,
+//! its integrity hash, and run ids.
 //!
 //! Serialization rules, as the contract fixes them:
-//! - The six replay/evaluation types and `Budget` reject unknown fields;
+//! - The bundle, its `metadata` and its `budget` reject unknown fields;
 //!   `ClaimMap` and `Claim` ignore (and drop) them.
-//! - Optional fields are omitted when absent: `loop_response_text`,
-//!   `claim_map.notes`, and the submission's `engine_mode`,
-//!   `min_quality_score` and `max_source_unavailable_rate`. On input an
-//!   explicit `null` means absent.
+//! - Optional fields are omitted when absent: `loop_response_text` and
+//!   `claim_map.notes`. On input an explicit `null` means absent.
 //! - Inside a bundle an absent `budget.max_parallelism` is written as `null`
 //!   (spec 10 §1.2 and §2.4), whatever the REST edge does for budgets.
-//! - `replay_ids` and `missing_replay_ids` default to `[]` on input and are
-//!   always written.
 
-use std::fmt;
-use std::str::FromStr;
-
+use pecr_contracts::budget::Budget;
+use pecr_contracts::hashing::{bundle_hash, is_sha256_hex};
+use pecr_contracts::ids::new_ulid;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::budget::Budget;
-use crate::hashing::{bundle_hash, is_sha256_hex};
-use crate::ids::new_ulid;
+use crate::modes::{ClaimStatus, EngineMode, TerminalMode};
 
 /// `metadata.schema_version` of every v1 bundle.
 pub const REPLAY_SCHEMA_VERSION: u32 = 1;
-
-/// Final (or loop) outcome of a run, as its contract string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TerminalMode {
-    Supported,
-    InsufficientEvidence,
-    InsufficientPermission,
-    SourceUnavailable,
-}
-
-impl TerminalMode {
-    pub const ALL: [Self; 4] = [
-        Self::Supported,
-        Self::InsufficientEvidence,
-        Self::InsufficientPermission,
-        Self::SourceUnavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Supported => "SUPPORTED",
-            Self::InsufficientEvidence => "INSUFFICIENT_EVIDENCE",
-            Self::InsufficientPermission => "INSUFFICIENT_PERMISSION",
-            Self::SourceUnavailable => "SOURCE_UNAVAILABLE",
-        }
-    }
-}
-
-/// Engine that produced a run. Sorted, `baseline` comes before `rlm`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineMode {
-    Baseline,
-    Rlm,
-}
-
-impl EngineMode {
-    /// Every mode, in contract order.
-    pub const ALL: [Self; 2] = [Self::Baseline, Self::Rlm];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Baseline => "baseline",
-            Self::Rlm => "rlm",
-        }
-    }
-}
-
-/// Status of one claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ClaimStatus {
-    Supported,
-    Assumption,
-    Unknown,
-}
-
-impl ClaimStatus {
-    pub const ALL: [Self; 3] = [Self::Supported, Self::Assumption, Self::Unknown];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Supported => "SUPPORTED",
-            Self::Assumption => "ASSUMPTION",
-            Self::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-/// A string that is not one of an enum's contract values (case-sensitive).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind} value")]
-pub struct UnknownEnumValue {
-    pub kind: &'static str,
-}
-
-macro_rules! from_str_via_as_str {
-    ($ty:ty, $kind:literal) => {
-        impl FromStr for $ty {
-            type Err = UnknownEnumValue;
-
-            /// Exact, case-sensitive match on the contract string.
-            fn from_str(text: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|value| value.as_str() == text)
-                    .ok_or(UnknownEnumValue { kind: $kind })
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-from_str_via_as_str!(TerminalMode, "terminal_mode");
-from_str_via_as_str!(EngineMode, "engine_mode");
-from_str_via_as_str!(ClaimStatus, "claim status");
 
 /// One atomic claim. Unknown fields are ignored (and dropped) on decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,85 +82,6 @@ pub struct ReplayBundle {
     pub evidence_ref_count: u32,
     /// Sorted, de-duplicated.
     pub evidence_unit_ids: Vec<String>,
-}
-
-/// A request to score stored runs (closed). Absent optionals are omitted on
-/// output; `replay_ids` is always written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayEvaluationSubmission {
-    pub evaluation_name: String,
-    #[serde(default)]
-    pub replay_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine_mode: Option<EngineMode>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_quality_score: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_source_unavailable_rate: Option<f64>,
-}
-
-/// The score of one run within an evaluation (closed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayRunScore {
-    pub run_id: String,
-    pub trace_id: String,
-    pub engine_mode: EngineMode,
-    pub terminal_mode: TerminalMode,
-    pub quality_score: f64,
-    /// Clamped to [0, 1].
-    pub coverage_observed: f64,
-}
-
-impl ReplayRunScore {
-    /// Spec 30 §13.1 step 7: the bundle's metadata and its clamped coverage.
-    pub fn from_bundle(bundle: &ReplayBundle) -> Self {
-        Self {
-            run_id: bundle.metadata.run_id.clone(),
-            trace_id: bundle.metadata.trace_id.clone(),
-            engine_mode: bundle.metadata.engine_mode,
-            terminal_mode: bundle.metadata.terminal_mode,
-            quality_score: bundle.metadata.quality_score,
-            coverage_observed: crate::scoring::clamp_unit(bundle.claim_map.coverage_observed),
-        }
-    }
-}
-
-/// Aggregate quality of the runs of one engine mode (closed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunQualityScorecard {
-    pub engine_mode: EngineMode,
-    pub run_count: u64,
-    /// 2 decimals.
-    pub average_quality_score: f64,
-    /// 2 decimals.
-    pub minimum_quality_score: f64,
-    /// 2 decimals.
-    pub maximum_quality_score: f64,
-    /// 4 decimals.
-    pub supported_rate: f64,
-    /// 4 decimals.
-    pub source_unavailable_rate: f64,
-    /// 4 decimals.
-    pub average_coverage_observed: f64,
-}
-
-/// A stored evaluation (closed). Not integrity-hashed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayEvaluationResult {
-    pub evaluation_id: String,
-    pub evaluation_name: String,
-    pub principal_id_hash: String,
-    pub created_at_unix_ms: u64,
-    pub replay_ids: Vec<String>,
-    #[serde(default)]
-    pub missing_replay_ids: Vec<String>,
-    pub run_results: Vec<ReplayRunScore>,
-    pub scorecards: Vec<RunQualityScorecard>,
-    pub overall_pass: bool,
 }
 
 /// Why a stored bundle cannot be used. Callers treat `HashMismatch` as
@@ -371,126 +183,12 @@ fn serialize_budget_with_null<S: Serializer>(
 
 #[cfg(test)]
 mod tests {
+    use pecr_contracts::hashing::{bundle_hash, principal_id_hash};
+    use pecr_contracts::ids::{is_safe_store_id, parse_ulid};
     use serde_json::json;
 
     use super::*;
-    use crate::hashing::{bundle_hash, principal_id_hash};
-    use crate::ids::{is_safe_store_id, parse_ulid};
-
-    const ID_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const ID_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-    fn budget(max_parallelism: Option<u32>) -> Budget {
-        Budget {
-            max_operator_calls: 10,
-            max_bytes: 1_048_576,
-            max_wallclock_ms: 1000,
-            max_recursion_depth: 3,
-            max_parallelism,
-        }
-    }
-
-    /// Scenario 9's bundle: run `run_01`, baseline, 61.5, INSUFFICIENT_EVIDENCE.
-    fn scenario_bundle() -> ReplayBundle {
-        ReplayBundle {
-            metadata: ReplayBundleMetadata {
-                schema_version: REPLAY_SCHEMA_VERSION,
-                run_id: "run_01".to_owned(),
-                trace_id: "trace_01".to_owned(),
-                request_id: "req_01".to_owned(),
-                principal_id_hash: principal_id_hash("dev"),
-                engine_mode: EngineMode::Baseline,
-                recorded_at_unix_ms: 1_700_000_000_000,
-                terminal_mode: TerminalMode::InsufficientEvidence,
-                quality_score: 61.5,
-                bundle_hash: String::new(),
-            },
-            query: "smoke".to_owned(),
-            budget: budget(None),
-            session_id: "session_01".to_owned(),
-            policy_snapshot_id: "snapshot_01".to_owned(),
-            loop_terminal_mode: TerminalMode::InsufficientEvidence,
-            loop_response_text: None,
-            response_text: "UNKNOWN: insufficient evidence to answer the query.".to_owned(),
-            claim_map: ClaimMap {
-                claim_map_id: "cm_01".to_owned(),
-                terminal_mode: TerminalMode::InsufficientEvidence,
-                claims: vec![Claim {
-                    claim_id: "76f6a5677446734df3eda2aa42d57412879f6d193d6a276b4f869f5674984851"
-                        .to_owned(),
-                    claim_text: "insufficient evidence to answer the query.".to_owned(),
-                    status: ClaimStatus::Unknown,
-                    evidence_unit_ids: vec![],
-                }],
-                coverage_threshold: 0.95,
-                coverage_observed: 1.0,
-                notes: None,
-            },
-            operator_calls_used: 2,
-            bytes_used: 300,
-            depth_used: 1,
-            evidence_ref_count: 2,
-            evidence_unit_ids: vec![ID_A.to_owned()],
-        }
-    }
-
-    /// A sealed bundle with every optional field present, for tampering.
-    fn full_bundle() -> ReplayBundle {
-        let mut bundle = scenario_bundle();
-        bundle.metadata.engine_mode = EngineMode::Rlm;
-        bundle.loop_response_text = Some("loop text".to_owned());
-        bundle.budget = budget(Some(4));
-        bundle.claim_map.notes = Some("a note".to_owned());
-        bundle.claim_map.claims.push(Claim {
-            claim_id: ID_B.to_owned(),
-            claim_text: "supported claim".to_owned(),
-            status: ClaimStatus::Supported,
-            evidence_unit_ids: vec![ID_A.to_owned()],
-        });
-        bundle.seal();
-        bundle
-    }
-
-    fn with_member(mut value: Value, pointer: &str, key: &str, member: Value) -> Value {
-        if let Some(object) = value.pointer_mut(pointer).and_then(Value::as_object_mut) {
-            object.insert(key.to_owned(), member);
-        } else {
-            panic!("no object at {pointer}");
-        }
-        value
-    }
-
-    fn to_value<T: Serialize>(value: &T) -> Value {
-        serde_json::to_value(value).expect("contract types serialize")
-    }
-
-    #[test]
-    fn engine_mode_serializes_lowercase_and_sorts_baseline_first() {
-        assert_eq!(to_value(&EngineMode::Baseline), json!("baseline"));
-        assert_eq!(to_value(&EngineMode::Rlm), json!("rlm"));
-        assert!(EngineMode::Baseline < EngineMode::Rlm);
-        assert_eq!("rlm".parse::<EngineMode>(), Ok(EngineMode::Rlm));
-        assert!("BASELINE".parse::<EngineMode>().is_err());
-        assert!(serde_json::from_value::<EngineMode>(json!("Baseline")).is_err());
-        assert_eq!(EngineMode::Baseline.to_string(), "baseline");
-    }
-
-    #[test]
-    fn enum_strings_match_the_contract() {
-        for mode in TerminalMode::ALL {
-            assert_eq!(to_value(&mode), json!(mode.as_str()));
-            assert_eq!(mode.as_str().parse::<TerminalMode>(), Ok(mode));
-        }
-        for status in ClaimStatus::ALL {
-            assert_eq!(to_value(&status), json!(status.as_str()));
-            assert_eq!(status.as_str().parse::<ClaimStatus>(), Ok(status));
-        }
-        assert_eq!(
-            to_value(&TerminalMode::InsufficientPermission),
-            json!("INSUFFICIENT_PERMISSION")
-        );
-        assert!("supported".parse::<TerminalMode>().is_err());
-    }
+    use crate::fixtures::{ID_A, ID_B, full_bundle, scenario_bundle, to_value, with_member};
 
     #[test]
     fn scenario_9_bundle_round_trips_unchanged() {
@@ -805,137 +503,6 @@ mod tests {
         bundle.seal();
         let stored = with_member(bundle.to_json(), "/metadata", "quality_score", json!(61));
         assert_eq!(ReplayBundle::from_json_verified(&stored), Ok(bundle));
-    }
-
-    fn submission_json() -> Value {
-        json!({
-            "evaluation_name": "smoke-eval",
-            "replay_ids": ["run_01"],
-            "engine_mode": "rlm",
-            "min_quality_score": 0,
-            "max_source_unavailable_rate": 1
-        })
-    }
-
-    fn run_score_json() -> Value {
-        json!({
-            "run_id": "run_01", "trace_id": "trace_01", "engine_mode": "baseline",
-            "terminal_mode": "SUPPORTED", "quality_score": 100.0, "coverage_observed": 1.0
-        })
-    }
-
-    fn scorecard_json() -> Value {
-        json!({
-            "engine_mode": "baseline", "run_count": 1,
-            "average_quality_score": 100.0, "minimum_quality_score": 100.0,
-            "maximum_quality_score": 100.0, "supported_rate": 1.0,
-            "source_unavailable_rate": 0.0, "average_coverage_observed": 1.0
-        })
-    }
-
-    fn result_json() -> Value {
-        json!({
-            "evaluation_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-            "evaluation_name": "smoke-eval",
-            "principal_id_hash": principal_id_hash("dev"),
-            "created_at_unix_ms": 1_700_000_000_000_u64,
-            "replay_ids": ["run_01"],
-            "missing_replay_ids": [],
-            "run_results": [run_score_json()],
-            "scorecards": [scorecard_json()],
-            "overall_pass": true
-        })
-    }
-
-    #[test]
-    fn unknown_fields_in_evaluation_types_are_rejected() {
-        fn check<T: serde::de::DeserializeOwned + Serialize>(valid: Value, pointer: &str) {
-            let decoded: T = serde_json::from_value(valid.clone()).expect("valid input");
-            let _ = to_value(&decoded);
-            let bad = with_member(valid, pointer, "oops", json!(null));
-            assert!(
-                serde_json::from_value::<T>(bad).is_err(),
-                "{} accepted an unknown field at {pointer:?}",
-                std::any::type_name::<T>()
-            );
-        }
-        check::<ReplayEvaluationSubmission>(submission_json(), "");
-        check::<ReplayRunScore>(run_score_json(), "");
-        check::<RunQualityScorecard>(scorecard_json(), "");
-        check::<ReplayEvaluationResult>(result_json(), "");
-        check::<ReplayEvaluationResult>(result_json(), "/run_results/0");
-        check::<ReplayEvaluationResult>(result_json(), "/scorecards/0");
-        check::<Budget>(to_value(&budget(None)), "");
-    }
-
-    #[test]
-    fn submission_omits_absent_optionals_and_always_writes_replay_ids() {
-        let minimal: ReplayEvaluationSubmission =
-            serde_json::from_value(json!({"evaluation_name": "x"})).expect("minimal");
-        assert_eq!(minimal.replay_ids, Vec::<String>::new());
-        assert_eq!(
-            to_value(&minimal),
-            json!({"evaluation_name": "x", "replay_ids": []})
-        );
-        let nulls: ReplayEvaluationSubmission = serde_json::from_value(json!({
-            "evaluation_name": "x", "engine_mode": null,
-            "min_quality_score": null, "max_source_unavailable_rate": null
-        }))
-        .expect("null means absent");
-        assert_eq!(nulls, minimal);
-
-        let full: ReplayEvaluationSubmission =
-            serde_json::from_value(submission_json()).expect("full");
-        assert_eq!(full.engine_mode, Some(EngineMode::Rlm));
-        assert_eq!(full.min_quality_score, Some(0.0));
-        assert_eq!(
-            to_value(&full),
-            json!({
-                "evaluation_name": "smoke-eval", "replay_ids": ["run_01"],
-                "engine_mode": "rlm", "min_quality_score": 0.0,
-                "max_source_unavailable_rate": 1.0
-            })
-        );
-        assert!(serde_json::from_value::<ReplayEvaluationSubmission>(json!({})).is_err());
-    }
-
-    #[test]
-    fn evaluation_result_round_trips_and_defaults_missing_ids() {
-        let result: ReplayEvaluationResult = serde_json::from_value(result_json()).expect("valid");
-        assert_eq!(to_value(&result), result_json());
-
-        let mut without = result_json();
-        if let Some(object) = without.as_object_mut() {
-            object.remove("missing_replay_ids");
-        }
-        let decoded: ReplayEvaluationResult =
-            serde_json::from_value(without).expect("missing_replay_ids defaults");
-        assert_eq!(decoded, result);
-        assert_eq!(to_value(&decoded)["missing_replay_ids"], json!([]));
-
-        let mut no_runs = result_json();
-        if let Some(object) = no_runs.as_object_mut() {
-            object.remove("run_results");
-        }
-        assert!(serde_json::from_value::<ReplayEvaluationResult>(no_runs).is_err());
-    }
-
-    #[test]
-    fn run_score_from_bundle_clamps_coverage() {
-        let mut bundle = full_bundle();
-        let score = ReplayRunScore::from_bundle(&bundle);
-        assert_eq!(score.run_id, "run_01");
-        assert_eq!(score.trace_id, "trace_01");
-        assert_eq!(score.engine_mode, EngineMode::Rlm);
-        assert_eq!(score.terminal_mode, TerminalMode::InsufficientEvidence);
-        assert_eq!(score.quality_score, 61.5);
-        assert_eq!(score.coverage_observed, 1.0);
-        bundle.claim_map.coverage_observed = 1.25;
-        assert_eq!(ReplayRunScore::from_bundle(&bundle).coverage_observed, 1.0);
-        bundle.claim_map.coverage_observed = -0.5;
-        assert_eq!(ReplayRunScore::from_bundle(&bundle).coverage_observed, 0.0);
-        bundle.claim_map.coverage_observed = 0.75;
-        assert_eq!(ReplayRunScore::from_bundle(&bundle).coverage_observed, 0.75);
     }
 
     #[test]

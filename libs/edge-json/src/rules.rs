@@ -1,6 +1,6 @@
 //! `google.api.http` annotations read into bindings: one per HTTP rule
 //! (additional bindings included) of every RPC of the requested services.
-//! Both the router and the OpenAPI document are built from these.
+//! Both the edge's router and the OpenAPI document are built from these.
 
 use prost_reflect::{
     DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
@@ -12,7 +12,7 @@ use crate::descriptors::HTTP_RULE_OPTION;
 
 /// One REST route of one RPC.
 #[derive(Debug, Clone)]
-pub(crate) struct Binding {
+pub struct Binding {
     pub method: MethodDescriptor,
     pub verb: http::Method,
     /// The path template as annotated, e.g. `/v1/operators/{op_name}`.
@@ -24,7 +24,7 @@ pub(crate) struct Binding {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Segment {
+pub enum Segment {
     Literal(String),
     /// `{name}` bound to a (possibly nested) singular scalar request field.
     Variable {
@@ -34,7 +34,7 @@ pub(crate) enum Segment {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum BodyRule {
+pub enum BodyRule {
     /// No body (GET and friends): non-path fields come from the query.
     None,
     /// `body: "*"`: every field not bound by the path.
@@ -123,10 +123,7 @@ impl Binding {
 }
 
 /// Every binding of the named services, in service then declaration order.
-pub(crate) fn bindings(
-    pool: &DescriptorPool,
-    services: &[&str],
-) -> Result<Vec<Binding>, EdgeError> {
+pub fn bindings(pool: &DescriptorPool, services: &[&str]) -> Result<Vec<Binding>, EdgeError> {
     let extension = pool
         .get_extension_by_name(HTTP_RULE_OPTION)
         .ok_or_else(|| EdgeError::MissingDescriptor(HTTP_RULE_OPTION.to_owned()))?;

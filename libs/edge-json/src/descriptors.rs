@@ -1,4 +1,5 @@
-//! Small questions asked of descriptors by every part of the edge.
+//! Small questions asked of descriptors by the JSON mapping, the HTTP
+//! bindings and the OpenAPI document.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,9 +17,9 @@ pub(crate) const OMIT_EMPTY_OPTION: &str = "pecr.v1.omit_empty";
 /// PECR's field option describing the values a field accepts.
 pub(crate) const FIELD_RULES_OPTION: &str = "pecr.v1.field_rules";
 /// The REST error body.
-pub(crate) const ERROR_RESPONSE: &str = "pecr.v1.ErrorResponse";
+pub const ERROR_RESPONSE: &str = "pecr.v1.ErrorResponse";
 /// The status detail that carries the REST error body and HTTP status.
-pub(crate) const ERROR_DETAIL: &str = "pecr.v1.ErrorDetail";
+pub const ERROR_DETAIL: &str = "pecr.v1.ErrorDetail";
 
 /// Fields in declaration order (`MessageDescriptor::fields` iterates by
 /// number), so JSON members come out in the order the proto lists them.

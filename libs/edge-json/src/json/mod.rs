@@ -21,7 +21,8 @@ use std::collections::HashSet;
 
 use prost_reflect::DescriptorPool;
 
-pub(crate) use decode::{DecodeError, parse_body};
+pub use decode::{DecodeError, parse_body};
+pub use encode::EncodeError;
 pub(crate) use text::compact;
 
 /// Nesting deeper than this is refused (decode) or an error (encode).
@@ -29,7 +30,7 @@ const MAX_DEPTH: usize = 64;
 
 /// How one descriptor pool maps to JSON.
 #[derive(Debug, Clone)]
-pub(crate) struct JsonMapping {
+pub struct JsonMapping {
     /// Full names of `(pecr.v1.json_text) = true` fields.
     json_text: HashSet<String>,
     /// Full names of `(pecr.v1.omit_empty) = true` fields.

@@ -12,7 +12,7 @@ use crate::descriptors::{fields_in_order, has_explicit_presence, is_unspecified}
 
 /// Why a response could not be written as contract JSON (an internal error).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EncodeError(pub String);
+pub struct EncodeError(pub String);
 
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

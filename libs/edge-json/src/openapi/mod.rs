@@ -93,7 +93,8 @@ pub(crate) fn document(
         ("paths", paths),
         ("components", Node::map([("schemas", schemas.finish())])),
     ]);
-    Ok(format!("{HEADER}{}", yaml::to_string(&root)))
+    let body = yaml::to_string(&root).map_err(|err| EdgeError::Render(err.to_string()))?;
+    Ok(format!("{HEADER}{body}"))
 }
 
 const VERBS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
@@ -580,5 +581,94 @@ impl Schemas {
             );
         }
         Node::Map(out.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pecr_proto::service_names::{CONTROLLER, GATEWAY};
+    use yaml_serde::Value;
+
+    use super::*;
+
+    /// Plain scalars that YAML 1.1 readers (PyYAML, which schema tools
+    /// such as schemathesis use) take for something other than a string,
+    /// while the YAML 1.2 emitter leaves them unquoted: the 1.1 booleans,
+    /// numbers with `_`, base-60 numbers, timestamps, and the merge and
+    /// value keys.
+    fn read_otherwise_by_yaml_1_1(text: &str) -> bool {
+        const BOOLEANS: [&str; 16] = [
+            "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off",
+            "Off", "OFF",
+        ];
+        let unsigned = text.trim_start_matches(['-', '+']);
+        let numeric = unsigned.starts_with(|c: char| c.is_ascii_digit())
+            && unsigned
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, '_' | ':' | '.' | 'x' | 'b'))
+            && (unsigned.contains('_') || unsigned.contains(':'));
+        let bytes = text.as_bytes();
+        let timestamp =
+            bytes.len() >= 8 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-';
+        BOOLEANS.contains(&text) || numeric || timestamp || text == "<<" || text == "="
+    }
+
+    fn strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::String(text) => out.push(text),
+            Value::Sequence(items) => items.iter().for_each(|item| strings(item, out)),
+            Value::Mapping(entries) => {
+                for (key, member) in entries {
+                    strings(key, out);
+                    strings(member, out);
+                }
+            }
+            Value::Tagged(tagged) => strings(&tagged.value, out),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    #[test]
+    fn the_document_reads_the_same_under_yaml_1_1() {
+        let pool = DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).expect("pool");
+        let text = document(&pool, &[GATEWAY, CONTROLLER], crate::OPEN_MESSAGES).expect("doc");
+        let parsed: Value = yaml_serde::from_str(&text).expect("valid YAML");
+        let mut found = Vec::new();
+        strings(&parsed, &mut found);
+        assert!(found.len() > 500, "every string is visited");
+        let ambiguous: Vec<&str> = found
+            .into_iter()
+            .filter(|text| read_otherwise_by_yaml_1_1(text))
+            .collect();
+        assert!(
+            ambiguous.is_empty(),
+            "written unquoted, a YAML 1.1 reader would not read these as strings: {ambiguous:?}"
+        );
+    }
+
+    #[test]
+    fn yaml_1_1_only_scalars_are_recognised() {
+        for text in [
+            "yes",
+            "Off",
+            "N",
+            "1_000",
+            "190:20:30",
+            "2001-12-14",
+            "<<",
+            "=",
+        ] {
+            assert!(read_otherwise_by_yaml_1_1(text), "{text}");
+        }
+        for text in [
+            "3.0.3",
+            "v1",
+            "baseline",
+            "int64",
+            "#/components/schemas/Budget",
+            "200",
+        ] {
+            assert!(!read_otherwise_by_yaml_1_1(text), "{text}");
+        }
     }
 }

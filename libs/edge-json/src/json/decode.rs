@@ -17,7 +17,7 @@ use crate::descriptors::{fields_in_order, has_explicit_presence, is_unspecified,
 
 /// Why a body was refused; logged, never shown to clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DecodeError(pub String);
+pub struct DecodeError(pub String);
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,7 +85,7 @@ fn expect(raw: &str, wanted: JsonType, what: &str) -> Result<(), DecodeError> {
 }
 
 /// Parses the top level of a body: one JSON value, nothing after it.
-pub(crate) fn parse_body(body: &[u8]) -> Result<&RawValue, DecodeError> {
+pub fn parse_body(body: &[u8]) -> Result<&RawValue, DecodeError> {
     let text = std::str::from_utf8(body).map_err(|_| DecodeError("body is not UTF-8".into()))?;
     serde_json::from_str::<&RawValue>(text)
         .map_err(|err| DecodeError(format!("malformed JSON: {err}")))

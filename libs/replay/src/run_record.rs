@@ -6,12 +6,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::budget::Budget;
-use crate::hashing::principal_id_hash;
-use crate::replay::{
-    ClaimMap, EngineMode, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, TerminalMode,
-    new_run_id,
+use pecr_contracts::budget::Budget;
+use pecr_contracts::hashing::principal_id_hash;
+
+use crate::bundle::{
+    ClaimMap, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, new_run_id,
 };
+use crate::modes::{EngineMode, TerminalMode};
 use crate::scoring::quality_score;
 
 /// What only the engine knows of its run.
@@ -107,7 +108,8 @@ impl RunRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::{Claim, ClaimStatus};
+    use crate::bundle::Claim;
+    use crate::modes::ClaimStatus;
 
     fn record(failure: Option<TerminalMode>) -> RunRecord {
         RunRecord {
