@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use pecr_contracts::hashing::{PolicySnapshotInputs, policy_snapshot_hash};
 use pecr_contracts::{is_sha256_hex, sha256_hex};
@@ -840,8 +842,12 @@ async fn policy_simulation_writes_nothing() {
 #[tokio::test]
 async fn the_gateway_reads_the_safe_views_as_the_limited_safeview_role() {
     let mesh = Mesh::start_least_privilege(Policy::Test).await;
-    let ready = pecr_testkit::http_get(&mesh.url("/readyz")).await;
-    assert_eq!(ready.status, 200, "{}", ready.body);
+    // Readiness settles once the first checks have run, as the limited role.
+    eventually("ready", Duration::from_secs(10), || {
+        let url = mesh.url("/readyz");
+        async move { (pecr_testkit::http_get(&url).await.status == 200).then_some(()) }
+    })
+    .await;
 
     let mut dev = mesh.session("dev").await;
     let rows = dev
