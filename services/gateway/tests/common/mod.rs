@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod transport;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
