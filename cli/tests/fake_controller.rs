@@ -3,7 +3,6 @@
 //! kind of failure is reported. The real controller is covered in tests/mesh.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::controller_service_server::{ControllerService, ControllerServiceServer};
@@ -41,7 +40,8 @@ impl ControllerService for Fake {
         self.record(&request);
         let body = request.into_inner();
         match body.query.as_str() {
-            "slow" => tokio::time::sleep(Duration::from_secs(10)).await,
+            // Never answers: only the client's own deadline ends the call.
+            "slow" => std::future::pending::<()>().await,
             "bare" => return Err(Status::internal("no detail here")),
             "limited" => {
                 return Err(PecrError::new(ErrorCode::RateLimited, "too many requests").into());

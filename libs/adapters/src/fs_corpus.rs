@@ -12,9 +12,10 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pecr_errors::PecrError;
+use tokio::time::Instant;
 
 use crate::corpus_index::{CorpusIndex, IndexEntry, RootId};
 use crate::corpus_watch::RootWatch;
@@ -34,6 +35,8 @@ pub struct ResolvedObject {
 
 #[derive(Debug)]
 struct CachedIndex {
+    /// On tokio's clock (the system's unless a test pauses it), so the TTL
+    /// can be crossed with `advance`.
     built: Instant,
     root: RootId,
     /// Built under a healthy watch, with content; such an index is never
@@ -310,14 +313,14 @@ mod tests {
 
     /// The first index within [`EVENT_WAIT`] for which `done` holds.
     fn eventually(corpus: &FsCorpus, done: impl Fn(&CorpusIndex) -> bool) -> Arc<CorpusIndex> {
-        let deadline = Instant::now() + EVENT_WAIT;
+        let deadline = std::time::Instant::now() + EVENT_WAIT;
         loop {
             let index = index(corpus);
             if done(&index) {
                 return index;
             }
             assert!(
-                Instant::now() < deadline,
+                std::time::Instant::now() < deadline,
                 "no change seen within {EVENT_WAIT:?}: {:?}",
                 ids(&index)
             );
@@ -434,8 +437,8 @@ mod tests {
         assert_eq!(ids(&index(&corpus)), vec!["c.txt"]);
     }
 
-    #[test]
-    fn without_a_watch_the_ttl_rule_holds() {
+    #[tokio::test(start_paused = true)]
+    async fn without_a_watch_the_ttl_rule_holds() {
         let (_dir, root) = temp_corpus(&[("a.txt", "alpha\n")]);
         let every_call = corpus_at(&root, false, Duration::ZERO);
         let first = index(&every_call);
@@ -447,14 +450,22 @@ mod tests {
         );
         assert!(!Arc::ptr_eq(&first, &index(&every_call)));
 
-        let timed = corpus_at(&root, false, Duration::from_secs(60));
+        let ttl = Duration::from_secs(60);
+        let timed = corpus_at(&root, false, ttl);
         let cached = index(&timed);
         write(&root, "b.txt", "beta\n");
+        tokio::time::advance(ttl - Duration::from_millis(1)).await;
         assert!(Arc::ptr_eq(&cached, &index(&timed)), "cached for the TTL");
         assert_eq!(ids(&index(&every_call)), vec!["a.txt", "b.txt"]);
         // A read failure's rebuild bypasses the TTL.
         let rebuilt = timed.index_blocking(true).expect("index");
         assert_eq!(ids(&rebuilt), vec!["a.txt", "b.txt"]);
+
+        // Once the TTL has passed, the next call builds anew.
+        write(&root, "c.txt", "gamma\n");
+        assert!(Arc::ptr_eq(&rebuilt, &index(&timed)), "a new TTL began");
+        tokio::time::advance(ttl).await;
+        assert_eq!(ids(&index(&timed)), vec!["a.txt", "b.txt", "c.txt"]);
     }
 
     #[test]

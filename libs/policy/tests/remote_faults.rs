@@ -1,15 +1,24 @@
 //! The remote client under faults (spec 20 §4.3, scenarios 36, 37, 44):
 //! timeouts, retries, fail-closed errors, the circuit breaker and readiness.
+//!
+//! Time is tokio's. Where nothing ever answers, the clock is paused from
+//! the start, so every timeout and backoff is virtual and the elapsed time
+//! is exactly what the client chose to wait. Where the stub must answer
+//! over its socket, the clock runs (a paused clock would jump to the next
+//! timeout whenever the runtime waits for the socket): a breaker window is
+//! crossed with `skip`, never slept through, and a slow OPA is one that
+//! holds its answer until the test releases it.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::inputs::{create_session, fs_call};
 use common::opa_stub::{BlackHole, Mode, OpaStub};
-use common::{bundle_dir, remote, remote_config};
+use common::{bundle_dir, remote, remote_config, skip, until};
 use pecr_errors::{ErrorCode, PecrError, TerminalMode};
 use pecr_policy::{DecisionKey, PolicyEngine, RemoteOpaConfig};
+use tokio::time::Instant;
 
 fn key() -> DecisionKey {
     DecisionKey::new("local", "dev", "create_session").with_part("snapshot")
@@ -38,7 +47,7 @@ fn assert_unavailable(error: &PecrError, message: &str) {
 const UNAVAILABLE: &str = "policy engine unavailable";
 const OPEN: &str = "policy engine circuit breaker is open";
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn silent_server_times_out_after_every_attempt() {
     let hole = BlackHole::start().await;
     let engine = remote(RemoteOpaConfig {
@@ -49,36 +58,43 @@ async fn silent_server_times_out_after_every_attempt() {
     });
     let started = Instant::now();
     let error = decide(&engine).await.expect_err("no answer");
-    let elapsed = started.elapsed();
+    let waited = started.elapsed();
     assert_timeout(&error);
-    // 3 attempts × 100 ms plus backoffs of 25–50 and 50–100 ms (equal jitter).
-    assert!(elapsed >= Duration::from_millis(375), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_eq!(hole.accepted(), 3, "one connection per attempt");
+    // 3 attempts × 100 ms plus backoffs of 25–50 and 50–100 ms (equal
+    // jitter), each timer rounded up to the next millisecond.
+    assert!(
+        (Duration::from_millis(375)..=Duration::from_millis(455)).contains(&waited),
+        "{waited:?}"
+    );
+    until("one connection per attempt", || hole.accepted() == 3).await;
 }
 
-/// Scenario 37: OPA answers after 250 ms, the timeout is 25 ms → 504.
+/// Scenario 37: OPA answers only after the timeout (25 ms) → 504. The stub
+/// holds its answers until released, so the order is certain on any clock.
 #[tokio::test]
 async fn slow_server_is_a_timeout() {
-    let stub = OpaStub::start(&bundle_dir(), Mode::Slow(Duration::from_millis(250))).await;
+    let stub = OpaStub::start(&bundle_dir(), Mode::Rego).await;
+    stub.hold();
     let engine = remote(RemoteOpaConfig {
         timeout_ms: 25,
+        retry_max_attempts: 2,
         ..RemoteOpaConfig::new(&stub.url)
     });
-    let started = Instant::now();
     assert_timeout(&decide(&engine).await.expect_err("too slow"));
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(stub.decision_requests(), 3);
+    until("every attempt reached OPA", || {
+        stub.decision_requests() == 3
+    })
+    .await;
+    stub.release();
 }
 
 /// Scenario 36: nothing listens on port 9.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unreachable_server_is_503_or_504() {
     let engine = remote(RemoteOpaConfig {
         timeout_ms: 100,
         ..RemoteOpaConfig::new("http://127.0.0.1:9")
     });
-    let started = Instant::now();
     let error = decide(&engine).await.expect_err("nothing there");
     assert!(matches!(error.http_status, 503 | 504), "unexpected {error}");
     assert!(matches!(
@@ -86,7 +102,6 @@ async fn unreachable_server_is_503_or_504() {
         ErrorCode::SourceUnavailable | ErrorCode::SourceTimeout
     ));
     assert!(error.retryable);
-    assert!(started.elapsed() < Duration::from_secs(3));
     assert!(!engine.ready().await);
 }
 
@@ -157,6 +172,7 @@ async fn breaker_opens_fails_fast_and_lets_one_probe_through() {
     let stub = OpaStub::start(&bundle_dir(), Mode::Status(500)).await;
     let open_ms = 300;
     let engine = remote(RemoteOpaConfig {
+        timeout_ms: 5_000,
         retry_max_attempts: 1,
         retry_base_backoff_ms: 1,
         breaker_failure_threshold: 2,
@@ -169,26 +185,33 @@ async fn breaker_opens_fails_fast_and_lets_one_probe_through() {
         assert_unavailable(&decide(&engine).await.expect_err("500"), UNAVAILABLE);
     }
     assert_eq!(stub.decision_requests(), 4);
-    let opened = Instant::now();
 
-    // While open: immediate refusals, nothing reaches the server.
+    // While open: refusals without waiting, nothing reaches the server. The
+    // clock stands still meanwhile, so "without waiting" is exact.
+    tokio::time::pause();
+    let started = Instant::now();
     for _ in 0..5 {
-        let started = Instant::now();
         assert_unavailable(&decide(&engine).await.expect_err("open"), OPEN);
-        assert!(started.elapsed() < Duration::from_millis(100));
     }
+    assert_eq!(started.elapsed(), Duration::ZERO);
     assert_eq!(stub.decision_requests(), 4);
+    tokio::time::resume();
 
-    // After the window, with OPA healthy again but slow enough that the
-    // probe is still in flight: exactly one of a burst gets through.
-    stub.set_mode(Mode::Slow(Duration::from_millis(150)));
-    tokio::time::sleep(Duration::from_millis(open_ms + 50).saturating_sub(opened.elapsed())).await;
+    // After the window, with OPA healthy again but holding its answer, so
+    // the probe is still in flight: exactly one of a burst gets through.
+    stub.hold();
+    skip(Duration::from_millis(open_ms)).await;
     let burst: Vec<_> = (0..6)
         .map(|_| {
             let engine = engine.clone();
             tokio::spawn(async move { decide(&engine).await })
         })
         .collect();
+    until("the probe at OPA, the rest refused", || {
+        stub.decision_requests() == 5 && burst.iter().filter(|call| call.is_finished()).count() == 5
+    })
+    .await;
+    stub.release();
     let mut allowed = 0;
     for call in burst {
         match call.await.expect("task ran") {
@@ -213,17 +236,17 @@ async fn breaker_opens_fails_fast_and_lets_one_probe_through() {
 #[tokio::test]
 async fn failed_probe_reopens_the_breaker() {
     let stub = OpaStub::start(&bundle_dir(), Mode::Status(500)).await;
-    let open_ms = 200;
+    let open = Duration::from_millis(200);
     let engine = remote(RemoteOpaConfig {
         breaker_failure_threshold: 1,
-        breaker_open_ms: open_ms,
+        breaker_open_ms: 200,
         ..remote_config(&stub.url)
     });
     assert_unavailable(&decide(&engine).await.expect_err("500"), UNAVAILABLE);
     assert_unavailable(&decide(&engine).await.expect_err("open"), OPEN);
     assert_eq!(stub.decision_requests(), 1);
 
-    tokio::time::sleep(Duration::from_millis(open_ms + 50)).await;
+    skip(open).await;
     // The probe reaches the server, fails, and re-opens for a new window.
     assert_unavailable(
         &decide(&engine).await.expect_err("probe fails"),
@@ -234,7 +257,7 @@ async fn failed_probe_reopens_the_breaker() {
     assert_eq!(stub.decision_requests(), 2);
 
     stub.set_mode(Mode::Rego);
-    tokio::time::sleep(Duration::from_millis(open_ms + 50)).await;
+    skip(open).await;
     decide(&engine).await.expect("probe succeeds");
     decide(&engine).await.expect("closed");
     assert_eq!(stub.decision_requests(), 4);
@@ -275,7 +298,12 @@ async fn readiness_follows_the_health_endpoint() {
     assert_eq!(stub.health_checks(), 3);
     // Readiness never touches the decision path or the breaker.
     assert_eq!(stub.decision_requests(), 0);
+}
 
+/// A silent OPA is not ready once the check's timeout has passed: on a
+/// paused clock, at the timeout (rounded up to the next millisecond).
+#[tokio::test(start_paused = true)]
+async fn readiness_gives_up_on_a_silent_server_at_the_timeout() {
     let hole = BlackHole::start().await;
     let silent = remote(RemoteOpaConfig {
         timeout_ms: 100,
@@ -283,7 +311,11 @@ async fn readiness_follows_the_health_endpoint() {
     });
     let started = Instant::now();
     assert!(!silent.ready().await);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(100)..=Duration::from_millis(101)).contains(&waited),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]

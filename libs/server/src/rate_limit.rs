@@ -1,8 +1,13 @@
 //! Per-key sliding-window rate limits (spec 20 §9, spec 30 §4), process-local.
+//!
+//! Hits are stamped on tokio's clock: the system's monotonic clock unless a
+//! test pauses it and moves the window on with `advance`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// At most this many keys are tracked; arbitrary keys go first on overflow.
 const MAX_KEYS: usize = 16_384;
@@ -75,13 +80,23 @@ mod tests {
         assert!(limiter.allow("sessions:support", 2), "keys are independent");
     }
 
-    #[test]
-    fn scenario_5_window_expiry() {
-        let limiter = RateLimiter::new(Duration::from_millis(5));
-        assert!(limiter.allow("k", 1));
-        assert!(!limiter.allow("k", 1));
-        std::thread::sleep(Duration::from_millis(10));
-        assert!(limiter.allow("k", 1));
+    #[tokio::test(start_paused = true)]
+    async fn scenario_5_window_expiry() {
+        let window = Duration::from_secs(60);
+        let limiter = RateLimiter::new(window);
+        assert!(limiter.allow("k", 2));
+        tokio::time::advance(window / 2).await;
+        assert!(limiter.allow("k", 2));
+        assert!(!limiter.allow("k", 2));
+        // One instant before the first hit leaves the window: still full.
+        tokio::time::advance(window / 2 - Duration::from_millis(1)).await;
+        assert!(!limiter.allow("k", 2));
+        // The first hit has left; the second stays until its own minute ends.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(limiter.allow("k", 2));
+        assert!(!limiter.allow("k", 2));
+        tokio::time::advance(window / 2).await;
+        assert!(limiter.allow("k", 2), "the second hit has left too");
     }
 
     #[test]

@@ -8,8 +8,10 @@ mod database;
 mod http;
 mod process;
 mod proxy;
+mod wait;
 
 pub use database::TestDatabase;
 pub use http::{HttpAnswer, http_get, http_post_json, http_request, http_try_request};
 pub use process::{ServiceProcess, binary_path, tool_path, workspace_root};
 pub use proxy::TcpProxy;
+pub use wait::eventually;

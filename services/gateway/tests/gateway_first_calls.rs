@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::transport::TRANSPORTS;
 use common::*;
-use pecr_errors::{ErrorCode, PecrError};
+use pecr_errors::ErrorCode;
 use pecr_proto::v1;
 use serde_json::{Value, json};
 
@@ -53,87 +54,127 @@ async fn create(
     mesh.client().create_session(request).await
 }
 
+/// Over either door: the first calls are judged in order (a denied call
+/// spends nothing, the budget runs out), the session and every call reach
+/// the ledger in one RecordSession, and the session goes on as any other; a
+/// call refused for its params spends nothing either.
 #[tokio::test]
 async fn a_session_opens_with_its_first_calls_in_one_ledger_write() {
     let mesh = Mesh::start(Policy::Bundle).await;
     let public = json!({"object_id": "public/public_1.txt"});
-    let reply = create(
-        &mesh,
-        "support",
-        None,
-        budget(2, 1_048_576),
-        vec![
-            op("fetch_span", public.clone()),
-            op(
-                "fetch_span",
-                json!({"object_id": "restricted/restricted_1.txt"}),
-            ),
-            op("list_versions", public.clone()),
-            op("fetch_span", public.clone()),
-        ],
-    )
-    .await
-    .expect("create session with calls");
-    let token = reply
-        .metadata()
-        .get("x-pecr-session-token")
-        .and_then(|value| value.to_str().ok())
-        .expect("session token")
-        .to_owned();
-    let session = reply.into_inner();
-    let outcomes: Vec<Result<Value, PecrError>> = session.outcomes.iter().map(outcome).collect();
-    let summary = codes(&outcomes);
-    assert_eq!(
-        summary,
-        [
-            Ok(()),
-            Err((ErrorCode::PolicyDenied, 403)),
-            Ok(()),
-            Err((ErrorCode::BudgetExceeded, 429)),
-        ]
-    );
-    assert_no_canary("first call outcomes", &format!("{outcomes:?}"));
+    for transport in TRANSPORTS {
+        let (sessions, calls) = (
+            ledger_rpcs(&mesh, "RecordSession").await,
+            ledger_rpcs(&mesh, "RecordOperatorCall").await,
+        );
+        let session = transport
+            .open(
+                &mesh,
+                "support",
+                budget(2, 1_048_576),
+                &[
+                    ("fetch_span", public.clone()),
+                    (
+                        "fetch_span",
+                        json!({"object_id": "restricted/restricted_1.txt"}),
+                    ),
+                    ("list_versions", public.clone()),
+                    ("fetch_span", public.clone()),
+                ],
+            )
+            .await
+            .unwrap_or_else(|refusal| panic!("{transport:?}: {refusal:?}"));
+        assert!(!session.token.is_empty(), "{transport:?}: a session token");
+        let outcomes = &session.outcomes;
+        assert_eq!(
+            codes(outcomes),
+            [
+                Ok(()),
+                Err((ErrorCode::PolicyDenied, 403)),
+                Ok(()),
+                Err((ErrorCode::BudgetExceeded, 429)),
+            ],
+            "{transport:?}"
+        );
+        assert_eq!(
+            outcomes[0].as_ref().ok().map(|result| &result["object_id"]),
+            Some(&json!("public/public_1.txt")),
+            "{transport:?}"
+        );
+        assert_no_canary("first call outcomes", &format!("{outcomes:?}"));
 
-    // One RecordSession carried them all; no separate operator-call write.
-    assert_eq!(ledger_rpcs(&mesh, "RecordSession").await, 1);
-    assert_eq!(ledger_rpcs(&mesh, "RecordOperatorCall").await, 0);
-    assert_eq!(mesh.counters(&session.session_id).await.0, 2);
-    let kinds: Vec<String> = mesh
-        .events(&session.trace_id)
-        .await
-        .into_iter()
-        .filter(|(kind, _)| kind != "EVIDENCE_EMITTED")
-        .map(|(kind, payload)| format!("{kind} {}", payload["op_name"].as_str().unwrap_or("")))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "POLICY_DECISION fetch_span",
-            "OPERATOR_CALL fetch_span",
-            "POLICY_DECISION fetch_span",
-            "OPERATOR_CALL fetch_span",
-            "POLICY_DECISION list_versions",
-            "OPERATOR_CALL list_versions",
-            "BUDGET_VIOLATION fetch_span",
-        ]
-    );
+        // One RecordSession carried them all; no separate operator-call write.
+        assert_eq!(
+            ledger_rpcs(&mesh, "RecordSession").await - sessions,
+            1,
+            "{transport:?}"
+        );
+        assert_eq!(
+            ledger_rpcs(&mesh, "RecordOperatorCall").await - calls,
+            0,
+            "{transport:?}"
+        );
+        assert_eq!(
+            mesh.counters(&session.session_id).await.0,
+            2,
+            "{transport:?}"
+        );
+        let kinds: Vec<String> = mesh
+            .events(&session.trace_id)
+            .await
+            .into_iter()
+            .filter(|(kind, _)| kind != "EVIDENCE_EMITTED")
+            .map(|(kind, payload)| format!("{kind} {}", payload["op_name"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "POLICY_DECISION fetch_span",
+                "OPERATOR_CALL fetch_span",
+                "POLICY_DECISION fetch_span",
+                "OPERATOR_CALL fetch_span",
+                "POLICY_DECISION list_versions",
+                "OPERATOR_CALL list_versions",
+                "BUDGET_VIOLATION fetch_span",
+            ],
+            "{transport:?}"
+        );
 
-    // The session goes on as any other: its budget is spent.
-    let request = call(
-        "support",
-        Some(&token),
-        v1::CallOperatorRequest {
-            op_name: "fetch_span".into(),
-            session_id: session.session_id.clone(),
-            params: public.to_string(),
-        },
-    );
-    let status = mesh
-        .client()
-        .call_operator(request)
-        .await
-        .expect_err("the budget is spent");
-    assert_eq!(error(&status).code, ErrorCode::BudgetExceeded);
+        // The session goes on as any other: its budget is spent.
+        let refusal = session
+            .op(&mesh, "fetch_span", public.clone())
+            .await
+            .expect_err("the budget is spent");
+        assert_eq!(
+            refusal.error.code,
+            ErrorCode::BudgetExceeded,
+            "{transport:?}"
+        );
+
+        // A call refused for its params spends nothing, as in any batch.
+        let session = transport
+            .open(
+                &mesh,
+                "dev",
+                budget(5, 1_048_576),
+                &[
+                    ("fetch_span", public.clone()),
+                    ("fetch_span", json!({"object_id": "../escape"})),
+                ],
+            )
+            .await
+            .unwrap_or_else(|refusal| panic!("{transport:?}: {refusal:?}"));
+        assert_eq!(
+            codes(&session.outcomes),
+            [Ok(()), Err((ErrorCode::InvalidParams, 400))],
+            "{transport:?}"
+        );
+        assert_eq!(
+            mesh.counters(&session.session_id).await.0,
+            1,
+            "{transport:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -201,39 +242,4 @@ async fn malformed_first_calls_open_no_session() {
         );
     }
     assert_eq!(ledger_rpcs(&mesh, "RecordSession").await, 0);
-}
-
-#[tokio::test]
-async fn rest_opens_a_session_with_its_first_calls() {
-    let mesh = Mesh::start(Policy::Test).await;
-    let answer = mesh
-        .post(
-            "/v1/sessions",
-            "dev",
-            None,
-            &json!({
-                "budget": budget_json(5, 1_048_576),
-                "calls": [
-                    {"op_name": "fetch_span", "params": {"object_id": "public/public_1.txt"}},
-                    {"op_name": "fetch_span", "params": {"object_id": "../escape"}},
-                ],
-            }),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(answer.header("x-pecr-session-token").is_some());
-    let body = answer.json();
-    let outcomes = body["outcomes"].as_array().expect("outcomes");
-    assert_eq!(outcomes.len(), 2, "{body}");
-    assert_eq!(
-        outcomes[0]["ok"]["result"]["object_id"], "public/public_1.txt",
-        "{body}"
-    );
-    assert_eq!(
-        outcomes[1]["error"]["error"]["code"], "ERR_INVALID_PARAMS",
-        "{body}"
-    );
-    // A call refused for its params spends nothing, as in any batch.
-    let session_id = body["session_id"].as_str().expect("session id");
-    assert_eq!(mesh.counters(session_id).await.0, 1);
 }

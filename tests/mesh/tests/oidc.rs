@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pecr_errors::ErrorCode;
 use pecr_mesh_tests::{BUDGET_DEFAULTS, Mesh, MeshOptions, client_for, error_of};
 use pecr_proto::v1::{self, TerminalMode, gateway_service_client::GatewayServiceClient};
-use pecr_testkit::{ServiceProcess, http_post_json, http_request, workspace_root};
+use pecr_testkit::{ServiceProcess, eventually, http_post_json, http_request, workspace_root};
 use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
 use rsa::{Generate, PrivateKey};
 use serde_json::{Value, json};
@@ -24,6 +24,8 @@ use tonic::Code;
 const ISSUER: &str = "https://issuer.test";
 const AUDIENCE: &str = "pecr";
 const STATUS_QUESTION: &str = "What is the customer status and plan tier?";
+/// Far beyond the 1 s refresh TTL the services run with.
+const ROTATION_WAIT: Duration = Duration::from_secs(20);
 
 /// One signing key of the test issuer.
 struct SigningKey {
@@ -408,17 +410,28 @@ async fn oidc_tokens_authenticate_both_protocols_and_reach_the_gateway() {
     assert_eq!(allowed.status, 200, "{}", allowed.body);
 
     // Key rotation: a token signed with a key the JWKS does not list yet is
-    // refused; once the issuer publishes it and the cache is older than the
-    // refresh TTL (1 s), both services refetch and accept it.
+    // refused, also once the cache is older than the refresh TTL (1 s) and
+    // the controller refetches; once the issuer publishes the key, both
+    // services refetch and accept it. The TTL runs on the services' clocks,
+    // so the test waits for the refetches, not for the time.
     let rotated = format!("Bearer {}", key_b.sign(&claims("dev")));
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    refused(&mesh, "unknown kid", Some(&rotated), ErrorCode::AuthInvalid).await;
+    let before = issuer.fetches();
+    eventually("a refetch for the unknown kid", ROTATION_WAIT, || async {
+        refused(&mesh, "unknown kid", Some(&rotated), ErrorCode::AuthInvalid).await;
+        (issuer.fetches() > before).then_some(())
+    })
+    .await;
     issuer.serve(jwks(&[&key_a, &key_b]));
     let before = issuer.fetches();
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let response = grpc_run(&mesh, Some(&rotated), STATUS_QUESTION)
-        .await
-        .unwrap_or_else(|status| panic!("rotated key: {status:?}"));
+    let response = eventually("the rotated key accepted", ROTATION_WAIT, || async {
+        match grpc_run(&mesh, Some(&rotated), STATUS_QUESTION).await {
+            Ok(response) => Some(response),
+            // Refused until the cache that refused it is older than the TTL.
+            Err(status) if status.code() == Code::Unauthenticated => None,
+            Err(status) => panic!("rotated key: {status:?}"),
+        }
+    })
+    .await;
     assert_eq!(
         TerminalMode::try_from(response.terminal_mode).ok(),
         Some(TerminalMode::Supported)

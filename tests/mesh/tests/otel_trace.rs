@@ -274,7 +274,18 @@ async fn nothing_is_exported_while_tracing_is_off() {
         .unwrap_or_else(|status| panic!("run: {status:?}"))
         .into_inner();
     assert!(!response.trace_id.is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A graceful stop flushes whatever an exporter holds, so once every
+    // service has exited, each span it would ever send has been sent.
+    let Mesh {
+        ledger,
+        gateway,
+        controller,
+        ..
+    } = mesh;
+    let gateway = gateway.expect("gateway running");
+    for service in [controller, gateway, ledger] {
+        assert_eq!(service.terminate().await, Some(0), "a clean stop");
+    }
     assert_eq!(receiver.exports(), 0, "spans were exported while disabled");
 }
 

@@ -7,9 +7,14 @@
 //! the probe's success closes the breaker, its failure re-opens it for
 //! another window. One probe, not every caller, so a still-broken OPA does
 //! not take the whole burst.
+//!
+//! Time is tokio's: the same instant as the system's monotonic clock unless
+//! a test pauses it, so the open window can be crossed with `advance`.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 pub(crate) struct CircuitBreaker {
     threshold: u32,

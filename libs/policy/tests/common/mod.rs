@@ -6,6 +6,7 @@ pub mod inputs;
 pub mod opa_stub;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use pecr_policy::{PolicyConfig, PolicyEngine, RemoteOpaConfig};
 
@@ -58,4 +59,27 @@ pub fn remote_cached(config: RemoteOpaConfig, max_entries: u64, ttl_ms: u64) -> 
         ..PolicyConfig::default()
     })
     .expect("remote client builds")
+}
+
+/// Moves tokio's clock on by `by` at once. The clock is paused only for
+/// the jump, so the stubs' real sockets and the client's timeouts go on in
+/// real time afterwards.
+pub async fn skip(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+/// Waits until `done` holds, panicking with `what` after a generous 10 s
+/// of wall-clock time. It yields instead of sleeping, so other tasks and
+/// the sockets make progress without moving a paused clock.
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not reached within 10 s"
+        );
+        tokio::task::yield_now().await;
+    }
 }

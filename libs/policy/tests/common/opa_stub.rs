@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -19,6 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub const DECISION_PATH: &str = "/v1/data/pecr/authz/decision";
@@ -34,8 +34,9 @@ pub enum Mode {
     FailFirst(usize, u16),
     /// 200 with a body that is not a decision.
     Garbage,
-    /// Evaluate, but only after this delay.
-    Slow(Duration),
+    /// Evaluate once [`OpaStub::release`] is called: a request in flight
+    /// for exactly as long as the test wants.
+    Held,
 }
 
 /// The Rego of a bundle directory loaded into a regorus engine.
@@ -84,6 +85,7 @@ struct State {
     health_status: AtomicU16,
     decisions: AtomicUsize,
     health_checks: AtomicUsize,
+    released: watch::Sender<bool>,
 }
 
 pub struct OpaStub {
@@ -100,6 +102,7 @@ impl OpaStub {
             health_status: AtomicU16::new(200),
             decisions: AtomicUsize::new(0),
             health_checks: AtomicUsize::new(0),
+            released: watch::Sender::new(false),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -109,6 +112,17 @@ impl OpaStub {
 
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().expect("mode lock") = mode;
+    }
+
+    /// Holds decision requests until [`OpaStub::release`].
+    pub fn hold(&self) {
+        self.state.released.send_replace(false);
+        self.set_mode(Mode::Held);
+    }
+
+    /// Answers the held requests, and later ones at once.
+    pub fn release(&self) {
+        self.state.released.send_replace(true);
     }
 
     pub fn set_health_status(&self, status: u16) {
@@ -173,8 +187,13 @@ async fn handle(
                 }
                 Mode::FailFirst(..) => state.rego.answer(&body),
                 Mode::Garbage => (200, "<html>not json</html>".to_owned()),
-                Mode::Slow(delay) => {
-                    tokio::time::sleep(delay).await;
+                Mode::Held => {
+                    // The sender lives in `state`, so the wait ends only on release.
+                    let _ = state
+                        .released
+                        .subscribe()
+                        .wait_for(|released| *released)
+                        .await;
                     state.rego.answer(&body)
                 }
             }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod transport;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -375,25 +377,9 @@ pub fn error(status: &tonic::Status) -> PecrError {
     PecrError::from_status(status).unwrap_or_else(|| panic!("no PECR error in {status:?}"))
 }
 
-/// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`;
-/// panics with `what` when it never does.
-pub async fn eventually<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached within {limit:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
+// Not every test binary waits for a condition.
+#[allow(unused_imports)]
+pub use pecr_testkit::eventually;
 
 /// The exact `ErrorResponse` body the REST edge writes.
 pub fn error_body(code: &str, message: &str, hint: &str, retryable: bool) -> String {
