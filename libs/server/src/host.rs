@@ -217,22 +217,11 @@ impl BoundService {
 
 /// The REST edge of `service_name`, calling `stacked` (its routes under
 /// the request stack) in-process.
-fn rest_edge<S>(
+fn rest_edge(
     service_name: &'static str,
-    stacked: S,
+    stacked: <RequestStack as tower::Layer<Routes>>::Service,
     config: pecr_edge::EdgeConfig,
-) -> Result<axum::Router, StartupError>
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<axum::Router, StartupError> {
     let failed = |what: &str, err: &dyn std::fmt::Display| {
         StartupError::new("ERR_SERVER_FAILED", format!("{what}: {err}"))
     };

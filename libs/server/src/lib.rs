@@ -11,6 +11,9 @@
 //!   ([`telemetry`]).
 //! - **Connection limits**: time limits that keep slow or silent clients
 //!   from holding a connection ([`conn_limits`]).
+//! - **The request stack** every call passes, gRPC and REST alike
+//!   ([`stack`]): trace context, request id, metrics, admission,
+//!   authentication, per-principal rate limits.
 //! - **Rate limiting**: per-key sliding windows ([`RateLimiter`]).
 //! - **Service callers**: which service is calling and which RPCs it may
 //!   call ([`ServiceCallers`]), and the token a service presents to an

@@ -98,6 +98,8 @@ const RULES: &[(&str, &[&str])] = &[
 const BUILT_ALONE_RULES: &[(&str, &[&str])] = &[
     ("pecr-auth", &["pecr-edge", "pecr-server", "axum"]),
     ("pecr-replay", &["pecr-edge", "pecr-server", "axum"]),
+    // The pool helper is a database library, not hosting.
+    ("pecr-pg", &["pecr-server", "pecr-edge", "axum", "tonic"]),
     (
         "pecr-cli",
         &["pecr-edge", "pecr-server", "axum", "tower-http"],

@@ -5,8 +5,6 @@
 //! admitted call ends by the earlier of its client's `grpc-timeout` and the
 //! service's deadline cap. Health and reflection are neither counted nor shed.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,6 +13,7 @@ use pecr_config::Admission;
 use pecr_errors::{ErrorCode, PecrError};
 use tokio::sync::Semaphore;
 
+use super::ResponseFuture;
 use super::paths::is_open;
 
 /// Seconds a refused client should wait before trying again.
@@ -53,9 +52,6 @@ pub struct AdmissionService<S> {
     permits: Arc<Semaphore>,
     deadline_cap: Duration,
 }
-
-type ResponseFuture<E> =
-    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, E>> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for AdmissionService<S>
 where

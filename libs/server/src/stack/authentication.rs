@@ -6,14 +6,13 @@
 //! Health and reflection are exempt; REST calls come from the service's own
 //! edge in-process, so only their principal is checked.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pecr_auth::{Authenticator, Principal};
 use pecr_errors::{PecrError, PecrResult};
 use tonic::metadata::MetadataMap;
 
+use super::ResponseFuture;
 use super::paths::is_open;
 use crate::ServiceCallers;
 
@@ -53,9 +52,6 @@ pub struct AuthenticationService<S> {
     inner: S,
     authentication: Authentication,
 }
-
-type ResponseFuture<E> =
-    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, E>> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for AuthenticationService<S>
 where

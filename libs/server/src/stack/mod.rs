@@ -22,6 +22,9 @@ mod rate_limit;
 mod request_id;
 mod rpc_metrics;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
 
@@ -33,6 +36,10 @@ pub use request_id::{RequestId, RequestIdLayer, RequestIdService};
 pub use rpc_metrics::{RouteSeries, RpcMetrics, RpcMetricsService};
 
 use crate::TraceContextLayer;
+
+/// What a layer that may answer by itself returns.
+type ResponseFuture<E> =
+    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, E>> + Send>>;
 
 /// The layers of one service, built once and applied to its gRPC port and
 /// its REST edge alike.

@@ -26,6 +26,7 @@ use pecr_proto::v1::TerminalMode;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tonic::Code;
 
+use super::ResponseFuture;
 use super::paths::service_and_method;
 
 const LATENCY_BUCKETS: [f64; 11] = [
@@ -358,9 +359,6 @@ pub struct RpcMetricsService<S> {
     inner: S,
     metrics: RpcMetrics,
 }
-
-type ResponseFuture<E> =
-    Pin<Box<dyn std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for RpcMetricsService<S>
 where
