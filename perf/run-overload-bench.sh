@@ -5,18 +5,19 @@
 # (perf/k6/overload.js, REST POST /v1/run). Shows that overload turns into
 # immediate 503 ERR_OVERLOADED refusals with `Retry-After: 1` while the
 # admitted runs keep their latency, instead of a queue of calls that time
-# out. Writes target/perf/k6-overload-c<vus>.json and prints it.
+# out. Shed VUs wait the Retry-After they get. Writes
+# target/perf/k6-overload-c<vus>.json and prints it.
 #
 # Environment (all optional):
-#   PERF_VUS           virtual users                       (default: 64)
-#   PERF_MAX_IN_FLIGHT the controller's admission limit    (default: 4)
+#   PERF_VUS           virtual users                       (default: 256)
+#   PERF_MAX_IN_FLIGHT the controller's admission limit    (default: 8)
 #   PERF_DURATION      measured time                       (default: 20s)
 #   and the PERF_* settings of perf/controller-mesh.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
-vus="${PERF_VUS:-64}"
-in_flight="${PERF_MAX_IN_FLIGHT:-4}"
+vus="${PERF_VUS:-256}"
+in_flight="${PERF_MAX_IN_FLIGHT:-8}"
 duration="${PERF_DURATION:-20s}"
 export PERF_CONTROLLER_ENV="PECR_MAX_IN_FLIGHT_REQUESTS=$in_flight ${PERF_CONTROLLER_ENV:-}"
 source "$(dirname "${BASH_SOURCE[0]}")/controller-mesh.sh"

@@ -2,20 +2,22 @@
 // controller admits (its PECR_MAX_IN_FLIGHT_REQUESTS), closed loop. Run
 // through perf/run-overload-bench.sh. Every answer must be either a run
 // (200) or an immediate refusal (503 ERR_OVERLOADED with retry-after); a
-// timeout or any other status is a failure of the admission layer.
+// timeout or any other status is a failure of the admission layer. A shed
+// VU waits the Retry-After it was given, as a well-behaved client does.
 //
 // Environment (all optional):
 //   PECR_CONTROLLER_HTTP  REST address host:port   (default: 127.0.0.1:8081)
 //   PECR_QUERY            the query                (default: the dev-up query)
-//   VUS                   virtual users            (default: 64)
+//   VUS                   virtual users            (default: 256)
 //   DURATION              measured time            (default: 20s)
 //   PECR_K6_SUMMARY       where handleSummary writes its JSON (default: k6-overload.json)
 import http from 'k6/http';
+import { sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 
 const HTTP_ADDR = __ENV.PECR_CONTROLLER_HTTP || '127.0.0.1:8081';
 const QUERY = __ENV.PECR_QUERY || 'What is the customer status and plan tier?';
-const VUS = Number(__ENV.VUS || 64);
+const VUS = Number(__ENV.VUS || 256);
 const DURATION = __ENV.DURATION || '20s';
 const SUMMARY = __ENV.PECR_K6_SUMMARY || 'k6-overload.json';
 
@@ -53,6 +55,7 @@ export default function () {
   } else if (response.status === 503 && code === 'ERR_OVERLOADED' && response.headers['Retry-After'] === '1') {
     shed.add(1);
     shedLatency.add(response.timings.duration);
+    sleep(Number(response.headers['Retry-After']));
   } else {
     other.add(1);
     if (warned < 3) {
