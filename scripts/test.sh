@@ -58,6 +58,8 @@ cargo test -p pecr-controller --no-fail-fast 2>&1 | tee -a "$log"
 status=$(( status | PIPESTATUS[0] ))
 set -e
 
+say "==> deploy checks"; bash "$PECR_ROOT/scripts/deploy-check.sh" || status=1
+
 say "==> security gate (scripts/security-gate.sh)"
 set +e
 bash "$PECR_ROOT/scripts/security-gate.sh" 2>&1 | tee "$PECR_ROOT/target/security-gate.log"
