@@ -91,6 +91,7 @@ def main() -> int:
         old.unlink()
 
     failures = 0
+    (root / "target").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / "target") as scratch:
         targets = renderings(root, Path(scratch))
         private = Path(scratch) / "private"
