@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, buf lint (and buf breaking
 # against the previous commit), then all unit and integration tests against
-# a real PostgreSQL, with grpcurl from the pinned tools, and finally the
-# security gate (scripts/security-gate.sh: attack suite, schemathesis, fault
-# drills and canary scan against a mesh of its own).
+# a real PostgreSQL, with grpcurl from the pinned tools, the deploy checks
+# (scripts/deploy-check.sh: images, compose, Kubernetes manifests, no Docker
+# engine or cluster needed), and finally the security gate
+# (scripts/security-gate.sh: attack suite, schemathesis, fault drills and
+# canary scan against a mesh of its own).
 #
 # Environment (optional):
 #   PECR_TEST_DB_URL   PostgreSQL the integration tests use (default postgres on 127.0.0.1:5432)
