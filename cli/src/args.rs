@@ -8,14 +8,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pecr_proto::v1::Budget;
 use tonic::metadata::AsciiMetadataValue;
 
-use crate::budget;
+use crate::{budget, time};
 
 pub const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50052";
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  the controller answered with an error (or the call timed out)
+  1  the controller answered with an error (or the call timed out), or
+     `replays verify` found a replay that re-decides differently
   2  usage error
   3  the controller could not be reached
 
@@ -23,6 +24,7 @@ Examples:
   pecr run \"Who owns the billing service?\"
   pecr --json run \"How many open incidents?\" --budget '{\"max_operator_calls\":10,\"max_bytes\":1048576,\"max_wallclock_ms\":10000,\"max_recursion_depth\":5}'
   pecr replays list --limit 5 --engine-mode rlm
+  pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
   pecr eval show <EVALUATION_ID>";
 
@@ -178,6 +180,32 @@ pub enum ReplaysCommand {
         /// The run id printed by `pecr run` (`<trace_id>-<ULID>`).
         run_id: String,
     },
+
+    /// Re-run the finalize gate on your stored replays and check that each
+    /// comes out the same (VerifyReplays).
+    #[command(after_help = "\
+Each replay's stored claim map, evidence ids and usage go through the
+finalize gate again; the replay is the same when its terminal mode, its
+coverage (exactly) and every claim's status and id come out as stored.
+Prints `verified N replays: S the same, D differing`, then one line per
+difference. Exits 1 when any replay differs.")]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only replays recorded at or after this time: RFC 3339 in UTC
+    /// (2026-01-31T12:00:00Z) or Unix milliseconds.
+    #[arg(long, value_name = "TIME", value_parser = since_arg)]
+    pub since: Option<u64>,
+
+    /// Most replays to verify, newest first (the server caps it).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+
+    /// Only runs of this engine.
+    #[arg(long, value_name = "MODE")]
+    pub engine_mode: Option<EngineMode>,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +291,10 @@ fn budget_arg(text: &str) -> Result<Budget, String> {
     budget::parse(text)
 }
 
+fn since_arg(text: &str) -> Result<u64, String> {
+    time::unix_ms(text)
+}
+
 /// http:// or https:// with a host; anything else would only fail later
 /// as a confusing connection error.
 fn controller_url(text: &str) -> Result<String, String> {
@@ -311,6 +343,18 @@ mod tests {
     }
 
     #[test]
+    fn replays_verify_takes_a_time_in_either_form() {
+        for since in ["2023-11-14T22:13:20Z", "1700000000000"] {
+            let cli = Cli::try_parse_from(["pecr", "replays", "verify", "--since", since])
+                .expect("parses");
+            let Command::Replays(ReplaysCommand::Verify(args)) = cli.command else {
+                panic!("wrong command");
+            };
+            assert_eq!(args.since, Some(1_700_000_000_000), "{since}");
+        }
+    }
+
+    #[test]
     fn eval_submit_takes_repeated_replay_ids() {
         let cli = Cli::try_parse_from([
             "pecr",
@@ -351,6 +395,7 @@ mod tests {
             ],
             &["pecr", "run", "q", "--budget", "{}"],
             &["pecr", "scorecards", "--engine-mode", "fast"],
+            &["pecr", "replays", "verify", "--since", "yesterday"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }

@@ -3,7 +3,7 @@
 
 use pecr_proto::v1::{
     GetEvaluationRequest, GetReplayRequest, GetScorecardsRequest, ListReplaysRequest,
-    ReplayEvaluationSubmission, RunRequest, SubmitEvaluationRequest,
+    ReplayEvaluationSubmission, RunRequest, SubmitEvaluationRequest, VerifyReplaysRequest,
 };
 use prost::Message;
 
@@ -12,10 +12,23 @@ use crate::client::{Controller, Failure};
 use crate::json::JsonWriter;
 use crate::render;
 
-/// Connects, runs the command's RPC, and returns the text for stdout.
-pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<String, Failure> {
+/// What a command that got its answer prints, and whether the check it
+/// makes passed (only `replays verify` makes one).
+pub struct Output {
+    pub text: String,
+    pub passed: bool,
+}
+
+impl From<String> for Output {
+    fn from(text: String) -> Self {
+        Self { text, passed: true }
+    }
+}
+
+/// Connects, runs the command's RPC, and returns what to print.
+pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Failure> {
     let controller = Controller::connect(&cli.global).await?;
-    match &cli.command {
+    let text = match &cli.command {
         Command::Run(args) => {
             let request = RunRequest {
                 query: args.query.clone(),
@@ -25,6 +38,26 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<String, Fai
                 .call(request, |mut c, r| async move { c.run(r).await })
                 .await?;
             show(json, "pecr.v1.RunResponse", &response, render::run)
+        }
+        Command::Replays(ReplaysCommand::Verify(args)) => {
+            let request = VerifyReplaysRequest {
+                since_unix_ms: args.since,
+                limit: args.limit,
+                engine_mode: args.engine_mode.map(EngineMode::as_wire),
+            };
+            let response = controller
+                .call(request, |mut c, r| async move { c.verify_replays(r).await })
+                .await?;
+            let text = show(
+                json,
+                "pecr.v1.VerifyReplaysResponse",
+                &response,
+                render::verification,
+            )?;
+            return Ok(Output {
+                text,
+                passed: response.differing == 0,
+            });
         }
         Command::Replays(ReplaysCommand::List(args)) => {
             let request = ListReplaysRequest {
@@ -106,7 +139,8 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<String, Fai
                 |response| render::scorecards(&response.scorecards),
             )
         }
-    }
+    };
+    text.map(Output::from)
 }
 
 /// What the spinner says while the command waits.
@@ -114,6 +148,7 @@ pub fn progress_label(command: &Command) -> &'static str {
     match command {
         Command::Run(_) => "running…",
         Command::Eval(EvalCommand::Submit(_)) => "scoring…",
+        Command::Replays(ReplaysCommand::Verify(_)) => "verifying…",
         _ => "loading…",
     }
 }

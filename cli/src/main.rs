@@ -11,6 +11,7 @@ mod commands;
 mod json;
 mod progress;
 mod render;
+mod time;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,7 +23,8 @@ use crate::args::Cli;
 use crate::client::Failure;
 use crate::json::JsonWriter;
 
-/// The controller answered with an error, or the call timed out.
+/// The controller answered with an error, or the call timed out; also a
+/// check that found a problem (`replays verify`: a replay that differs).
 const EXIT_CALL_FAILED: u8 = 1;
 /// A value clap could not check up front (clap itself also exits 2).
 const EXIT_USAGE: u8 = 2;
@@ -45,9 +47,13 @@ async fn main() -> ExitCode {
     };
     let label = commands::progress_label(&cli.command);
     match progress::track(label, commands::execute(&cli, json.as_ref())).await {
-        Ok(text) => {
-            stdout(&text);
-            ExitCode::SUCCESS
+        Ok(output) => {
+            stdout(&output.text);
+            if output.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CALL_FAILED)
+            }
         }
         Err(failure) => report(failure, json.as_ref()),
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use pecr_errors::PecrError;
 use pecr_proto::v1::{
     Budget, EvidenceUnitRef, ListReplaysResponse, ReplayBundle, ReplayEvaluationResult,
-    RunQualityScorecard, RunResponse, TerminalMode, claim,
+    RunQualityScorecard, RunResponse, TerminalMode, VerifyReplaysResponse, claim,
 };
 
 /// Evidence ids are 64 hex chars; 12 are plenty to tell them apart on screen.
@@ -120,6 +120,28 @@ pub fn replay(bundle: &ReplayBundle) -> String {
     let _ = writeln!(out, "Evidence ({}):", bundle.evidence_unit_ids.len());
     for id in &bundle.evidence_unit_ids {
         let _ = writeln!(out, "  {id}");
+    }
+    out
+}
+
+/// `verified 12 replays: 11 the same, 1 differing`, then each difference
+/// as `<run_id>: <what differs>`.
+pub fn verification(response: &VerifyReplaysResponse) -> String {
+    let mut out = format!(
+        "verified {} {}: {} the same, {} differing\n",
+        response.verified,
+        if response.verified == 1 {
+            "replay"
+        } else {
+            "replays"
+        },
+        response.verified.saturating_sub(response.differing),
+        response.differing
+    );
+    for replay in &response.differences {
+        for difference in &replay.differences {
+            let _ = writeln!(out, "{}: {difference}", replay.run_id);
+        }
     }
     out
 }
@@ -482,6 +504,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Evidence (2):\n  e1\n  e2\n"), "{text}");
+    }
+
+    #[test]
+    fn a_verification_sums_up_then_lists_each_difference() {
+        use pecr_proto::v1::DifferingReplay;
+        let text = verification(&VerifyReplaysResponse {
+            verified: 12,
+            differing: 1,
+            differences: vec![DifferingReplay {
+                run_id: "t-01J".into(),
+                differences: vec!["coverage: stored 1, re-decided 0.5".into(), "x".into()],
+            }],
+        });
+        assert_eq!(
+            text,
+            "verified 12 replays: 11 the same, 1 differing\n\
+             t-01J: coverage: stored 1, re-decided 0.5\n\
+             t-01J: x\n"
+        );
+        assert_eq!(
+            verification(&VerifyReplaysResponse::default()),
+            "verified 0 replays: 0 the same, 0 differing\n"
+        );
     }
 
     #[test]

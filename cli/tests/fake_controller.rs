@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::controller_service_server::{ControllerService, ControllerServiceServer};
 use pecr_proto::v1::{
-    Claim, ClaimMap, EvidenceUnitRef, GetEvaluationRequest, GetEvaluationResponse,
+    Claim, ClaimMap, DifferingReplay, EvidenceUnitRef, GetEvaluationRequest, GetEvaluationResponse,
     GetReplayRequest, GetReplayResponse, GetScorecardsRequest, GetScorecardsResponse,
     ListReplaysRequest, ListReplaysResponse, ReplayBundle, ReplayBundleMetadata,
     ReplayEvaluationResult, RunQualityScorecard, RunRequest, RunResponse, SubmitEvaluationRequest,
-    SubmitEvaluationResponse, TerminalMode, claim,
+    SubmitEvaluationResponse, TerminalMode, VerifyReplaysRequest, VerifyReplaysResponse, claim,
 };
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataMap;
@@ -119,6 +119,34 @@ impl ControllerService for Fake {
                 evidence_unit_ids: vec![EVIDENCE_ID.into()],
                 ..Default::default()
             }),
+        }))
+    }
+
+    /// Replays recorded before 1_700_000_000_000 differ; `limit` verifies that many.
+    async fn verify_replays(
+        &self,
+        request: Request<VerifyReplaysRequest>,
+    ) -> Result<Response<VerifyReplaysResponse>, Status> {
+        self.record(&request);
+        let body = request.into_inner();
+        let verified = body.limit.unwrap_or(3);
+        if body.engine_mode.as_deref() == Some("rlm") {
+            return Err(PecrError::new(ErrorCode::SourceUnavailable, "ledger unavailable").into());
+        }
+        let differences = if body.since_unix_ms.unwrap_or(0) >= 1_700_000_000_000 {
+            vec![]
+        } else {
+            vec![DifferingReplay {
+                run_id: "T-0-01JOLD".into(),
+                differences: vec![
+                    "terminal mode: stored SUPPORTED, re-decided INSUFFICIENT_EVIDENCE".into(),
+                ],
+            }]
+        };
+        Ok(Response::new(VerifyReplaysResponse {
+            verified,
+            differing: differences.len() as u32,
+            differences,
         }))
     }
 
@@ -308,6 +336,57 @@ async fn replays_list_and_show() {
         "the bundle alone: {stdout}"
     );
     assert_eq!(value["metadata"]["run_id"], "R-9");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replays_verify_sums_up_and_exits_1_when_any_differ() {
+    let harness = Harness::start().await;
+    let (code, stdout, stderr) = harness
+        .pecr(&[
+            "replays",
+            "verify",
+            "--since",
+            "2023-11-14T22:13:20Z",
+            "--limit",
+            "12",
+        ])
+        .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "verified 12 replays: 12 the same, 0 differing\n");
+    assert!(stderr.is_empty(), "{stderr:?}");
+
+    let (code, stdout, stderr) = harness.pecr(&["replays", "verify"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stdout,
+        "verified 3 replays: 2 the same, 1 differing\n\
+         T-0-01JOLD: terminal mode: stored SUPPORTED, re-decided INSUFFICIENT_EVIDENCE\n"
+    );
+    assert!(stderr.is_empty(), "{stderr:?}");
+
+    let (code, stdout, _) = harness
+        .pecr(&["--json", "replays", "verify", "--since", "1699999999999"])
+        .await;
+    assert_eq!(code, Some(1));
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(value["verified"], 3);
+    assert_eq!(value["differing"], 1);
+    assert_eq!(value["differences"][0]["run_id"], "T-0-01JOLD");
+
+    // A failed call is still exit 1, with the error.
+    let (code, stdout, stderr) = harness
+        .pecr(&["replays", "verify", "--engine-mode", "rlm"])
+        .await;
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("ERR_SOURCE_UNAVAILABLE"), "{stderr}");
+
+    // A time that is neither form is a usage error before any call.
+    let (code, _, stderr) = harness
+        .pecr(&["replays", "verify", "--since", "last week"])
+        .await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

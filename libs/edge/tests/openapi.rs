@@ -76,6 +76,7 @@ fn the_document_describes_the_contract() {
         ("/v1/run", "post"),
         ("/v1/replays", "get"),
         ("/v1/replays/{run_id}", "get"),
+        ("/v1/replays/verify", "post"),
         ("/v1/evaluations", "post"),
         ("/v1/evaluations/scorecards", "get"),
         ("/v1/evaluations/{evaluation_id}", "get"),

@@ -116,6 +116,14 @@ fn gateway_and_controller_rpcs_map_to_the_spec_endpoints() {
         ),
         (
             "pecr.v1.ControllerService",
+            "VerifyReplays",
+            "POST",
+            "/v1/replays/verify",
+            "*",
+            "",
+        ),
+        (
+            "pecr.v1.ControllerService",
             "SubmitEvaluation",
             "POST",
             "/v1/evaluations",

@@ -37,6 +37,36 @@ fn status_from_proto(status: i32) -> ClaimStatus {
     }
 }
 
+/// A contract claim status as its proto value.
+pub fn proto_status(status: ClaimStatus) -> v1::claim::Status {
+    match status {
+        ClaimStatus::Supported => v1::claim::Status::Supported,
+        ClaimStatus::Assumption => v1::claim::Status::Assumption,
+        ClaimStatus::Unknown => v1::claim::Status::Unknown,
+    }
+}
+
+/// A contract claim map as the proto message.
+pub fn claim_map_to_proto(map: &ClaimMap) -> v1::ClaimMap {
+    v1::ClaimMap {
+        claim_map_id: map.claim_map_id.clone(),
+        terminal_mode: proto_mode(map.terminal_mode) as i32,
+        claims: map
+            .claims
+            .iter()
+            .map(|claim| v1::Claim {
+                claim_id: claim.claim_id.clone(),
+                claim_text: claim.claim_text.clone(),
+                status: proto_status(claim.status) as i32,
+                evidence_unit_ids: claim.evidence_unit_ids.clone(),
+            })
+            .collect(),
+        coverage_threshold: map.coverage_threshold,
+        coverage_observed: map.coverage_observed,
+        notes: map.notes.clone(),
+    }
+}
+
 /// A claim map as the contract model; None when it has no terminal mode.
 pub fn claim_map_from_proto(map: &v1::ClaimMap) -> Option<ClaimMap> {
     Some(ClaimMap {
@@ -106,6 +136,27 @@ mod tests {
         }
         assert_eq!(contract_mode(v1::TerminalMode::Unspecified as i32), None);
         assert_eq!(contract_mode(-1), None);
+    }
+
+    #[test]
+    fn a_claim_map_survives_the_round_trip() {
+        let map = ClaimMap {
+            claim_map_id: "cm".into(),
+            terminal_mode: TerminalMode::SourceUnavailable,
+            claims: ClaimStatus::ALL
+                .iter()
+                .map(|status| Claim {
+                    claim_id: format!("id {}", status.as_str()),
+                    claim_text: status.as_str().to_owned(),
+                    status: *status,
+                    evidence_unit_ids: vec!["e1".into()],
+                })
+                .collect(),
+            coverage_threshold: 0.95,
+            coverage_observed: 1.0 / 3.0,
+            notes: Some("n".into()),
+        };
+        assert_eq!(claim_map_from_proto(&claim_map_to_proto(&map)), Some(map));
     }
 
     #[test]

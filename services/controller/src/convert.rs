@@ -3,7 +3,7 @@
 use pecr_errors::PecrError;
 use pecr_proto::v1;
 use pecr_replay::{
-    ClaimMap, ClaimStatus, EngineMode, ReplayBundle, ReplayBundleMetadata, ReplayEvaluationResult,
+    ClaimMap, EngineMode, ReplayBundle, ReplayBundleMetadata, ReplayEvaluationResult,
     ReplayEvaluationSubmission, ReplayRunScore, RunQualityScorecard, TerminalMode,
 };
 
@@ -13,38 +13,10 @@ fn mode_to_proto(mode: TerminalMode) -> i32 {
     proto_mode(mode) as i32
 }
 
-fn status_to_proto(status: ClaimStatus) -> i32 {
-    match status {
-        ClaimStatus::Supported => v1::claim::Status::Supported as i32,
-        ClaimStatus::Assumption => v1::claim::Status::Assumption as i32,
-        ClaimStatus::Unknown => v1::claim::Status::Unknown as i32,
-    }
-}
-
 /// The gateway's final claim map as the contract model (for the bundle).
 pub fn claim_map_from_proto(map: &v1::ClaimMap) -> Result<ClaimMap, PecrError> {
     pecr_replay::wire::claim_map_from_proto(map)
         .ok_or_else(|| PecrError::internal("claim map without terminal mode"))
-}
-
-pub fn claim_map_to_proto(map: &ClaimMap) -> v1::ClaimMap {
-    v1::ClaimMap {
-        claim_map_id: map.claim_map_id.clone(),
-        terminal_mode: mode_to_proto(map.terminal_mode),
-        claims: map
-            .claims
-            .iter()
-            .map(|claim| v1::Claim {
-                claim_id: claim.claim_id.clone(),
-                claim_text: claim.claim_text.clone(),
-                status: status_to_proto(claim.status),
-                evidence_unit_ids: claim.evidence_unit_ids.clone(),
-            })
-            .collect(),
-        coverage_threshold: map.coverage_threshold,
-        coverage_observed: map.coverage_observed,
-        notes: map.notes.clone(),
-    }
 }
 
 pub fn metadata_to_proto(metadata: &ReplayBundleMetadata) -> v1::ReplayBundleMetadata {
@@ -72,7 +44,7 @@ pub fn bundle_to_proto(bundle: &ReplayBundle) -> v1::ReplayBundle {
         loop_terminal_mode: mode_to_proto(bundle.loop_terminal_mode),
         loop_response_text: bundle.loop_response_text.clone(),
         response_text: bundle.response_text.clone(),
-        claim_map: Some(claim_map_to_proto(&bundle.claim_map)),
+        claim_map: Some(pecr_replay::wire::claim_map_to_proto(&bundle.claim_map)),
         operator_calls_used: bundle.operator_calls_used,
         bytes_used: bundle.bytes_used,
         depth_used: bundle.depth_used,

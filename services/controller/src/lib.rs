@@ -18,6 +18,7 @@ mod replay_store;
 mod run;
 mod service;
 mod validate;
+mod verification;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,6 +22,7 @@ use crate::evaluation;
 use crate::replay_store::PrincipalKey;
 use crate::run::{RunIds, Runner};
 use crate::validate;
+use crate::verification;
 
 pub struct ControllerApi {
     pub runner: Arc<Runner>,
@@ -202,6 +203,24 @@ impl ControllerService for ControllerApi {
         Ok(Response::new(v1::GetReplayResponse {
             bundle: Some(convert::bundle_to_proto(&bundle)),
         }))
+    }
+
+    async fn verify_replays(
+        &self,
+        request: Request<v1::VerifyReplaysRequest>,
+    ) -> Result<Response<v1::VerifyReplaysResponse>, Status> {
+        let request_ref = request.get_ref();
+        let (since, limit, engine_mode) = (
+            request_ref.since_unix_ms,
+            request_ref.limit,
+            request_ref.engine_mode.clone(),
+        );
+        // The newest `limit` replays, then those since `since`: the list is
+        // newest first, so this is the newest `limit` of those since.
+        let bundles = self
+            .newest_bundles(&principal(&request)?, limit, engine_mode)
+            .await?;
+        Ok(Response::new(verification::verify(&bundles, since)))
     }
 
     async fn submit_evaluation(

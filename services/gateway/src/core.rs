@@ -10,11 +10,11 @@ use pecr_errors::{ErrorCode, PecrError, PecrResult};
 use pecr_policy::{Decision, DecisionKey, PolicyEngine};
 use pecr_proto::v1;
 use pecr_replay::RunRecord;
+use pecr_replay::finalize_gate::{self, SessionUsage};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::events::{self, event};
-use crate::finalize_gate::{self, SessionUsage};
 use crate::ledger::Ledger;
 use crate::metrics::GatewayMetrics;
 use crate::operators::RequestedCall;

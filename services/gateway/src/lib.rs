@@ -6,7 +6,6 @@ mod config;
 mod core;
 mod env;
 mod events;
-mod finalize_gate;
 mod ledger;
 mod metrics;
 mod operators;

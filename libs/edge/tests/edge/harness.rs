@@ -358,6 +358,26 @@ impl ControllerService for HarnessController {
         }))
     }
 
+    async fn verify_replays(
+        &self,
+        request: Request<VerifyReplaysRequest>,
+    ) -> Result<Response<VerifyReplaysResponse>, Status> {
+        self.recorder.record("VerifyReplays", &request);
+        let body = request.into_inner();
+        let echo = format!(
+            "since={:?};limit={:?};engine={:?}",
+            body.since_unix_ms, body.limit, body.engine_mode
+        );
+        Ok(Response::new(VerifyReplaysResponse {
+            verified: 2,
+            differing: 1,
+            differences: vec![DifferingReplay {
+                run_id: "R-1".into(),
+                differences: vec![echo],
+            }],
+        }))
+    }
+
     async fn submit_evaluation(
         &self,
         request: Request<SubmitEvaluationRequest>,

@@ -74,6 +74,7 @@ async fn every_annotated_route_answers_its_method_through_the_grpc_stack() {
         ),
         ("/v1/finalize", finalize, "Finalize"),
         ("/v1/run", r#"{"query":"q"}"#.to_owned(), "Run"),
+        ("/v1/replays/verify", "{}".to_owned(), "VerifyReplays"),
         (
             "/v1/evaluations",
             r#"{"evaluation_name":"e"}"#.to_owned(),
@@ -176,6 +177,17 @@ async fn paths_and_query_strings_fill_request_fields() {
         )
         .with(Check::Json("/scorecards/0/engine_mode", json!("baseline")))
         .with(Check::Json("/scorecards/0/run_count", json!(3))),
+        // A static segment beside the `{run_id}` template, on another method.
+        post(
+            "replay verification fields",
+            "/v1/replays/verify",
+            r#"{"since_unix_ms":1700000000000,"limit":5,"engine_mode":"rlm"}"#,
+        )
+        .with(Check::Json("/verified", json!(2)))
+        .with(Check::Json(
+            "/differences/0/differences/0",
+            json!(r#"since=Some(1700000000000);limit=Some(5);engine=Some("rlm")"#),
+        )),
     ];
     for bad in [
         "limit=abc",
