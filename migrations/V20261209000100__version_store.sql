@@ -136,7 +136,8 @@ END
 $$;
 
 -- Stores a blob unless caching is off, it exceeds the owner's cap
--- (p_charge) or it is stored already; then evicts: the object's smallest
+-- (p_charge; NULL when its bytes were too large to send) or it is stored
+-- already; then evicts: the object's smallest
 -- other version ids while it has too many, the owner's oldest blobs while
 -- it is over its cap, and while the store is over its cap the oldest blob
 -- of the owner holding the most bytes (ties: the greater tenant and
@@ -157,7 +158,7 @@ DECLARE
     victim_tenant text;
     victim_principal text;
 BEGIN
-    IF p_max_bytes = 0 OR p_charge > p_max_bytes THEN
+    IF p_max_bytes = 0 OR p_charge IS NULL OR p_charge > p_max_bytes THEN
         RETURN;
     END IF;
     IF EXISTS (
@@ -246,8 +247,8 @@ LANGUAGE sql AS $$
 $$;
 
 -- Per item (arrays of equal length; p_versions[i] NULL when the item offers
--- no live version; p_charges[i] the live version's charge, above p_max_bytes
--- when its bytes were not sent): the version in force at p_times[i]; when
+-- no live version; p_charges[i] the live version's charge, NULL when its
+-- bytes were too large to send): the version in force at p_times[i]; when
 -- none is and a live version is offered, it is stored and observed, and the
 -- item answers NULL. Items run in order, so a later item sees an earlier
 -- one's writes.

@@ -50,7 +50,7 @@ impl LedgerStore {
                 item.current.as_ref().map(|c| c.version_id.as_str())
             });
             let contents = column(items, |item| item.current.as_ref().map(|c| c.content.as_slice()));
-            let charges = column(items, |item| item.current.as_ref().map(|c| c.charge));
+            let charges = column(items, |item| item.current.as_ref().and_then(|c| c.charge));
             let [a, b, c, d, e, f] = owner_params(&resolve.owner);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
                 a, b, c, d, e, f, &objects, &times, &versions, &contents, &charges,

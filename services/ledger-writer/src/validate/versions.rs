@@ -33,12 +33,12 @@ pub struct Owner {
 }
 
 /// A version offered to the store; `charge` is what it counts for (its
-/// length, at least one; above `max_bytes` when its bytes were not sent).
+/// length, at least one; None when its bytes were too large to send).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offered {
     pub version_id: String,
     pub content: Vec<u8>,
-    pub charge: i64,
+    pub charge: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn as_of_time(field: &str, value: String) -> PecrResult<String> {
     Ok(value)
 }
 
-fn offered(field: &str, version: v1::NewVersion, max_bytes: i64) -> PecrResult<Offered> {
+fn offered(field: &str, version: v1::NewVersion) -> PecrResult<Offered> {
     let version_id = identifier(&format!("{field}.version_id"), &version.version_id)?;
     let charge = if version.too_large {
         if !version.content.is_empty() {
@@ -119,11 +119,13 @@ fn offered(field: &str, version: v1::NewVersion, max_bytes: i64) -> PecrResult<O
                 "{field}.content must be empty when too_large is set"
             )));
         }
-        max_bytes.saturating_add(1)
+        None
     } else {
-        i64::try_from(version.content.len())
-            .map_err(|_| invalid(format!("{field}.content is too large")))?
-            .max(1)
+        Some(
+            i64::try_from(version.content.len())
+                .map_err(|_| invalid(format!("{field}.content is too large")))?
+                .max(1),
+        )
     };
     Ok(Offered {
         version_id,
@@ -146,7 +148,7 @@ pub fn resolve(request: v1::ResolveVersionsRequest) -> PecrResult<Resolve> {
                 as_of_time: as_of_time("items.as_of_time", item.as_of_time)?,
                 current: item
                     .current
-                    .map(|current| offered("items.current", current, owner.max_bytes))
+                    .map(|current| offered("items.current", current))
                     .transpose()?,
             })
         })
@@ -165,7 +167,7 @@ pub fn record(request: v1::RecordVersionRequest) -> PecrResult<Record> {
             .as_of_time
             .map(|at| as_of_time("as_of_time", at))
             .transpose()?,
-        version: offered("version", version, owner.max_bytes)?,
+        version: offered("version", version)?,
         owner,
     })
 }
@@ -245,12 +247,16 @@ mod tests {
             ],
         })
         .expect("valid");
-        let charges: Vec<Option<i64>> = ok
+        let charges: Vec<Option<Option<i64>>> = ok
             .items
             .iter()
             .map(|item| item.current.as_ref().map(|c| c.charge))
             .collect();
-        assert_eq!(charges, [None, Some(1), Some(11)], "empty counts one byte");
+        assert_eq!(
+            charges,
+            [None, Some(Some(1)), Some(None)],
+            "empty counts one byte"
+        );
 
         let cases: [(&str, v1::ResolveVersionsRequest, &str); 6] = [
             (
