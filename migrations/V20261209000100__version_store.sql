@@ -328,9 +328,12 @@ END
 $$;
 
 -- Least privilege: ledger-writer's runtime role reads and writes the
--- version tables (through the functions, which run with its rights).
-GRANT SELECT, INSERT, DELETE ON pecr_version_blobs, pecr_version_observations TO pecr_ledger_rw;
-GRANT SELECT, INSERT, UPDATE, DELETE ON pecr_version_owners TO pecr_ledger_rw;
+-- version tables (through the functions, which run with its rights). This
+-- is a cache under caps, not the ledger: eviction deletes, and only the
+-- owners' counters are ever updated.
+GRANT SELECT, INSERT, DELETE ON pecr_version_blobs, pecr_version_observations, pecr_version_owners
+    TO pecr_ledger_rw;
+GRANT UPDATE (bytes, blobs, next_seq) ON pecr_version_owners TO pecr_ledger_rw;
 REVOKE ALL ON FUNCTION
     pecr_version_select(text, text, text, text, text),
     pecr_version_remove(text, text, text, text, text),
