@@ -60,12 +60,12 @@ pub use policy_input::{PolicyInputFields, policy_input_fields};
 pub use redaction::{Redaction, parse_redaction};
 pub use safe_view::{CATALOGUE, SafeView, missing_columns};
 pub use scope::SessionScope;
+#[cfg(feature = "test-suite")]
+pub use version_store::suite as version_store_suite;
 pub use version_store::{
     MemoryVersionStore, NewVersion, ObjectVersions, ResolveRequest, StoreFuture, StoredVersion,
     VersionKey, VersionStore,
 };
-#[cfg(feature = "test-suite")]
-pub use version_store::suite as version_store_suite;
 
 /// What an operator produced: the response `result` and the units to record
 /// as emitted (in order). `search` and `list_versions` emit nothing.

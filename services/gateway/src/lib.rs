@@ -93,7 +93,10 @@ fn adapters_config(config: &Config) -> AdaptersConfig {
 
 /// The adapters with the configured version stores: files and row
 /// snapshots, each its own store under the same caps.
-async fn connect_adapters(config: &Config, ledger: &ledger::Ledger) -> Result<Adapters, StartupError> {
+async fn connect_adapters(
+    config: &Config,
+    ledger: &ledger::Ledger,
+) -> Result<Adapters, StartupError> {
     let adapters = adapters_config(config);
     match config.sources.version_store {
         VersionStoreKind::Memory => Adapters::connect(adapters, &config.db_url).await,

@@ -132,7 +132,10 @@ impl VersionStore for LedgerVersionStore {
                 if done[start] {
                     continue;
                 }
-                let owner = (&requests[start].key.tenant_id, &requests[start].key.principal_id);
+                let owner = (
+                    &requests[start].key.tenant_id,
+                    &requests[start].key.principal_id,
+                );
                 let indices: Vec<usize> = (start..requests.len())
                     .filter(|&i| {
                         (&requests[i].key.tenant_id, &requests[i].key.principal_id) == owner

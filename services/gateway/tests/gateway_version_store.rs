@@ -27,8 +27,10 @@ impl StoreMaker for InLedger {
                 max_versions_per_object: u32::try_from(caps.max_versions_per_object)
                     .expect("small cap"),
             };
-            Ok(Arc::new(LedgerVersionStore::new(self.ledger.clone(), &name, caps))
-                as Arc<dyn VersionStore>)
+            Ok(
+                Arc::new(LedgerVersionStore::new(self.ledger.clone(), &name, caps))
+                    as Arc<dyn VersionStore>,
+            )
         })
     }
 }
@@ -97,7 +99,11 @@ async fn a_version_too_large_to_send_is_observed_but_not_stored() {
     let listed = store.record(&key, Some(t2), &big).await.expect("big");
     assert_eq!(listed, ["small"], "the big version's bytes never travel");
     assert_eq!(
-        store.select(&key, t1).await.expect("t1").map(|v| v.version_id),
+        store
+            .select(&key, t1)
+            .await
+            .expect("t1")
+            .map(|v| v.version_id),
         Some("small".into())
     );
     assert_eq!(

@@ -262,10 +262,7 @@ impl VersionStore for MemoryVersionStore {
     ) -> StoreFuture<'a, ObjectVersions> {
         Box::pin(async move {
             Ok(ObjectVersions {
-                requested: version_ids
-                    .iter()
-                    .map(|id| self.get_now(key, id))
-                    .collect(),
+                requested: version_ids.iter().map(|id| self.get_now(key, id)).collect(),
                 version_ids: self.versions_now(key),
             })
         })

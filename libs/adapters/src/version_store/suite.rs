@@ -318,7 +318,11 @@ pub async fn resolve_records_only_when_nothing_is_in_force(maker: &dyn StoreMake
         "a later item sees an earlier one's write"
     );
     assert_eq!(store.versions(&a).await, ids(&["a2"]));
-    assert_eq!(store.versions(&b).await, ids(&[]), "no live version, no write");
+    assert_eq!(
+        store.versions(&b).await,
+        ids(&[]),
+        "no live version, no write"
+    );
     // In force at T1 and T2 (T1 < T2 ≤ the latest observation): the
     // version in force answers, and the live one is not stored.
     assert_eq!(
@@ -377,10 +381,7 @@ pub async fn get_answers_the_requested_versions(maker: &dyn StoreMaker) {
         .iter()
         .map(|bytes| bytes.as_ref().map(|b| b.to_vec()))
         .collect();
-    assert_eq!(
-        requested,
-        [Some(Vec::new()), None, Some(b"two".to_vec())]
-    );
+    assert_eq!(requested, [Some(Vec::new()), None, Some(b"two".to_vec())]);
     assert_eq!(found.version_ids, ids(&["v1", "v2"]));
     let listed = store
         .0

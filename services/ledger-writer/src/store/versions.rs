@@ -1,8 +1,10 @@
 //! The gateway's version store (the rules are the migration's functions,
-//! `pecr_version_*`). A call that may write runs in its own transaction and
-//! is answered after COMMIT; these writes touch no session, so they stay
-//! out of the group-commit batches and their session locks. A resolve
-//! whose items offer no live version only reads.
+//! `pecr_version_*`). Each call is one statement, so one transaction: the
+//! server commits it at the protocol's Sync, before it reports ready, and
+//! the client's query ends only at that report, so nothing is answered
+//! before COMMIT. These writes touch no session, so they stay out of the
+//! group-commit batches and their session locks; a call answered from
+//! history writes nothing.
 
 use pecr_errors::PecrResult;
 use pecr_proto::v1;
@@ -49,24 +51,17 @@ impl LedgerStore {
             let versions = column(items, |item| {
                 item.current.as_ref().map(|c| c.version_id.as_str())
             });
-            let contents = column(items, |item| item.current.as_ref().map(|c| c.content.as_slice()));
+            let contents = column(items, |item| {
+                item.current.as_ref().map(|c| c.content.as_slice())
+            });
             let charges = column(items, |item| item.current.as_ref().and_then(|c| c.charge));
             let [a, b, c, d, e, f] = owner_params(&resolve.owner);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
                 a, b, c, d, e, f, &objects, &times, &versions, &contents, &charges,
             ];
-            let may_write = items.iter().any(|item| item.current.is_some());
-            let mut client = self.client().await?;
-            let rows = if may_write {
-                let tx = client.transaction().await.map_err(db_error)?;
-                let statement = tx.prepare_cached(RESOLVE).await.map_err(db_error)?;
-                let rows = tx.query(&statement, &params).await.map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-                rows
-            } else {
-                let statement = client.prepare_cached(RESOLVE).await.map_err(db_error)?;
-                client.query(&statement, &params).await.map_err(db_error)?
-            };
+            let client = self.client().await?;
+            let statement = client.prepare_cached(RESOLVE).await.map_err(db_error)?;
+            let rows = client.query(&statement, &params).await.map_err(db_error)?;
             let mut answers = Vec::with_capacity(items.len());
             for (row, item) in rows.iter().zip(items) {
                 let version_id: Option<String> = row.try_get(1).map_err(db_error)?;
@@ -114,11 +109,9 @@ impl LedgerStore {
                 &record.version.content,
                 &record.version.charge,
             ];
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let statement = tx.prepare_cached(RECORD).await.map_err(db_error)?;
-            let rows = tx.query(&statement, &params).await.map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+            let client = self.client().await?;
+            let statement = client.prepare_cached(RECORD).await.map_err(db_error)?;
+            let rows = client.query(&statement, &params).await.map_err(db_error)?;
             let version_ids = rows
                 .iter()
                 .map(|row| row.try_get(0).map_err(db_error))

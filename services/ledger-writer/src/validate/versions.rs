@@ -97,8 +97,7 @@ fn owner(owner: Option<v1::VersionOwner>) -> PecrResult<Owner> {
 }
 
 fn object_id(field: &str, value: String) -> PecrResult<String> {
-    if value.is_empty() || value.len() > MAX_OBJECT_ID_LEN || value.chars().any(char::is_control)
-    {
+    if value.is_empty() || value.len() > MAX_OBJECT_ID_LEN || value.chars().any(char::is_control) {
         return Err(invalid(format!(
             "{field} must be a non-empty id of at most {MAX_OBJECT_ID_LEN} bytes without control characters"
         )));
@@ -137,7 +136,9 @@ fn offered(field: &str, version: v1::NewVersion) -> PecrResult<Offered> {
 pub fn resolve(request: v1::ResolveVersionsRequest) -> PecrResult<Resolve> {
     let owner = owner(request.owner)?;
     if request.items.len() > MAX_ITEMS {
-        return Err(invalid(format!("items must hold at most {MAX_ITEMS} entries")));
+        return Err(invalid(format!(
+            "items must hold at most {MAX_ITEMS} entries"
+        )));
     }
     let items = request
         .items
