@@ -3,18 +3,40 @@
 //! server commits it at the protocol's Sync, before it reports ready, and
 //! the client's query ends only at that report, so nothing is answered
 //! before COMMIT. These writes touch no session, so they stay out of the
-//! group-commit batches and their session locks; a call answered from
-//! history writes nothing.
+//! group-commit batches and their session locks.
+//!
+//! History answers most calls (a fixed `as_of_time` is observed once), so
+//! each call first reads with plain SQL, which costs PostgreSQL less than
+//! the functions; only a call the read cannot answer runs the function,
+//! which decides again under the store's lock.
 
 use pecr_errors::PecrResult;
 use pecr_proto::v1;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::{LedgerStore, column, db_error};
 use crate::validate::versions::{Get, Owner, Record, Resolve};
 
+/// Per item, the version in force (`pecr_version_select`, inlined).
+const SELECT: &str = "SELECT r.ord::int4, s.version_id, s.content \
+     FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS r(object_id, as_of_time, ord) \
+     LEFT JOIN LATERAL pecr_version_select($1, $2, $3, r.object_id, r.as_of_time) s ON true \
+     ORDER BY r.ord";
+
 const RESOLVE: &str = "SELECT ord, version_id, content FROM pecr_version_resolve(\
      $1, $2, $3, $4, $5, $6, $7::text[], $8::text[], $9::text[], $10::bytea[], $11::int8[]) \
      ORDER BY ord";
+
+/// The object's stored ids in byte order, and whether `$5` is one of them
+/// and `$6` (when not NULL) an observed time.
+const LISTED: &str = "SELECT b.version_id, b.version_id = $5, \
+     $6::text IS NULL OR EXISTS (SELECT 1 FROM pecr_version_observations o \
+         WHERE o.store = $1 AND o.tenant_id = $2 AND o.principal_id = $3 \
+           AND o.object_id = $4 AND o.as_of_time = $6::text) \
+     FROM pecr_version_blobs b \
+     WHERE b.store = $1 AND b.tenant_id = $2 AND b.principal_id = $3 AND b.object_id = $4 \
+     ORDER BY b.version_id";
 
 const RECORD: &str = "SELECT version_id FROM pecr_version_record(\
      $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -26,7 +48,7 @@ const GET: &str = "SELECT version_id, CASE WHEN version_id = ANY($5::text[]) THE
      WHERE store = $1 AND tenant_id = $2 AND principal_id = $3 AND object_id = $4 \
      ORDER BY version_id";
 
-fn owner_params(owner: &Owner) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+fn owner_params(owner: &Owner) -> [&(dyn ToSql + Sync); 6] {
     [
         &owner.store,
         &owner.tenant_id,
@@ -35,6 +57,17 @@ fn owner_params(owner: &Owner) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6
         &owner.max_total_bytes,
         &owner.max_versions_per_object,
     ]
+}
+
+/// The version in force of each row (ord, version_id, content), in order.
+fn in_force(rows: &[Row]) -> PecrResult<Vec<Option<(String, Vec<u8>)>>> {
+    rows.iter()
+        .map(|row| {
+            let version_id: Option<String> = row.try_get(1).map_err(db_error)?;
+            let content: Option<Vec<u8>> = row.try_get(2).map_err(db_error)?;
+            Ok(version_id.map(|id| (id, content.unwrap_or_default())))
+        })
+        .collect()
 }
 
 impl LedgerStore {
@@ -48,45 +81,68 @@ impl LedgerStore {
             let items = &resolve.items;
             let objects = column(items, |item| item.object_id.as_str());
             let times = column(items, |item| item.as_of_time.as_str());
-            let versions = column(items, |item| {
-                item.current.as_ref().map(|c| c.version_id.as_str())
-            });
-            let contents = column(items, |item| {
-                item.current.as_ref().map(|c| c.content.as_slice())
-            });
-            let charges = column(items, |item| item.current.as_ref().and_then(|c| c.charge));
-            let [a, b, c, d, e, f] = owner_params(&resolve.owner);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
-                a, b, c, d, e, f, &objects, &times, &versions, &contents, &charges,
-            ];
+            let owner = &resolve.owner;
             let client = self.client().await?;
-            let statement = client.prepare_cached(RESOLVE).await.map_err(db_error)?;
-            let rows = client.query(&statement, &params).await.map_err(db_error)?;
-            let mut answers = Vec::with_capacity(items.len());
-            for (row, item) in rows.iter().zip(items) {
-                let version_id: Option<String> = row.try_get(1).map_err(db_error)?;
-                let Some(version_id) = version_id else {
-                    answers.push(v1::ResolvedVersion::default());
-                    continue;
-                };
-                let current = item
-                    .current
-                    .as_ref()
-                    .is_some_and(|offered| offered.version_id == version_id);
-                let content = if current {
-                    Vec::new()
-                } else {
-                    row.try_get::<_, Option<Vec<u8>>>(2)
-                        .map_err(db_error)?
-                        .unwrap_or_default()
-                };
-                answers.push(v1::ResolvedVersion {
-                    version_id,
-                    content,
-                    current,
+            let select = client.prepare_cached(SELECT).await.map_err(db_error)?;
+            let read = client
+                .query(
+                    &select,
+                    &[
+                        &owner.store,
+                        &owner.tenant_id,
+                        &owner.principal_id,
+                        &objects,
+                        &times,
+                    ],
+                )
+                .await
+                .map_err(db_error)?;
+            let mut found = in_force(&read)?;
+            // An item offering its live version with nothing in force must
+            // be recorded: the function decides again, under the lock.
+            let must_record = items
+                .iter()
+                .zip(&found)
+                .any(|(item, found)| item.current.is_some() && found.is_none());
+            if must_record {
+                let versions = column(items, |item| {
+                    item.current.as_ref().map(|c| c.version_id.as_str())
                 });
+                let contents = column(items, |item| {
+                    item.current.as_ref().map(|c| c.content.as_slice())
+                });
+                let charges = column(items, |item| item.current.as_ref().and_then(|c| c.charge));
+                let [a, b, c, d, e, f] = owner_params(owner);
+                let params: [&(dyn ToSql + Sync); 11] = [
+                    a, b, c, d, e, f, &objects, &times, &versions, &contents, &charges,
+                ];
+                let statement = client.prepare_cached(RESOLVE).await.map_err(db_error)?;
+                let rows = client.query(&statement, &params).await.map_err(db_error)?;
+                found = in_force(&rows)?;
             }
-            Ok(v1::ResolveVersionsResponse { versions: answers })
+            if found.len() != items.len() {
+                tracing::warn!("the version store answered a wrong item count");
+                return Err(pecr_errors::PecrError::ledger_unavailable());
+            }
+            let versions = found
+                .into_iter()
+                .zip(items)
+                .map(|(found, item)| {
+                    let Some((version_id, content)) = found else {
+                        return v1::ResolvedVersion::default();
+                    };
+                    let current = item
+                        .current
+                        .as_ref()
+                        .is_some_and(|offered| offered.version_id == version_id);
+                    v1::ResolvedVersion {
+                        content: if current { Vec::new() } else { content },
+                        version_id,
+                        current,
+                    }
+                })
+                .collect();
+            Ok(v1::ResolveVersionsResponse { versions })
         })
         .await
     }
@@ -95,8 +151,36 @@ impl LedgerStore {
     /// object's version ids.
     pub async fn record_version(&self, record: Record) -> PecrResult<v1::RecordVersionResponse> {
         self.db("record_version", async {
-            let [a, b, c, d, e, f] = owner_params(&record.owner);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+            let owner = &record.owner;
+            let client = self.client().await?;
+            let listed = client.prepare_cached(LISTED).await.map_err(db_error)?;
+            let rows = client
+                .query(
+                    &listed,
+                    &[
+                        &owner.store,
+                        &owner.tenant_id,
+                        &owner.principal_id,
+                        &record.object_id,
+                        &record.version.version_id,
+                        &record.as_of_time,
+                    ],
+                )
+                .await
+                .map_err(db_error)?;
+            let mut version_ids = Vec::with_capacity(rows.len());
+            let mut nothing_to_write = false;
+            for row in &rows {
+                version_ids.push(row.try_get::<_, String>(0).map_err(db_error)?);
+                let offered: bool = row.try_get(1).map_err(db_error)?;
+                let observed: bool = row.try_get(2).map_err(db_error)?;
+                nothing_to_write |= offered && observed;
+            }
+            if nothing_to_write {
+                return Ok(v1::RecordVersionResponse { version_ids });
+            }
+            let [a, b, c, d, e, f] = owner_params(owner);
+            let params: [&(dyn ToSql + Sync); 11] = [
                 a,
                 b,
                 c,
@@ -109,7 +193,6 @@ impl LedgerStore {
                 &record.version.content,
                 &record.version.charge,
             ];
-            let client = self.client().await?;
             let statement = client.prepare_cached(RECORD).await.map_err(db_error)?;
             let rows = client.query(&statement, &params).await.map_err(db_error)?;
             let version_ids = rows
