@@ -59,8 +59,11 @@ fn owner_params(owner: &Owner) -> [&(dyn ToSql + Sync); 6] {
     ]
 }
 
+/// A version in force: its id and bytes.
+type InForce = Option<(String, Vec<u8>)>;
+
 /// The version in force of each row (ord, version_id, content), in order.
-fn in_force(rows: &[Row]) -> PecrResult<Vec<Option<(String, Vec<u8>)>>> {
+fn in_force(rows: &[Row]) -> PecrResult<Vec<InForce>> {
     rows.iter()
         .map(|row| {
             let version_id: Option<String> = row.try_get(1).map_err(db_error)?;
