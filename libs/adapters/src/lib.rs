@@ -15,8 +15,9 @@
 //! - Version stores are keyed per tenant and principal ([`VersionKey`]).
 //! - `as_of_time` is applied on every path: the first observation at a time
 //!   wins, `fetch_rows` time-travels on its database path too, empty files
-//!   are versioned, and the store sits behind [`VersionStore`] so a
-//!   PostgreSQL-backed store can make it persistent and shared.
+//!   are versioned, and the store sits behind [`VersionStore`]: the
+//!   gateway's default keeps it in the ledger database, shared by every
+//!   replica, and [`MemoryVersionStore`] keeps it in process.
 //! - The `search` result is not filtered here: the gateway filters refs per
 //!   object through policy.
 
@@ -59,7 +60,12 @@ pub use policy_input::{PolicyInputFields, policy_input_fields};
 pub use redaction::{Redaction, parse_redaction};
 pub use safe_view::{CATALOGUE, SafeView, missing_columns};
 pub use scope::SessionScope;
-pub use version_store::{MemoryVersionStore, StoreFuture, StoredVersion, VersionKey, VersionStore};
+#[cfg(feature = "test-suite")]
+pub use version_store::suite as version_store_suite;
+pub use version_store::{
+    MemoryVersionStore, NewVersion, ObjectVersions, ResolveRequest, StoreFuture, StoredVersion,
+    VersionKey, VersionStore,
+};
 
 /// What an operator produced: the response `result` and the units to record
 /// as emitted (in order). `search` and `list_versions` emit nothing.

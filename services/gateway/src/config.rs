@@ -33,6 +33,15 @@ pub struct RateLimits {
     pub simulate: u32,
 }
 
+/// Where the version store behind as_of_time lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionStoreKind {
+    /// In the ledger database through ledger-writer, shared by every replica.
+    Ledger,
+    /// In this process: lost on restart, and each replica has its own.
+    Memory,
+}
+
 /// Filesystem and safe-view adapter limits.
 #[derive(Debug, Clone)]
 pub struct SourceLimits {
@@ -43,6 +52,7 @@ pub struct SourceLimits {
     pub fs_version_cache_max_bytes: u64,
     pub fs_version_cache_max_total_bytes: u64,
     pub fs_version_cache_max_versions_per_object: u32,
+    pub version_store: VersionStoreKind,
     pub fs_diff_max_bytes: u64,
     pub pg_query_timeout_ms: u64,
     pub pg_max_rows: u32,
@@ -179,6 +189,17 @@ impl Config {
                 false
             }
         };
+        let version_store = match r.string(env::VERSION_STORE, "ledger").as_str() {
+            "ledger" => VersionStoreKind::Ledger,
+            "memory" => VersionStoreKind::Memory,
+            other => {
+                r.push_error(StartupError::invalid(format!(
+                    "{} must be ledger or memory (got {other:?})",
+                    env::VERSION_STORE
+                )));
+                VersionStoreKind::Ledger
+            }
+        };
         let coverage_threshold = r.number(env::COVERAGE_THRESHOLD, 0.95_f64, 0.0, 1.0);
         let as_of_time_default = r.string(
             env::AS_OF_TIME_DEFAULT,
@@ -244,6 +265,7 @@ impl Config {
                     1,
                     1_000_000,
                 ),
+                version_store,
                 fs_diff_max_bytes: r.number(env::FS_DIFF_MAX_BYTES, 32_768, 0, u64::MAX),
                 pg_query_timeout_ms: r.number(env::PG_QUERY_TIMEOUT_MS, 200, 1, 600_000),
                 pg_max_rows: r.number(env::PG_MAX_ROWS, 200, 1, 100_000),

@@ -32,6 +32,8 @@ pub const FS_VERSION_CACHE_MAX_TOTAL_BYTES: &str = "PECR_FS_VERSION_CACHE_MAX_TO
 pub const FS_VERSION_CACHE_MAX_VERSIONS_PER_OBJECT: &str =
     "PECR_FS_VERSION_CACHE_MAX_VERSIONS_PER_OBJECT";
 pub const FS_DIFF_MAX_BYTES: &str = "PECR_FS_DIFF_MAX_BYTES";
+/// Where the version store behind as_of_time lives: `ledger` or `memory`.
+pub const VERSION_STORE: &str = "PECR_VERSION_STORE";
 pub const PG_QUERY_TIMEOUT_MS: &str = "PECR_PG_SAFEVIEW_QUERY_TIMEOUT_MS";
 pub const PG_MAX_ROWS: &str = "PECR_PG_SAFEVIEW_MAX_ROWS";
 pub const PG_MAX_FIELDS: &str = "PECR_PG_SAFEVIEW_MAX_FIELDS";

@@ -145,4 +145,31 @@ impl Ledger {
             .await
             .map(|_| ())
     }
+
+    pub async fn resolve_versions(
+        &self,
+        request: v1::ResolveVersionsRequest,
+    ) -> PecrResult<v1::ResolveVersionsResponse> {
+        self.call(
+            "ResolveVersions",
+            self.client.clone().resolve_versions(request),
+        )
+        .await
+    }
+
+    pub async fn record_version(
+        &self,
+        request: v1::RecordVersionRequest,
+    ) -> PecrResult<v1::RecordVersionResponse> {
+        self.call("RecordVersion", self.client.clone().record_version(request))
+            .await
+    }
+
+    pub async fn get_versions(
+        &self,
+        request: v1::GetVersionsRequest,
+    ) -> PecrResult<v1::GetVersionsResponse> {
+        self.call("GetVersions", self.client.clone().get_versions(request))
+            .await
+    }
 }

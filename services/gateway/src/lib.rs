@@ -16,6 +16,7 @@ mod session_access;
 mod session_locks;
 mod session_state;
 mod validate;
+mod version_store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,9 @@ use pecr_proto::v1::gateway_service_server::GatewayServiceServer;
 use pecr_server::{BoundService, MetricsGuard, Readiness, ServeSpec, Service};
 use tonic::transport::Channel;
 
-pub use config::Config;
+pub use config::{Config, VersionStoreKind};
+pub use ledger::Ledger;
+pub use version_store::{Caps as VersionCaps, LedgerVersionStore, MAX_SENT_BYTES};
 
 /// Sessions whose credentials a replica keeps at hand.
 const SESSION_CREDENTIALS_CACHED: u64 = 100_000;
@@ -87,6 +90,30 @@ fn adapters_config(config: &Config) -> AdaptersConfig {
     }
 }
 
+/// The adapters with the configured version stores: files and row
+/// snapshots, each its own store under the same caps.
+async fn connect_adapters(
+    config: &Config,
+    ledger: &ledger::Ledger,
+) -> Result<Adapters, StartupError> {
+    let adapters = adapters_config(config);
+    match config.sources.version_store {
+        VersionStoreKind::Memory => Adapters::connect(adapters, &config.db_url).await,
+        VersionStoreKind::Ledger => {
+            let caps = VersionCaps {
+                max_bytes: config.sources.fs_version_cache_max_bytes,
+                max_total_bytes: config.sources.fs_version_cache_max_total_bytes,
+                max_versions_per_object: config.sources.fs_version_cache_max_versions_per_object,
+            };
+            let store = |name: &str| -> Arc<dyn pecr_adapters::VersionStore> {
+                Arc::new(LedgerVersionStore::new(ledger.clone(), name, caps))
+            };
+            Adapters::connect_with_stores(adapters, &config.db_url, store("files"), store("rows"))
+                .await
+        }
+    }
+}
+
 /// Start-up codes for policy failures: a bundle that is not the one
 /// configured is a bundle-hash error, an unusable OPA client is
 /// `ERR_OPA_UNAVAILABLE`, anything else a configuration error.
@@ -125,9 +152,17 @@ impl Service for App {
                 ));
             }
         };
-        let adapters = Adapters::connect(adapters_config(&config), &config.db_url).await?;
         let ledger_channel =
             pecr_server::lazy_channel(env::LEDGER_URL, &config.ledger_url, &config.client_tls)?;
+        let ledger = ledger::Ledger::new(
+            ledger_channel.clone(),
+            config
+                .ledger_token
+                .as_ref()
+                .map(pecr_config::Secret::expose),
+            config.ledger_write_timeout,
+        );
+        let adapters = connect_adapters(&config, &ledger).await?;
         let metrics = metrics::GatewayMetrics::new()
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
         let core = Arc::new(core::Gateway {
@@ -141,14 +176,7 @@ impl Service for App {
             },
             policy,
             adapters,
-            ledger: ledger::Ledger::new(
-                ledger_channel.clone(),
-                config
-                    .ledger_token
-                    .as_ref()
-                    .map(pecr_config::Secret::expose),
-                config.ledger_write_timeout,
-            ),
+            ledger,
             metrics,
             locks: session_locks::SessionLocks::default(),
             credentials: session_access::CredentialCache::new(

@@ -5,7 +5,7 @@
 use pecr_config::Secret;
 use pecr_server::{Methods, ServiceCallers};
 
-/// The gateway: sessions and their events.
+/// The gateway: sessions and their events, and its version store.
 pub const GATEWAY: &str = "pecr-gateway";
 /// The controller: replay bundles and evaluations.
 pub const CONTROLLER: &str = "pecr-controller";
@@ -20,6 +20,9 @@ const GATEWAY_RPCS: &[&str] = &[
     "RecordOperatorCall",
     "RecordAccessRefusal",
     "RecordFinalize",
+    "ResolveVersions",
+    "RecordVersion",
+    "GetVersions",
 ];
 
 const CONTROLLER_RPCS: &[&str] = &[
@@ -131,6 +134,9 @@ mod tests {
         assert!(!CONTROLLER_RPCS.contains(&"RecordSession"));
         assert!(!GATEWAY_RPCS.contains(&"PruneReplays"));
         assert!(!GATEWAY_RPCS.contains(&"LoadReplayBundle"));
+        for rpc in ["ResolveVersions", "RecordVersion", "GetVersions"] {
+            assert!(!CONTROLLER_RPCS.contains(&rpc) && !AUDITOR_RPCS.contains(&rpc));
+        }
         assert!(
             AUDITOR_RPCS
                 .iter()

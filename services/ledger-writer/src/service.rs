@@ -247,4 +247,37 @@ impl LedgerService for Ledger {
         })
         .await
     }
+
+    async fn resolve_versions(
+        &self,
+        request: Request<v1::ResolveVersionsRequest>,
+    ) -> Result<Response<v1::ResolveVersionsResponse>, Status> {
+        self.call("ResolveVersions", async {
+            let resolve = validate::versions::resolve(request.into_inner())?;
+            self.store.resolve_versions(resolve).await
+        })
+        .await
+    }
+
+    async fn record_version(
+        &self,
+        request: Request<v1::RecordVersionRequest>,
+    ) -> Result<Response<v1::RecordVersionResponse>, Status> {
+        self.call("RecordVersion", async {
+            let record = validate::versions::record(request.into_inner())?;
+            self.store.record_version(record).await
+        })
+        .await
+    }
+
+    async fn get_versions(
+        &self,
+        request: Request<v1::GetVersionsRequest>,
+    ) -> Result<Response<v1::GetVersionsResponse>, Status> {
+        self.call("GetVersions", async {
+            let get = validate::versions::get(request.into_inner())?;
+            self.store.get_versions(get).await
+        })
+        .await
+    }
 }

@@ -13,6 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::convert;
 
+pub mod versions;
+
 /// Event types the ledger accepts.
 pub const EVENT_TYPES: &[&str] = &[
     "POLICY_DECISION",

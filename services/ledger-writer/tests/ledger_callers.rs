@@ -91,6 +91,9 @@ async fn each_caller_may_call_only_its_own_rpcs() {
         "RecordOperatorCall",
         "RecordAccessRefusal",
         "RecordFinalize",
+        "ResolveVersions",
+        "RecordVersion",
+        "GetVersions",
     ];
     let controller_rpcs = [
         "StoreReplayBundle",

@@ -212,8 +212,9 @@ async fn the_ledger_role_writes_the_ledger_and_nothing_else() {
 }
 
 /// Every table of a migrated schema is readable by `pecr_ledger_rw`, and
-/// the only table-wide writes are INSERTs and the retention DELETEs; the
-/// only UPDATEs are the state machine's columns. A table added without its
+/// the only table-wide writes are INSERTs, the retention DELETEs and the
+/// version store's evictions; the only UPDATEs are the state machine's
+/// columns and the version store's counters. A table added without its
 /// grants, or a grant wider than the code needs, fails here.
 #[tokio::test]
 async fn the_ledger_role_holds_exactly_the_privileges_the_code_needs() {
@@ -251,8 +252,15 @@ async fn the_ledger_role_holds_exactly_the_privileges_the_code_needs() {
         assert!(!update, "{table}: no table-wide UPDATE");
         assert_eq!(
             delete,
-            ["pecr_replay_bundles", "pecr_evaluations"].contains(&table.as_str()),
-            "{table}: DELETE only for retention"
+            [
+                "pecr_replay_bundles",
+                "pecr_evaluations",
+                "pecr_version_blobs",
+                "pecr_version_observations",
+                "pecr_version_owners",
+            ]
+            .contains(&table.as_str()),
+            "{table}: DELETE only for retention and the version store's eviction"
         );
         assert!(!other, "{table}: no TRUNCATE, REFERENCES or TRIGGER");
     }
@@ -279,6 +287,9 @@ async fn the_ledger_role_holds_exactly_the_privileges_the_code_needs() {
             "pecr_session_runtime.updated_at",
             "pecr_sessions.finalized_at",
             "pecr_sessions.terminal_mode",
+            "pecr_version_owners.blobs",
+            "pecr_version_owners.bytes",
+            "pecr_version_owners.next_seq",
         ]
     );
     let schema_rights: (bool, bool) = {

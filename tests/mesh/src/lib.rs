@@ -2,12 +2,14 @@
 //! fixture, ledger-writer, gateway and controller as processes on ephemeral
 //! ports, and helpers to call the controller like a real client would.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use pecr_errors::PecrError;
 use pecr_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
-    ledger_service_client::LedgerServiceClient,
+    gateway_service_client::GatewayServiceClient, ledger_service_client::LedgerServiceClient,
 };
 use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
 use tonic::transport::Channel;
@@ -243,6 +245,104 @@ fn upstream_url(service: &ServiceProcess, env: &[(&'static str, String)]) -> Str
         format!("https://{}", service.grpc_addr)
     } else {
         service.grpc_url()
+    }
+}
+
+static NEXT_CORPUS: AtomicU32 = AtomicU32::new(0);
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|err| panic!("mkdir {}: {err}", to.display()));
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|err| panic!("read {}: {err}", from.display()))
+    {
+        let entry = entry.unwrap_or_else(|err| panic!("entry: {err}"));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|err| panic!("copy: {err}"));
+        }
+    }
+}
+
+/// Several replicas behind one ledger-writer and one PostgreSQL, as a
+/// cluster runs them: `n` gateways with the same settings on one corpus
+/// folder (a shared volume), and one controller per gateway.
+pub struct Replicas {
+    pub db: TestDatabase,
+    /// A copy of the fixture corpus the test may change.
+    pub corpus: PathBuf,
+    pub ledger: ServiceProcess,
+    pub gateways: Vec<ServiceProcess>,
+    /// `controllers[i]` calls `gateways[i]`.
+    pub controllers: Vec<ServiceProcess>,
+}
+
+impl Replicas {
+    /// Starts the replicas; `gateway` adds to (or replaces) every gateway's settings.
+    pub async fn start(n: usize, gateway: &[(&'static str, String)]) -> Self {
+        let db = fixture_database().await;
+        let corpus = std::env::temp_dir().join(format!(
+            "pecr-mesh-corpus-{}-{}",
+            std::process::id(),
+            NEXT_CORPUS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&corpus);
+        copy_dir(&workspace_root().join("fixtures/fs_corpus"), &corpus);
+        let ledger_env = ledger_defaults(&db);
+        let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
+        let ledger_url = upstream_url(&ledger, &ledger_env);
+        let mut gateway_extra = vec![("PECR_FS_CORPUS_PATH", corpus.display().to_string())];
+        gateway_extra.extend(gateway.iter().cloned());
+        let gateway_env = merge(gateway_defaults(&db, &ledger_url), &gateway_extra);
+        let mut gateways = Vec::with_capacity(n);
+        let mut controllers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let gateway = ServiceProcess::start("pecr-gateway", &gateway_env).await;
+            let controller_env =
+                controller_defaults(&upstream_url(&gateway, &gateway_env), &ledger_url);
+            controllers.push(ServiceProcess::start("pecr-controller", &controller_env).await);
+            gateways.push(gateway);
+        }
+        ledger.wait_ready().await;
+        for service in gateways.iter().chain(&controllers) {
+            service.wait_ready().await;
+        }
+        Self {
+            db,
+            corpus,
+            ledger,
+            gateways,
+            controllers,
+        }
+    }
+
+    /// A client of gateway `index`'s gRPC port.
+    pub async fn gateway(&self, index: usize) -> GatewayServiceClient<Channel> {
+        GatewayServiceClient::connect(self.gateways[index].grpc_url())
+            .await
+            .unwrap_or_else(|err| panic!("connect gateway {index}: {err}"))
+    }
+
+    /// A client of controller `index`.
+    pub async fn controller(&self, index: usize) -> ControllerServiceClient<Channel> {
+        client_for(&self.controllers[index]).await
+    }
+
+    /// Stops every process.
+    pub async fn stop(self) {
+        let Self {
+            ledger,
+            gateways,
+            controllers,
+            corpus,
+            ..
+        } = self;
+        for service in controllers.into_iter().chain(gateways) {
+            service.stop().await;
+        }
+        ledger.stop().await;
+        let _ = std::fs::remove_dir_all(&corpus);
     }
 }
 

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use pecr_contracts::hashing::TransformStep;
-use pecr_contracts::{canonical_text, is_sha256_hex, sha256_hex};
+use pecr_contracts::{canonical_text, is_sha256_hex};
 use pecr_errors::PecrError;
 use serde_json::{Value, json};
 use similar::TextDiff;
 
-use super::{corpus_unit, text_span, units_json};
+use super::{corpus_unit, live_file, text_span, units_json};
 use crate::errors::{not_found, task_failed};
 use crate::params::required_str;
 use crate::scope::SessionScope;
@@ -36,25 +36,37 @@ pub(crate) fn unified_patch(object_id: &str, v1: &str, v2: &str, old: &str, new:
     canonical_text(&patch)
 }
 
-/// The bytes of `version_id`: cached, else the live file if it is that
-/// version (then cached, not observed); otherwise 404 "requested version not found".
+/// The bytes of `v1` and `v2`: stored, else the live file if it is that
+/// version (then stored, not observed); otherwise 404 "requested version
+/// not found".
 async fn version_bytes(
     adapters: &AdaptersInner,
     key: &VersionKey,
-    version_id: &str,
-) -> Result<Arc<Vec<u8>>, PecrError> {
-    if let Some(bytes) = adapters.fs_versions.get(key, version_id).await? {
-        return Ok(bytes);
+    v1: &str,
+    v2: &str,
+) -> Result<(Arc<Vec<u8>>, Arc<Vec<u8>>), PecrError> {
+    let wanted = [v1.to_owned(), v2.to_owned()];
+    let found = adapters.fs_versions.get(key, &wanted).await?;
+    let mut found = found.requested.into_iter();
+    let (old, new) = (found.next().flatten(), found.next().flatten());
+    if let (Some(old), Some(new)) = (&old, &new) {
+        return Ok((Arc::clone(old), Arc::clone(new)));
     }
-    let bytes = Arc::new(adapters.fs.read(&key.object_id).await?);
-    if sha256_hex(bytes.as_slice()) != version_id {
-        return Err(not_found("requested version not found"));
+    let live = live_file(adapters, key).await?;
+    let from_live = |stored: Option<Arc<Vec<u8>>>, id: &str| match stored {
+        Some(bytes) => Ok(bytes),
+        None if live.version_id == id => Ok(Arc::clone(&live.bytes)),
+        None => Err(not_found("requested version not found")),
+    };
+    // As when each side is looked up in turn: v1 first, and the live file
+    // is stored once it answered a side.
+    let old_from_live = old.is_none();
+    let old = from_live(old, v1)?;
+    let new = from_live(new, v2);
+    if old_from_live || new.is_ok() {
+        adapters.fs_versions.record(key, None, &live).await?;
     }
-    adapters
-        .fs_versions
-        .insert(key, version_id, Arc::clone(&bytes))
-        .await?;
-    Ok(bytes)
+    Ok((old, new?))
 }
 
 pub(super) async fn run(
@@ -72,8 +84,7 @@ pub(super) async fn run(
     }
     adapters.fs.resolve(object_id).await?;
     let key = VersionKey::new(scope, object_id);
-    let old = version_bytes(adapters, &key, v1).await?;
-    let new = version_bytes(adapters, &key, v2).await?;
+    let (old, new) = version_bytes(adapters, &key, v1, v2).await?;
     let old = String::from_utf8(old.to_vec())
         .map_err(|_| PecrError::invalid_params("version v1 is not valid UTF-8"))?;
     let new = String::from_utf8(new.to_vec())

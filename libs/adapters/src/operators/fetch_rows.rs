@@ -8,6 +8,8 @@
 //! the snapshot does not match the filters), so every path time-travels,
 //! not only a lookup by `customer_id`.
 
+use std::sync::Arc;
+
 use pecr_contracts::evidence::{EvidenceContent, EvidenceParts, EvidenceUnit};
 use pecr_contracts::sha256_hex;
 use pecr_errors::PecrError;
@@ -21,7 +23,7 @@ use crate::params::{Filter, parse_filter_spec, required_str, sorted_unique_strin
 use crate::redaction::Redaction;
 use crate::safe_view::{FILTER_FIELDS, SOURCE_SYSTEM, SafeView, VERSION_FIELD, text_column};
 use crate::scope::SessionScope;
-use crate::version_store::VersionKey;
+use crate::version_store::{NewVersion, ResolveRequest, VersionKey};
 use crate::{AdaptersInner, OperatorOutput};
 
 /// `view_id`: required, then in the catalogue.
@@ -188,16 +190,33 @@ pub(super) async fn run(
     ));
     let rows = adapters.db.query(&scope.tenant_id, &sql, &values).await?;
 
-    let mut units = Vec::with_capacity(rows.len());
+    // Every row offers its live snapshot in one call: the snapshot in force
+    // at as_of_time replaces the live row (and drops it when it does not
+    // match the filters); where none is, the live row is recorded.
+    let mut live = Vec::with_capacity(rows.len());
+    let mut requests = Vec::with_capacity(rows.len());
     for row in &rows {
         let snapshot = decode_row(view, row)?;
         let tenant_id = snapshot_str(&snapshot, "tenant_id").ok_or_else(schema_mismatch)?;
         let customer_id = snapshot_str(&snapshot, "customer_id").ok_or_else(schema_mismatch)?;
         let updated_at = snapshot_str(&snapshot, VERSION_FIELD).ok_or_else(schema_mismatch)?;
-        let key = VersionKey::new(scope, &row_object_id(view, tenant_id, customer_id));
-        // The snapshot in force at as_of_time replaces the live row (and
-        // drops it when the snapshot does not match the filters).
-        if let Some(stored) = store.select(&key, &scope.as_of_time).await?
+        let version_id = sha256_hex(updated_at);
+        let bytes = serde_json::to_vec(&snapshot).map_err(|_| schema_mismatch())?;
+        requests.push(ResolveRequest {
+            key: VersionKey::new(scope, &row_object_id(view, tenant_id, customer_id)),
+            as_of_time: scope.as_of_time.clone(),
+            current: Some(NewVersion {
+                version_id: version_id.clone(),
+                bytes: Arc::new(bytes),
+            }),
+        });
+        live.push((snapshot, version_id));
+    }
+    let in_force = store.resolve(&requests).await?;
+
+    let mut units = Vec::with_capacity(rows.len());
+    for ((snapshot, version_id), stored) in live.into_iter().zip(in_force) {
+        if let Some(stored) = stored
             && let Some(old) = decode_snapshot(&stored.bytes)
         {
             if matches_filters(&old, &filters) {
@@ -205,12 +224,6 @@ pub(super) async fn run(
             }
             continue;
         }
-        let version_id = sha256_hex(updated_at);
-        let bytes = serde_json::to_vec(&snapshot).map_err(|_| schema_mismatch())?;
-        store
-            .insert(&key, &version_id, std::sync::Arc::new(bytes))
-            .await?;
-        store.observe(&key, &scope.as_of_time, &version_id).await?;
         units.push(row_unit(view, &fields, &snapshot, version_id, scope)?);
     }
     finish(units, redaction)

@@ -4,10 +4,10 @@
 use pecr_errors::PecrError;
 use serde_json::Value;
 
-use super::{corpus_unit, observe_current_file, text_span, unit_json};
+use super::{corpus_unit, live_file, text_span, unit_json};
 use crate::params::{optional_u64, required_str};
 use crate::scope::SessionScope;
-use crate::version_store::VersionKey;
+use crate::version_store::{ResolveRequest, VersionKey};
 use crate::{AdaptersInner, OperatorOutput};
 
 pub(super) async fn run(
@@ -20,10 +20,22 @@ pub(super) async fn run(
     // the version store.
     adapters.fs.resolve(object_id).await?;
     let key = VersionKey::new(scope, object_id);
-    let (version_id, bytes) = match adapters.fs_versions.select(&key, &scope.as_of_time).await? {
-        Some(stored) => (stored.version_id, stored.bytes),
-        None => observe_current_file(adapters, &key, &scope.as_of_time).await?,
+    let store = adapters.fs_versions.as_ref();
+    // The live file is read only when nothing is in force; offering it then
+    // records it unless another replica recorded a version meanwhile.
+    let stored = match store.select(&key, &scope.as_of_time).await? {
+        Some(stored) => stored,
+        None => {
+            let live = live_file(adapters, &key).await?;
+            let offer = [ResolveRequest {
+                key: key.clone(),
+                as_of_time: scope.as_of_time.clone(),
+                current: Some(live.clone()),
+            }];
+            store.resolve(&offer).await?.pop().flatten().unwrap_or(live)
+        }
     };
+    let (version_id, bytes) = (stored.version_id, stored.bytes);
 
     let len = bytes.len() as u64;
     let start = optional_u64(params, "start_byte").unwrap_or(0);

@@ -7,7 +7,7 @@ use pecr_contracts::sha256_hex;
 use pecr_errors::PecrError;
 use serde_json::{Value, json};
 
-use super::observe_current_file;
+use super::live_file;
 use crate::params::required_str;
 use crate::scope::SessionScope;
 use crate::version_store::VersionKey;
@@ -20,10 +20,13 @@ pub(super) async fn run(
 ) -> Result<OperatorOutput, PecrError> {
     let object_id = required_str(params, "object_id")?;
     let key = VersionKey::new(scope, object_id);
-    let (current, _) = observe_current_file(adapters, &key, &scope.as_of_time).await?;
-    let mut versions = adapters.fs_versions.versions(&key).await?;
-    if !versions.contains(&current) {
-        versions.push(current);
+    let current = live_file(adapters, &key).await?;
+    let mut versions = adapters
+        .fs_versions
+        .record(&key, Some(&scope.as_of_time), &current)
+        .await?;
+    if !versions.contains(&current.version_id) {
+        versions.push(current.version_id);
     }
     versions.sort();
     versions.dedup();

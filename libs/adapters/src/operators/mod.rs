@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::errors::evidence_encoding_failed;
 use crate::redaction::Redaction;
 use crate::scope::SessionScope;
-use crate::version_store::{VersionKey, VersionStore};
+use crate::version_store::{NewVersion, VersionKey};
 use crate::{AdaptersInner, Operator, OperatorOutput};
 
 /// Runs one operator.
@@ -94,19 +94,16 @@ pub(crate) fn corpus_unit(
     })
 }
 
-/// Reads the live file, caches it and records it as current at the
-/// session's `as_of_time`. Returns (version_id, bytes).
-pub(crate) async fn observe_current_file(
+/// The live file as a version: its bytes and their sha256.
+pub(crate) async fn live_file(
     adapters: &AdaptersInner,
     key: &VersionKey,
-    as_of_time: &str,
-) -> Result<(String, Arc<Vec<u8>>), PecrError> {
+) -> Result<NewVersion, PecrError> {
     let bytes = Arc::new(adapters.fs.read(&key.object_id).await?);
-    let version_id = pecr_contracts::sha256_hex(bytes.as_slice());
-    let store: &dyn VersionStore = adapters.fs_versions.as_ref();
-    store.insert(key, &version_id, Arc::clone(&bytes)).await?;
-    store.observe(key, as_of_time, &version_id).await?;
-    Ok((version_id, bytes))
+    Ok(NewVersion {
+        version_id: pecr_contracts::sha256_hex(bytes.as_slice()),
+        bytes,
+    })
 }
 
 #[cfg(test)]

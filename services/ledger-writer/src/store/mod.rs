@@ -9,6 +9,7 @@ mod finalize;
 mod plan;
 mod replays;
 mod sessions;
+mod versions;
 
 use std::future::Future;
 use std::time::Duration;
