@@ -3,6 +3,10 @@
 /// The contract's default `as_of_time`.
 pub const AS_OF_TIME_DEFAULT: &str = "1970-01-01T00:00:00Z";
 
+/// The latest instant a request may name in Unix milliseconds: the end of
+/// year 9999, the last one RFC 3339 can write.
+pub const MAX_UNIX_MS: u64 = 253_402_300_799_999;
+
 /// Why an `as_of_time` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AsOfTimeError {

@@ -323,7 +323,7 @@ mod tests {
             .iter()
             .map(|b| (b.verb.to_string(), b.template.clone(), b.router_path()))
             .collect();
-        assert_eq!(summary.len(), 11);
+        assert_eq!(summary.len(), 12);
         assert!(summary.contains(&(
             "POST".into(),
             "/v1/operators/{op_name}".into(),

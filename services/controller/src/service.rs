@@ -209,6 +209,7 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::VerifyReplaysRequest>,
     ) -> Result<Response<v1::VerifyReplaysResponse>, Status> {
+        validate::verify_replays(request.get_ref())?;
         let request_ref = request.get_ref();
         let (since, limit, engine_mode) = (
             request_ref.since_unix_ms,

@@ -14,6 +14,16 @@ fn check(field: &str, rule: Result<(), ShapeError>) -> PecrResult<()> {
     rule.map_err(|reason| PecrError::invalid_params(format!("invalid {field}: {reason}")))
 }
 
+/// `since_unix_ms` within the contract's range.
+pub fn verify_replays(request: &v1::VerifyReplaysRequest) -> PecrResult<()> {
+    match request.since_unix_ms {
+        Some(since) if since > pecr_contracts::time::MAX_UNIX_MS => Err(PecrError::invalid_params(
+            "since_unix_ms must be at most 253402300799999 (the end of year 9999)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(request: &v1::RunRequest) -> PecrResult<()> {
     check("query", ids::check_text(&request.query))
 }
@@ -38,6 +48,18 @@ pub fn submission(submission: &ReplayEvaluationSubmission) -> PecrResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verification_accepts_instants_up_to_the_end_of_year_9999() {
+        let request = |since| v1::VerifyReplaysRequest {
+            since_unix_ms: since,
+            ..Default::default()
+        };
+        assert!(verify_replays(&request(None)).is_ok());
+        assert!(verify_replays(&request(Some(pecr_contracts::time::MAX_UNIX_MS))).is_ok());
+        let error = verify_replays(&request(Some(1 << 63))).expect_err("out of range");
+        assert_eq!(error.http_status, 400);
+    }
 
     fn submission_of(name: &str, replay_ids: Vec<String>) -> ReplayEvaluationSubmission {
         ReplayEvaluationSubmission {

@@ -52,6 +52,14 @@ fn budget_bounds_are_the_contract_limits() {
 }
 
 #[test]
+fn replay_verification_accepts_the_instants_rfc3339_can_write() {
+    assert_eq!(
+        range("pecr.v1.VerifyReplaysRequest.since_unix_ms"),
+        (as_f64(0), as_f64(pecr_contracts::time::MAX_UNIX_MS))
+    );
+}
+
+#[test]
 fn evaluation_thresholds_are_the_scoring_ranges() {
     assert_eq!(
         range("pecr.v1.ReplayEvaluationSubmission.min_quality_score"),
