@@ -3,6 +3,7 @@
 //! bad input) and serves `pecr.v1.LedgerService` over gRPC.
 
 mod callers;
+pub mod chain;
 mod committer;
 mod convert;
 mod db;
@@ -11,6 +12,7 @@ mod metrics;
 mod service;
 mod store;
 mod validate;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;

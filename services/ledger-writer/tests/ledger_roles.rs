@@ -214,8 +214,9 @@ async fn the_ledger_role_writes_the_ledger_and_nothing_else() {
 /// Every table of a migrated schema is readable by `pecr_ledger_rw`, and
 /// the only table-wide writes are INSERTs, the retention DELETEs and the
 /// version store's evictions; the only UPDATEs are the state machine's
-/// columns and the version store's counters. A table added without its
-/// grants, or a grant wider than the code needs, fails here.
+/// columns (a session's chain head among them) and the version store's
+/// counters. A table added without its grants, or a grant wider than the
+/// code needs, fails here.
 #[tokio::test]
 async fn the_ledger_role_holds_exactly_the_privileges_the_code_needs() {
     let db = TestDatabase::create().await;
@@ -281,6 +282,8 @@ async fn the_ledger_role_holds_exactly_the_privileges_the_code_needs() {
         updatable,
         [
             "pecr_session_runtime.bytes_used",
+            "pecr_session_runtime.chain_head",
+            "pecr_session_runtime.chain_length",
             "pecr_session_runtime.evidence_unit_ids_json",
             "pecr_session_runtime.finalized",
             "pecr_session_runtime.operator_calls_used",
@@ -340,6 +343,19 @@ async fn the_session_guards_hold_for_the_owner_too() {
         "UPDATE pecr_session_runtime SET operator_calls_used = 6",
         "UPDATE pecr_sessions SET finalized_at = now()",
         "UPDATE pecr_sessions SET terminal_mode = 'INSUFFICIENT_EVIDENCE'",
+    ] {
+        refused(owner, sql).await;
+    }
+    // A session's chain head moves forward only, after finalize too (an
+    // event may still be appended to a finalized session).
+    allowed(
+        owner,
+        "UPDATE pecr_session_runtime SET chain_head = 'h2', chain_length = 2",
+    )
+    .await;
+    for sql in [
+        "UPDATE pecr_session_runtime SET chain_head = 'h1', chain_length = 1",
+        "UPDATE pecr_session_runtime SET chain_head = NULL, chain_length = NULL",
     ] {
         refused(owner, sql).await;
     }

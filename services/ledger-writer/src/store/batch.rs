@@ -168,7 +168,9 @@ pub async fn commit(
     let loaded = loaded
         .map_err(failure)?
         .iter()
-        .map(sessions::session_from_row)
+        .map(|row| {
+            sessions::session_from_row(row).map(|record| (record, sessions::chain_from_row(row)))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::Statement)?;
     plan.hold(loaded);

@@ -15,11 +15,14 @@ use crate::validate::{EventQuery, NewEvent};
 
 /// All events of a batch in one statement, ids minted by the planner.
 pub(super) const INSERT_EVENTS: &str = "INSERT INTO pecr_ledger_events \
-     (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash) \
+     (event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload_json, payload_hash, \
+      chain_seq, prev_chain_hash, chain_hash) \
      SELECT e.event_id, e.trace_id, e.session_id, e.event_type, e.principal_id, e.policy_snapshot_id, \
-            CAST(e.payload AS jsonb), e.payload_hash \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
-          AS e(event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload, payload_hash) \
+            CAST(e.payload AS jsonb), e.payload_hash, e.chain_seq, e.prev_chain_hash, e.chain_hash \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+                 $9::int8[], $10::text[], $11::text[]) \
+          AS e(event_id, trace_id, session_id, event_type, principal_id, policy_snapshot_id, payload, payload_hash, \
+               chain_seq, prev_chain_hash, chain_hash) \
      RETURNING event_id, payload_json::text";
 
 /// Inserts the batch's events; the stored payloads come back for
@@ -44,6 +47,9 @@ pub(super) async fn insert_events(
             &event(|e| &e.policy_snapshot_id),
             &column(rows, |row| canonical_json(&row.event.payload)),
             &event(|e| &e.payload_hash),
+            &column(rows, |row| row.chain_seq),
+            &column(rows, |row| row.prev_chain_hash.as_str()),
+            &column(rows, |row| row.chain_hash.as_str()),
         ],
     )
     .await

@@ -10,10 +10,13 @@ use super::column;
 use super::plan::ClaimMapRow;
 
 pub(super) const INSERT_CLAIM_MAPS: &str = "INSERT INTO pecr_claim_maps \
-     (claim_map_id, trace_id, session_id, terminal_mode, coverage_threshold, coverage_observed, claim_map_json) \
-     SELECT c.id, c.trace_id, c.session_id, c.mode, c.threshold, c.observed, CAST(c.claim_map AS jsonb) \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::text[]) \
-          AS c(id, trace_id, session_id, mode, threshold, observed, claim_map)";
+     (claim_map_id, trace_id, session_id, terminal_mode, coverage_threshold, coverage_observed, claim_map_json, \
+      sealed_chain_head, sealed_chain_length) \
+     SELECT c.id, c.trace_id, c.session_id, c.mode, c.threshold, c.observed, CAST(c.claim_map AS jsonb), \
+            c.head, c.length \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::text[], \
+                 $8::text[], $9::int8[]) \
+          AS c(id, trace_id, session_id, mode, threshold, observed, claim_map, head, length)";
 
 pub(super) const FINALIZE_SESSIONS: &str = "UPDATE pecr_sessions AS s \
      SET finalized_at = now(), terminal_mode = f.mode \
@@ -37,6 +40,8 @@ pub(super) async fn insert_claim_maps(
             &column(rows, |row| row.write.coverage_threshold),
             &column(rows, |row| row.write.coverage_observed),
             &column(rows, |row| canonical_json(&row.write.claim_map_json)),
+            &column(rows, |row| row.sealed.head.as_str()),
+            &column(rows, |row| row.sealed.length),
         ],
     )
     .await

@@ -93,6 +93,8 @@ pub struct SessionRow<'a> {
     pub bytes_used: i64,
     /// JSON array text.
     pub evidence_unit_ids: String,
+    /// The chain as its first calls' events left it.
+    pub chain: Chain,
 }
 
 pub struct EvidenceRow<'a> {
@@ -105,11 +107,34 @@ pub struct EvidenceRow<'a> {
 pub struct EventRow<'a> {
     pub event_id: String,
     pub event: &'a NewEvent,
+    /// Position in the session's chain, from 1.
+    pub chain_seq: i64,
+    pub prev_chain_hash: String,
+    pub chain_hash: String,
+}
+
+/// A session's chain as a batch leaves it: its head and its length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub head: String,
+    pub length: i64,
+}
+
+impl Chain {
+    /// The chain of a session without chained events: its genesis value.
+    pub fn start(session_id: &str) -> Self {
+        Self {
+            head: crate::chain::genesis(session_id),
+            length: 0,
+        }
+    }
 }
 
 pub struct ClaimMapRow<'a> {
     pub write: &'a FinalizeWrite,
     pub trace_id: String,
+    /// The session's chain once the finalize's events are in it.
+    pub sealed: Chain,
 }
 
 pub struct RefusalRow<'a> {
@@ -124,6 +149,7 @@ pub struct RuntimeRow {
     pub bytes_used: Option<i64>,
     pub evidence_unit_ids: Option<String>,
     pub finalized: bool,
+    pub chain: Option<Chain>,
 }
 
 /// Everything a batch inserts or updates, table by table.
@@ -145,15 +171,19 @@ struct Held {
     record: v1::SessionRecord,
     counters_changed: bool,
     finalized: bool,
+    chain: Chain,
+    chain_changed: bool,
 }
 
 impl Held {
     /// A session as loaded (or created), not yet changed by the batch.
-    fn open(record: v1::SessionRecord) -> Self {
+    fn open(record: v1::SessionRecord, chain: Chain) -> Self {
         Self {
             record,
             counters_changed: false,
             finalized: false,
+            chain,
+            chain_changed: false,
         }
     }
 }
@@ -200,11 +230,13 @@ impl<'a> Plan<'a> {
         ids.into_iter().map(str::to_owned).collect()
     }
 
-    /// Sessions just locked and loaded (one that does not exist is absent).
-    pub fn hold(&mut self, sessions: Vec<v1::SessionRecord>) {
-        for record in sessions {
+    /// Sessions just locked and loaded (one that does not exist is absent),
+    /// with their chain (`None`: no chained event yet).
+    pub fn hold(&mut self, sessions: Vec<(v1::SessionRecord, Option<Chain>)>) {
+        for (record, chain) in sessions {
+            let chain = chain.unwrap_or_else(|| Chain::start(&record.session_id));
             self.held
-                .insert(record.session_id.clone(), Held::open(record));
+                .insert(record.session_id.clone(), Held::open(record, chain));
         }
     }
 
@@ -287,9 +319,12 @@ impl<'a> Plan<'a> {
             operator_calls_used: 0,
             bytes_used: 0,
             evidence_unit_ids: "[]".to_owned(),
+            chain: Chain::start(&new.session_id),
         });
-        self.held
-            .insert(new.session_id.clone(), Held::open(record.clone()));
+        self.held.insert(
+            new.session_id.clone(),
+            Held::open(record.clone(), Chain::start(&new.session_id)),
+        );
         record
     }
 
@@ -304,7 +339,9 @@ impl<'a> Plan<'a> {
         row.operator_calls_used = counter(held.record.operator_calls_used);
         row.bytes_used = counter(held.record.bytes_used);
         row.evidence_unit_ids = evidence_ids_json(&held.record.evidence_unit_ids);
+        row.chain = held.chain.clone();
         held.counters_changed = false;
+        held.chain_changed = false;
     }
 
     /// Takes back what [`Self::claim_trace`] and [`Self::hold_new_session`]
@@ -358,7 +395,7 @@ impl<'a> Plan<'a> {
         let changed: BTreeMap<&str, &Held> = self
             .held
             .iter()
-            .filter(|(_, held)| held.counters_changed || held.finalized)
+            .filter(|(_, held)| held.counters_changed || held.finalized || held.chain_changed)
             .map(|(id, held)| (id.as_str(), held))
             .collect();
         changed
@@ -372,6 +409,7 @@ impl<'a> Plan<'a> {
                     evidence_unit_ids: counters
                         .then(|| evidence_ids_json(&held.record.evidence_unit_ids)),
                     finalized: held.finalized,
+                    chain: held.chain_changed.then(|| held.chain.clone()),
                 }
             })
             .collect()
@@ -391,11 +429,38 @@ impl<'a> Plan<'a> {
 
     /// An event row with its id minted now: ids increase, so one write's
     /// events list in the order given and a batch's in the batch's order.
+    /// The event is linked to its session's chain head, which it becomes.
     fn event(&mut self, event: &'a NewEvent) -> String {
         let event_id = ids::new_ulid();
+        let held = self.held.get_mut(&event.session_id);
+        let mut start = None;
+        let chain = match held {
+            Some(held) => {
+                held.chain_changed = true;
+                &mut held.chain
+            }
+            None => start.insert(Chain::start(&event.session_id)),
+        };
+        let chain_seq = chain.length + 1;
+        let chain_hash = crate::chain::chain_hash(&crate::chain::Link {
+            session_id: &event.session_id,
+            seq: chain_seq,
+            event_id: &event_id,
+            trace_id: &event.trace_id,
+            event_type: &event.event_type,
+            principal_id: &event.principal_id,
+            policy_snapshot_id: &event.policy_snapshot_id,
+            payload_hash: &event.payload_hash,
+            prev_chain_hash: &chain.head,
+        });
+        let prev_chain_hash = std::mem::replace(&mut chain.head, chain_hash.clone());
+        chain.length = chain_seq;
         self.rows.events.push(EventRow {
             event_id: event_id.clone(),
             event,
+            chain_seq,
+            prev_chain_hash,
+            chain_hash,
         });
         event_id
     }
@@ -492,10 +557,6 @@ impl<'a> Plan<'a> {
         held.finalized = true;
         let session = held.record.clone();
 
-        self.rows.claim_maps.push(ClaimMapRow {
-            write,
-            trace_id: session.trace_id.clone(),
-        });
         self.rows
             .finalized
             .push((&write.session_id, write.terminal_mode));
@@ -503,6 +564,16 @@ impl<'a> Plan<'a> {
             self.event(event);
         }
         let event_id = self.event(&write.event);
+        let sealed = self
+            .held
+            .get(&write.session_id)
+            .map(|held| held.chain.clone())
+            .unwrap_or_else(|| Chain::start(&write.session_id));
+        self.rows.claim_maps.push(ClaimMapRow {
+            write,
+            trace_id: session.trace_id.clone(),
+            sealed,
+        });
         let run_id = match &write.replay {
             Some(replay) => {
                 self.rows.replays.push(replay);
@@ -945,7 +1016,7 @@ mod tests {
     fn a_batch_applies_one_sessions_writes_in_order_and_refuses_the_stale_one() {
         let writes = [call("s", 2, &[]), call("s", 2, &[]), call("s", 3, &[])];
         let mut plan = Plan::default();
-        plan.hold(vec![stored("s", 2, &[])]);
+        plan.hold(vec![(stored("s", 2, &[]), None)]);
         let answers: Vec<_> = writes.iter().map(|write| plan.write(write)).collect();
         assert_eq!(
             answers.iter().map(status).collect::<Vec<_>>(),
@@ -966,7 +1037,7 @@ mod tests {
         let mut finalized = stored("done", 0, &[]);
         finalized.finalized = true;
         let mut plan = Plan::default();
-        plan.hold(vec![finalized]);
+        plan.hold(vec![(finalized, None)]);
         let writes = [
             call("nope", 0, &[]),
             call("done", 0, &[]),
@@ -1000,7 +1071,10 @@ mod tests {
     fn evidence_is_new_only_for_its_first_writer() {
         let writes = [call("a", 0, &["u1", "u2"]), call("b", 0, &["u2", "u3"])];
         let mut plan = Plan::default();
-        plan.hold(vec![stored("a", 0, &[]), stored("b", 0, &[])]);
+        plan.hold(vec![
+            (stored("a", 0, &[]), None),
+            (stored("b", 0, &[]), None),
+        ]);
         let mut answers: Vec<_> = writes
             .iter()
             .map(|write| plan.write(write).expect("accepted"))
@@ -1037,7 +1111,7 @@ mod tests {
     fn a_finalize_writes_its_events_in_order_and_changes_only_the_runtime_flag() {
         let write = Write::Finalize(Box::new(finalize("s", Some(replay("local", "dev")))));
         let mut plan = Plan::default();
-        plan.hold(vec![stored("s", 3, &[])]);
+        plan.hold(vec![(stored("s", 3, &[]), None)]);
         let Ok(Written::Finalize(response)) = plan.write(&write) else {
             panic!("accepted")
         };
@@ -1091,13 +1165,13 @@ mod tests {
         for (write, expected) in cases {
             let write = Write::Finalize(Box::new(write));
             let mut plan = Plan::default();
-            plan.hold(vec![stored("s", 3, &[])]);
+            plan.hold(vec![(stored("s", 3, &[]), None)]);
             assert_eq!(status(&plan.write(&write)), expected);
             assert!(plan.rows.events.is_empty() && plan.rows.replays.is_empty());
             assert!(plan.runtime_rows().is_empty(), "a refusal changes nothing");
         }
         let mut plan = Plan::default();
-        plan.hold(vec![stored("s", 2, &[])]);
+        plan.hold(vec![(stored("s", 2, &[]), None)]);
         let write = Write::Finalize(Box::new(bytes_only));
         assert_eq!(status(&plan.write(&write)), (200, false));
     }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use super::plan::{RefusalRow, RuntimeRow, SessionRow};
+use super::plan::{Chain, RefusalRow, RuntimeRow, SessionRow};
 use super::{LedgerStore, column, db_error, not_found_session};
 use crate::convert;
 
@@ -24,7 +24,8 @@ macro_rules! session_select {
        GREATEST(COALESCE(r.operator_calls_used, 0), 0), GREATEST(COALESCE(r.bytes_used, 0), 0),
        COALESCE(r.evidence_unit_ids_json, '[]'::jsonb)::text,
        (s.finalized_at IS NOT NULL OR COALESCE(r.finalized, false)), s.terminal_mode,
-       COALESCE(p.input_json->>'principal_attrs_hash', '')
+       COALESCE(p.input_json->>'principal_attrs_hash', ''),
+       r.chain_head, r.chain_length
 FROM pecr_sessions s
 JOIN pecr_policy_snapshots p ON p.policy_snapshot_id = s.policy_snapshot_id
 LEFT JOIN pecr_session_runtime r ON r.session_id = s.session_id
@@ -95,6 +96,17 @@ pub(super) fn session_from_row(row: &Row) -> PecrResult<v1::SessionRecord> {
     })
 }
 
+/// The chain columns of a [`session_select!`] row; `None` before the
+/// session's first chained event.
+pub(super) fn chain_from_row(row: &Row) -> Option<Chain> {
+    let head: Option<String> = row.get(16);
+    let length: Option<i64> = row.get(17);
+    Some(Chain {
+        head: head?,
+        length: length?,
+    })
+}
+
 /// Locks the sessions a batch writes to, in id order so that two batches
 /// never wait for each other in a cycle. The lock is its own statement,
 /// before the load: a `SELECT … FOR UPDATE` that waits for the lock
@@ -141,19 +153,22 @@ pub(super) const INSERT_SESSIONS: &str = "INSERT INTO pecr_sessions \
 
 pub(super) const INSERT_RUNTIME: &str = "INSERT INTO pecr_session_runtime \
      (session_id, tenant_id, session_token_hash, session_token_expires_at_epoch_ms, \
-      operator_calls_used, bytes_used, evidence_unit_ids_json) \
-     SELECT s, t, h, e, c, b, CAST(ids AS jsonb) \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[]) \
-          AS u(s, t, h, e, c, b, ids)";
+      operator_calls_used, bytes_used, evidence_unit_ids_json, chain_head, chain_length) \
+     SELECT s, t, h, e, c, b, CAST(ids AS jsonb), ch, cl \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], \
+                 $8::text[], $9::int8[]) \
+          AS u(s, t, h, e, c, b, ids, ch, cl)";
 
 /// A NULL leaves the stored value: a finalize alone changes only the flag.
 pub(super) const UPDATE_RUNTIME: &str = "UPDATE pecr_session_runtime AS r \
      SET operator_calls_used = COALESCE(u.calls, r.operator_calls_used), \
          bytes_used = COALESCE(u.bytes, r.bytes_used), \
          evidence_unit_ids_json = COALESCE(CAST(u.ids AS jsonb), r.evidence_unit_ids_json), \
-         finalized = r.finalized OR u.finalized, updated_at = now() \
-     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bool[]) \
-          AS u(session_id, calls, bytes, ids, finalized) \
+         finalized = r.finalized OR u.finalized, updated_at = now(), \
+         chain_head = COALESCE(u.chain_head, r.chain_head), \
+         chain_length = COALESCE(u.chain_length, r.chain_length) \
+     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bool[], $6::text[], $7::int8[]) \
+          AS u(session_id, calls, bytes, ids, finalized, chain_head, chain_length) \
      WHERE r.session_id = u.session_id";
 
 pub(super) const INSERT_REFUSALS: &str = "INSERT INTO pecr_session_access_refusals \
@@ -185,6 +200,11 @@ pub(super) async fn traces_owned_elsewhere(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// A new session's chain, when its first calls wrote events.
+fn chained<'r>(row: &'r SessionRow<'_>) -> Option<&'r Chain> {
+    (row.chain.length > 0).then_some(&row.chain)
+}
+
 /// Snapshot, session and runtime rows of the batch's new sessions: three
 /// statements, sent in this order (each refers to the one before).
 pub(super) async fn insert_sessions(
@@ -214,7 +234,7 @@ pub(super) async fn insert_sessions(
         &snapshot_ids,
         &column(rows, |r| r.new.budget.to_declaration_order_json()),
     ];
-    let runtime_params: [&(dyn ToSql + Sync); 7] = [
+    let runtime_params: [&(dyn ToSql + Sync); 9] = [
         &session_ids,
         &column(rows, |r| r.new.tenant_id.as_str()),
         &column(rows, |r| r.new.session_token_hash.as_str()),
@@ -222,6 +242,8 @@ pub(super) async fn insert_sessions(
         &column(rows, |r| r.operator_calls_used),
         &column(rows, |r| r.bytes_used),
         &column(rows, |r| r.evidence_unit_ids.as_str()),
+        &column(rows, |r| chained(r).map(|chain| chain.head.as_str())),
+        &column(rows, |r| chained(r).map(|chain| chain.length)),
     ];
     let (snapshots, sessions, runtime) = tokio::join!(
         biased;
@@ -272,6 +294,8 @@ pub(super) async fn update_runtime(
             &column(rows, |r| r.bytes_used),
             &column(rows, |r| r.evidence_unit_ids.as_deref()),
             &column(rows, |r| r.finalized),
+            &column(rows, |r| r.chain.as_ref().map(|chain| chain.head.as_str())),
+            &column(rows, |r| r.chain.as_ref().map(|chain| chain.length)),
         ],
     )
     .await

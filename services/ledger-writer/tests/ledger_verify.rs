@@ -1,0 +1,324 @@
+//! `pecr-ledger-writer verify` over a ledger written through the service:
+//! an untouched ledger verifies; an event, a chain or an evidence unit
+//! edited by a database superuser (triggers disabled) is named.
+
+mod common;
+
+use common::*;
+use pecr_proto::v1;
+use serde_json::json;
+
+/// Two finalized sessions with stored evidence and a third still open.
+async fn fill(ledger: &mut Ledger) -> Vec<String> {
+    let mut evidence = Vec::new();
+    for (session_id, finalize) in [("s-a", true), ("s-b", true), ("s-c", false)] {
+        let request = with_first_calls(session_request(session_id, "dev"), &["first"]);
+        let session = record_session_request(ledger, request).await;
+        let unit = text_evidence(&session, &format!("public/{session_id}.txt"), session_id);
+        evidence.push(unit.evidence_unit_id.clone());
+        let mut call = operator_call(&session, vec![unit.clone()]);
+        call.store_content = true;
+        let session = ledger
+            .client
+            .record_operator_call(call)
+            .await
+            .expect("operator call")
+            .into_inner()
+            .session
+            .expect("session");
+        ledger
+            .client
+            .append_event(v1::AppendEventRequest {
+                event: Some(event(
+                    &session,
+                    "POLICY_DECISION",
+                    json!({"decision": "allow"}),
+                )),
+            })
+            .await
+            .expect("append event");
+        if finalize {
+            let claims = vec![claim(
+                "the text says so",
+                v1::claim::Status::Supported,
+                std::slice::from_ref(&unit.evidence_unit_id),
+            )];
+            ledger
+                .client
+                .record_finalize(finalize_request(
+                    &session,
+                    &format!("cm-{session_id}"),
+                    claims,
+                ))
+                .await
+                .expect("finalize");
+        }
+    }
+    evidence
+}
+
+struct Verdict {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the real binary's `verify` against the test's schema.
+async fn verify(ledger: &Ledger) -> Verdict {
+    let output = tokio::process::Command::new(pecr_testkit::binary_path("pecr-ledger-writer"))
+        .args(["verify", "--db-url", &ledger.db.url()])
+        .env_remove("PECR_DB_URL")
+        .output()
+        .await
+        .expect("run verify");
+    Verdict {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// As the database superuser: the append-only triggers off, then `sql`.
+async fn tamper(ledger: &Ledger, table: &str, sql: &str) {
+    ledger
+        .db
+        .client()
+        .batch_execute(&format!("ALTER TABLE {table} DISABLE TRIGGER ALL; {sql}"))
+        .await
+        .unwrap_or_else(|err| panic!("tamper with {table}: {err}"));
+}
+
+async fn event_at(ledger: &Ledger, session_id: &str, seq: i64) -> String {
+    ledger
+        .db
+        .client()
+        .query_one(
+            "SELECT event_id FROM pecr_ledger_events WHERE session_id = $1 AND chain_seq = $2",
+            &[&session_id, &seq],
+        )
+        .await
+        .expect("event at seq")
+        .get(0)
+}
+
+#[tokio::test]
+async fn an_untouched_ledger_verifies_with_a_summary() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    let events = ledger.db.count("pecr_ledger_events").await;
+    let units = ledger.db.count("pecr_evidence_units").await;
+    let verdict = verify(&ledger).await;
+    // Shown with --nocapture: the rate figure of perf/README.md.
+    println!("{}", verdict.stdout);
+    assert_eq!(
+        verdict.code,
+        Some(0),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict.stdout.contains(&format!(
+            "verified: {events} events ({events} chained, 0 unchained) in 3 sessions, {units} evidence units, 2 claim maps"
+        )),
+        "{}",
+        verdict.stdout
+    );
+    assert!(
+        verdict.stderr.contains("pecr_ledger_events: "),
+        "{}",
+        verdict.stderr
+    );
+}
+
+#[tokio::test]
+async fn rows_without_a_chain_verify_by_their_payload_hash_and_count_as_unchained() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    let payload = json!({"written": "before the chain"});
+    ledger
+        .db
+        .client()
+        .execute(
+            "INSERT INTO pecr_ledger_events (event_id, trace_id, session_id, event_type, principal_id, \
+             policy_snapshot_id, payload_json, payload_hash) \
+             VALUES ('00-legacy', 'trace-s-a', 's-a', 'POLICY_DECISION', 'dev', 'ps-s-a', $1::text::jsonb, $2)",
+            &[&payload.to_string(), &pecr_contracts::hash_canonical_json(&payload)],
+        )
+        .await
+        .expect("legacy event");
+    let verdict = verify(&ledger).await;
+    assert_eq!(
+        verdict.code,
+        Some(0),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict.stdout.contains(", 1 unchained)"),
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_edited_event_payload_is_named() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    let edited = event_at(&ledger, "s-b", 2).await;
+    tamper(
+        &ledger,
+        "pecr_ledger_events",
+        &format!(
+            "UPDATE pecr_ledger_events SET payload_json = payload_json || '{{\"forged\": true}}' \
+             WHERE event_id = '{edited}'"
+        ),
+    )
+    .await;
+    let verdict = verify(&ledger).await;
+    assert_eq!(
+        verdict.code,
+        Some(1),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict.stdout.contains(&format!(
+            "BROKEN pecr_ledger_events id={edited} session=s-b: payload hash differs"
+        )),
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_event_deleted_from_the_middle_of_a_chain_is_named() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    let deleted = event_at(&ledger, "s-a", 2).await;
+    let next = event_at(&ledger, "s-a", 3).await;
+    tamper(
+        &ledger,
+        "pecr_ledger_events",
+        &format!("DELETE FROM pecr_ledger_events WHERE event_id = '{deleted}'"),
+    )
+    .await;
+    let verdict = verify(&ledger).await;
+    assert_eq!(
+        verdict.code,
+        Some(1),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict.stdout.contains(&format!(
+            "BROKEN pecr_ledger_events id={next} session=s-a: chain_seq 3 follows seq 1"
+        )),
+        "{}",
+        verdict.stdout
+    );
+    assert!(
+        verdict
+            .stdout
+            .contains("expected seq 2; an event is missing"),
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_event_with_a_rewritten_payload_hash_breaks_its_chain_link() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    let edited = event_at(&ledger, "s-c", 1).await;
+    let payload = json!({"forged": true});
+    tamper(
+        &ledger,
+        "pecr_ledger_events",
+        &format!(
+            "UPDATE pecr_ledger_events SET payload_json = '{payload}', payload_hash = '{}' \
+             WHERE event_id = '{edited}'",
+            pecr_contracts::hash_canonical_json(&payload)
+        ),
+    )
+    .await;
+    let verdict = verify(&ledger).await;
+    assert_eq!(
+        verdict.code,
+        Some(1),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict.stdout.contains(&format!(
+            "BROKEN pecr_ledger_events id={edited} session=s-c: chain hash differs"
+        )),
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_edited_evidence_unit_content_is_named() {
+    let mut ledger = start_ledger().await;
+    let evidence = fill(&mut ledger).await;
+    let edited = &evidence[1];
+    tamper(
+        &ledger,
+        "pecr_evidence_units",
+        &format!(
+            "UPDATE pecr_evidence_units SET payload_json = to_jsonb('forged'::text) \
+             WHERE evidence_unit_id = '{edited}'"
+        ),
+    )
+    .await;
+    let verdict = verify(&ledger).await;
+    assert_eq!(
+        verdict.code,
+        Some(1),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict.stdout.contains(&format!(
+            "BROKEN pecr_evidence_units id={edited} session=s-b: content hash differs"
+        )),
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[tokio::test]
+async fn a_forged_seal_is_named() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    tamper(
+        &ledger,
+        "pecr_claim_maps",
+        &format!(
+            "UPDATE pecr_claim_maps SET sealed_chain_head = '{}' WHERE claim_map_id = 'cm-s-a'",
+            "0".repeat(64)
+        ),
+    )
+    .await;
+    let verdict = verify(&ledger).await;
+    assert_eq!(
+        verdict.code,
+        Some(1),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(
+        verdict
+            .stdout
+            .contains("BROKEN pecr_claim_maps id=cm-s-a session=s-a: sealed chain head"),
+        "{}",
+        verdict.stdout
+    );
+}
