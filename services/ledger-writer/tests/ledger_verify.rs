@@ -322,3 +322,71 @@ async fn a_forged_seal_is_named() {
         verdict.stdout
     );
 }
+
+/// Runs `scripts/ledger-backup-drill.sh` on the test's schema.
+async fn backup_drill(ledger: &Ledger) -> Verdict {
+    let script = pecr_testkit::workspace_root().join("scripts/ledger-backup-drill.sh");
+    let output = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(["--db-url", &ledger.db.url()])
+        .env(
+            "PECR_LEDGER_WRITER_BIN",
+            pecr_testkit::binary_path("pecr-ledger-writer"),
+        )
+        .env_remove("PECR_DB_URL")
+        .output()
+        .await
+        .expect("run the backup drill");
+    Verdict {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_backup_drill_restores_a_dump_that_verifies_and_catches_an_edit() {
+    let mut ledger = start_ledger().await;
+    fill(&mut ledger).await;
+    let events = ledger.db.count("pecr_ledger_events").await;
+    let drill = backup_drill(&ledger).await;
+    assert_eq!(drill.code, Some(0), "{}\n{}", drill.stdout, drill.stderr);
+    assert!(
+        drill
+            .stdout
+            .contains(&format!("verified: {events} events ({events} chained")),
+        "{}",
+        drill.stdout
+    );
+    assert!(
+        drill.stdout.contains("backup drill: passed"),
+        "{}",
+        drill.stdout
+    );
+
+    // An edit made before the backup survives the dump and is named in the copy.
+    let edited = event_at(&ledger, "s-a", 1).await;
+    tamper(
+        &ledger,
+        "pecr_ledger_events",
+        &format!(
+            "UPDATE pecr_ledger_events SET payload_json = payload_json || '{{\"forged\": true}}' \
+             WHERE event_id = '{edited}'"
+        ),
+    )
+    .await;
+    let drill = backup_drill(&ledger).await;
+    assert_eq!(drill.code, Some(1), "{}\n{}", drill.stdout, drill.stderr);
+    assert!(
+        drill.stdout.contains(&format!(
+            "BROKEN pecr_ledger_events id={edited} session=s-a"
+        )),
+        "{}",
+        drill.stdout
+    );
+    assert!(
+        drill.stdout.contains("backup drill: FAILED"),
+        "{}",
+        drill.stdout
+    );
+}
