@@ -100,14 +100,7 @@ where
             Ok(response) => self.response(response),
             Err(status) => {
                 let mut response = errors.status(&status);
-                // An overloaded service says when to come back.
-                if let Some(retry_after) = status.metadata().get("retry-after")
-                    && let Ok(value) = http::HeaderValue::from_bytes(retry_after.as_bytes())
-                {
-                    response
-                        .headers_mut()
-                        .insert(http::header::RETRY_AFTER, value);
-                }
+                add_response_headers(status.metadata(), response.headers_mut());
                 response
             }
         }

@@ -47,13 +47,17 @@ pub(crate) fn request_metadata(headers: &HeaderMap) -> MetadataMap {
     metadata
 }
 
-/// Adds the `x-pecr-*` entries of response (or error) metadata as headers.
+/// Response headers besides `x-pecr-*`: an overloaded service's retry hint.
+const FORWARDED_OUT: [&str; 1] = ["retry-after"];
+
+/// Adds the `x-pecr-*` and retry-hint entries of response (or error)
+/// metadata as headers.
 pub(crate) fn add_response_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
     for entry in metadata.iter() {
         let KeyAndValueRef::Ascii(key, value) = entry else {
             continue;
         };
-        if !key.as_str().starts_with(PECR_PREFIX) {
+        if !key.as_str().starts_with(PECR_PREFIX) && !FORWARDED_OUT.contains(&key.as_str()) {
             continue;
         }
         if let (Ok(name), Ok(value)) = (

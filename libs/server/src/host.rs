@@ -162,7 +162,11 @@ impl BoundService {
                 "gRPC serves TLS"
             );
         }
-        let metrics = RpcMetrics::new(&spec.registry, spec.service_name, spec.route_series)
+        // One decoding of the descriptor set labels the metrics and routes the edge.
+        let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).map_err(
+            |err| StartupError::new("ERR_SERVER_FAILED", format!("descriptor set: {err}")),
+        )?;
+        let metrics = RpcMetrics::new(&spec.registry, &pool, spec.service_name, spec.route_series)
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("metrics: {err}")))?;
         let stack = RequestStack {
             metrics,
@@ -175,7 +179,12 @@ impl BoundService {
         };
         let rest = spec
             .rest
-            .map(|config| rest_edge(spec.service_name, stack.layer(spec.routes.clone()), config))
+            .map(|config| {
+                let stacked = stack.layer(spec.routes.clone());
+                pecr_edge::router(&pool, &[spec.service_name], stacked, config).map_err(|err| {
+                    StartupError::new("ERR_SERVER_FAILED", format!("REST edge: {err}"))
+                })
+            })
             .transpose()?;
         let routes = spec
             .routes
@@ -213,22 +222,6 @@ impl BoundService {
             .map_err(|err| StartupError::new("ERR_SERVER_FAILED", format!("HTTP server: {err}")))?;
         Ok(())
     }
-}
-
-/// The REST edge of `service_name`, calling `stacked` (its routes under
-/// the request stack) in-process.
-fn rest_edge(
-    service_name: &'static str,
-    stacked: <RequestStack as tower::Layer<Routes>>::Service,
-    config: pecr_edge::EdgeConfig,
-) -> Result<axum::Router, StartupError> {
-    let failed = |what: &str, err: &dyn std::fmt::Display| {
-        StartupError::new("ERR_SERVER_FAILED", format!("{what}: {err}"))
-    };
-    let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
-        .map_err(|err| failed("descriptor set", &err))?;
-    pecr_edge::router(&pool, &[service_name], stacked, config)
-        .map_err(|err| failed("REST edge", &err))
 }
 
 /// Reflection that describes every PECR type but lists only what this

@@ -63,6 +63,18 @@ struct Verdict {
     stderr: String,
 }
 
+/// Verify exited 1 and its report names `expected`.
+fn assert_broken(verdict: &Verdict, expected: &str) {
+    assert_eq!(
+        verdict.code,
+        Some(1),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+    assert!(verdict.stdout.contains(expected), "{}", verdict.stdout);
+}
+
 /// Runs the real binary's `verify` against the test's schema.
 async fn verify(ledger: &Ledger) -> Verdict {
     let output = tokio::process::Command::new(pecr_testkit::binary_path("pecr-ledger-writer"))
@@ -177,19 +189,9 @@ async fn an_edited_event_payload_is_named() {
     )
     .await;
     let verdict = verify(&ledger).await;
-    assert_eq!(
-        verdict.code,
-        Some(1),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
-    assert!(
-        verdict.stdout.contains(&format!(
-            "BROKEN pecr_ledger_events id={edited} session=s-b: payload hash differs"
-        )),
-        "{}",
-        verdict.stdout
+    assert_broken(
+        &verdict,
+        &format!("BROKEN pecr_ledger_events id={edited} session=s-b: payload hash differs"),
     );
 }
 
@@ -206,19 +208,9 @@ async fn an_event_deleted_from_the_middle_of_a_chain_is_named() {
     )
     .await;
     let verdict = verify(&ledger).await;
-    assert_eq!(
-        verdict.code,
-        Some(1),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
-    assert!(
-        verdict.stdout.contains(&format!(
-            "BROKEN pecr_ledger_events id={next} session=s-a: chain_seq 3 follows seq 1"
-        )),
-        "{}",
-        verdict.stdout
+    assert_broken(
+        &verdict,
+        &format!("BROKEN pecr_ledger_events id={next} session=s-a: chain_seq 3 follows seq 1"),
     );
     assert!(
         verdict
@@ -246,19 +238,9 @@ async fn an_event_with_a_rewritten_payload_hash_breaks_its_chain_link() {
     )
     .await;
     let verdict = verify(&ledger).await;
-    assert_eq!(
-        verdict.code,
-        Some(1),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
-    assert!(
-        verdict.stdout.contains(&format!(
-            "BROKEN pecr_ledger_events id={edited} session=s-c: chain hash differs"
-        )),
-        "{}",
-        verdict.stdout
+    assert_broken(
+        &verdict,
+        &format!("BROKEN pecr_ledger_events id={edited} session=s-c: chain hash differs"),
     );
 }
 
@@ -277,19 +259,9 @@ async fn an_edited_evidence_unit_content_is_named() {
     )
     .await;
     let verdict = verify(&ledger).await;
-    assert_eq!(
-        verdict.code,
-        Some(1),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
-    assert!(
-        verdict.stdout.contains(&format!(
-            "BROKEN pecr_evidence_units id={edited} session=s-b: content hash differs"
-        )),
-        "{}",
-        verdict.stdout
+    assert_broken(
+        &verdict,
+        &format!("BROKEN pecr_evidence_units id={edited} session=s-b: content hash differs"),
     );
 }
 

@@ -2,8 +2,7 @@
 //! fixture, ledger-writer, gateway and controller as processes on ephemeral
 //! ports, and helpers to call the controller like a real client would.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pecr_errors::PecrError;
@@ -248,23 +247,6 @@ fn upstream_url(service: &ServiceProcess, env: &[(&'static str, String)]) -> Str
     }
 }
 
-static NEXT_CORPUS: AtomicU32 = AtomicU32::new(0);
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|err| panic!("mkdir {}: {err}", to.display()));
-    for entry in
-        std::fs::read_dir(from).unwrap_or_else(|err| panic!("read {}: {err}", from.display()))
-    {
-        let entry = entry.unwrap_or_else(|err| panic!("entry: {err}"));
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|err| panic!("copy: {err}"));
-        }
-    }
-}
-
 /// Several replicas behind one ledger-writer and one PostgreSQL, as a
 /// cluster runs them: `n` gateways with the same settings on one corpus
 /// folder (a shared volume), and one controller per gateway.
@@ -282,13 +264,7 @@ impl Replicas {
     /// Starts the replicas; `gateway` adds to (or replaces) every gateway's settings.
     pub async fn start(n: usize, gateway: &[(&'static str, String)]) -> Self {
         let db = fixture_database().await;
-        let corpus = std::env::temp_dir().join(format!(
-            "pecr-mesh-corpus-{}-{}",
-            std::process::id(),
-            NEXT_CORPUS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&corpus);
-        copy_dir(&workspace_root().join("fixtures/fs_corpus"), &corpus);
+        let corpus = pecr_testkit::scratch_corpus("pecr-mesh-corpus");
         let ledger_env = ledger_defaults(&db);
         let ledger = ServiceProcess::start("pecr-ledger-writer", &ledger_env).await;
         let ledger_url = upstream_url(&ledger, &ledger_env);

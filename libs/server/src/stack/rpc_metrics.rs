@@ -24,6 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use pecr_errors::PecrError;
 use pecr_proto::v1::TerminalMode;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prost_reflect::DescriptorPool;
 use tonic::Code;
 
 use super::ResponseFuture;
@@ -82,9 +83,10 @@ pub struct RpcMetrics {
 
 impl RpcMetrics {
     /// Registers the families in `registry`, labelled from the methods of
-    /// `service_name` in the descriptor set (and health and reflection).
+    /// `service_name` in `pool` (and health and reflection).
     pub fn new(
         registry: &Registry,
+        pool: &DescriptorPool,
         service_name: &str,
         routes: Option<RouteSeries>,
     ) -> Result<Self, prometheus::Error> {
@@ -114,7 +116,7 @@ impl RpcMetrics {
         let route_family = routes
             .map(|series| route_family(registry, series))
             .transpose()?;
-        let methods = method_table(service_name, routes)
+        let methods = method_table(pool, service_name, routes)
             .into_iter()
             .map(|(path, labels)| (path, Arc::new(labels)))
             .collect();
@@ -180,23 +182,20 @@ fn route_family(
 }
 
 /// Every RPC of `service_name` by path, with its REST route when annotated.
-fn method_table(service_name: &str, routes: Option<RouteSeries>) -> HashMap<String, MethodLabels> {
+fn method_table(
+    pool: &DescriptorPool,
+    service_name: &str,
+    routes: Option<RouteSeries>,
+) -> HashMap<String, MethodLabels> {
     let mut table = HashMap::new();
-    let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).ok();
     // The first binding of an RPC is its route; additional bindings share it.
     let mut rest: HashMap<String, (String, String)> = HashMap::new();
-    let bindings = pool
-        .as_ref()
-        .and_then(|pool| pecr_edge_json::bindings(pool, &[service_name]).ok())
-        .unwrap_or_default();
+    let bindings = pecr_edge_json::bindings(pool, &[service_name]).unwrap_or_default();
     for binding in bindings {
         rest.entry(binding.grpc_path())
             .or_insert_with(|| (binding.verb.to_string(), binding.template.clone()));
     }
-    if let Some(service) = pool
-        .as_ref()
-        .and_then(|pool| pool.get_service_by_name(service_name))
-    {
+    if let Some(service) = pool.get_service_by_name(service_name) {
         for method in service.methods() {
             let path = format!("/{}/{}", service.full_name(), method.name());
             let route = routes
@@ -484,7 +483,9 @@ mod tests {
 
     #[test]
     fn every_gateway_rpc_has_labels_and_a_route() {
+        let pool = DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
         let table = method_table(
+            &pool,
             "pecr.v1.GatewayService",
             Some(RouteSeries {
                 prefix: "pecr_gateway",

@@ -6,8 +6,7 @@
 
 pub mod transport;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::{self, gateway_service_client::GatewayServiceClient};
@@ -23,8 +22,6 @@ pub const CANARIES: [&str; 6] = [
     "PECR_CANARY_PG_ADMIN_DELTA_2a519d6b7f4348d4",
     "PECR_CANARY_PG_SUPPORT_EPSILON_8d77b9a9d9e24c2b",
 ];
-
-static NEXT_CORPUS: AtomicU32 = AtomicU32::new(0);
 
 /// Which Rego bundle the gateway evaluates.
 #[derive(Clone, Copy)]
@@ -44,21 +41,6 @@ pub struct Mesh {
     /// The settings `gateway` was started with.
     gateway_env: Vec<(&'static str, String)>,
     channel: Channel,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|err| panic!("mkdir {}: {err}", to.display()));
-    for entry in
-        std::fs::read_dir(from).unwrap_or_else(|err| panic!("read {}: {err}", from.display()))
-    {
-        let entry = entry.unwrap_or_else(|err| panic!("entry: {err}"));
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|err| panic!("copy: {err}"));
-        }
-    }
 }
 
 impl Mesh {
@@ -88,13 +70,7 @@ impl Mesh {
         pecr_adapters::load_fixture_sql(db.client(), pecr_adapters::SAFEVIEW_FIXTURE_SQL)
             .await
             .unwrap_or_else(|err| panic!("load safe-view fixture: {err}"));
-        let corpus = std::env::temp_dir().join(format!(
-            "pecr-corpus-{}-{}",
-            std::process::id(),
-            NEXT_CORPUS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&corpus);
-        copy_dir(&workspace_root().join("fixtures/fs_corpus"), &corpus);
+        let corpus = pecr_testkit::scratch_corpus("pecr-corpus");
 
         let (ledger_url, safeview_url) = if least_privilege {
             (
