@@ -9,7 +9,8 @@ use pecr_server::{Methods, ServiceCallers};
 pub const GATEWAY: &str = "pecr-gateway";
 /// The controller: replay bundles and evaluations.
 pub const CONTROLLER: &str = "pecr-controller";
-/// An auditor: reads the ledger, writes nothing.
+/// An auditor: reads and verifies the ledger and seals checkpoints of it;
+/// writes no session, event or evidence.
 pub const AUDITOR: &str = "pecr-auditor";
 
 const GATEWAY_RPCS: &[&str] = &[
@@ -35,7 +36,12 @@ const CONTROLLER_RPCS: &[&str] = &[
     "LoadEvaluation",
 ];
 
-const AUDITOR_RPCS: &[&str] = &["ListEvents", "GetPolicySnapshot"];
+const AUDITOR_RPCS: &[&str] = &[
+    "ListEvents",
+    "GetPolicySnapshot",
+    "CreateCheckpoint",
+    "VerifyLedger",
+];
 
 /// The RPCs granted to a caller name; None for a name ledger-writer does not know.
 pub fn grants(name: &str) -> Option<Methods> {
@@ -137,11 +143,14 @@ mod tests {
         for rpc in ["ResolveVersions", "RecordVersion", "GetVersions"] {
             assert!(!CONTROLLER_RPCS.contains(&rpc) && !AUDITOR_RPCS.contains(&rpc));
         }
-        assert!(
-            AUDITOR_RPCS
+        // The auditor reads, verifies and checkpoints; it records nothing
+        // of a session and stores no replay.
+        assert!(AUDITOR_RPCS.iter().all(|rpc| {
+            ["List", "Get", "Verify"]
                 .iter()
-                .all(|rpc| rpc.starts_with("List") || rpc.starts_with("Get"))
-        );
+                .any(|prefix| rpc.starts_with(prefix))
+                || *rpc == "CreateCheckpoint"
+        }));
     }
 
     #[test]

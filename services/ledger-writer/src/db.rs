@@ -11,7 +11,7 @@ mod embedded {
 }
 
 /// The newest migration version compiled into this binary.
-pub const LAST_MIGRATION_VERSION: i64 = 20261210000100;
+pub const LAST_MIGRATION_VERSION: i64 = 20261211000100;
 
 /// How many migrations this binary applies to an empty schema.
 pub fn migration_count() -> usize {

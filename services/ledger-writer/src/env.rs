@@ -19,3 +19,7 @@ pub const AUDITOR_TOKEN: &str = "PECR_LEDGER_AUDITOR_TOKEN";
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50053";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8082";
+/// Ed25519 key (PKCS#8 PEM) checkpoints are signed with; unsigned without.
+pub const SIGNING_KEY_FILE: &str = "PECR_LEDGER_SIGNING_KEY_FILE";
+/// Seconds between periodic checkpoints; 0 turns them off.
+pub const CHECKPOINT_INTERVAL_SECS: &str = "PECR_LEDGER_CHECKPOINT_INTERVAL_SECS";

@@ -2,8 +2,10 @@
 //! validates every write (hashes recomputed and checked, nothing written on
 //! bad input) and serves `pecr.v1.LedgerService` over gRPC.
 
+mod audit;
 mod callers;
 pub mod chain;
+pub mod checkpoint;
 mod committer;
 mod convert;
 mod db;
@@ -15,6 +17,8 @@ mod validate;
 pub mod verify;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pecr_config::{ConfigReader, EnvSource, StartupError, StartupErrors};
@@ -45,6 +49,10 @@ pub struct Config {
     /// Callers' service tokens, used when the port has no client certificates.
     pub caller_tokens: CallerTokens,
     pub admission: pecr_config::Admission,
+    /// Signs checkpoints; without it they are written unsigned.
+    pub signing_key: Option<Arc<checkpoint::signing::SigningKey>>,
+    /// Time between periodic checkpoints; None: on demand only.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 /// The callers ledger-writer knows, by the certificate identity or token
@@ -71,6 +79,8 @@ impl std::fmt::Debug for Config {
             .field("max_batch", &self.max_batch)
             .field("server_tls", &self.server_tls)
             .field("caller_tokens", &self.caller_tokens)
+            .field("signing_key", &self.signing_key)
+            .field("checkpoint_interval", &self.checkpoint_interval)
             .finish()
     }
 }
@@ -103,6 +113,23 @@ impl Config {
             auditor: reader.service_token(env::AUDITOR_TOKEN),
         };
         let admission = pecr_config::Admission::read(&mut reader, 30_000);
+        let signing_key = reader
+            .raw(env::SIGNING_KEY_FILE)
+            .filter(|path| !path.is_empty())
+            .and_then(
+                |path| match checkpoint::signing::SigningKey::read(&PathBuf::from(path)) {
+                    Ok(key) => Some(Arc::new(key)),
+                    Err(err) => {
+                        reader.push_error(StartupError::invalid(format!(
+                            "{}: {err}",
+                            env::SIGNING_KEY_FILE
+                        )));
+                        None
+                    }
+                },
+            );
+        let checkpoint_interval_secs =
+            reader.number::<u64>(env::CHECKPOINT_INTERVAL_SECS, 300, 0, 86_400);
         if let Err(err) = check_caller_authentication(server_tls.as_ref(), &caller_tokens) {
             reader.push_error(err);
         }
@@ -139,6 +166,9 @@ impl Config {
             server_tls,
             caller_tokens,
             admission,
+            signing_key,
+            checkpoint_interval: (checkpoint_interval_secs > 0)
+                .then(|| Duration::from_secs(checkpoint_interval_secs)),
         })
     }
 
@@ -204,6 +234,9 @@ pub struct App {
     metrics: metrics::LedgerMetrics,
     callers: ServiceCallers,
     admission: pecr_config::Admission,
+    audit: audit::Audit,
+    checkpointer: checkpoint::Checkpointer,
+    checkpoint_interval: Option<Duration>,
 }
 
 impl Service for App {
@@ -241,7 +274,22 @@ impl Service for App {
             },
             metrics.commit_metrics(),
         );
-        let store = store::LedgerStore::new(pool, config.write_timeout, committer);
+        let store = store::LedgerStore::new(pool.clone(), config.write_timeout, committer);
+        let trust = match &config.signing_key {
+            Some(key) => verify::Trust::Key {
+                key: key.public_key().clone(),
+                from: env::SIGNING_KEY_FILE.to_owned(),
+            },
+            None => {
+                tracing::warn!(
+                    "{} is not set: ledger checkpoints are written unsigned",
+                    env::SIGNING_KEY_FILE
+                );
+                verify::Trust::Recorded
+            }
+        };
+        let checkpointer = checkpoint::Checkpointer::new(pool, config.signing_key.clone());
+        let audit = audit::Audit::new(checkpointer.clone(), config.db_url.clone(), trust);
         let callers = config.callers();
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
             .await?
@@ -252,6 +300,9 @@ impl Service for App {
             admission: config.admission,
             store,
             metrics,
+            audit,
+            checkpointer,
+            checkpoint_interval: config.checkpoint_interval,
         })
     }
 
@@ -271,7 +322,10 @@ impl Service for App {
                 let store = migration_store.clone();
                 async move { store.is_migrated().await }
             });
-        let service = service::Ledger::new(self.store, self.metrics.clone());
+        let service = service::Ledger::new(self.store, self.audit, self.metrics.clone());
+        let periodic = self
+            .checkpoint_interval
+            .map(|interval| tokio::spawn(checkpoint::periodically(self.checkpointer, interval)));
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::LEDGER,
             routes: tonic::service::Routes::new(LedgerServiceServer::new(service)),
@@ -285,7 +339,11 @@ impl Service for App {
             route_series: None,
             admission: self.admission,
         };
-        self.bound.serve(spec, shutdown).await
+        let served = self.bound.serve(spec, shutdown).await;
+        if let Some(periodic) = periodic {
+            periodic.abort();
+        }
+        served
     }
 }
 

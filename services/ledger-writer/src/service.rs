@@ -7,18 +7,24 @@ use pecr_errors::PecrResult;
 use pecr_proto::v1::{self, ledger_service_server::LedgerService};
 use tonic::{Request, Response, Status};
 
+use crate::audit::Audit;
 use crate::metrics::LedgerMetrics;
 use crate::store::LedgerStore;
 use crate::validate;
 
 pub struct Ledger {
     store: LedgerStore,
+    audit: Audit,
     metrics: LedgerMetrics,
 }
 
 impl Ledger {
-    pub fn new(store: LedgerStore, metrics: LedgerMetrics) -> Self {
-        Self { store, metrics }
+    pub fn new(store: LedgerStore, audit: Audit, metrics: LedgerMetrics) -> Self {
+        Self {
+            store,
+            audit,
+            metrics,
+        }
     }
 
     async fn call<T>(
@@ -279,5 +285,21 @@ impl LedgerService for Ledger {
             self.store.get_versions(get).await
         })
         .await
+    }
+
+    async fn create_checkpoint(
+        &self,
+        _request: Request<v1::CreateCheckpointRequest>,
+    ) -> Result<Response<v1::CreateCheckpointResponse>, Status> {
+        self.call("CreateCheckpoint", self.audit.create_checkpoint())
+            .await
+    }
+
+    async fn verify_ledger(
+        &self,
+        request: Request<v1::VerifyLedgerRequest>,
+    ) -> Result<Response<v1::VerifyLedgerResponse>, Status> {
+        self.call("VerifyLedger", self.audit.verify(request.into_inner()))
+            .await
     }
 }

@@ -104,7 +104,12 @@ async fn each_caller_may_call_only_its_own_rpcs() {
         "StoreEvaluation",
         "LoadEvaluation",
     ];
-    let auditor_rpcs = ["ListEvents", "GetPolicySnapshot"];
+    let auditor_rpcs = [
+        "ListEvents",
+        "GetPolicySnapshot",
+        "CreateCheckpoint",
+        "VerifyLedger",
+    ];
     for rpc in ledger_rpcs() {
         for (token, granted) in [
             (LEDGER_GATEWAY_TOKEN, &gateway_rpcs[..]),

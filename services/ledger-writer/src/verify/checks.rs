@@ -22,11 +22,11 @@ pub struct Broken {
 
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} id={} session={}: {}",
-            self.table, self.id, self.session_id, self.what
-        )
+        write!(f, "{} id={}", self.table, self.id)?;
+        if !self.session_id.is_empty() {
+            write!(f, " session={}", self.session_id)?;
+        }
+        write!(f, ": {}", self.what)
     }
 }
 

@@ -1,63 +1,114 @@
-//! `pecr-ledger-writer verify [--db-url URL]`: recomputes every hash the
-//! ledger stores (event payloads, the per-session chains and their seals,
-//! evidence ids and content, claim ids) in one read-only snapshot, and
-//! names the first item that differs. Exit 0: all verified; 1: something
-//! is broken; 2: it could not run.
+//! `pecr-ledger-writer verify [--db-url URL] [--public-key FILE]`:
+//! recomputes every hash the ledger stores (event payloads, the per-session
+//! chains and their seals, evidence ids and content, claim ids, checkpoint
+//! roots, links and signatures) in one read-only snapshot, and names the
+//! first item that differs. Exit 0: all verified; 1: something is broken;
+//! 2: it could not run. `VerifyLedger` runs the same pass over a time range.
 
+mod checkpoints;
 mod checks;
 mod progress;
 mod scan;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use tokio_postgres::{IsolationLevel, NoTls};
 
+use crate::checkpoint::signing::{PublicKey, SigningKey};
 use crate::env;
-use progress::Progress;
-use scan::{Counts, Stop};
+pub use checkpoints::Trust;
+pub use checks::Broken;
+pub use progress::Progress;
+pub use scan::{Counts, Scope, Stop};
 
-const USAGE: &str = "usage: pecr-ledger-writer verify [--db-url URL]  (else PECR_DB_URL)";
+const USAGE: &str = "usage: pecr-ledger-writer verify [--db-url URL] [--public-key FILE]\n  \
+     --db-url      the ledger database (else PECR_DB_URL)\n  \
+     --public-key  the Ed25519 public key (PEM) checkpoints must be signed with; else the\n                \
+     public half of PECR_LEDGER_SIGNING_KEY_FILE when set, else the key each checkpoint records";
 
 /// Whether the process arguments ask for `verify` rather than the server.
 pub fn requested(args: &[String]) -> bool {
     args.get(1).map(String::as_str) == Some("verify")
 }
 
-/// The database URL from `--db-url URL`, `--db-url=URL` or [`env::DB_URL`].
-fn db_url(args: &[String]) -> Result<String, String> {
-    let mut url = None;
+struct Arguments {
+    db_url: String,
+    trust: Trust,
+}
+
+/// `--name VALUE` or `--name=VALUE`.
+fn flags(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut flags = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--db-url" => url = Some(rest.next().cloned().ok_or(USAGE)?),
-            other => match other.strip_prefix("--db-url=") {
-                Some(value) => url = Some(value.to_owned()),
-                None => return Err(format!("unknown argument {other}\n{USAGE}")),
-            },
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), value.to_owned()),
+            None => (arg.clone(), rest.next().cloned().ok_or(USAGE)?),
+        };
+        if !["--db-url", "--public-key"].contains(&name.as_str()) {
+            return Err(format!("unknown argument {arg}\n{USAGE}"));
         }
+        flags.push((name, value));
     }
-    url.or_else(|| {
-        std::env::var(env::DB_URL)
-            .ok()
-            .filter(|url| !url.is_empty())
-    })
-    .ok_or_else(|| format!("no database: give --db-url or set {}\n{USAGE}", env::DB_URL))
+    Ok(flags)
+}
+
+fn arguments(args: &[String]) -> Result<Arguments, String> {
+    let flags = flags(args)?;
+    let flag = |name: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|(flag, _)| flag == name)
+            .map(|(_, value)| value.clone())
+    };
+    let db_url = flag("--db-url")
+        .or_else(|| setting(env::DB_URL))
+        .ok_or_else(|| format!("no database: give --db-url or set {}\n{USAGE}", env::DB_URL))?;
+    let trust = match (flag("--public-key"), setting(env::SIGNING_KEY_FILE)) {
+        (Some(path), _) => Trust::Key {
+            key: PublicKey::read(&PathBuf::from(&path))?,
+            from: format!("--public-key {path}"),
+        },
+        (None, Some(path)) => Trust::Key {
+            key: SigningKey::read(&PathBuf::from(&path))?
+                .public_key()
+                .clone(),
+            from: env::SIGNING_KEY_FILE.to_owned(),
+        },
+        (None, None) => Trust::Recorded,
+    };
+    Ok(Arguments { db_url, trust })
+}
+
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// Runs `verify` with the arguments after the subcommand.
 pub async fn main(args: &[String]) -> ExitCode {
-    let url = match db_url(args.get(2..).unwrap_or_default()) {
-        Ok(url) => url,
+    let arguments = match arguments(args.get(2..).unwrap_or_default()) {
+        Ok(arguments) => arguments,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
     let started = Instant::now();
-    match run(&url).await {
+    let trust = arguments.trust.describe();
+    match run(
+        &arguments.db_url,
+        Scope::Whole,
+        arguments.trust,
+        &mut Progress::new(),
+    )
+    .await
+    {
         Ok(counts) => {
             println!("{}", summary("verified", &counts, started));
+            println!("{}", signatures(&counts, &trust));
             ExitCode::SUCCESS
         }
         Err(Stop::Broken(broken)) => {
@@ -71,7 +122,14 @@ pub async fn main(args: &[String]) -> ExitCode {
     }
 }
 
-async fn run(url: &str) -> Result<Counts, Stop> {
+/// One pass over `scope` through its own connection (no pool statement
+/// timeout) in a read-only snapshot.
+pub async fn run(
+    url: &str,
+    scope: Scope,
+    trust: Trust,
+    progress: &mut Progress,
+) -> Result<Counts, Stop> {
     let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
     let connection = tokio::spawn(connection);
     // One snapshot for every table, and no way to write through it.
@@ -81,7 +139,7 @@ async fn run(url: &str) -> Result<Counts, Stop> {
         .read_only(true)
         .start()
         .await?;
-    let counts = scan::all(&tx, &mut Progress::new()).await;
+    let counts = scan::all(&tx, scope, trust, progress).await;
     drop(tx);
     drop(client);
     let _ = connection.await;
@@ -96,12 +154,28 @@ fn summary(verdict: &str, counts: &Counts, started: Instant) -> String {
         0.0
     };
     format!(
-        "{verdict}: {} events ({} chained, {} unchained) in {} sessions, {} evidence units, {} claim maps; {seconds:.2}s, {rate:.0} events/s",
+        "{verdict}: {} events ({} chained, {} unchained) in {} sessions, {} evidence units, {} claim maps, \
+         {} checkpoints ({} signed, {} unsigned); {seconds:.2}s, {rate:.0} events/s",
         counts.events,
         counts.chained,
         counts.unchained,
         counts.sessions,
         counts.evidence_units,
-        counts.claim_maps
+        counts.claim_maps,
+        counts.checkpoints,
+        counts.signed_checkpoints,
+        counts.unsigned_checkpoints
     )
+}
+
+fn signatures(counts: &Counts, trust: &str) -> String {
+    let mut line = format!("checkpoint signatures checked with {trust}");
+    if counts.unsigned_checkpoints > 0 {
+        line.push_str(&format!(
+            "; {} checkpoints are unsigned: they were written without {}",
+            counts.unsigned_checkpoints,
+            env::SIGNING_KEY_FILE
+        ));
+    }
+    line
 }

@@ -1,5 +1,6 @@
 //! Progress on stderr: a line rewritten in place on a terminal, else a line
-//! every [`LINE_EVERY`] rows (a log should not fill with carriage returns).
+//! every [`LINE_EVERY`] rows (a log should not fill with carriage returns);
+//! none when the check runs inside the server.
 
 use std::io::{IsTerminal, Write};
 
@@ -8,17 +9,29 @@ const TERMINAL_EVERY: u64 = 1_000;
 
 pub struct Progress {
     terminal: bool,
+    silent: bool,
 }
 
 impl Progress {
     pub fn new() -> Self {
         Self {
             terminal: std::io::stderr().is_terminal(),
+            silent: false,
+        }
+    }
+
+    pub fn silent() -> Self {
+        Self {
+            terminal: false,
+            silent: true,
         }
     }
 
     /// `count` rows of `table` checked so far.
     pub fn row(&mut self, table: &str, count: u64) {
+        if self.silent {
+            return;
+        }
         if self.terminal && count.is_multiple_of(TERMINAL_EVERY) {
             eprint!("\r{table}: {count} rows checked");
             let _ = std::io::stderr().flush();
@@ -29,6 +42,9 @@ impl Progress {
 
     /// All `count` rows of `table` checked.
     pub fn done(&mut self, table: &str, count: u64) {
+        if self.silent {
+            return;
+        }
         if self.terminal {
             eprintln!("\r{table}: {count} rows checked");
         } else {

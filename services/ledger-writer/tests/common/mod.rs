@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod audit;
+
 use pecr_contracts::hashing::{
     EvidenceIdentity, PolicySnapshotInputs, claim_id, evidence_unit_id, policy_snapshot_hash,
     text_content_hash,

@@ -1,0 +1,150 @@
+//! The Ed25519 key that signs checkpoints (`PECR_LEDGER_SIGNING_KEY_FILE`,
+//! PKCS#8 PEM as `openssl genpkey -algorithm ed25519` writes it) and the
+//! public key an auditor checks them with (SubjectPublicKeyInfo PEM, as
+//! `openssl pkey -pubout` writes it, or the 64 hex digits a checkpoint
+//! records).
+
+use std::path::Path;
+
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the
+/// algorithm id 1.3.101.112 and a 32-byte bit string follow.
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The private key checkpoints are signed with.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey(public {})", self.public.to_hex())
+    }
+}
+
+impl SigningKey {
+    /// The key in a PKCS#8 PEM file.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let pem =
+            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        Self::from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem)
+            .map_err(|err| format!("not a PKCS#8 PEM private key: {err}"))?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
+            .map_err(|err| format!("not an Ed25519 key: {err}"))?;
+        let public = PublicKey::from_bytes(pair.public_key().as_ref())?;
+        Ok(Self { pair, public })
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The hex signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> String {
+        hex::encode(self.pair.sign(message).as_ref())
+    }
+}
+
+/// An Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey([u8; 32]);
+
+impl PublicKey {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        bytes
+            .try_into()
+            .map(Self)
+            .map_err(|_| format!("an Ed25519 public key has 32 bytes, not {}", bytes.len()))
+    }
+
+    /// The key in a SubjectPublicKeyInfo PEM file.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let pem =
+            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        Self::from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(pem)
+            .map_err(|err| format!("not a PEM public key: {err}"))?;
+        match der.as_ref().strip_prefix(&SPKI_PREFIX) {
+            Some(key) => Self::from_bytes(key),
+            None => Err("not an Ed25519 public key".to_owned()),
+        }
+    }
+
+    pub fn from_hex(text: &str) -> Result<Self, String> {
+        let bytes = hex::decode(text).map_err(|err| format!("not hex: {err}"))?;
+        Self::from_bytes(&bytes)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Whether `signature_hex` is this key's signature of `message`.
+    pub fn verifies(&self, message: &[u8], signature_hex: &str) -> bool {
+        let Ok(signature) = hex::decode(signature_hex) else {
+            return false;
+        };
+        UnparsedPublicKey::new(&ED25519, self.0)
+            .verify(message, &signature)
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        use base64::Engine;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
+    }
+
+    fn generated() -> SigningKey {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate");
+        SigningKey::from_pem(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes()).expect("key")
+    }
+
+    #[test]
+    fn a_signature_verifies_with_the_public_key_and_nothing_else() {
+        let key = generated();
+        let signature = key.sign(b"checkpoint");
+        assert!(key.public_key().verifies(b"checkpoint", &signature));
+        assert!(!key.public_key().verifies(b"checkpoinT", &signature));
+        assert!(!generated().public_key().verifies(b"checkpoint", &signature));
+        assert!(!key.public_key().verifies(b"checkpoint", "not hex"));
+    }
+
+    #[test]
+    fn the_public_key_reads_from_spki_pem_and_hex() {
+        let key = generated();
+        let spki = [SPKI_PREFIX.as_slice(), &key.public_key().0].concat();
+        let from_pem = PublicKey::from_pem(pem("PUBLIC KEY", &spki).as_bytes()).expect("pem");
+        assert_eq!(&from_pem, key.public_key());
+        let from_hex = PublicKey::from_hex(&key.public_key().to_hex()).expect("hex");
+        assert_eq!(&from_hex, key.public_key());
+    }
+
+    #[test]
+    fn other_keys_are_refused_with_a_reason() {
+        let err = SigningKey::from_pem(b"not a key").expect_err("refused");
+        assert!(err.contains("PKCS#8"), "{err}");
+        let rsa_like = pem("PUBLIC KEY", &[0x30, 0x03, 0x02, 0x01, 0x00]);
+        let err = PublicKey::from_pem(rsa_like.as_bytes()).expect_err("refused");
+        assert!(err.contains("Ed25519"), "{err}");
+    }
+}
