@@ -10,6 +10,8 @@
 #
 # Environment (all optional):
 #   PERF_SKIP_BUILD=1 use the binaries already built
+#   PERF_PROFILE      cargo profile of the binaries: release (default) or debug
+#                     (the test suite fills a ledger with the debug build)
 #   PERF_KEEP_DB=1    keep database pecr_perf afterwards
 #   PERF_BUDGET_DEFAULTS  the controller's PECR_BUDGET_DEFAULTS (default: dev-up's)
 #   PERF_CONTROLLER_ENV / PERF_GATEWAY_ENV / PERF_LEDGER_ENV
@@ -27,7 +29,9 @@ mesh_ports "${PERF_PORT_BASE:-24050}"
 budget='{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":10000,"max_recursion_depth":5,"max_parallelism":4}'
 budget="${PERF_BUDGET_DEFAULTS:-$budget}"
 target_dir="${CARGO_TARGET_DIR:-$PECR_ROOT/target}"
-bin_dir="$target_dir/release"
+profile="${PERF_PROFILE:-release}"
+[[ "$profile" == release || "$profile" == debug ]] || die "PERF_PROFILE is release or debug, not $profile"
+bin_dir="$target_dir/$profile"
 out_dir="$PECR_ROOT/target/perf"
 db_name="pecr_perf"
 db_url="${admin_url%/*}/$db_name"
@@ -46,8 +50,9 @@ mesh_prepare() {
   mkdir -p "$out_dir"
 
   if [[ "${PERF_SKIP_BUILD:-0}" != "1" ]]; then
-    say "==> building release binaries (the first build takes several minutes on 2 cores)"
-    cargo build --release --target-dir "$target_dir" -p pecr-ledger-writer -p pecr-gateway -p pecr-controller
+    say "==> building $profile binaries (the first build takes several minutes on 2 cores)"
+    local release=(); [[ "$profile" == release ]] && release=(--release)
+    cargo build "${release[@]}" --target-dir "$target_dir" -p pecr-ledger-writer -p pecr-gateway -p pecr-controller
   fi
   local bin addr
   for bin in pecr-ledger-writer pecr-gateway pecr-controller; do

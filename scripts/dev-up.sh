@@ -152,6 +152,15 @@ controller_token="${PECR_LEDGER_CONTROLLER_TOKEN:-$(token_of controller)}"
 auditor_token="${PECR_LEDGER_AUDITOR_TOKEN:-$(token_of auditor)}"
 ledger_env+=("PECR_LEDGER_GATEWAY_TOKEN=$gateway_token" "PECR_LEDGER_CONTROLLER_TOKEN=$controller_token"
   "PECR_LEDGER_AUDITOR_TOKEN=$auditor_token")
+# Ledger checkpoints are signed with a key made once (its public half beside
+# it, for `pecr-ledger-writer verify --public-key`); an operator's
+# PECR_LEDGER_SIGNING_KEY_FILE wins.
+signing_key="$run_dir/ledger-signing.pem"
+if [[ -z "${PECR_LEDGER_SIGNING_KEY_FILE:-}" && ! -s "$signing_key" ]]; then
+  (umask 077; openssl genpkey -algorithm ed25519 -out "$signing_key" 2>/dev/null)
+  openssl pkey -in "$signing_key" -pubout -out "$run_dir/ledger-signing.pub.pem"
+fi
+ledger_env+=("PECR_LEDGER_SIGNING_KEY_FILE=${PECR_LEDGER_SIGNING_KEY_FILE:-$signing_key}")
 gateway_env+=("PECR_LEDGER_TOKEN=$gateway_token")
 controller_env+=("PECR_LEDGER_TOKEN=$controller_token")
 export PECR_LEDGER_URL="${PECR_LEDGER_URL:-$scheme://$PECR_LEDGER_GRPC_ADDR}"

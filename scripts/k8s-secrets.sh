@@ -74,6 +74,9 @@ PECR_LEDGER_CONTROLLER_TOKEN=$controller_token
 PECR_LEDGER_AUDITOR_TOKEN=$auditor_token
 ENV
 printf '%s\n' "$auditor_token" >"$dir/auditor-token.txt"
+# The checkpoint signing key; its public half is for auditors.
+openssl genpkey -algorithm ed25519 -out "$dir/ledger-signing.pem" 2>/dev/null
+openssl pkey -in "$dir/ledger-signing.pem" -pubout -out "$dir/ledger-signing.pub.pem"
 # For deploy/postgres/provision.sql on a database outside the cluster.
 cat >"$dir/postgres-passwords.env" <<ENV
 PECR_OWNER_DB_PASSWORD=$owner_password
@@ -102,6 +105,7 @@ secretGenerator:
     behavior: replace
     files:
       - pecr.env=ledger-writer.env
+      - ledger-signing.pem=ledger-signing.pem
 YAML
   if grep -q 'components/postgres-cnpg' "$overlay_dir/kustomization.yaml"; then
     for role in owner:pecr_owner:"$owner_password" ledger-writer:pecr_ledger_writer:"$ledger_password" gateway:pecr_gateway:"$gateway_password"; do
@@ -121,4 +125,4 @@ YAML
 } >"$dir/kustomization.yaml"
 
 say "wrote $dir (overlay $overlay); apply it with: kubectl apply -k $dir"
-say "the auditor's ledger token is in $dir/auditor-token.txt; the database passwords in $dir/postgres-passwords.env"
+say "the auditor's ledger token is in $dir/auditor-token.txt, the checkpoint public key in $dir/ledger-signing.pub.pem; the database passwords in $dir/postgres-passwords.env"

@@ -4,13 +4,14 @@
 # there and prints the result. The live ledger is only read; the scratch
 # database and the dump are removed afterwards unless --keep is given.
 #
-#   scripts/ledger-backup-drill.sh [--db-url URL] [--keep]
+#   scripts/ledger-backup-drill.sh [--db-url URL] [--public-key FILE] [--keep]
 #
 # URL: the ledger database (default: $PECR_DB_URL, else dev-up's
 # postgres://postgres@127.0.0.1:5432/pecr). A URL whose `options` set a
 # search_path (a ledger kept in one schema) dumps and verifies that schema.
-# Restoring needs a role that may create databases and, to load rows with
-# the ledger's triggers off, a superuser.
+# FILE: the checkpoints' public key (PEM), passed to verify. Restoring needs
+# a role that may create databases and, to load rows with the ledger's
+# triggers off, a superuser.
 #
 # Environment (optional):
 #   PECR_LEDGER_WRITER_BIN  the pecr-ledger-writer binary to verify with
@@ -22,11 +23,13 @@ cd "$PECR_ROOT"
 
 url="${PECR_DB_URL:-postgres://postgres@127.0.0.1:5432/pecr}"
 keep=0
+verify_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --db-url) url="${2:?--db-url needs a URL}"; shift 2 ;;
+    --public-key) verify_args+=(--public-key "${2:?--public-key needs a file}"); shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) printf 'error: unknown argument %s\n' "$1" >&2; exit 2 ;;
   esac
 done
@@ -86,7 +89,7 @@ if [[ -z "$bin" ]]; then
 fi
 say "==> verify the restored ledger ($bin verify)"
 set +e
-"$bin" verify --db-url "$drill_url"
+"$bin" verify --db-url "$drill_url" "${verify_args[@]}"
 status=$?
 set -e
 if [[ "$status" -eq 0 ]]; then

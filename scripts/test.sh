@@ -62,6 +62,9 @@ set -e
 
 say "==> deploy checks"; bash "$PECR_ROOT/scripts/deploy-check.sh" || status=1
 
+say "==> backup drill on a ledger filled by the run benchmark"
+bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1
+
 say "==> security gate (scripts/security-gate.sh)"
 set +e
 bash "$PECR_ROOT/scripts/security-gate.sh" 2>&1 | tee "$PECR_ROOT/target/security-gate.log"

@@ -26,6 +26,7 @@ PATH_SETTINGS = (
     "PECR_TLS_CA",
     "PECR_TLS_CLIENT_CERT",
     "PECR_TLS_CLIENT_KEY",
+    "PECR_LEDGER_SIGNING_KEY_FILE",
 )
 # The files cert-manager writes into a certificate's secret.
 CERTIFICATE_FILES = ("tls.crt", "tls.key", "ca.crt")

@@ -102,7 +102,7 @@ pub async fn main(args: &[String]) -> ExitCode {
         &arguments.db_url,
         Scope::Whole,
         arguments.trust,
-        &mut Progress::new(),
+        &mut Progress::on_stderr(),
     )
     .await
     {

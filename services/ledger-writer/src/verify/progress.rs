@@ -13,13 +13,15 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    /// Progress of a run from the command line.
+    pub fn on_stderr() -> Self {
         Self {
             terminal: std::io::stderr().is_terminal(),
             silent: false,
         }
     }
 
+    /// No progress: a run inside the server.
     pub fn silent() -> Self {
         Self {
             terminal: false,
