@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::audit::*;
 use common::*;
@@ -15,20 +15,9 @@ use pecr_testkit::TestDatabase;
 
 /// An Ed25519 key pair made the way the RUNBOOK tells operators to.
 struct KeyFiles {
-    _dir: tempfile_dir::Dir,
+    dir: tempfile::TempDir,
     private: PathBuf,
     public: PathBuf,
-}
-
-mod tempfile_dir {
-    /// A directory removed when dropped.
-    pub struct Dir(pub std::path::PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 fn openssl(args: &[&str]) -> std::process::Output {
@@ -45,32 +34,19 @@ fn openssl(args: &[&str]) -> std::process::Output {
 }
 
 fn key_files(name: &str) -> KeyFiles {
-    let dir = std::env::temp_dir().join(format!("pecr-{name}-{}", unique_suffix()));
-    std::fs::create_dir_all(&dir).expect("key dir");
-    let private = dir.join("ledger-signing.pem");
-    let public = dir.join("ledger-signing.pub.pem");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("pecr-{name}-"))
+        .tempdir()
+        .expect("key dir");
+    let private = dir.path().join("ledger-signing.pem");
+    let public = dir.path().join("ledger-signing.pub.pem");
     openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&private)]);
-    openssl(&[
-        "pkey",
-        "-in",
-        path(&private),
-        "-pubout",
-        "-out",
-        path(&public),
-    ]);
+    openssl(&["pkey", "-in", path(&private), "-pubout", "-out", path(&public)]);
     KeyFiles {
-        _dir: tempfile_dir::Dir(dir),
+        dir,
         private,
         public,
     }
-}
-
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
 }
 
 fn path(path: &Path) -> &str {
@@ -169,7 +145,7 @@ async fn an_auditor_verifies_a_checkpoint_with_openssl_and_the_public_key_alone(
     let keys = key_files("openssl");
     let mut ledger = signed_ledger(&keys).await;
     let [first, _] = two_checkpoints(&mut ledger).await;
-    let dir = keys.private.parent().expect("dir");
+    let dir = keys.dir.path();
     let document = dir.join("checkpoint-1.json");
     let signature = dir.join("checkpoint-1.sig");
     std::fs::write(&document, &first.document).expect("document");
