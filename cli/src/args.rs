@@ -21,7 +21,7 @@ Exit codes:
   3  the controller could not be reached
 
 Examples:
-  pecr run \"Who owns the billing service?\"
+  pecr run \"What is the customer status and plan tier?\"
   pecr --json run \"How many open incidents?\" --budget '{\"max_operator_calls\":10,\"max_bytes\":1048576,\"max_wallclock_ms\":10000,\"max_recursion_depth\":5}'
   pecr replays list --limit 5 --engine-mode rlm
   pecr replays verify --since 2026-01-01T00:00:00Z
