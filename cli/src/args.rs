@@ -21,12 +21,13 @@ Exit codes:
   3  the controller could not be reached
 
 Examples:
-  pecr run \"Who owns the billing service?\"
+  pecr run \"What is the customer status and plan tier?\"
   pecr --json run \"How many open incidents?\" --budget '{\"max_operator_calls\":10,\"max_bytes\":1048576,\"max_wallclock_ms\":10000,\"max_recursion_depth\":5}'
   pecr replays list --limit 5 --engine-mode rlm
   pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
-  pecr eval show <EVALUATION_ID>";
+  pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
+  pecr completions bash > ~/.local/share/bash-completion/completions/pecr";
 
 /// Command-line client of the PECR controller: ask questions, inspect
 /// stored runs, score them and read scorecards.
@@ -136,8 +137,40 @@ pub struct Global {
     pub json: bool,
 }
 
+/// Every subcommand: those that call the controller, and those answered
+/// locally.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Controller(ControllerCommand),
+
+    /// Print a shell completion script for pecr to stdout.
+    #[command(after_help = "\
+Load it for the current shell, or save it where your shell looks:
+  bash:  source <(pecr completions bash)
+  zsh:   pecr completions zsh > \"${fpath[1]}/_pecr\"
+  fish:  pecr completions fish > ~/.config/fish/completions/pecr.fish")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells `pecr completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The subcommands that make one call to the controller.
+#[derive(Debug, Subcommand)]
+pub enum ControllerCommand {
     /// Answer a question end to end (ControllerService/Run).
     #[command(after_help = "\
 Prints the terminal mode, the answer, each claim with the evidence it cites
@@ -338,7 +371,10 @@ mod tests {
         assert!(cli.global.json);
         assert!(matches!(
             cli.command,
-            Command::Replays(ReplaysCommand::List(ListArgs { limit: Some(3), .. }))
+            Command::Controller(ControllerCommand::Replays(ReplaysCommand::List(ListArgs {
+                limit: Some(3),
+                ..
+            })))
         ));
     }
 
@@ -347,7 +383,9 @@ mod tests {
         for since in ["2023-11-14T22:13:20Z", "1700000000000"] {
             let cli = Cli::try_parse_from(["pecr", "replays", "verify", "--since", since])
                 .expect("parses");
-            let Command::Replays(ReplaysCommand::Verify(args)) = cli.command else {
+            let Command::Controller(ControllerCommand::Replays(ReplaysCommand::Verify(args))) =
+                cli.command
+            else {
                 panic!("wrong command");
             };
             assert_eq!(args.since, Some(1_700_000_000_000), "{since}");
@@ -370,7 +408,8 @@ mod tests {
             "rlm",
         ])
         .expect("parses");
-        let Command::Eval(EvalCommand::Submit(args)) = cli.command else {
+        let Command::Controller(ControllerCommand::Eval(EvalCommand::Submit(args))) = cli.command
+        else {
             panic!("wrong command");
         };
         assert_eq!(args.replay_ids, ["a", "b"]);
@@ -399,5 +438,82 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }
+    }
+
+    /// Every line of the top-level help's "Examples:" section, as a shell
+    /// would hand it to pecr: an example that no longer parses, or that a
+    /// shell would not pass through as written, fails here.
+    #[test]
+    fn the_help_examples_parse() {
+        let help = Cli::command().render_long_help().to_string();
+        let examples: Vec<&str> = help
+            .lines()
+            .skip_while(|line| line.trim() != "Examples:")
+            .skip(1)
+            .map_while(|line| line.strip_prefix("  pecr "))
+            .collect();
+        assert!(examples.len() >= 6, "too few examples found in:\n{help}");
+        for example in examples {
+            let words =
+                shell_words(example).unwrap_or_else(|problem| panic!("{example:?}: {problem}"));
+            let argv = std::iter::once("pecr".to_owned()).chain(words);
+            if let Err(err) = Cli::try_parse_from(argv) {
+                panic!("the help example `pecr {example}` does not parse:\n{err}");
+            }
+        }
+    }
+
+    /// Splits a command line as a POSIX shell would for the quoting the
+    /// examples use ('…', "…" with \" and \\), stopping at a redirection
+    /// (which the shell would take away from the command); any other
+    /// unquoted shell syntax is refused, since the shell would act on it.
+    fn shell_words(line: &str) -> Result<Vec<String>, String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                ' ' => words.extend(word.take()),
+                '>' if word.is_none() => break,
+                '\'' => {
+                    let quoted: String = chars.by_ref().take_while(|&c| c != '\'').collect();
+                    word.get_or_insert_with(String::new).push_str(&quoted);
+                }
+                '"' => {
+                    let current = word.get_or_insert_with(String::new);
+                    loop {
+                        match chars.next() {
+                            Some('"') => break,
+                            Some('\\') => current.extend(chars.next()),
+                            Some('$' | '`') => return Err("expansion inside double quotes".into()),
+                            Some(c) => current.push(c),
+                            None => return Err("unclosed double quote".into()),
+                        }
+                    }
+                }
+                '<' | '>' | '|' | '&' | ';' | '$' | '`' | '(' | ')' | '*' | '?' | '[' => {
+                    return Err(format!("unquoted {c:?} is shell syntax"));
+                }
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        Ok(words)
+    }
+
+    #[test]
+    fn shell_words_splits_like_a_shell() {
+        assert_eq!(
+            shell_words(r#"--json run "a \"b\"" --budget '{"x":1}' > out"#),
+            Ok(vec![
+                "--json".to_owned(),
+                "run".to_owned(),
+                "a \"b\"".to_owned(),
+                "--budget".to_owned(),
+                r#"{"x":1}"#.to_owned(),
+            ])
+        );
+        assert!(shell_words("eval show <EVALUATION_ID>").is_err());
+        assert!(shell_words("run \"unclosed").is_err());
     }
 }

@@ -7,7 +7,7 @@ use pecr_proto::v1::{
 };
 use prost::Message;
 
-use crate::args::{Cli, Command, EngineMode, EvalCommand, ReplaysCommand};
+use crate::args::{ControllerCommand, EngineMode, EvalCommand, Global, ReplaysCommand};
 use crate::client::{Controller, Failure};
 use crate::json::JsonWriter;
 use crate::render;
@@ -26,10 +26,14 @@ impl From<String> for Output {
 }
 
 /// Connects, runs the command's RPC, and returns what to print.
-pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Failure> {
-    let controller = Controller::connect(&cli.global).await?;
-    let text = match &cli.command {
-        Command::Run(args) => {
+pub async fn execute(
+    global: &Global,
+    command: &ControllerCommand,
+    json: Option<&JsonWriter>,
+) -> Result<Output, Failure> {
+    let controller = Controller::connect(global).await?;
+    let text = match command {
+        ControllerCommand::Run(args) => {
             let request = RunRequest {
                 query: args.query.clone(),
                 budget: args.budget,
@@ -39,7 +43,7 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
                 .await?;
             show(json, "pecr.v1.RunResponse", &response, render::run)
         }
-        Command::Replays(ReplaysCommand::Verify(args)) => {
+        ControllerCommand::Replays(ReplaysCommand::Verify(args)) => {
             let request = VerifyReplaysRequest {
                 since_unix_ms: args.since,
                 limit: args.limit,
@@ -59,7 +63,7 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
                 passed: response.differing == 0,
             });
         }
-        Command::Replays(ReplaysCommand::List(args)) => {
+        ControllerCommand::Replays(ReplaysCommand::List(args)) => {
             let request = ListReplaysRequest {
                 limit: args.limit,
                 engine_mode: args.engine_mode.map(EngineMode::as_wire),
@@ -74,7 +78,7 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
                 render::replay_list,
             )
         }
-        Command::Replays(ReplaysCommand::Show { run_id }) => {
+        ControllerCommand::Replays(ReplaysCommand::Show { run_id }) => {
             let request = GetReplayRequest {
                 run_id: run_id.clone(),
             };
@@ -85,7 +89,7 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
             let bundle = response.bundle.unwrap_or_default();
             show(json, "pecr.v1.ReplayBundle", &bundle, render::replay)
         }
-        Command::Eval(EvalCommand::Submit(args)) => {
+        ControllerCommand::Eval(EvalCommand::Submit(args)) => {
             let request = SubmitEvaluationRequest {
                 submission: Some(ReplayEvaluationSubmission {
                     evaluation_name: args.name.clone(),
@@ -109,7 +113,7 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
                 render::evaluation,
             )
         }
-        Command::Eval(EvalCommand::Show { evaluation_id }) => {
+        ControllerCommand::Eval(EvalCommand::Show { evaluation_id }) => {
             let request = GetEvaluationRequest {
                 evaluation_id: evaluation_id.clone(),
             };
@@ -124,7 +128,7 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
                 render::evaluation,
             )
         }
-        Command::Scorecards(args) => {
+        ControllerCommand::Scorecards(args) => {
             let request = GetScorecardsRequest {
                 limit: args.limit,
                 engine_mode: args.engine_mode.map(EngineMode::as_wire),
@@ -144,11 +148,11 @@ pub async fn execute(cli: &Cli, json: Option<&JsonWriter>) -> Result<Output, Fai
 }
 
 /// What the spinner says while the command waits.
-pub fn progress_label(command: &Command) -> &'static str {
+pub fn progress_label(command: &ControllerCommand) -> &'static str {
     match command {
-        Command::Run(_) => "running…",
-        Command::Eval(EvalCommand::Submit(_)) => "scoring…",
-        Command::Replays(ReplaysCommand::Verify(_)) => "verifying…",
+        ControllerCommand::Run(_) => "running…",
+        ControllerCommand::Eval(EvalCommand::Submit(_)) => "scoring…",
+        ControllerCommand::Replays(ReplaysCommand::Verify(_)) => "verifying…",
         _ => "loading…",
     }
 }

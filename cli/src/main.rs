@@ -8,6 +8,7 @@ mod args;
 mod budget;
 mod client;
 mod commands;
+mod completions;
 mod json;
 mod progress;
 mod render;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pecr_errors::{ErrorCode, PecrError};
 
-use crate::args::Cli;
+use crate::args::{Cli, Command};
 use crate::client::Failure;
 use crate::json::JsonWriter;
 
@@ -34,6 +35,13 @@ const EXIT_UNREACHABLE: u8 = 3;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match &cli.command {
+        Command::Controller(command) => command,
+        Command::Completions(args) => {
+            stdout(&completions::script(args.shell));
+            return ExitCode::SUCCESS;
+        }
+    };
     let json = if cli.global.json {
         match JsonWriter::new() {
             Ok(writer) => Some(writer),
@@ -45,10 +53,11 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    let label = commands::progress_label(&cli.command);
-    match progress::track(label, commands::execute(&cli, json.as_ref())).await {
+    let label = commands::progress_label(command);
+    let call = commands::execute(&cli.global, command, json.as_ref());
+    match progress::track(label, call).await {
         Ok(output) => {
-            stdout(&output.text);
+            stdout(output.text.as_bytes());
             if output.passed {
                 ExitCode::SUCCESS
             } else {
@@ -99,7 +108,7 @@ fn print_error_json(error: &PecrError, json: Option<&JsonWriter>) -> bool {
     };
     match writer.render("pecr.v1.ErrorResponse", &error.to_error_response()) {
         Ok(line) => {
-            stdout(&format!("{line}\n"));
+            stdout(format!("{line}\n").as_bytes());
             true
         }
         Err(_) => false,
@@ -108,7 +117,7 @@ fn print_error_json(error: &PecrError, json: Option<&JsonWriter>) -> bool {
 
 /// Writes to stdout without `print!`, which panics when a reader such as
 /// `head` has already closed the pipe.
-fn stdout(text: &str) {
+fn stdout(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }

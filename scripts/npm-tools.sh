@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the pinned npm tools of client generation into .tools/npm and
+# prints its bin folder (add it to PATH):
+#
+#   * ts-proto: the protoc plugin buf.gen.yaml runs for TypeScript
+#     (.tools/npm/node_modules/.bin/protoc-gen-ts_proto);
+#   * typescript: tsc, which type-checks the generated client
+#     (scripts/client-gen-check.sh).
+#
+# Exact versions, no lockfile: the packages' own dependencies resolve as
+# npm picks them at install time. Idempotent: with the same pins already
+# installed it does nothing.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix="$root/.tools/npm"
+
+# Pins: bump deliberately, in one place.
+pins=(
+  "ts-proto@2.18.0"
+  "typescript@5.9.3"
+)
+stamp="$prefix/pins.txt"
+bin="$prefix/node_modules/.bin"
+
+want="$(printf '%s\n' "${pins[@]}")"
+if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "$bin"
+  exit 0
+fi
+
+command -v npm >/dev/null 2>&1 || { echo "npm-tools.sh: npm (Node.js) is required" >&2; exit 1; }
+mkdir -p "$prefix"
+# A package.json of its own keeps npm from walking up into the repository.
+[[ -f "$prefix/package.json" ]] || echo '{"private": true}' >"$prefix/package.json"
+npm install --prefix "$prefix" --no-package-lock --save-exact --no-audit --no-fund --silent "${pins[@]}" >&2
+"$bin/tsc" --version >/dev/null 2>&1 || { echo "npm-tools.sh: typescript did not install correctly" >&2; exit 1; }
+[[ -x "$bin/protoc-gen-ts_proto" ]] || { echo "npm-tools.sh: ts-proto did not install correctly" >&2; exit 1; }
+printf '%s\n' "$want" >"$stamp"
+echo "$bin"
