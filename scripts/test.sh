@@ -3,7 +3,9 @@
 # against the previous commit), then all unit and integration tests against
 # a real PostgreSQL, with grpcurl from the pinned tools, the deploy checks
 # (scripts/deploy-check.sh: images, compose, Kubernetes manifests, no Docker
-# engine or cluster needed), and finally the security gate
+# engine or cluster needed), the generated clients (scripts/client-gen-check.sh),
+# the backup drill on a benchmark-filled ledger (scripts/bench-backup-drill.sh),
+# and finally the security gate
 # (scripts/security-gate.sh: attack suite, schemathesis, fault drills and
 # canary scan against a mesh of its own).
 #
@@ -61,6 +63,9 @@ status=$(( status | PIPESTATUS[0] ))
 set -e
 
 say "==> deploy checks"; bash "$PECR_ROOT/scripts/deploy-check.sh" || status=1
+
+say "==> generated clients (scripts/client-gen-check.sh)"
+bash "$PECR_ROOT/scripts/client-gen-check.sh" || status=1
 
 say "==> backup drill on a ledger filled by the run benchmark"
 bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1
