@@ -17,13 +17,7 @@ async fn an_untouched_ledger_verifies_with_a_summary() {
     let verdict = verify(&ledger).await;
     // Shown with --nocapture: the rate figure of perf/README.md.
     println!("{}", verdict.stdout);
-    assert_eq!(
-        verdict.code,
-        Some(0),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
+    assert_verified(&verdict);
     assert!(
         verdict.stdout.contains(&format!(
             "verified: {events} events ({events} chained, 0 unchained) in 3 sessions, {units} evidence units, 2 claim maps"
@@ -55,13 +49,7 @@ async fn rows_without_a_chain_verify_by_their_payload_hash_and_count_as_unchaine
         .await
         .expect("legacy event");
     let verdict = verify(&ledger).await;
-    assert_eq!(
-        verdict.code,
-        Some(0),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
+    assert_verified(&verdict);
     assert!(
         verdict.stdout.contains(", 1 unchained)"),
         "{}",
@@ -74,15 +62,7 @@ async fn an_edited_event_payload_is_named() {
     let mut ledger = start_ledger().await;
     fill(&mut ledger).await;
     let edited = event_at(&ledger, "s-b", 2).await;
-    tamper(
-        &ledger,
-        "pecr_ledger_events",
-        &format!(
-            "UPDATE pecr_ledger_events SET payload_json = payload_json || '{{\"forged\": true}}' \
-             WHERE event_id = '{edited}'"
-        ),
-    )
-    .await;
+    forge_payload(&ledger, &edited).await;
     let verdict = verify(&ledger).await;
     assert_broken(
         &verdict,
@@ -233,15 +213,7 @@ async fn the_backup_drill_restores_a_dump_that_verifies_and_catches_an_edit() {
 
     // An edit made before the backup survives the dump and is named in the copy.
     let edited = event_at(&ledger, "s-a", 1).await;
-    tamper(
-        &ledger,
-        "pecr_ledger_events",
-        &format!(
-            "UPDATE pecr_ledger_events SET payload_json = payload_json || '{{\"forged\": true}}' \
-             WHERE event_id = '{edited}'"
-        ),
-    )
-    .await;
+    forge_payload(&ledger, &edited).await;
     let drill = backup_drill(&ledger).await;
     assert_eq!(drill.code, Some(1), "{}\n{}", drill.stdout, drill.stderr);
     assert!(

@@ -123,3 +123,27 @@ pub async fn event_at(ledger: &Ledger, session_id: &str, seq: i64) -> String {
         .expect("event at seq")
         .get(0)
 }
+
+/// As the database superuser: adds a field to one event's payload.
+pub async fn forge_payload(ledger: &Ledger, event_id: &str) {
+    tamper(
+        ledger,
+        "pecr_ledger_events",
+        &format!(
+            "UPDATE pecr_ledger_events SET payload_json = payload_json || '{{\"forged\": true}}' \
+             WHERE event_id = '{event_id}'"
+        ),
+    )
+    .await;
+}
+
+/// Verify exited 0.
+pub fn assert_verified(verdict: &Verdict) {
+    assert_eq!(
+        verdict.code,
+        Some(0),
+        "{}\n{}",
+        verdict.stdout,
+        verdict.stderr
+    );
+}
