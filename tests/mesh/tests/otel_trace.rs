@@ -79,9 +79,7 @@ impl Receiver {
                 tokio::spawn(async move {
                     let _ = tonic::transport::Server::builder()
                         .add_service(service)
-                        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(
-                            listener,
-                        ))
+                        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
                         .await;
                 });
             }
@@ -444,9 +442,9 @@ async fn an_unsupported_protocol_stops_start_up() {
         let report = ServiceProcess::run_to_exit("pecr-ledger-writer", &env).await;
         assert_eq!(report.code, Some(1), "{}", report.stderr);
         assert!(
-            report
-                .stderr
-                .contains(&format!("STARTUP_ERROR ERR_INVALID_CONFIG: {var}=\"{value}\"")),
+            report.stderr.contains(&format!(
+                "STARTUP_ERROR ERR_INVALID_CONFIG: {var}=\"{value}\""
+            )),
             "{}",
             report.stderr
         );
@@ -522,7 +520,10 @@ async fn with_tracing_off_a_traceparent_reaches_the_next_hop_and_the_response() 
             "pecr.v1.LedgerService/RecordSession",
             "pecr.v1.LedgerService/StoreReplayBundle",
         ] {
-            assert!(names.contains(&name), "trace {trace}: {names:?} lack {name}");
+            assert!(
+                names.contains(&name),
+                "trace {trace}: {names:?} lack {name}"
+            );
         }
     }
 }
@@ -551,7 +552,11 @@ async fn ledger_server_spans(receiver: &Receiver, trace: &str) -> Vec<Span> {
             receiver
                 .spans()
                 .iter()
-                .map(|received| (&received.service, &received.span.name, hex(&received.span.trace_id)))
+                .map(|received| (
+                    &received.service,
+                    &received.span.name,
+                    hex(&received.span.trace_id)
+                ))
                 .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -65,13 +65,14 @@ pub fn build(transport: Transport) -> Result<Exporter, String> {
     }
 }
 
+type ExportFuture<'a> = Pin<Box<dyn Future<Output = OTelSdkResult> + Send + 'a>>;
+
 impl SpanExporter for Exporter {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let future: Pin<Box<dyn Future<Output = OTelSdkResult> + Send + '_>> = match self {
-            Self::Http(inner) => Box::pin(inner.export(batch)),
+        match self {
+            Self::Http(inner) => Box::pin(inner.export(batch)) as ExportFuture<'_>,
             Self::Grpc(inner) => Box::pin(inner.export(batch)),
-        };
-        future
+        }
     }
 
     fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
