@@ -455,10 +455,10 @@ async fn an_unsupported_protocol_stops_start_up() {
 /// With export off in the controller and the gateway, a caller's
 /// `traceparent` (REST header or gRPC metadata, no `x-pecr-trace-id`) names
 /// the run's trace id and travels on unchanged: controller → gateway →
-/// ledger-writer and controller → ledger-writer. ledger-writer alone
-/// exports, and each of its server spans in the trace has the caller's
-/// span as its parent, which only an unchanged `traceparent` carries
-/// (without it, the parent would be derived from the trace id).
+/// ledger-writer. ledger-writer alone exports, and each of its server spans
+/// in the trace has the caller's span as its parent, which only an
+/// unchanged `traceparent` carries through both hops (a hop that dropped
+/// it would leave the next one a parent derived from the trace id).
 #[tokio::test]
 async fn with_tracing_off_a_traceparent_reaches_the_next_hop_and_the_response() {
     let (receiver, addr) = Receiver::start().await;
@@ -514,11 +514,10 @@ async fn with_tracing_off_a_traceparent_reaches_the_next_hop_and_the_response() 
             );
         }
         let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
-        // Calls from the gateway (the session, operator calls) and from the
-        // controller (the replay bundle).
+        // The gateway's first and last ledger writes of the run.
         for name in [
             "pecr.v1.LedgerService/RecordSession",
-            "pecr.v1.LedgerService/StoreReplayBundle",
+            "pecr.v1.LedgerService/RecordFinalize",
         ] {
             assert!(
                 names.contains(&name),
@@ -529,7 +528,7 @@ async fn with_tracing_off_a_traceparent_reaches_the_next_hop_and_the_response() 
 }
 
 /// ledger-writer's server spans in `trace` (hex), once the run's last
-/// ledger call, the replay write, has been exported.
+/// ledger call, the finalize (with the replay bundle), has been exported.
 async fn ledger_server_spans(receiver: &Receiver, trace: &str) -> Vec<Span> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -542,13 +541,13 @@ async fn ledger_server_spans(receiver: &Receiver, trace: &str) -> Vec<Span> {
             .collect();
         if spans
             .iter()
-            .any(|span| span.name == "pecr.v1.LedgerService/StoreReplayBundle")
+            .any(|span| span.name == "pecr.v1.LedgerService/RecordFinalize")
         {
             return spans;
         }
         assert!(
             Instant::now() < deadline,
-            "no ledger-writer replay span in trace {trace}; received: {:?}",
+            "no ledger-writer finalize span in trace {trace}; received: {:?}",
             receiver
                 .spans()
                 .iter()
