@@ -54,20 +54,24 @@ use pecr_config::StartupErrors;
 
 /// JSON logs filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
-    init_logging_for(None);
+    let _ = init_logging_for(None);
 }
 
 /// JSON logs as [`init_logging`], plus OTLP span export named after
-/// `binary` when `PECR_OTEL_ENABLED` is true (see [`telemetry`]).
-pub fn init_logging_for(binary: Option<&str>) {
+/// `binary` when `PECR_OTEL_ENABLED` is true (see [`telemetry`]). Logs are
+/// installed either way; an unusable export setting is returned for
+/// start-up to report with the other configuration errors.
+pub fn init_logging_for(binary: Option<&str>) -> Result<(), pecr_config::StartupError> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
-    let otel = binary
-        .and_then(telemetry::init)
-        .map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    let (tracer, error) = match binary.map(telemetry::init).transpose() {
+        Ok(tracer) => (tracer.flatten(), None),
+        Err(error) => (None, Some(error)),
+    };
+    let otel = tracer.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -77,6 +81,7 @@ pub fn init_logging_for(binary: Option<&str>) {
         )
         .with(otel)
         .try_init();
+    error.map_or(Ok(()), Err)
 }
 
 /// Prints each start-up error as `STARTUP_ERROR <CODE>: <message>` on

@@ -31,9 +31,18 @@ pub trait Service: Sized + Send + 'static {
 /// Runs a service binary. Start-up failures print `STARTUP_ERROR` lines and
 /// exit 1; a signal drains and exits 0.
 pub async fn run<S: Service>() {
-    init_logging_for(Some(S::BINARY));
+    let telemetry = init_logging_for(Some(S::BINARY));
     let source = LayeredSource::load(ProcessEnv).unwrap_or_else(|err| exit_with(err));
-    let config = S::config(&source).unwrap_or_else(|errors| exit_with(errors));
+    // Every bad setting at once: the service's and the exporter's.
+    let config = match (S::config(&source), telemetry) {
+        (Ok(config), Ok(())) => config,
+        (Ok(_), Err(error)) => exit_with(error),
+        (Err(errors), Ok(())) => exit_with(errors),
+        (Err(StartupErrors(mut errors)), Err(error)) => {
+            errors.push(error);
+            exit_with(StartupErrors(errors))
+        }
+    };
     let service = S::bind(config).await.unwrap_or_else(|err| exit_with(err));
     // Handlers go in before the address is announced (see shutdown_signal).
     let shutdown = shutdown_signal();

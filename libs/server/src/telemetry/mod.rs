@@ -1,9 +1,10 @@
-//! OTLP trace export and W3C trace context (spec 40 §7.5), off unless
-//! `PECR_OTEL_ENABLED` is true.
+//! OTLP trace export and W3C trace context (spec 40 §7.5). Export is off
+//! unless `PECR_OTEL_ENABLED` is true; trace context travels either way.
 //!
 //! When enabled, `tracing` spans are bridged to OpenTelemetry and exported
-//! in batches over OTLP/HTTP protobuf, configured by the standard variables
-//! (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+//! in batches over OTLP/HTTP protobuf or OTLP/gRPC (see [`export`]),
+//! configured by the standard variables (`OTEL_EXPORTER_OTLP_PROTOCOL`,
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`, their `_TRACES_` forms,
 //! `OTEL_SERVICE_NAME`, `OTEL_BSP_*`). A PECR trace id (a ULID, 128 bits)
 //! *is* the OpenTelemetry trace id: the ULID's 16 bytes.
 //!
@@ -15,8 +16,13 @@
 //!   into `x-pecr-trace-id` (as a ULID) for the service to use;
 //! - otherwise a fresh ULID is minted and written into `x-pecr-trace-id`.
 //!
-//! Client side, [`TracedChannel`] injects `traceparent` for the current span
-//! into every outgoing call. Disabled, both pass requests through untouched.
+//! Client side, [`TracedChannel`] injects `traceparent` into every outgoing
+//! call: the current span's when exporting; with export off, the call's
+//! remote parent unchanged (see [`carried`]), so a caller's trace still
+//! reaches the next hop and the response's trace id.
+
+mod carried;
+pub mod export;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,19 +60,20 @@ pub fn requested() -> bool {
 
 /// Builds the exporter and returns the tracer for the bridging layer, or
 /// None (disabled, or the exporter could not be built: reported as
-/// `STARTUP_ERROR ERR_OTEL_INIT`, and the service runs without export).
-pub(crate) fn init(binary: &str) -> Option<opentelemetry_sdk::trace::SdkTracer> {
+/// `STARTUP_ERROR ERR_OTEL_INIT`, and the service runs without export). An
+/// unsupported protocol is a configuration error, returned to stop start-up.
+pub(crate) fn init(
+    binary: &str,
+) -> Result<Option<opentelemetry_sdk::trace::SdkTracer>, pecr_config::StartupError> {
     if !requested() {
-        return None;
+        return Ok(None);
     }
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-    {
+    let transport = export::transport(|key| std::env::var(key).ok())?;
+    let exporter = match export::build(transport) {
         Ok(exporter) => exporter,
         Err(err) => {
             eprintln!("STARTUP_ERROR ERR_OTEL_INIT {err}");
-            return None;
+            return Ok(None);
         }
     };
     let mut resource = opentelemetry_sdk::Resource::builder();
@@ -81,7 +88,7 @@ pub(crate) fn init(binary: &str) -> Option<opentelemetry_sdk::trace::SdkTracer> 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = PROVIDER.set(provider);
     ENABLED.store(true, Ordering::Relaxed);
-    Some(tracer)
+    Ok(Some(tracer))
 }
 
 /// Exports what is still queued; called when the service stops.
@@ -235,7 +242,7 @@ where
             .trim_start_matches('/')
             .split_once('/')
             .unwrap_or(("", ""));
-        if !enabled() || service.is_empty() || service.starts_with("grpc.") {
+        if service.is_empty() || service.starts_with("grpc.") {
             return Box::pin(self.inner.call(request));
         }
         let parent = server_parent(request.headers_mut());
@@ -248,7 +255,11 @@ where
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        let _ = span.set_parent(parent);
+        if enabled() {
+            let _ = span.set_parent(parent);
+        } else {
+            carried::keep(&span, parent.span().span_context().clone());
+        }
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
@@ -273,7 +284,7 @@ where
     }
 }
 
-/// Client side: `traceparent` for the current span on every call.
+/// Client side: `traceparent` on every call (see the module docs).
 #[derive(Clone, Debug)]
 pub struct TracedChannel<S = tonic::transport::Channel> {
     inner: S,
@@ -298,8 +309,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if enabled() {
-            let context = tracing::Span::current().context();
+        let context = if enabled() {
+            Some(tracing::Span::current().context())
+        } else {
+            carried::current().map(|remote| Context::new().with_remote_span_context(remote))
+        };
+        if let Some(context) = context {
             TraceContextPropagator::new()
                 .inject_context(&context, &mut HeaderInjector(request.headers_mut()));
         }
