@@ -192,10 +192,15 @@ where
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(err) if err.is::<LengthLimitError>() => Err(Rejection::TooLarge),
-            Err(err) => Err(Rejection::InvalidBody(DecodeError::new(
-                None,
-                format!("body read failed: {err}"),
-            ))),
+            Err(err) => {
+                // The cause (a reset, a slow client's timeout) is ours to
+                // log; the client hears only that its body did not arrive.
+                tracing::debug!(error = %err, "request body read failed");
+                Err(Rejection::InvalidBody(DecodeError::new(
+                    None,
+                    "body could not be read",
+                )))
+            }
         }
     }
 
