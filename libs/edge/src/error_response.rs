@@ -6,8 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use pecr_edge_json::{ERROR_DETAIL, ERROR_RESPONSE, JsonMapping};
+use pecr_edge_json::{DecodeError, ERROR_DETAIL, ERROR_RESPONSE, JsonMapping};
 use pecr_errors::{ERROR_DETAIL_TYPE_URL, PecrError};
+use pecr_proto::v1::ErrorResponse;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 
@@ -17,20 +18,21 @@ use crate::metadata::add_response_headers;
 /// Written when even the renderer fails; equal to what it would render.
 const INTERNAL_BODY: &str = r#"{"code":"ERR_INTERNAL","message":"internal error","terminal_mode_hint":"SOURCE_UNAVAILABLE","retryable":false}"#;
 
-/// What the edge itself refuses, before any gRPC call.
+/// What the edge itself refuses, before any gRPC call. The 400s carry
+/// the refused field and the reason, which the body's `detail` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rejection {
     /// Malformed JSON, wrong types, unknown or missing fields, no body.
-    InvalidBody(String),
+    InvalidBody(DecodeError),
     /// Missing or non-JSON `content-type`.
     UnsupportedMediaType,
     /// Body over `max_body_bytes`.
     TooLarge,
     /// A path parameter that is not UTF-8 or does not parse for its field.
-    InvalidPath(String),
+    InvalidPath(DecodeError),
     /// A query parameter that does not parse for its field, or a repeated
     /// singular parameter.
-    InvalidQuery(String),
+    InvalidQuery(DecodeError),
 }
 
 #[derive(Debug, Clone)]
@@ -53,16 +55,25 @@ impl ErrorRenderer {
         })
     }
 
-    /// An edge rejection: always a 4xx `ERR_INVALID_PARAMS`.
+    /// An edge rejection: always a 4xx `ERR_INVALID_PARAMS`; a 400 names
+    /// the refused field in `detail`.
     pub fn rejection(&self, rejection: &Rejection) -> Response {
-        let (status, message) = match rejection {
-            Rejection::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid JSON body"),
-            Rejection::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid JSON body")
+        let (status, message, refusal) = match rejection {
+            Rejection::InvalidBody(err) => {
+                (StatusCode::BAD_REQUEST, "invalid JSON body", Some(err))
             }
-            Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid JSON body"),
-            Rejection::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid path parameter"),
-            Rejection::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid query string"),
+            Rejection::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid JSON body",
+                None,
+            ),
+            Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid JSON body", None),
+            Rejection::InvalidPath(err) => {
+                (StatusCode::BAD_REQUEST, "invalid path parameter", Some(err))
+            }
+            Rejection::InvalidQuery(err) => {
+                (StatusCode::BAD_REQUEST, "invalid query string", Some(err))
+            }
         };
         tracing::debug!(
             ?rejection,
@@ -70,7 +81,9 @@ impl ErrorRenderer {
             "edge rejected a request"
         );
         let error = PecrError::invalid_params(message).with_http(status.as_u16());
-        self.pecr(&error)
+        let mut response = error.to_error_response();
+        response.detail = refusal.map(refusal_detail);
+        self.error_response(status, &response)
     }
 
     /// A gRPC error status. With a `pecr.v1.ErrorDetail`: its HTTP status
@@ -98,8 +111,12 @@ impl ErrorRenderer {
     }
 
     pub fn pecr(&self, error: &PecrError) -> Response {
-        let bytes = error.to_error_response().encode_to_vec();
         let status = StatusCode::from_u16(error.http_status).unwrap_or(StatusCode::BAD_REQUEST);
+        self.error_response(status, &error.to_error_response())
+    }
+
+    fn error_response(&self, status: StatusCode, error: &ErrorResponse) -> Response {
+        let bytes = error.encode_to_vec();
         match DynamicMessage::decode(self.error_response.clone(), bytes.as_slice()) {
             Ok(message) => self.render(status, &message),
             Err(_) => internal_response(),
@@ -157,6 +174,18 @@ pub(crate) fn render_pecr(error: &PecrError) -> Response {
         Some(renderer) => renderer.pecr(error),
         None => internal_response(),
     }
+}
+
+/// `{"field":"budget.max_bytes","reason":"expected an integer"}`, without
+/// `field` when the body as a whole was refused. Deterministic: the same
+/// request gets the same bytes.
+fn refusal_detail(refusal: &DecodeError) -> String {
+    let mut detail = serde_json::Map::new();
+    if let Some(field) = &refusal.field {
+        detail.insert("field".into(), field.as_str().into());
+    }
+    detail.insert("reason".into(), refusal.reason.as_str().into());
+    serde_json::Value::Object(detail).to_string()
 }
 
 fn internal_response() -> Response {
@@ -230,9 +259,25 @@ mod tests {
             body(renderer.rejection(&Rejection::UnsupportedMediaType)).0,
             415
         );
+        let refusal = DecodeError::new(Some("budget.max_bytes".into()), "expected an integer");
         assert_eq!(
-            body(renderer.rejection(&Rejection::InvalidBody(String::new()))).0,
-            400
+            body(renderer.rejection(&Rejection::InvalidBody(refusal))),
+            (
+                400,
+                r#"{"code":"ERR_INVALID_PARAMS","message":"invalid JSON body","terminal_mode_hint":"INSUFFICIENT_EVIDENCE","retryable":false,"detail":{"field":"budget.max_bytes","reason":"expected an integer"}}"#.to_owned()
+            )
+        );
+        let whole = DecodeError::new(None, "body is not UTF-8");
+        assert!(
+            body(renderer.rejection(&Rejection::InvalidBody(whole)))
+                .1
+                .ends_with(r#""detail":{"reason":"body is not UTF-8"}}"#)
+        );
+        let query = DecodeError::new(Some("limit".into()), "given twice");
+        assert!(
+            body(renderer.rejection(&Rejection::InvalidQuery(query)))
+                .1
+                .contains(r#""message":"invalid query string","terminal_mode_hint":"INSUFFICIENT_EVIDENCE","retryable":false,"detail":{"field":"limit","reason":"given twice"}}"#)
         );
     }
 

@@ -148,19 +148,25 @@ where
             BodyRule::None => DynamicMessage::new(input.clone()),
             BodyRule::Whole => {
                 let bytes = self.read_body(&parts.headers, body).await?;
-                let raw = parse_body(&bytes).map_err(invalid_body)?;
+                let raw = parse_body(&bytes).map_err(Rejection::InvalidBody)?;
                 mapping
                     .decode_message(&input, raw, &self.path_bound)
-                    .map_err(invalid_body)?
+                    .map_err(Rejection::InvalidBody)?
             }
             BodyRule::Field(field) => {
                 let bytes = self.read_body(&parts.headers, body).await?;
-                let raw = parse_body(&bytes).map_err(invalid_body)?;
+                let raw = parse_body(&bytes).map_err(Rejection::InvalidBody)?;
                 let mut message = DynamicMessage::new(input.clone());
-                if let Some(value) = mapping.decode_field(field, raw).map_err(invalid_body)? {
-                    message
-                        .try_set_field(field, value)
-                        .map_err(|err| Rejection::InvalidBody(err.to_string()))?;
+                let value = mapping
+                    .decode_field(field, raw)
+                    .map_err(Rejection::InvalidBody)?;
+                if let Some(value) = value {
+                    message.try_set_field(field, value).map_err(|_| {
+                        Rejection::InvalidBody(DecodeError::new(
+                            Some(field.name().to_owned()),
+                            "value does not fit the field",
+                        ))
+                    })?;
                 }
                 message
             }
@@ -186,7 +192,15 @@ where
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(err) if err.is::<LengthLimitError>() => Err(Rejection::TooLarge),
-            Err(err) => Err(Rejection::InvalidBody(format!("body read failed: {err}"))),
+            Err(err) => {
+                // The cause (a reset, a slow client's timeout) is ours to
+                // log; the client hears only that its body did not arrive.
+                tracing::debug!(error = %err, "request body read failed");
+                Err(Rejection::InvalidBody(DecodeError::new(
+                    None,
+                    "body could not be read",
+                )))
+            }
         }
     }
 
@@ -201,7 +215,15 @@ where
         }
         let params = RawPathParams::from_request_parts(parts, &())
             .await
-            .map_err(|err| Rejection::InvalidPath(err.body_text()))?;
+            .map_err(|_| {
+                // axum names the variable by its route name (`v0`); name
+                // the field instead when the route has only one.
+                let field = match variables.as_slice() {
+                    [only] => Some(field_path(only)),
+                    _ => None,
+                };
+                Rejection::InvalidPath(DecodeError::new(field, "not valid UTF-8"))
+            })?;
         for (name, value) in &params {
             // Route paths name variables v0, v1, … in template order.
             let Some(path) = name
@@ -214,12 +236,13 @@ where
             let Some(last) = path.last() else {
                 continue;
             };
+            let named = |reason: String| DecodeError::new(Some(field_path(path)), reason);
             let value = self
                 .shared
                 .mapping
                 .parse_text(last, value)
-                .map_err(|err| Rejection::InvalidPath(err.0))?;
-            set_path(message, path, value).map_err(Rejection::InvalidPath)?;
+                .map_err(|err| Rejection::InvalidPath(named(err.reason)))?;
+            set_path(message, path, value).map_err(|err| Rejection::InvalidPath(named(err)))?;
         }
         Ok(())
     }
@@ -251,26 +274,34 @@ where
                 .shared
                 .mapping
                 .parse_text(&field, &value)
-                .map_err(|err| Rejection::InvalidQuery(err.0))?;
+                .map_err(Rejection::InvalidQuery)?;
             if field.is_list() {
                 if let Value::List(items) = message.get_field_mut(&field) {
                     items.push(parsed);
                 }
             } else {
                 if !seen.insert(key.to_string()) {
-                    return Err(Rejection::InvalidQuery(format!("`{key}` given twice")));
+                    return Err(Rejection::InvalidQuery(DecodeError::new(
+                        Some(key.into_owned()),
+                        "given twice",
+                    )));
                 }
-                message
-                    .try_set_field(&field, parsed)
-                    .map_err(|err| Rejection::InvalidQuery(err.to_string()))?;
+                message.try_set_field(&field, parsed).map_err(|_| {
+                    Rejection::InvalidQuery(DecodeError::new(
+                        Some(field.name().to_owned()),
+                        "value does not fit the field",
+                    ))
+                })?;
             }
         }
         Ok(())
     }
 }
 
-fn invalid_body(err: DecodeError) -> Rejection {
-    Rejection::InvalidBody(err.0)
+/// `a.b.c`: the proto names of a path variable's field path.
+fn field_path(path: &[FieldDescriptor]) -> String {
+    let names: Vec<&str> = path.iter().map(FieldDescriptor::name).collect();
+    names.join(".")
 }
 
 /// Sets a nested field `a.b.c`, creating the messages on the way.

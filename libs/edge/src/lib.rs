@@ -17,7 +17,11 @@
 //! duplicate members, no body), 415 `invalid JSON body` (content type not
 //! `application/json` or `application/*+json`), 413 `invalid JSON body`
 //! (over `max_body_bytes`), 400 `invalid path parameter`, 400 `invalid
-//! query string`. A gRPC status without a PECR detail, or a response that
+//! query string`; each 400 names the refused field and why in `detail`
+//! (`{"field":"budget.max_bytes","reason":"expected an integer"}`, no
+//! `field` when the body as a whole is refused). Bodies are read as proto3
+//! JSON (either field name, 64-bit integers as strings, enum numbers);
+//! answers are written as the contract spells them. A gRPC status without a PECR detail, or a response that
 //! does not fit the JSON contract, is 500 `ERR_INTERNAL` with a generic
 //! message (the cause is logged). Unknown paths are 404 and known paths
 //! with another method 405, both with empty bodies.

@@ -139,11 +139,12 @@ fn the_document_describes_the_contract() {
         "#/components/schemas/ReplayEvaluationSubmission"
     );
 
-    // Enums as strings with their names, without the zero value.
-    let terminal_mode = schema(&document, "TerminalMode");
-    assert_eq!(terminal_mode["type"], "string");
+    // Enums as strings with their names, without the zero value; input
+    // also takes their numbers.
+    let terminal_mode = &schema(&document, "TerminalMode")["oneOf"];
+    assert_eq!(terminal_mode[0]["type"], "string");
     assert_eq!(
-        terminal_mode["enum"],
+        terminal_mode[0]["enum"],
         strings(&[
             "SUPPORTED",
             "INSUFFICIENT_EVIDENCE",
@@ -151,14 +152,24 @@ fn the_document_describes_the_contract() {
             "SOURCE_UNAVAILABLE"
         ])
     );
+    assert_eq!(terminal_mode[1]["type"], "integer");
+    let numbers: Value = yaml_serde::from_str("[1, 2, 3, 4]").expect("YAML");
+    assert_eq!(terminal_mode[1]["enum"], numbers);
     assert!(schema(&document, "ClaimStatus").is_mapping());
 
-    // 64-bit integers; free-form JSON text, in declaration order.
+    // 64-bit integers: numbers, or on input decimal strings; the bounds
+    // constrain the number. Free-form JSON text, in declaration order.
     let max_bytes = property(&document, "Budget", "max_bytes");
     assert_eq!(max_bytes["description"], "0..=67108864 (64 MiB).");
-    assert_eq!(max_bytes["type"], "integer");
-    assert_eq!(max_bytes["format"], "int64");
+    assert_eq!(max_bytes["oneOf"][0]["type"], "integer");
+    assert_eq!(max_bytes["oneOf"][0]["format"], "int64");
+    assert_eq!(max_bytes["oneOf"][1]["type"], "string");
+    assert_eq!(max_bytes["oneOf"][1]["pattern"], "^(0|[1-9][0-9]*)$");
+    assert_eq!(max_bytes["minimum"], 0);
     assert_eq!(max_bytes["maximum"], 67_108_864);
+    let since = property(&document, "VerifyReplaysRequest", "since_unix_ms");
+    assert_eq!(since["oneOf"][0]["nullable"], true);
+    assert_eq!(since["maximum"], 253_402_300_799_999_u64);
     let result = property(&document, "CallOperatorResponse", "result");
     let described: Value =
         yaml_serde::from_str("description: The operator's JSON result.").expect("YAML");

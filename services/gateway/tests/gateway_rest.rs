@@ -16,9 +16,15 @@ const INVALID_BODY: (&str, &str, &str, bool) = (
     false,
 );
 
-fn invalid_body() -> String {
+/// The edge's 400 for a body it cannot read: `detail` names the member.
+fn invalid_body_naming(field: Option<&str>, reason: &str) -> String {
     let (code, message, hint, retryable) = INVALID_BODY;
-    error_body(code, message, hint, retryable)
+    let detail = match field {
+        Some(field) => json!({"field": field, "reason": reason}),
+        None => json!({"reason": reason}),
+    };
+    let plain = error_body(code, message, hint, retryable);
+    format!("{},\"detail\":{detail}}}", plain.trim_end_matches('}'))
 }
 
 fn keys(value: &Value) -> Vec<&str> {
@@ -411,21 +417,52 @@ async fn rest_edge_refuses_bad_requests_before_the_service() {
     let principal = [("x-pecr-principal-id", "dev")];
     let good = json!({"budget": budget_json(10, 1024)}).to_string();
 
-    // 400: malformed JSON, unknown members, wrong types, missing members.
-    for body in [
-        r#"{"budget":"#.to_owned(),
-        String::new(),
-        "[]".to_owned(),
-        json!({"budget": budget_json(10, 1024), "surprise": 1}).to_string(),
-        json!({"budget": {"max_operator_calls": 10, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3, "extra": true}}).to_string(),
-        json!({"budget": {"max_operator_calls": "ten", "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
-        json!({"budget": {"max_operator_calls": -1, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
-        json!({"budget": {"max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+    // 400: malformed JSON, unknown members, wrong types, missing members;
+    // `detail` names the member.
+    for body in [r#"{"budget":"#.to_owned(), String::new()] {
+        let answer = http_post_json(&url, &principal, &body).await;
+        assert_eq!(answer.status, 400, "body {body:?}");
+        let error = answer.json();
+        assert_eq!(error["message"], "invalid JSON body", "body {body:?}");
+        let reason = error["detail"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("malformed JSON: "),
+            "body {body:?}: {reason}"
+        );
+        assert!(error["detail"].get("field").is_none(), "body {body:?}");
+    }
+    for (body, field, reason) in [
+        ("[]".to_owned(), None, "expected an object, found an array"),
+        (
+            json!({"budget": budget_json(10, 1024), "surprise": 1}).to_string(),
+            Some("surprise"),
+            "unknown field",
+        ),
+        (
+            json!({"budget": {"max_operator_calls": 10, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3, "extra": true}}).to_string(),
+            Some("budget.extra"),
+            "unknown field",
+        ),
+        (
+            json!({"budget": {"max_operator_calls": "ten", "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+            Some("budget.max_operator_calls"),
+            "expected a number, found a string",
+        ),
+        (
+            json!({"budget": {"max_operator_calls": -1, "max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+            Some("budget.max_operator_calls"),
+            "integer out of range",
+        ),
+        (
+            json!({"budget": {"max_bytes": 1024, "max_wallclock_ms": 1000, "max_recursion_depth": 3}}).to_string(),
+            Some("budget.max_operator_calls"),
+            "missing field",
+        ),
     ] {
         let answer = http_post_json(&url, &principal, &body).await;
         assert_eq!(
             (answer.status, answer.body.as_str()),
-            (400, invalid_body().as_str()),
+            (400, invalid_body_naming(field, reason).as_str()),
             "body {body:?}"
         );
     }
@@ -440,7 +477,10 @@ async fn rest_edge_refuses_bad_requests_before_the_service() {
         .await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
-        (400, invalid_body().as_str()),
+        (
+            400,
+            invalid_body_naming(Some("op_name"), "set by the URL path, not the body").as_str()
+        ),
         "the path's op_name cannot be overridden by the body"
     );
 

@@ -53,6 +53,66 @@ async fn scenario_10_invalid_budget_is_400_with_the_reason() {
     assert_error(&answer, 400, "ERR_INVALID_PARAMS");
 }
 
+/// What a run answers that does not change from one run to the next.
+fn run_outcome(answer: &pecr_testkit::HttpAnswer) -> Value {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let mut run = answer.json();
+    let object = run.as_object_mut().expect("a JSON object");
+    for per_run in ["trace_id", "run_id"] {
+        object.remove(per_run);
+    }
+    if let Some(map) = object.get_mut("claim_map").and_then(Value::as_object_mut) {
+        map.remove("claim_map_id");
+    }
+    run
+}
+
+#[tokio::test]
+async fn proto3_json_bodies_answer_as_proto_names_do() {
+    let mesh = Mesh::start().await;
+    let dev = [("x-pecr-principal-id", "dev")];
+    let query = "What is the customer status and plan tier?";
+    let proto_names = json!({"query": query, "budget": {"max_operator_calls": 10, "max_bytes": 1048576, "max_wallclock_ms": 30000, "max_recursion_depth": 3, "max_parallelism": 2}});
+    // lowerCamelCase names and 64-bit integers as strings, as proto3 JSON
+    // writers send them.
+    let json_names = json!({"query": query, "budget": {"maxOperatorCalls": 10, "maxBytes": "1048576", "maxWallclockMs": "30000", "maxRecursionDepth": 3, "maxParallelism": 2}});
+    let expected = run_outcome(&post_run(&mesh, &dev, &proto_names).await);
+    assert_eq!(expected["terminal_mode"], "SUPPORTED", "{expected}");
+    let answer = post_run(&mesh, &dev, &json_names).await;
+    // The answer is written as always: proto names, 64-bit numbers.
+    assert!(!answer.body.contains("terminalMode"), "{}", answer.body);
+    assert_eq!(run_outcome(&answer), expected);
+
+    // The budget is read, not ignored: its values reach the controller's
+    // validation, and a type error names the member as the client wrote it.
+    let over = json!({"query": query, "budget": {"maxOperatorCalls": 1, "maxBytes": "67108865", "maxWallclockMs": 1, "maxRecursionDepth": 1}});
+    let error = assert_error(
+        &post_run(&mesh, &dev, &over).await,
+        400,
+        "ERR_INVALID_PARAMS",
+    );
+    assert_eq!(error["message"], "invalid budget: max_bytes out of range");
+    let typed = json!({"query": query, "budget": {"maxOperatorCalls": 1, "maxBytes": "1e3", "maxWallclockMs": 1, "maxRecursionDepth": 1}});
+    let error = assert_error(
+        &post_run(&mesh, &dev, &typed).await,
+        400,
+        "ERR_INVALID_PARAMS",
+    );
+    assert_eq!(error["message"], "invalid JSON body");
+    assert_eq!(
+        error["detail"],
+        json!({"field": "budget.maxBytes", "reason": "expected an integer"})
+    );
+    // The same field under both names is refused, as protobuf's parsers do.
+    let twice = r#"{"query":"q","budget":{"max_operator_calls":1,"maxOperatorCalls":1,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}}"#;
+    let answer = http_post_json(&mesh.url("/v1/run"), &dev, twice).await;
+    let error = assert_error(&answer, 400, "ERR_INVALID_PARAMS");
+    assert_eq!(
+        error["detail"],
+        json!({"field": "budget.maxOperatorCalls", "reason": "duplicate field"})
+    );
+}
+
 #[tokio::test]
 async fn scenario_14_runs_are_rate_limited_per_principal() {
     let mesh = Mesh::start_with(MeshOptions {

@@ -1,6 +1,15 @@
 //! JSON → `DynamicMessage`. The body is split lazily with `RawValue`, so
 //! each member is parsed by the type its field asks for and JSON-text
 //! fields keep their exact spelling.
+//!
+//! Input follows the proto3 JSON mapping where its writers differ from our
+//! output: a member may be named by its proto name or its lowerCamelCase
+//! JSON name, a 64-bit integer may be a JSON number or a decimal string,
+//! and an enum a value name or number. Our own strictness stays: unknown
+//! members (outside open messages), the same field twice under either
+//! name, missing non-optional members, `null` outside optional fields,
+//! fractions or exponents in integers and unspecified enum values are
+//! refused. Every refusal names the member by its JSON path.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -12,22 +21,41 @@ use prost_reflect::{
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::path::Path;
 use super::{JsonMapping, MAX_DEPTH, compact};
 use crate::descriptors::{fields_in_order, has_explicit_presence, is_unspecified, real_oneof_name};
 
-/// Why a body was refused; logged, never shown to clients.
+/// Why a request was refused, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub String);
+pub struct DecodeError {
+    /// The refused member as a JSON path (`budget.max_bytes`,
+    /// `claims[0].status`), spelt as the client wrote it (a missing member
+    /// by its proto name); for a parameter, its field path. `None` when the
+    /// body as a whole is refused (not JSON, not an object).
+    pub field: Option<String>,
+    /// Why, in a few words; never repeats the refused value.
+    pub reason: String,
+}
 
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl DecodeError {
+    pub fn new(field: Option<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
-fn fail<T>(reason: impl Into<String>) -> Result<T, DecodeError> {
-    Err(DecodeError(reason.into()))
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{field}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
 }
+
+impl std::error::Error for DecodeError {}
 
 /// The members of a JSON object, in order, duplicates kept.
 struct Members<'a>(Vec<(String, &'a RawValue)>);
@@ -64,31 +92,50 @@ enum JsonType {
     Null,
 }
 
-fn json_type(raw: &str) -> JsonType {
-    match raw.as_bytes().first() {
-        Some(b'{') => JsonType::Object,
-        Some(b'[') => JsonType::Array,
-        Some(b'"') => JsonType::String,
-        Some(b't' | b'f') => JsonType::Bool,
-        Some(b'n') => JsonType::Null,
-        _ => JsonType::Number,
+impl JsonType {
+    fn of(raw: &str) -> Self {
+        match raw.as_bytes().first() {
+            Some(b'{') => Self::Object,
+            Some(b'[') => Self::Array,
+            Some(b'"') => Self::String,
+            Some(b't' | b'f') => Self::Bool,
+            Some(b'n') => Self::Null,
+            _ => Self::Number,
+        }
+    }
+
+    fn named(self) -> &'static str {
+        match self {
+            Self::Object => "an object",
+            Self::Array => "an array",
+            Self::String => "a string",
+            Self::Number => "a number",
+            Self::Bool => "a boolean",
+            Self::Null => "null",
+        }
     }
 }
 
-fn expect(raw: &str, wanted: JsonType, what: &str) -> Result<(), DecodeError> {
-    let found = json_type(raw);
+fn expect(raw: &str, wanted: JsonType, path: &Path<'_>) -> Result<(), DecodeError> {
+    let found = JsonType::of(raw);
     if found == wanted {
         Ok(())
     } else {
-        fail(format!("{what}: expected {wanted:?}, found {found:?}"))
+        path.refuse(format!(
+            "expected {}, found {}",
+            wanted.named(),
+            found.named()
+        ))
     }
 }
 
 /// Parses the top level of a body: one JSON value, nothing after it.
 pub fn parse_body(body: &[u8]) -> Result<&RawValue, DecodeError> {
-    let text = std::str::from_utf8(body).map_err(|_| DecodeError("body is not UTF-8".into()))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| DecodeError::new(None, "body is not UTF-8"))?;
+    // serde_json's syntax errors give a position, never the text.
     serde_json::from_str::<&RawValue>(text)
-        .map_err(|err| DecodeError(format!("malformed JSON: {err}")))
+        .map_err(|err| DecodeError::new(None, format!("malformed JSON: {err}")))
 }
 
 impl JsonMapping {
@@ -100,46 +147,57 @@ impl JsonMapping {
         raw: &RawValue,
         excluded: &[FieldDescriptor],
     ) -> Result<DynamicMessage, DecodeError> {
-        self.message(message, raw.get().trim(), excluded, 0)
+        self.message(message, raw.get().trim(), excluded, 0, &Path::Root)
     }
 
-    /// Decodes the JSON value of one field. `None` means `null` for a field
-    /// with explicit presence: leave it unset.
+    /// Decodes the JSON value of one field (a body bound to `field`). `None`
+    /// means `null` for a field with explicit presence: leave it unset.
+    /// Paths inside the body start at its members; a refusal of the body
+    /// as a whole names the field.
     pub fn decode_field(
         &self,
         field: &FieldDescriptor,
         raw: &RawValue,
     ) -> Result<Option<Value>, DecodeError> {
-        self.field_value(field, raw.get().trim(), 0)
+        self.field_value(field, raw.get().trim(), 0, &Path::Root)
+            .map_err(|mut err| {
+                err.field.get_or_insert_with(|| field.name().to_owned());
+                err
+            })
     }
 
-    /// Parses a path or query parameter for a scalar or enum field.
+    /// Parses a path or query parameter for a scalar or enum field. A
+    /// refusal names the field; callers with a nested path rename it.
     pub fn parse_text(&self, field: &FieldDescriptor, text: &str) -> Result<Value, DecodeError> {
-        let what = field.name();
+        let refuse = |reason: &str| DecodeError::new(Some(field.name().to_owned()), reason);
         Ok(match field.kind() {
             Kind::String if self.is_json_text(field) => {
-                let raw = serde_json::from_str::<&RawValue>(text)
-                    .map_err(|_| DecodeError(format!("{what}: not JSON")))?;
+                let raw =
+                    serde_json::from_str::<&RawValue>(text).map_err(|_| refuse("not JSON"))?;
                 Value::String(compact(raw.get()))
             }
             Kind::String => Value::String(text.to_owned()),
             Kind::Bool => match text {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
-                _ => return fail(format!("{what}: not a boolean")),
+                _ => return Err(refuse("expected true or false")),
             },
-            Kind::Bytes => Value::Bytes(
-                base64_decode(text).ok_or_else(|| DecodeError(format!("{what}: not base64")))?,
-            ),
-            Kind::Enum(enumeration) => Value::EnumNumber(enum_number(&enumeration, text, what)?),
-            Kind::Double | Kind::Float => {
-                let number: f64 = text
-                    .parse()
-                    .map_err(|_| DecodeError(format!("{what}: not a number")))?;
-                float_value(&field.kind(), number, what)?
+            Kind::Bytes => Value::Bytes(base64_decode(text).ok_or_else(|| refuse("not base64"))?),
+            Kind::Enum(enumeration) => {
+                let value = if is_integer_text(text) {
+                    let number = text.parse().map_err(|_| refuse("unknown enum value"))?;
+                    enumeration.get_value(number)
+                } else {
+                    enumeration.get_value_by_name(text)
+                };
+                Value::EnumNumber(accepted_enum(value).map_err(refuse)?)
             }
-            Kind::Message(_) => return fail(format!("{what}: a message cannot be a parameter")),
-            kind => integer_value(&kind, text, what)?,
+            Kind::Double | Kind::Float => {
+                let number: f64 = text.parse().map_err(|_| refuse("expected a number"))?;
+                float_value(&field.kind(), number).map_err(refuse)?
+            }
+            Kind::Message(_) => return Err(refuse("a message cannot be a parameter")),
+            kind => integer_value(&kind, text).map_err(refuse)?,
         })
     }
 
@@ -149,47 +207,55 @@ impl JsonMapping {
         raw: &str,
         excluded: &[FieldDescriptor],
         depth: usize,
+        path: &Path<'_>,
     ) -> Result<DynamicMessage, DecodeError> {
-        let name = descriptor.full_name();
         if depth > MAX_DEPTH {
-            return fail("message nesting too deep");
+            return path.refuse("nesting too deep");
         }
-        expect(raw, JsonType::Object, name)?;
+        expect(raw, JsonType::Object, path)?;
         let members: Members<'_> =
-            serde_json::from_str(raw).map_err(|err| DecodeError(format!("{name}: {err}")))?;
-        let lenient = self.lenient.contains(name);
+            serde_json::from_str(raw).map_err(|_| path.error("malformed object"))?;
+        let lenient = self.lenient.contains(descriptor.full_name());
         let mut message = DynamicMessage::new(descriptor.clone());
         let mut seen: HashSet<u32> = HashSet::new();
         let mut oneofs: HashSet<String> = HashSet::new();
-        for (key, value) in members.0 {
+        for (key, value) in &members.0 {
+            let here = path.member(key);
+            // The proto name or the lowerCamelCase JSON name, as proto3
+            // JSON parsers accept.
             let field = descriptor
-                .get_field_by_name(&key)
-                .filter(|field| !excluded.contains(field));
+                .get_field_by_name(key)
+                .or_else(|| descriptor.get_field_by_json_name(key));
             let Some(field) = field else {
                 if lenient {
                     continue;
                 }
-                return fail(format!("{name}: unknown field `{key}`"));
+                return here.refuse("unknown field");
             };
-            if !seen.insert(field.number()) {
-                return fail(format!("{name}: duplicate field `{key}`"));
+            if excluded.contains(&field) {
+                return here.refuse("set by the URL path, not the body");
             }
-            let Some(value) = self.field_value(&field, value.get().trim(), depth)? else {
+            // Protobuf's parsers refuse a field given twice, whichever
+            // names were used.
+            if !seen.insert(field.number()) {
+                return here.refuse("duplicate field");
+            }
+            let Some(value) = self.field_value(&field, value.get().trim(), depth, &here)? else {
                 continue;
             };
             if let Some(oneof) = real_oneof_name(&field)
                 && !oneofs.insert(oneof)
             {
-                return fail(format!("{name}: more than one member of a oneof"));
+                return here.refuse("more than one member of a oneof");
             }
             message
                 .try_set_field(&field, value)
-                .map_err(|err| DecodeError(format!("{name}.{key}: {err}")))?;
+                .map_err(|_| here.error("value does not fit the field"))?;
         }
         for field in fields_in_order(descriptor) {
             let optional = has_explicit_presence(&field) || field.is_list() || field.is_map();
             if !optional && !excluded.contains(&field) && !seen.contains(&field.number()) {
-                return fail(format!("{name}: missing field `{}`", field.name()));
+                return path.member(field.name()).refuse("missing field");
             }
         }
         Ok(message)
@@ -200,31 +266,33 @@ impl JsonMapping {
         field: &FieldDescriptor,
         raw: &str,
         depth: usize,
+        path: &Path<'_>,
     ) -> Result<Option<Value>, DecodeError> {
-        let what = field.full_name();
-        if json_type(raw) == JsonType::Null {
+        if JsonType::of(raw) == JsonType::Null {
             if has_explicit_presence(field) {
                 return Ok(None);
             }
             if self.is_json_text(field) && !field.is_list() {
                 return Ok(Some(Value::String("null".into())));
             }
-            return fail(format!("{what}: null for a field that is not optional"));
+            return path.refuse("null for a field that is not optional");
         }
         if field.is_map() {
-            return self.map_value(field, raw, depth).map(Some);
+            return self.map_value(field, raw, depth, path).map(Some);
         }
         if field.is_list() {
-            expect(raw, JsonType::Array, what)?;
+            expect(raw, JsonType::Array, path)?;
             let items: Vec<&RawValue> =
-                serde_json::from_str(raw).map_err(|err| DecodeError(format!("{what}: {err}")))?;
+                serde_json::from_str(raw).map_err(|_| path.error("malformed array"))?;
             let mut values = Vec::with_capacity(items.len());
-            for item in items {
-                values.push(self.single(field, &field.kind(), item.get().trim(), depth)?);
+            for (index, item) in items.into_iter().enumerate() {
+                let here = path.item(index);
+                values.push(self.single(field, &field.kind(), item.get().trim(), depth, &here)?);
             }
             return Ok(Some(Value::List(values)));
         }
-        self.single(field, &field.kind(), raw, depth).map(Some)
+        self.single(field, &field.kind(), raw, depth, path)
+            .map(Some)
     }
 
     fn map_value(
@@ -232,26 +300,27 @@ impl JsonMapping {
         field: &FieldDescriptor,
         raw: &str,
         depth: usize,
+        path: &Path<'_>,
     ) -> Result<Value, DecodeError> {
-        let what = field.full_name();
         let Kind::Message(entry) = field.kind() else {
-            return fail(format!("{what}: malformed map field"));
+            return path.refuse("malformed map field");
         };
-        expect(raw, JsonType::Object, what)?;
+        expect(raw, JsonType::Object, path)?;
         let members: Members<'_> =
-            serde_json::from_str(raw).map_err(|err| DecodeError(format!("{what}: {err}")))?;
+            serde_json::from_str(raw).map_err(|_| path.error("malformed object"))?;
         let key_field = entry.map_entry_key_field();
         let value_field = entry.map_entry_value_field();
         let mut map = HashMap::with_capacity(members.0.len());
-        for (key, value) in members.0 {
-            let key = map_key(&key_field.kind(), &key, what)?;
+        for (key, value) in &members.0 {
+            let here = path.member(key);
+            let map_key = map_key(&key_field.kind(), key).map_err(|reason| here.error(reason))?;
             let value = value.get().trim();
-            if json_type(value) == JsonType::Null {
-                return fail(format!("{what}: null map value"));
+            if JsonType::of(value) == JsonType::Null {
+                return here.refuse("null map value");
             }
-            let value = self.single(&value_field, &value_field.kind(), value, depth)?;
-            if map.insert(key, value).is_some() {
-                return fail(format!("{what}: duplicate map key"));
+            let value = self.single(&value_field, &value_field.kind(), value, depth, &here)?;
+            if map.insert(map_key, value).is_some() {
+                return here.refuse("duplicate map key");
             }
         }
         Ok(Value::Map(map))
@@ -264,111 +333,150 @@ impl JsonMapping {
         kind: &Kind,
         raw: &str,
         depth: usize,
+        path: &Path<'_>,
     ) -> Result<Value, DecodeError> {
-        let what = field.full_name();
+        let refuse = |reason: &str| path.error(reason);
         Ok(match kind {
             Kind::String if self.is_json_text(field) => Value::String(compact(raw)),
             Kind::String => {
-                expect(raw, JsonType::String, what)?;
-                Value::String(string(raw, what)?)
+                expect(raw, JsonType::String, path)?;
+                Value::String(string(raw).map_err(refuse)?)
             }
             Kind::Bool => match raw {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
-                _ => return fail(format!("{what}: expected a boolean")),
+                _ => {
+                    return path.refuse(format!(
+                        "expected a boolean, found {}",
+                        JsonType::of(raw).named()
+                    ));
+                }
             },
             Kind::Bytes => {
-                expect(raw, JsonType::String, what)?;
-                let text = string(raw, what)?;
-                Value::Bytes(
-                    base64_decode(&text)
-                        .ok_or_else(|| DecodeError(format!("{what}: not base64")))?,
-                )
+                expect(raw, JsonType::String, path)?;
+                let text = string(raw).map_err(refuse)?;
+                Value::Bytes(base64_decode(&text).ok_or_else(|| refuse("not base64"))?)
             }
             Kind::Enum(enumeration) => {
-                expect(raw, JsonType::String, what)?;
-                Value::EnumNumber(enum_number(enumeration, &string(raw, what)?, what)?)
+                Value::EnumNumber(enum_number(enumeration, raw).map_err(refuse)?)
             }
-            Kind::Message(message) => Value::Message(self.message(message, raw, &[], depth + 1)?),
+            Kind::Message(message) => {
+                let nested = self.message(message, raw, &[], depth + 1, path)?;
+                Value::Message(nested)
+            }
             Kind::Double | Kind::Float => {
-                expect(raw, JsonType::Number, what)?;
-                let number: f64 = raw
-                    .parse()
-                    .map_err(|_| DecodeError(format!("{what}: not a number")))?;
-                float_value(kind, number, what)?
+                expect(raw, JsonType::Number, path)?;
+                let number: f64 = raw.parse().map_err(|_| refuse("expected a number"))?;
+                float_value(kind, number).map_err(refuse)?
+            }
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
+                // proto3 JSON writes 64-bit integers as decimal strings.
+                let text = match JsonType::of(raw) {
+                    JsonType::Number => raw.to_owned(),
+                    JsonType::String => string(raw).map_err(refuse)?,
+                    found => {
+                        return path.refuse(format!(
+                            "expected an integer or a decimal string, found {}",
+                            found.named()
+                        ));
+                    }
+                };
+                integer_value(kind, &text).map_err(refuse)?
             }
             kind => {
-                expect(raw, JsonType::Number, what)?;
-                integer_value(kind, raw, what)?
+                expect(raw, JsonType::Number, path)?;
+                integer_value(kind, raw).map_err(refuse)?
             }
         })
     }
 }
 
-fn string(raw: &str, what: &str) -> Result<String, DecodeError> {
-    serde_json::from_str::<String>(raw).map_err(|err| DecodeError(format!("{what}: {err}")))
+fn string(raw: &str) -> Result<String, &'static str> {
+    serde_json::from_str::<String>(raw).map_err(|_| "not a valid JSON string")
 }
 
-fn enum_number(enumeration: &EnumDescriptor, name: &str, what: &str) -> Result<i32, DecodeError> {
-    match enumeration.get_value_by_name(name) {
+/// An enum value from its name (a JSON string) or number (a JSON integer).
+fn enum_number(enumeration: &EnumDescriptor, raw: &str) -> Result<i32, &'static str> {
+    let value = match JsonType::of(raw) {
+        JsonType::String => enumeration.get_value_by_name(&string(raw)?),
+        // A fraction or exponent is not an enum number; a whole number out
+        // of `int32` range is simply no known value.
+        JsonType::Number if !is_integer_text(raw) => return Err("expected an integer"),
+        JsonType::Number => match raw.parse() {
+            Ok(number) => enumeration.get_value(number),
+            Err(_) => None,
+        },
+        _ => return Err("expected an enum value name or number"),
+    };
+    accepted_enum(value)
+}
+
+/// Known, and not the `*_UNSPECIFIED` zero (which means "not set").
+fn accepted_enum(value: Option<prost_reflect::EnumValueDescriptor>) -> Result<i32, &'static str> {
+    match value {
         Some(value) if !is_unspecified(&value) => Ok(value.number()),
-        Some(_) => fail(format!(
-            "{what}: the unspecified enum value is not accepted"
-        )),
-        None => fail(format!("{what}: unknown enum value")),
+        Some(_) => Err("the unspecified enum value is not accepted"),
+        None => Err("unknown enum value"),
     }
 }
 
-fn float_value(kind: &Kind, number: f64, what: &str) -> Result<Value, DecodeError> {
+fn float_value(kind: &Kind, number: f64) -> Result<Value, &'static str> {
     if !number.is_finite() {
-        return fail(format!("{what}: not a finite number"));
+        return Err("not a finite number");
     }
     if matches!(kind, Kind::Float) {
         #[allow(clippy::cast_possible_truncation)]
         let narrow = number as f32;
         if !narrow.is_finite() {
-            return fail(format!("{what}: out of range for float"));
+            return Err("out of range for float");
         }
         return Ok(Value::F32(narrow));
     }
     Ok(Value::F64(number))
 }
 
-/// An integer written without fraction or exponent, in range for `kind`.
-fn integer_value(kind: &Kind, text: &str, what: &str) -> Result<Value, DecodeError> {
+/// `-?(0|[1-9][0-9]*)`: a JSON integer without fraction or exponent.
+fn is_integer_text(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return fail(format!("{what}: expected an integer"));
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+}
+
+/// An integer written without fraction or exponent, in range for `kind`.
+fn integer_value(kind: &Kind, text: &str) -> Result<Value, &'static str> {
+    if !is_integer_text(text) {
+        return Err("expected an integer");
     }
-    let out_of_range = || DecodeError(format!("{what}: integer out of range"));
+    let out_of_range = |_| "integer out of range";
     Ok(match kind {
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            Value::I32(text.parse().map_err(|_| out_of_range())?)
+            Value::I32(text.parse().map_err(out_of_range)?)
         }
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-            Value::I64(text.parse().map_err(|_| out_of_range())?)
+            Value::I64(text.parse().map_err(out_of_range)?)
         }
-        Kind::Uint32 | Kind::Fixed32 => Value::U32(text.parse().map_err(|_| out_of_range())?),
-        Kind::Uint64 | Kind::Fixed64 => Value::U64(text.parse().map_err(|_| out_of_range())?),
-        _ => return fail(format!("{what}: not an integer field")),
+        Kind::Uint32 | Kind::Fixed32 => Value::U32(text.parse().map_err(out_of_range)?),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64(text.parse().map_err(out_of_range)?),
+        _ => return Err("not an integer field"),
     })
 }
 
-fn map_key(kind: &Kind, key: &str, what: &str) -> Result<MapKey, DecodeError> {
-    let bad = || DecodeError(format!("{what}: bad map key"));
+fn map_key(kind: &Kind, key: &str) -> Result<MapKey, &'static str> {
+    let bad = "bad map key";
     Ok(match kind {
         Kind::String => MapKey::String(key.to_owned()),
         Kind::Bool => match key {
             "true" => MapKey::Bool(true),
             "false" => MapKey::Bool(false),
-            _ => return Err(bad()),
+            _ => return Err(bad),
         },
-        kind => match integer_value(kind, key, what).map_err(|_| bad())? {
+        kind => match integer_value(kind, key).map_err(|_| bad)? {
             Value::I32(v) => MapKey::I32(v),
             Value::I64(v) => MapKey::I64(v),
             Value::U32(v) => MapKey::U32(v),
             Value::U64(v) => MapKey::U64(v),
-            _ => return Err(bad()),
+            _ => return Err(bad),
         },
     })
 }
@@ -447,7 +555,8 @@ mod tests {
             ("max_operator_calls", "1.0"),
             ("max_operator_calls", "1e2"),
             ("max_operator_calls", "4294967296"),
-            ("max_bytes", "\"1\""),
+            ("max_operator_calls", "\"1\""),
+            ("max_bytes", "\"1.0\""),
             ("max_bytes", "18446744073709551616"),
             ("max_bytes", "null"),
             ("max_bytes", "true"),
@@ -464,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn enums_by_name_only() {
+    fn enums_by_name_or_number() {
         let claim = |status: &str| {
             decode(
                 "pecr.v1.Claim",
@@ -480,7 +589,13 @@ mod tests {
         );
         assert!(claim("\"STATUS_UNSPECIFIED\"").is_err());
         assert!(claim("\"assumption\"").is_err());
-        assert!(claim("2").is_err());
+        assert_eq!(
+            claim("2")
+                .expect("claim")
+                .get_field_by_name("status")
+                .as_deref(),
+            Some(&Value::EnumNumber(2))
+        );
         assert!(claim("null").is_err());
     }
 

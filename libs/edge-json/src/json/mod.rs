@@ -1,9 +1,13 @@
 //! JSON ⇄ protobuf for the REST contract, written on `DynamicMessage`:
 //!
-//! - member names are the proto field names (snake_case), in declaration order;
-//! - enums are value names; `*_UNSPECIFIED` is refused on input and an
-//!   internal error on output;
-//! - 64-bit integers are JSON numbers both ways; doubles accept integers;
+//! - member names are the proto field names (snake_case), in declaration
+//!   order; input also takes the lowerCamelCase JSON names (proto3 JSON),
+//!   and refuses the same field under both;
+//! - enums are value names; input also takes their numbers; `*_UNSPECIFIED`
+//!   (by name or as 0) is refused on input and an internal error on output;
+//! - 64-bit integers are JSON numbers; input also takes decimal strings, as
+//!   proto3 JSON writers send them (32-bit integers stay numbers); doubles
+//!   accept integers;
 //! - fields without explicit presence are always written (`false`, `0`,
 //!   `""`, `[]`); proto3 `optional` fields are omitted when unset and
 //!   accept `null` as unset;
@@ -11,10 +15,14 @@
 //! - `(pecr.v1.json_text)` string fields carry JSON text, embedded as a raw
 //!   JSON value (number spellings kept byte for byte) and stored compact;
 //! - on input, unknown members, missing non-optional singular members,
-//!   duplicate members and wrong JSON types are errors.
+//!   duplicate members and wrong JSON types are errors, each naming the
+//!   member by its JSON path ([`DecodeError::field`]).
 
 mod decode;
 mod encode;
+mod path;
+#[cfg(test)]
+mod proto3_input_tests;
 mod text;
 
 use std::collections::HashSet;

@@ -82,8 +82,11 @@ pub(crate) fn document(
                     Node::str(format!(
                         "REST routes of {}, transcoded to gRPC by the PECR edge. Field names are \
                          the proto field names; enums are their value names; 64-bit integers are \
-                         JSON numbers. Every error is an ErrorResponse with the HTTP status of its \
-                         code; unknown routes are 404 and wrong methods 405, with empty bodies.",
+                         JSON numbers. Input also takes proto3 JSON: lowerCamelCase field names, \
+                         enum numbers and 64-bit integers as decimal strings. Every error is an \
+                         ErrorResponse with the HTTP status of its code; a 400 from the edge \
+                         itself names the refused field in detail ({{field, reason}}). Unknown \
+                         routes are 404 and wrong methods 405, with empty bodies.",
                         service_names.join(", ")
                     )),
                 ),
@@ -298,6 +301,32 @@ fn with_value_rules(schema: Node, field: &FieldDescriptor, rules: &FieldRules) -
     Node::Map(entries)
 }
 
+/// A 64-bit integer: a JSON number, or on input the decimal string proto3
+/// JSON writers send. Bounds sit beside `oneOf`, where they constrain the
+/// number only.
+fn int64_schema(signed: bool) -> Node {
+    let pattern = if signed {
+        "^-?(0|[1-9][0-9]*)$"
+    } else {
+        "^(0|[1-9][0-9]*)$"
+    };
+    let alternatives = Node::Seq(vec![
+        Node::map([
+            ("type", Node::str("integer")),
+            ("format", Node::str("int64")),
+        ]),
+        Node::map([
+            ("type", Node::str("string")),
+            ("pattern", Node::str(pattern)),
+        ]),
+    ]);
+    let mut entries = vec![("oneOf", alternatives)];
+    if !signed {
+        entries.push(("minimum", Node::Int(0)));
+    }
+    Node::map(entries)
+}
+
 /// A bound as YAML: an integer where the field is one (or the value is
 /// whole), a decimal otherwise.
 fn number(value: f64, integer: bool) -> Node {
@@ -451,6 +480,15 @@ impl Schemas {
             if let Some(text) = description {
                 out.insert(0, ("description".to_owned(), Node::str(text)));
             }
+            // A 64-bit integer is a number or a string: the number takes
+            // null, so exactly one alternative still matches.
+            if nullable
+                && let Some((_, Node::Seq(alternatives))) =
+                    out.iter_mut().find(|(k, _)| k == "oneOf")
+                && let Some(Node::Map(number)) = alternatives.first_mut()
+            {
+                number.push(("nullable".to_owned(), Node::Bool(true)));
+            }
             // Free-form JSON (no type) already admits null; an enum admits
             // only its listed values, so null joins the list.
             if nullable && out.iter().any(|(k, _)| k == "type") {
@@ -484,18 +522,14 @@ impl Schemas {
             Kind::Double => typed("number", Some("double")),
             Kind::Float => typed("number", Some("float")),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => typed("integer", Some("int32")),
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => typed("integer", Some("int64")),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => return int64_schema(true),
             Kind::Uint32 | Kind::Fixed32 => {
                 let mut entries = typed("integer", None);
                 entries.push(("minimum", Node::Int(0)));
                 entries.push(("maximum", Node::UInt(u64::from(u32::MAX))));
                 entries
             }
-            Kind::Uint64 | Kind::Fixed64 => {
-                let mut entries = typed("integer", Some("int64"));
-                entries.push(("minimum", Node::Int(0)));
-                entries
-            }
+            Kind::Uint64 | Kind::Fixed64 => return int64_schema(false),
             Kind::Enum(enumeration) => return self.enum_ref(enumeration),
             Kind::Message(message) => return self.message_ref(message),
         };
@@ -540,17 +574,29 @@ impl Schemas {
         Node::map(entries)
     }
 
+    /// Value names; input also takes their numbers (proto3 JSON), so the
+    /// document lists both and schema checks see what is accepted.
     fn enum_schema(enumeration: &EnumDescriptor) -> Node {
-        let mut entries = vec![("type", Node::str("string"))];
+        let mut entries = Vec::new();
         if let Some(comment) = leading_comment(&enumeration.parent_file(), enumeration.path()) {
             entries.push(("description", Node::str(comment)));
         }
-        let values: Vec<Node> = enumeration
+        let values: Vec<_> = enumeration
             .values()
             .filter(|value| !is_unspecified(value))
-            .map(|value| Node::str(value.name()))
             .collect();
-        entries.push(("enum", Node::Seq(values)));
+        let names = values.iter().map(|value| Node::str(value.name())).collect();
+        let numbers = values
+            .iter()
+            .map(|value| Node::Int(i64::from(value.number())))
+            .collect();
+        entries.push((
+            "oneOf",
+            Node::Seq(vec![
+                Node::map([("type", Node::str("string")), ("enum", Node::Seq(names))]),
+                Node::map([("type", Node::str("integer")), ("enum", Node::Seq(numbers))]),
+            ]),
+        ));
         Node::map(entries)
     }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::client::{Edge, Reply};
-use crate::invalid;
+use crate::{invalid, invalid_naming};
 
 /// How a case reaches the edge.
 pub enum Call {
@@ -102,6 +102,21 @@ impl Case {
     /// The `ERR_INVALID_PARAMS` body with `message`, at `status`.
     pub fn refused(self, status: u16, message: &str) -> Self {
         self.answers(status).with(Check::Body(invalid(message)))
+    }
+
+    /// A 400 `ERR_INVALID_PARAMS` with `message` whose `detail` names
+    /// `field` (nothing for the body as a whole) and gives `reason`.
+    pub fn refused_naming(self, message: &str, field: Option<&str>, reason: &str) -> Self {
+        self.answers(400)
+            .with(Check::Body(invalid_naming(message, field, reason)))
+    }
+
+    /// A 400 for a body that is not JSON: no field, the syntax error's
+    /// position as the reason.
+    pub fn refused_malformed(self) -> Self {
+        let body = invalid_naming("invalid JSON body", None, "malformed JSON: ");
+        let prefix = body.trim_end_matches("\"}}").to_owned();
+        self.answers(400).with(Check::Contains(prefix))
     }
 }
 

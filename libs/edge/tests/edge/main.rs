@@ -32,6 +32,17 @@ fn invalid(message: &str) -> String {
     )
 }
 
+/// A 400 the edge answers itself: `detail` names the refused field.
+fn invalid_naming(message: &str, field: Option<&str>, reason: &str) -> String {
+    let detail = match field {
+        Some(field) => json!({"field": field, "reason": reason}),
+        None => json!({"reason": reason}),
+    };
+    format!(
+        r#"{{"code":"ERR_INVALID_PARAMS","message":"{message}","terminal_mode_hint":"INSUFFICIENT_EVIDENCE","retryable":false,"detail":{detail}}}"#
+    )
+}
+
 const INTERNAL: &str = r#"{"code":"ERR_INTERNAL","message":"internal error","terminal_mode_hint":"SOURCE_UNAVAILABLE","retryable":false}"#;
 
 fn claim_map(claims: &str) -> String {
@@ -154,12 +165,16 @@ async fn paths_and_query_strings_fill_request_fields() {
             "/v1/operators/echo",
             r#"{"op_name":"err_400","session_id":"S-1","params":{}}"#,
         )
-        .refused(400, "invalid JSON body"),
+        .refused_naming(
+            "invalid JSON body",
+            Some("op_name"),
+            "set by the URL path, not the body",
+        ),
         raw(
             "percent-encoded bytes that are not UTF-8",
             b"GET /v1/replays/%FF HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
         )
-        .refused(400, "invalid path parameter"),
+        .refused_naming("invalid path parameter", Some("run_id"), "not valid UTF-8"),
         // GET query parameters fill scalar fields; unknown parameters are
         // ignored, empty strings are strings.
         request_id(
@@ -189,17 +204,20 @@ async fn paths_and_query_strings_fill_request_fields() {
             json!(r#"since=Some(1700000000000);limit=Some(5);engine=Some("rlm")"#),
         )),
     ];
-    for bad in [
-        "limit=abc",
-        "limit=-1",
-        "limit=1.5",
-        "limit=",
-        "limit=1&limit=2",
-        "limit=4294967296",
+    for (bad, reason) in [
+        ("limit=abc", "expected an integer"),
+        ("limit=-1", "integer out of range"),
+        ("limit=1.5", "expected an integer"),
+        ("limit=", "expected an integer"),
+        ("limit=1&limit=2", "given twice"),
+        ("limit=4294967296", "integer out of range"),
     ] {
         cases.push(
-            get(format!("query {bad}"), &format!("/v1/replays?{bad}"))
-                .refused(400, "invalid query string"),
+            get(format!("query {bad}"), &format!("/v1/replays?{bad}")).refused_naming(
+                "invalid query string",
+                Some("limit"),
+                reason,
+            ),
         );
     }
     edge.check(cases).await;
@@ -272,7 +290,7 @@ async fn bodies_map_to_the_contract_json() {
             "/v1/evaluations",
             r#"{"submission":{"evaluation_name":"e"}}"#,
         )
-        .refused(400, bad_body),
+        .refused_naming(bad_body, Some("submission"), "unknown field"),
         post(
             "absent optional members stay absent in the request",
             "/v1/evaluations",
@@ -370,13 +388,47 @@ async fn bodies_map_to_the_contract_json() {
                 .with(Check::Contains(format!(r#""result":{params},"#))),
         );
     }
-    for budget in [
-        r#"{"max_operator_calls":10,"max_bytes":"1024","max_wallclock_ms":1,"max_recursion_depth":1}"#,
-        r#"{"max_operator_calls":10,"max_bytes":18446744073709551616,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
-        r#"{"max_operator_calls":-1,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
-        r#"{"max_operator_calls":1.5,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
-        r#"{"max_operator_calls":1,"max_bytes":1,"max_wallclock_ms":1}"#,
-        r#"{"max_operator_calls":1,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1,"extra":1}"#,
+    for (budget, field, reason) in [
+        (
+            r#"{"max_operator_calls":"10","max_bytes":1024,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            "budget.max_operator_calls",
+            "expected a number, found a string",
+        ),
+        (
+            r#"{"max_operator_calls":10,"max_bytes":18446744073709551616,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            "budget.max_bytes",
+            "integer out of range",
+        ),
+        (
+            r#"{"max_operator_calls":10,"maxBytes":"1e3","max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            "budget.maxBytes",
+            "expected an integer",
+        ),
+        (
+            r#"{"max_operator_calls":-1,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            "budget.max_operator_calls",
+            "integer out of range",
+        ),
+        (
+            r#"{"max_operator_calls":1.5,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            "budget.max_operator_calls",
+            "expected an integer",
+        ),
+        (
+            r#"{"max_operator_calls":1,"max_bytes":1,"max_wallclock_ms":1}"#,
+            "budget.max_recursion_depth",
+            "missing field",
+        ),
+        (
+            r#"{"max_operator_calls":1,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1,"extra":1}"#,
+            "budget.extra",
+            "unknown field",
+        ),
+        (
+            r#"{"max_operator_calls":1,"max_bytes":1,"maxBytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            "budget.maxBytes",
+            "duplicate field",
+        ),
     ] {
         cases.push(
             post(
@@ -384,24 +436,58 @@ async fn bodies_map_to_the_contract_json() {
                 "/v1/sessions",
                 &format!(r#"{{"budget":{budget}}}"#),
             )
-            .refused(400, bad_body),
+            .refused_naming(bad_body, Some(field), reason),
+        );
+    }
+    // proto3 JSON on input: lowerCamelCase names, 64-bit integers as
+    // strings; the answer is written as always.
+    for budget in [
+        r#"{"maxOperatorCalls":10,"maxBytes":"1024","maxWallclockMs":"1000","maxRecursionDepth":2}"#,
+        r#"{"max_operator_calls":10,"maxBytes":1024,"max_wallclock_ms":"1000","maxRecursionDepth":2}"#,
+    ] {
+        cases.push(
+            post(
+                format!("proto3 JSON budget {budget}"),
+                "/v1/sessions",
+                &format!(r#"{{"budget":{budget}}}"#),
+            )
+            .with(Check::Contains(format!(r#""budget":{BUDGET}"#)))
+            .with(Check::Reached("CreateSession")),
         );
     }
     // Enums are value names both ways, and unspecified is refused.
     cases.push(finalize("enum names both ways".into(), claims).with(Check::Body(format!(
         r#"{{"terminal_mode":"SUPPORTED","trace_id":"T-1","claim_map":{{"claim_map_id":"C-1","terminal_mode":"SUPPORTED","claims":{claims},"coverage_threshold":1.0,"coverage_observed":0.5}},"response_text":"r"}}"#
     ))));
-    for status in [
-        "\"STATUS_UNSPECIFIED\"",
-        "\"supported\"",
-        "\"NOPE\"",
-        "1",
-        "null",
+    // An enum number is read as its value, and answered by name.
+    let numbered = claims
+        .replace(r#""status":"SUPPORTED""#, r#""status":1"#)
+        .replace(r#""status":"ASSUMPTION""#, r#""status":2"#);
+    cases.push(
+        finalize("enum numbers in, names out".into(), &numbered)
+            .with(Check::Contains(format!(r#""claims":{claims},"#))),
+    );
+    for (status, reason) in [
+        (
+            "\"STATUS_UNSPECIFIED\"",
+            "the unspecified enum value is not accepted",
+        ),
+        ("0", "the unspecified enum value is not accepted"),
+        ("\"supported\"", "unknown enum value"),
+        ("\"NOPE\"", "unknown enum value"),
+        ("9", "unknown enum value"),
+        ("null", "null for a field that is not optional"),
     ] {
         let claims = format!(
             r#"[{{"claim_id":"","claim_text":"a","status":{status},"evidence_unit_ids":[]}}]"#
         );
-        cases.push(finalize(format!("claim status {status}"), &claims).refused(400, bad_body));
+        cases.push(
+            finalize(format!("claim status {status}"), &claims).refused_naming(
+                bad_body,
+                Some("claim_map.claims[0].status"),
+                reason,
+            ),
+        );
     }
     cases.extend([
         post(
@@ -428,7 +514,7 @@ async fn bodies_map_to_the_contract_json() {
             "/v1/sessions",
             &format!(r#"{{"budget":{BUDGET},"extra":true}}"#),
         )
-        .refused(400, bad_body),
+        .refused_naming(bad_body, Some("extra"), "unknown field"),
         post(
             "closed: a budget",
             "/v1/run",
@@ -631,18 +717,38 @@ async fn errors_are_error_response_bodies() {
         "",
         "{",
         "not json",
-        "[]",
-        "null",
-        r#"{"query":1}"#,
-        r#"{"query":"q","budget":[]}"#,
         r#"{"query":"q"} trailing"#,
-        r#"{"query":"q","query":"r"}"#,
-        r#"{}"#,
         "{\"query\":\"\u{0}\"}",
     ] {
         cases.push(
             post(format!("run body {body:?}"), "/v1/run", body)
-                .refused(400, bad_body)
+                .refused_malformed()
+                .with(Check::NotForwarded),
+        );
+    }
+    for (body, field, reason) in [
+        ("[]", None, "expected an object, found an array"),
+        ("null", None, "expected an object, found null"),
+        (
+            r#"{"query":1}"#,
+            Some("query"),
+            "expected a string, found a number",
+        ),
+        (
+            r#"{"query":"q","budget":[]}"#,
+            Some("budget"),
+            "expected an object, found an array",
+        ),
+        (
+            r#"{"query":"q","query":"r"}"#,
+            Some("query"),
+            "duplicate field",
+        ),
+        (r#"{}"#, Some("query"), "missing field"),
+    ] {
+        cases.push(
+            post(format!("run body {body:?}"), "/v1/run", body)
+                .refused_naming(bad_body, field, reason)
                 .with(Check::NotForwarded),
         );
     }
@@ -652,13 +758,13 @@ async fn errors_are_error_response_bodies() {
             "/v1/operators/echo",
             r#"{"session_id":"S-1"}"#,
         )
-        .refused(400, bad_body)
+        .refused_naming(bad_body, Some("params"), "missing field")
         .with(Check::NotForwarded),
         raw(
             "invalid UTF-8 in the body",
             b"POST /v1/run HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 13\r\nconnection: close\r\n\r\n{\"query\":\"\xff\"}",
         )
-        .refused(400, bad_body)
+        .refused_naming(bad_body, None, "body is not UTF-8")
         .with(Check::NotForwarded),
     ]);
     // The content type must be JSON.
