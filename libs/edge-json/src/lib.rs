@@ -71,6 +71,14 @@ pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<Stri
     openapi::document(pool, services, OPEN_MESSAGES)
 }
 
+/// The same OpenAPI document as [`openapi_document`], as JSON.
+pub fn openapi_json(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
+    openapi::document_json(pool, services, OPEN_MESSAGES)
+}
+
+/// The HTTP statuses the document lists an `ErrorResponse` for.
+pub use crate::openapi::ERROR_STATUSES;
+
 /// `message` as the REST edge writes it (field names, enum names, embedded
 /// `json_text`), so clients that speak gRPC can print the REST contract's JSON.
 pub fn message_json(pool: &DescriptorPool, message: &DynamicMessage) -> Result<Vec<u8>, String> {

@@ -79,6 +79,8 @@ pub struct Config {
     pub session_token_ttl: Duration,
     pub store_evidence_content: bool,
     pub metrics_require_auth: bool,
+    /// Browser origins granted CORS on the REST edge.
+    pub cors: pecr_edge::CorsOrigins,
     pub sources: SourceLimits,
     pub rate_limits: RateLimits,
     pub admission: pecr_config::Admission,
@@ -211,6 +213,7 @@ impl Config {
                 env::AS_OF_TIME_DEFAULT
             )));
         }
+        let cors = pecr_server::read_cors_origins(&mut r);
         let metrics_require_auth =
             r.boolean(env::METRICS_REQUIRE_AUTH, !http_addr.ip().is_loopback());
 
@@ -242,6 +245,7 @@ impl Config {
             )),
             store_evidence_content,
             metrics_require_auth,
+            cors,
             sources: SourceLimits {
                 fs_corpus_path: PathBuf::from(
                     r.string(env::FS_CORPUS_PATH, env::DEFAULT_FS_CORPUS_PATH),
