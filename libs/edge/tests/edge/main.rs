@@ -4,6 +4,7 @@
 //! tables of cases: a request and the status and body it must get.
 
 mod cases;
+mod cors;
 mod client;
 mod harness;
 
