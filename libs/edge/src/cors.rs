@@ -10,7 +10,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD, ALLOW, ORIGIN, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD, ALLOW,
+    ORIGIN, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
@@ -103,7 +104,9 @@ fn parse_origin(item: &str) -> Result<String, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
     {
-        return Err(bad("must be scheme://host[:port] without path, query or slash"));
+        return Err(bad(
+            "must be scheme://host[:port] without path, query or slash",
+        ));
     }
     if let Some(port) = port
         && port.parse::<u16>().map_or(true, |p| p == 0)
@@ -114,7 +117,15 @@ fn parse_origin(item: &str) -> Result<String, String> {
 }
 
 /// Adds the CORS headers of an actual (non-preflight) request's response.
-pub(crate) async fn cors_headers(origins: Arc<CorsOrigins>, request: Request, next: Next) -> Response {
+pub(crate) async fn cors_headers(
+    origins: Arc<CorsOrigins>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Preflights are answered whole by the route's OPTIONS handler.
+    if request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
     let allowed = origins.allow_origin(request.headers().get(ORIGIN));
     let mut response = next.run(request).await;
     add_vary(&origins, response.headers_mut());
@@ -132,7 +143,11 @@ pub(crate) async fn cors_headers(origins: Arc<CorsOrigins>, request: Request, ne
 /// Answers `OPTIONS` on a route whose methods are `methods`: a CORS
 /// preflight from an allowed origin for one of them gets the CORS grant;
 /// anything else gets only `Allow`.
-pub(crate) fn preflight(origins: &CorsOrigins, methods: &[Method], headers: &HeaderMap) -> Response {
+pub(crate) fn preflight(
+    origins: &CorsOrigins,
+    methods: &[Method],
+    headers: &HeaderMap,
+) -> Response {
     let allow = methods
         .iter()
         .map(Method::as_str)
@@ -195,7 +210,9 @@ mod tests {
         assert_eq!(CorsOrigins::parse(" , "), Ok(CorsOrigins::None));
         assert_eq!(CorsOrigins::parse("*"), Ok(CorsOrigins::Any));
         assert_eq!(
-            CorsOrigins::parse("https://App.example.com, http://localhost:3000,https://app.example.com"),
+            CorsOrigins::parse(
+                "https://App.example.com, http://localhost:3000,https://app.example.com"
+            ),
             Ok(CorsOrigins::List(vec![
                 "https://app.example.com".to_owned(),
                 "http://localhost:3000".to_owned()
@@ -219,14 +236,22 @@ mod tests {
     #[test]
     fn only_listed_origins_are_granted() {
         let origins = CorsOrigins::parse("https://app.example.com").expect("origins");
-        let granted = |origin: &str| origins.allow_origin(Some(&HeaderValue::from_str(origin).expect("value")));
+        let granted = |origin: &str| {
+            origins.allow_origin(Some(&HeaderValue::from_str(origin).expect("value")))
+        };
         assert_eq!(
-            granted("https://APP.example.com").as_ref().map(|v| v.as_bytes()),
+            granted("https://APP.example.com")
+                .as_ref()
+                .map(|v| v.as_bytes()),
             Some(&b"https://APP.example.com"[..])
         );
         assert!(granted("https://evil.example").is_none());
         assert!(granted("null").is_none());
-        assert!(CorsOrigins::None.allow_origin(Some(&HeaderValue::from_static("https://a.example"))).is_none());
+        assert!(
+            CorsOrigins::None
+                .allow_origin(Some(&HeaderValue::from_static("https://a.example")))
+                .is_none()
+        );
         assert!(CorsOrigins::Any.allow_origin(None).is_none());
     }
 }

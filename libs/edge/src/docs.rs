@@ -5,9 +5,9 @@
 //! fetched at build or run time.
 
 use axum::Router;
-use bytes::Bytes;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use bytes::Bytes;
 use http::HeaderValue;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use prost_reflect::DescriptorPool;
@@ -15,8 +15,7 @@ use prost_reflect::DescriptorPool;
 use crate::EdgeError;
 
 /// Redoc's standalone bundle, as vendored (see vendor/README.md).
-pub const REDOC_STANDALONE_JS: &[u8] =
-    include_bytes!("../../../vendor/redoc/redoc.standalone.js");
+pub const REDOC_STANDALONE_JS: &[u8] = include_bytes!("../../../vendor/redoc/redoc.standalone.js");
 
 /// The vendored Redoc version.
 pub const REDOC_VERSION: &str = include_str!("../../../vendor/redoc/VERSION");
@@ -45,10 +44,10 @@ pub(crate) fn router(pool: &DescriptorPool, services: &[&str]) -> Result<Router,
             let body = body.clone();
             async move {
                 (
-                [
-                    (CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                    (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                ],
+                    [
+                        (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                        (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                    ],
                     body,
                 )
                     .into_response()
@@ -60,7 +59,13 @@ pub(crate) fn router(pool: &DescriptorPool, services: &[&str]) -> Result<Router,
     Ok(Router::new()
         .route("/openapi.yaml", get(served("application/yaml", yaml)))
         .route("/openapi.json", get(served("application/json", json)))
-        .route("/docs", get(served("text/html; charset=utf-8", Bytes::from_static(PAGE.as_bytes()))))
+        .route(
+            "/docs",
+            get(served(
+                "text/html; charset=utf-8",
+                Bytes::from_static(PAGE.as_bytes()),
+            )),
+        )
         .route(
             "/docs/redoc.standalone.js",
             get(served(

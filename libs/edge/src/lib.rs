@@ -185,9 +185,11 @@ where
         })?;
     }
     let router = router.merge(docs::router(pool, services)?);
-    Ok(router.layer(axum::middleware::from_fn(move |request, next| {
-        cors::cors_headers(cors.clone(), request, next)
-    })))
+    Ok(
+        router.layer(axum::middleware::from_fn(move |request, next| {
+            cors::cors_headers(cors.clone(), request, next)
+        })),
+    )
 }
 
 fn method_filter(method: &http::Method) -> Option<MethodFilter> {

@@ -9,7 +9,8 @@ fn root() -> PathBuf {
 
 /// The `redoc@X` pin of scripts/npm-tools.sh.
 fn pinned_version() -> String {
-    let script = std::fs::read_to_string(root().join("scripts/npm-tools.sh")).expect("npm-tools.sh");
+    let script =
+        std::fs::read_to_string(root().join("scripts/npm-tools.sh")).expect("npm-tools.sh");
     script
         .lines()
         .find_map(|line| line.trim().strip_prefix("\"redoc@"))

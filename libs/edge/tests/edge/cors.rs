@@ -22,7 +22,13 @@ fn routes() -> Vec<(String, String)> {
             let path = binding
                 .openapi_path()
                 .split('/')
-                .map(|segment| if segment.starts_with('{') { "x1" } else { segment })
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "x1"
+                    } else {
+                        segment
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("/");
             (binding.verb.to_string(), path)
@@ -56,7 +62,10 @@ async fn preflight(edge: &Edge, path: &str, origin: &str, method: &str) -> Reply
 }
 
 fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
-    reply.headers.get(name).and_then(|value| value.to_str().ok())
+    reply
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 #[tokio::test]
@@ -66,14 +75,26 @@ async fn preflight_from_an_allowed_origin_is_granted_on_every_route() {
         let reply = preflight(&edge, &path, ALLOWED, &method).await;
         let at = format!("{method} {path}");
         assert_eq!(reply.status, 204, "{at}");
-        assert_eq!(header(&reply, "access-control-allow-origin"), Some(ALLOWED), "{at}");
+        assert_eq!(
+            header(&reply, "access-control-allow-origin"),
+            Some(ALLOWED),
+            "{at}"
+        );
         let methods = header(&reply, "access-control-allow-methods").unwrap_or_default();
         assert!(methods.split(", ").any(|m| m == method), "{at}: {methods}");
         let allowed_headers = header(&reply, "access-control-allow-headers").unwrap_or_default();
-        for wanted in ["authorization", "content-type", "x-pecr-principal-id", "x-pecr-session-token"] {
+        for wanted in [
+            "authorization",
+            "content-type",
+            "x-pecr-principal-id",
+            "x-pecr-session-token",
+        ] {
             assert!(allowed_headers.contains(wanted), "{at}: {allowed_headers}");
         }
-        assert!(header(&reply, "access-control-allow-credentials").is_none(), "{at}");
+        assert!(
+            header(&reply, "access-control-allow-credentials").is_none(),
+            "{at}"
+        );
         assert_eq!(header(&reply, "vary"), Some("origin"), "{at}");
         assert!(reply.body.is_empty(), "{at}");
     }
@@ -91,16 +112,29 @@ async fn unknown_origins_and_other_methods_get_no_cors_headers() {
         let at = format!("{method} {path}");
         let unknown = preflight(&edge, &path, UNKNOWN, &method).await;
         assert_eq!(unknown.status, 204, "{at}");
-        assert!(header(&unknown, "access-control-allow-origin").is_none(), "{at}");
-        assert!(header(&unknown, "access-control-allow-methods").is_none(), "{at}");
+        assert!(
+            header(&unknown, "access-control-allow-origin").is_none(),
+            "{at}"
+        );
+        assert!(
+            header(&unknown, "access-control-allow-methods").is_none(),
+            "{at}"
+        );
         // A method the route does not serve is not granted.
         let other = if method == "GET" { "DELETE" } else { "PUT" };
         let wrong = preflight(&edge, &path, ALLOWED, other).await;
-        assert!(header(&wrong, "access-control-allow-origin").is_none(), "{at}");
+        assert!(
+            header(&wrong, "access-control-allow-origin").is_none(),
+            "{at}"
+        );
         // Plain OPTIONS lists the route's methods.
         let plain = edge.send("OPTIONS", &path, &[], None).await;
         assert_eq!(plain.status, 204, "{at}");
-        assert_eq!(header(&plain, "allow"), Some(format!("{method}, OPTIONS").as_str()), "{at}");
+        assert_eq!(
+            header(&plain, "allow"),
+            Some(format!("{method}, OPTIONS").as_str()),
+            "{at}"
+        );
     }
     // Without configured origins nobody is granted.
     let closed = start(EdgeConfig::default()).await;
@@ -130,7 +164,10 @@ async fn answers_to_an_allowed_origin_expose_the_pecr_headers() {
     };
     let granted = run(ALLOWED).await;
     assert_eq!(granted.status, 200, "{}", granted.body);
-    assert_eq!(header(&granted, "access-control-allow-origin"), Some(ALLOWED));
+    assert_eq!(
+        header(&granted, "access-control-allow-origin"),
+        Some(ALLOWED)
+    );
     let exposed = header(&granted, "access-control-expose-headers").unwrap_or_default();
     assert!(exposed.contains("x-pecr-session-token") && exposed.contains("x-pecr-trace-id"));
     let refused = run(UNKNOWN).await;
@@ -161,7 +198,11 @@ async fn the_port_serves_its_document_and_reference_page() {
     assert_eq!(json.status, 200);
     assert_eq!(header(&json, "content-type"), Some("application/json"));
     let from_yaml: serde_json::Value = yaml_serde::from_str(&expected).expect("YAML");
-    assert_eq!(json.json(), from_yaml, "the JSON and YAML documents say the same");
+    assert_eq!(
+        json.json(),
+        from_yaml,
+        "the JSON and YAML documents say the same"
+    );
 
     let page = edge.send("GET", "/docs", &[], None).await;
     assert_eq!(page.status, 200);
@@ -169,7 +210,9 @@ async fn the_port_serves_its_document_and_reference_page() {
     assert!(page.body.contains(r#"spec-url="/openapi.json""#));
     assert!(page.body.contains(r#"src="/docs/redoc.standalone.js""#));
 
-    let script = edge.send("GET", "/docs/redoc.standalone.js", &[], None).await;
+    let script = edge
+        .send("GET", "/docs/redoc.standalone.js", &[], None)
+        .await;
     assert_eq!(script.status, 200);
     assert_eq!(script.body.as_bytes(), pecr_edge::REDOC_STANDALONE_JS);
 }
@@ -185,8 +228,11 @@ async fn a_port_serves_only_its_own_routes_in_its_document() {
             },
         ),
     );
-    let router = pecr_edge::router(&pool, &[GATEWAY], routes, EdgeConfig::default()).expect("router");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let router =
+        pecr_edge::router(&pool, &[GATEWAY], routes, EdgeConfig::default()).expect("router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -203,5 +249,8 @@ async fn a_port_serves_only_its_own_routes_in_its_document() {
         reply.body,
         pecr_edge::openapi_document(&pool, &[GATEWAY]).expect("document")
     );
-    assert!(!reply.body.contains("/v1/run:"), "the controller's routes are not the gateway's");
+    assert!(
+        !reply.body.contains("/v1/run:"),
+        "the controller's routes are not the gateway's"
+    );
 }

@@ -4,8 +4,8 @@
 //! tables of cases: a request and the status and body it must get.
 
 mod cases;
-mod cors;
 mod client;
+mod cors;
 mod harness;
 
 use std::sync::Arc;
