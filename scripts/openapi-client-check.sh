@@ -73,7 +73,8 @@ curl -fsS "http://$ct_http/openapi.json" -o "$out_dir/openapi.json" \
   || die "the controller does not serve /openapi.json"
 package="$out_dir/client/pecr_rest_api_client"
 # --fail-on-warning: a document the generator has to skip parts of is a failure.
-(cd "$out_dir" && "$openapi_bin/openapi-python-client" generate --path openapi.json \
+# Its post-generation hook runs ruff, installed beside it.
+(cd "$out_dir" && PATH="$openapi_bin:$PATH" "$openapi_bin/openapi-python-client" generate --path openapi.json \
   --meta none --output-path "$package" --fail-on-warning)
 [[ -f "$package/client.py" ]] || die "openapi-python-client wrote no $package/client.py"
 
