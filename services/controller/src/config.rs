@@ -370,6 +370,21 @@ mod tests {
     const LEDGER_TOKEN: &str = "controller-token-for-config-tests-0000";
 
     #[test]
+    fn cors_origins_are_read_and_checked() {
+        assert_eq!(config(&[]).expect("valid").cors, pecr_edge::CorsOrigins::None);
+        assert_eq!(
+            config(&[("PECR_CORS_ALLOWED_ORIGINS", "*")])
+                .expect("any origin")
+                .cors,
+            pecr_edge::CorsOrigins::Any
+        );
+        assert_eq!(
+            codes(&[("PECR_CORS_ALLOWED_ORIGINS", "ftp://a.example")]),
+            vec!["ERR_INVALID_CONFIG"]
+        );
+    }
+
+    #[test]
     fn ledger_writer_needs_a_credential_unless_replays_are_files() {
         let loaded = config(&[]).expect("valid");
         assert!(!format!("{loaded:?}").contains(LEDGER_TOKEN), "redacted");

@@ -321,6 +321,33 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_default_to_none_and_bad_ones_are_refused() {
+        assert_eq!(
+            load(&[]).expect("defaults").cors,
+            pecr_edge::CorsOrigins::None
+        );
+        let config = load(&[(
+            "PECR_CORS_ALLOWED_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        )])
+        .expect("two origins");
+        assert_eq!(
+            config.cors,
+            pecr_edge::CorsOrigins::List(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        for bad in ["*, https://a.example", "app.example.com", "https://a.example/"] {
+            assert_eq!(
+                load(&[("PECR_CORS_ALLOWED_ORIGINS", bad)]).err(),
+                Some(vec!["ERR_INVALID_CONFIG"]),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn scenario_1_2_bind_rule() {
         assert_eq!(
             load(&[("PECR_BIND_ADDR", "0.0.0.0:8080")]).err(),
