@@ -21,6 +21,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 
 pub use crate::descriptors::{ERROR_DETAIL, ERROR_RESPONSE, FieldRules, field_rules};
 pub use crate::json::{DecodeError, EncodeError, JsonMapping, parse_body};
+/// The HTTP statuses the OpenAPI document lists an `ErrorResponse` for.
+pub use crate::openapi::ERROR_STATUSES;
 pub use crate::rules::{Binding, BodyRule, Segment, bindings};
 
 /// Messages whose unknown JSON members are ignored on input, because the
@@ -75,9 +77,6 @@ pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<Stri
 pub fn openapi_json(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
     openapi::document_json(pool, services, OPEN_MESSAGES)
 }
-
-/// The HTTP statuses the document lists an `ErrorResponse` for.
-pub use crate::openapi::ERROR_STATUSES;
 
 /// `message` as the REST edge writes it (field names, enum names, embedded
 /// `json_text`), so clients that speak gRPC can print the REST contract's JSON.

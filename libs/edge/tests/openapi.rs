@@ -289,7 +289,10 @@ fn every_error_status_is_listed_with_the_error_response() {
             "#/components/schemas/ErrorResponse",
             "{status}"
         );
-        assert!(response["headers"]["x-pecr-trace-id"].is_mapping(), "{status}");
+        assert!(
+            response["headers"]["x-pecr-trace-id"].is_mapping(),
+            "{status}"
+        );
     }
 }
 
@@ -305,8 +308,17 @@ fn the_document_names_servers_security_and_pecr_headers() {
     let security = document["security"].as_sequence().expect("security");
     assert_eq!(security.len(), 3);
 
-    for (path, verb) in [("/v1/run", "post"), ("/v1/replays", "get"), ("/v1/sessions", "post")] {
-        for name in ["x-pecr-principal-id", "x-pecr-local-auth-secret", "x-pecr-request-id", "x-pecr-trace-id"] {
+    for (path, verb) in [
+        ("/v1/run", "post"),
+        ("/v1/replays", "get"),
+        ("/v1/sessions", "post"),
+    ] {
+        for name in [
+            "x-pecr-principal-id",
+            "x-pecr-local-auth-secret",
+            "x-pecr-request-id",
+            "x-pecr-trace-id",
+        ] {
             let header = parameter(&document, path, verb, name);
             assert_eq!(header["in"], "header");
             assert_eq!(header["required"], false);
@@ -314,9 +326,22 @@ fn the_document_names_servers_security_and_pecr_headers() {
     }
     let token = parameter(&document, "/v1/finalize", "post", "x-pecr-session-token");
     assert_eq!(token["required"], true);
-    let sessions = at(&document, &["paths", "/v1/sessions", "post", "responses", "200", "headers"]);
+    let sessions = at(
+        &document,
+        &[
+            "paths",
+            "/v1/sessions",
+            "post",
+            "responses",
+            "200",
+            "headers",
+        ],
+    );
     assert!(sessions["x-pecr-session-token"].is_mapping());
-    let run = at(&document, &["paths", "/v1/run", "post", "responses", "200", "headers"]);
+    let run = at(
+        &document,
+        &["paths", "/v1/run", "post", "responses", "200", "headers"],
+    );
     assert!(run.get("x-pecr-session-token").is_none());
 }
 

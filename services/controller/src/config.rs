@@ -371,7 +371,10 @@ mod tests {
 
     #[test]
     fn cors_origins_are_read_and_checked() {
-        assert_eq!(config(&[]).expect("valid").cors, pecr_edge::CorsOrigins::None);
+        assert_eq!(
+            config(&[]).expect("valid").cors,
+            pecr_edge::CorsOrigins::None
+        );
         assert_eq!(
             config(&[("PECR_CORS_ALLOWED_ORIGINS", "*")])
                 .expect("any origin")

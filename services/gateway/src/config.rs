@@ -338,7 +338,11 @@ mod tests {
                 "http://localhost:3000".to_owned()
             ])
         );
-        for bad in ["*, https://a.example", "app.example.com", "https://a.example/"] {
+        for bad in [
+            "*, https://a.example",
+            "app.example.com",
+            "https://a.example/",
+        ] {
             assert_eq!(
                 load(&[("PECR_CORS_ALLOWED_ORIGINS", bad)]).err(),
                 Some(vec!["ERR_INVALID_CONFIG"]),

@@ -41,7 +41,14 @@ fn key_files(name: &str) -> KeyFiles {
     let private = dir.path().join("ledger-signing.pem");
     let public = dir.path().join("ledger-signing.pub.pem");
     openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&private)]);
-    openssl(&["pkey", "-in", path(&private), "-pubout", "-out", path(&public)]);
+    openssl(&[
+        "pkey",
+        "-in",
+        path(&private),
+        "-pubout",
+        "-out",
+        path(&public),
+    ]);
     KeyFiles {
         dir,
         private,

@@ -19,7 +19,13 @@ fn routes(service: &str) -> Vec<(String, String)> {
             let path = binding
                 .openapi_path()
                 .split('/')
-                .map(|segment| if segment.starts_with('{') { "x1" } else { segment })
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "x1"
+                    } else {
+                        segment
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("/");
             (binding.verb.to_string(), path)
@@ -64,22 +70,42 @@ async fn rest_ports_grant_cors_to_configured_origins_and_serve_their_contract() 
             let at = format!("{service} {method} {path}");
             let granted = preflight(process, &path, ALLOWED, &method).await;
             assert_eq!(granted.status, 204, "{at}: {}", granted.body);
-            assert_eq!(granted.header("access-control-allow-origin").as_deref(), Some(ALLOWED), "{at}");
-            let methods = granted.header("access-control-allow-methods").unwrap_or_default();
+            assert_eq!(
+                granted.header("access-control-allow-origin").as_deref(),
+                Some(ALLOWED),
+                "{at}"
+            );
+            let methods = granted
+                .header("access-control-allow-methods")
+                .unwrap_or_default();
             assert!(methods.split(", ").any(|m| m == method), "{at}: {methods}");
-            let headers = granted.header("access-control-allow-headers").unwrap_or_default();
-            assert!(headers.contains("x-pecr-principal-id") && headers.contains("authorization"), "{at}");
-            assert!(granted.header("access-control-allow-credentials").is_none(), "{at}");
+            let headers = granted
+                .header("access-control-allow-headers")
+                .unwrap_or_default();
+            assert!(
+                headers.contains("x-pecr-principal-id") && headers.contains("authorization"),
+                "{at}"
+            );
+            assert!(
+                granted.header("access-control-allow-credentials").is_none(),
+                "{at}"
+            );
 
             let refused = preflight(process, &path, UNKNOWN, &method).await;
-            assert!(refused.header("access-control-allow-origin").is_none(), "{at}");
+            assert!(
+                refused.header("access-control-allow-origin").is_none(),
+                "{at}"
+            );
         }
 
         // The port's own document, YAML and JSON, and the reference page.
         let pool = DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
         let yaml = http_get(&process.http_url("/openapi.yaml")).await;
         assert_eq!(yaml.status, 200);
-        assert_eq!(yaml.body, pecr_edge::openapi_document(&pool, &[service]).expect("document"));
+        assert_eq!(
+            yaml.body,
+            pecr_edge::openapi_document(&pool, &[service]).expect("document")
+        );
         let json = http_get(&process.http_url("/openapi.json")).await;
         assert_eq!(json.status, 200);
         assert_eq!(json.json()["info"]["title"], "PECR REST API");
@@ -100,8 +126,13 @@ async fn rest_ports_grant_cors_to_configured_origins_and_serve_their_contract() 
     )
     .await;
     assert_eq!(answer.status, 401, "{}", answer.body);
-    assert_eq!(answer.header("access-control-allow-origin").as_deref(), Some(ALLOWED));
-    let exposed = answer.header("access-control-expose-headers").unwrap_or_default();
+    assert_eq!(
+        answer.header("access-control-allow-origin").as_deref(),
+        Some(ALLOWED)
+    );
+    let exposed = answer
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
     assert!(exposed.contains("x-pecr-trace-id") && exposed.contains("x-pecr-session-token"));
 }
 
