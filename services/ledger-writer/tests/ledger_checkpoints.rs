@@ -124,13 +124,7 @@ async fn a_checkpoint_covers_the_sessions_finalized_since_the_last_one_and_is_si
     assert_eq!(again.checkpoint.expect("newest").checkpoint_seq, 2);
 
     let verdict = verify_with(&ledger, &["--public-key", path(&keys.public)]).await;
-    assert_eq!(
-        verdict.code,
-        Some(0),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
+    assert_verified(&verdict);
     assert!(
         verdict
             .stdout
@@ -263,13 +257,7 @@ async fn without_a_key_checkpoints_are_unsigned_and_say_so() {
     assert!(!written.signed && written.signature.is_empty() && written.public_key.is_empty());
     assert!(written.document.contains(r#""public_key":null"#));
     let verdict = verify(&ledger).await;
-    assert_eq!(
-        verdict.code,
-        Some(0),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
+    assert_verified(&verdict);
     assert!(
         verdict
             .stdout
@@ -293,13 +281,7 @@ async fn checkpoints_are_written_periodically() {
     })
     .await;
     let verdict = verify_with(&ledger, &["--public-key", path(&keys.public)]).await;
-    assert_eq!(
-        verdict.code,
-        Some(0),
-        "{}\n{}",
-        verdict.stdout,
-        verdict.stderr
-    );
+    assert_verified(&verdict);
 }
 
 #[tokio::test]
@@ -331,15 +313,7 @@ async fn verify_ledger_checks_a_time_range_and_names_what_is_broken() {
     );
 
     let edited = event_at(&ledger, "s-b", 2).await;
-    tamper(
-        &ledger,
-        "pecr_ledger_events",
-        &format!(
-            "UPDATE pecr_ledger_events SET payload_json = payload_json || '{{\"forged\": true}}' \
-             WHERE event_id = '{edited}'"
-        ),
-    )
-    .await;
+    forge_payload(&ledger, &edited).await;
     let broken = ledger
         .auditor
         .verify_ledger(v1::VerifyLedgerRequest::default())
