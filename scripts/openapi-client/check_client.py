@@ -6,7 +6,7 @@ Usage: check_client.py CLIENT_PACKAGE_PARENT BASE_URL QUERY
 
 1. POST /v1/run as principal dev (the x-pecr-principal-id header
    parameter) must answer 200 with a RunResponse whose terminal_mode is
-   SUPPORTED and whose x-pecr-trace-id header is set;
+   SUPPORTED and a trace_id;
 2. GET /v1/replays as dev must answer 200 with a ListReplaysResponse that
    lists that run;
 3. POST /v1/run without a principal must answer 401 with a typed
@@ -46,8 +46,8 @@ def main() -> int:
     mode = getattr(mode, "value", mode)
     if mode != "SUPPORTED":
         return fail(f"run as dev answered {mode}, not SUPPORTED")
-    if not answered.headers.get("x-pecr-trace-id"):
-        return fail("run as dev: no x-pecr-trace-id header")
+    if not answered.parsed.trace_id:
+        return fail("run as dev: no trace_id")
     run_id = answered.parsed.run_id
     print(f"    POST /v1/run as dev: SUPPORTED (run {run_id})")
 

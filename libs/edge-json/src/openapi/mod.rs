@@ -222,24 +222,15 @@ fn operation(
         None => schemas.message_ref(&method.output()),
         Some(field) => schemas.value_schema(field),
     };
-    let mut responses = vec![(
-        "200".to_owned(),
-        Node::map([
-            ("description", Node::str("OK")),
-            (
-                "headers",
-                http_contract::response_headers(method.full_name(), true),
-            ),
-            ("content", content(response_schema)),
-        ]),
-    )];
+    let mut success = vec![("description", Node::str("OK"))];
+    if let Some(headers) = http_contract::response_headers(method.full_name()) {
+        success.push(("headers", headers));
+    }
+    success.push(("content", content(response_schema)));
+    let mut responses = vec![("200".to_owned(), Node::map(success))];
     let error = |description: String| {
         Node::map([
             ("description", Node::str(description)),
-            (
-                "headers",
-                http_contract::response_headers(method.full_name(), false),
-            ),
             ("content", content(error_ref.clone())),
         ])
     };
