@@ -95,19 +95,43 @@ fn parse_origin(item: &str) -> Result<String, String> {
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))
         .ok_or_else(|| bad("must start with http:// or https://"))?;
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
-        _ => (rest, None),
+    // An IPv6 literal keeps its colons inside brackets.
+    let port = if let Some(inside) = rest.strip_prefix('[') {
+        let (address, after) = inside
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed IPv6 bracket"))?;
+        let valid = !address.is_empty()
+            && address
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'));
+        if !valid {
+            return Err(bad("invalid IPv6 address"));
+        }
+        match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => {
+                return Err(bad(
+                    "must be scheme://host[:port] without path, query or slash",
+                ));
+            }
+        }
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        };
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+        if !valid {
+            return Err(bad(
+                "must be scheme://host[:port] without path, query or slash",
+            ));
+        }
+        port
     };
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
-    {
-        return Err(bad(
-            "must be scheme://host[:port] without path, query or slash",
-        ));
-    }
     if let Some(port) = port
         && port.parse::<u16>().map_or(true, |p| p == 0)
     {
@@ -210,6 +234,13 @@ mod tests {
         assert_eq!(CorsOrigins::parse(" , "), Ok(CorsOrigins::None));
         assert_eq!(CorsOrigins::parse("*"), Ok(CorsOrigins::Any));
         assert_eq!(
+            CorsOrigins::parse("http://[::1]:8080, http://[::1]"),
+            Ok(CorsOrigins::List(vec![
+                "http://[::1]:8080".to_owned(),
+                "http://[::1]".to_owned()
+            ]))
+        );
+        assert_eq!(
             CorsOrigins::parse(
                 "https://App.example.com, http://localhost:3000,https://app.example.com"
             ),
@@ -228,6 +259,9 @@ mod tests {
             "https://a.example:99999",
             "https://",
             "https://a b",
+            "http://[::1",
+            "http://[zz]:80",
+            "http://[::1]/x",
         ] {
             assert!(CorsOrigins::parse(bad).is_err(), "{bad}");
         }
