@@ -5,7 +5,9 @@
 #   * ts-proto: the protoc plugin buf.gen.yaml runs for TypeScript
 #     (.tools/npm/node_modules/.bin/protoc-gen-ts_proto);
 #   * typescript: tsc, which type-checks the generated client
-#     (scripts/client-gen-check.sh).
+#     (scripts/client-gen-check.sh);
+#   * redoc: the reference page's standalone bundle; the copy committed under
+#     vendor/redoc/ is checked against this one by libs/edge/tests/redoc_vendor.rs.
 #
 # Exact versions, no lockfile: the packages' own dependencies resolve as
 # npm picks them at install time. Idempotent: with the same pins already
@@ -19,12 +21,14 @@ prefix="$root/.tools/npm"
 pins=(
   "ts-proto@2.18.0"
   "typescript@5.9.3"
+  "redoc@2.5.4"
 )
 stamp="$prefix/pins.txt"
 bin="$prefix/node_modules/.bin"
 
 want="$(printf '%s\n' "${pins[@]}")"
-if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+redoc_bundle="$prefix/node_modules/redoc/bundles/redoc.standalone.js"
+if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$redoc_bundle" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -36,5 +40,6 @@ mkdir -p "$prefix"
 npm install --prefix "$prefix" --no-package-lock --save-exact --no-audit --no-fund --silent "${pins[@]}" >&2
 "$bin/tsc" --version >/dev/null 2>&1 || { echo "npm-tools.sh: typescript did not install correctly" >&2; exit 1; }
 [[ -x "$bin/protoc-gen-ts_proto" ]] || { echo "npm-tools.sh: ts-proto did not install correctly" >&2; exit 1; }
+[[ -f "$redoc_bundle" ]] || { echo "npm-tools.sh: redoc did not install its standalone bundle" >&2; exit 1; }
 printf '%s\n' "$want" >"$stamp"
 echo "$bin"

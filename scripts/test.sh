@@ -3,7 +3,8 @@
 # against the previous commit), then all unit and integration tests against
 # a real PostgreSQL, with grpcurl from the pinned tools, the deploy checks
 # (scripts/deploy-check.sh: images, compose, Kubernetes manifests, no Docker
-# engine or cluster needed), the generated clients (scripts/client-gen-check.sh),
+# engine or cluster needed), the generated clients (scripts/client-gen-check.sh,
+# scripts/openapi-client-check.sh),
 # the backup drill on a benchmark-filled ledger (scripts/bench-backup-drill.sh),
 # and finally the security gate
 # (scripts/security-gate.sh: attack suite, schemathesis, fault drills and
@@ -66,6 +67,9 @@ say "==> deploy checks"; bash "$PECR_ROOT/scripts/deploy-check.sh" || status=1
 
 say "==> generated clients (scripts/client-gen-check.sh)"
 bash "$PECR_ROOT/scripts/client-gen-check.sh" || status=1
+
+say "==> OpenAPI-generated Python client (scripts/openapi-client-check.sh)"
+bash "$PECR_ROOT/scripts/openapi-client-check.sh" || status=1
 
 say "==> backup drill on a ledger filled by the run benchmark"
 bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1

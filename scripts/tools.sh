@@ -28,12 +28,34 @@ pins=(
 )
 stamp="$tools/pins.txt"
 
+# openapi-python-client (scripts/openapi-client-check.sh) lives in a venv of
+# its own, .tools/openapi-venv: its pins of httpx, attrs and the like are
+# not schemathesis's. The generated client runs there too (httpx, attrs).
+openapi_pins=("openapi-python-client==0.29.1")
+openapi_venv="$tools/openapi-venv"
+openapi_stamp="$tools/openapi-pins.txt"
+openapi_want="$(printf '%s\n' "${openapi_pins[@]}")"
+install_openapi_client() {
+  [[ -x "$openapi_venv/bin/openapi-python-client" && -f "$openapi_stamp" \
+    && "$(cat "$openapi_stamp")" == "$openapi_want" ]] && return 0
+  python3 -m venv "$openapi_venv" >&2
+  "$openapi_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${openapi_pins[@]}" >&2
+  "$openapi_venv/bin/python" -m pip check >&2
+  "$openapi_venv/bin/openapi-python-client" --version >/dev/null 2>&1 || {
+    echo "tools.sh: openapi-python-client did not install correctly" >&2
+    exit 1
+  }
+  printf '%s\n' "$openapi_want" >"$openapi_stamp"
+}
+
 want="$(printf '%s\n' "${pins[@]}")"
 commands=(buf checkov check-jsonschema grpcurl kubernetes-validate python-grpc-tools-protoc schemathesis)
 installed() {
   local tool
   for tool in "${commands[@]}"; do [[ -x "$venv/bin/$tool" ]] || return 1; done
 }
+mkdir -p "$tools"
+install_openapi_client
 if installed && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$venv/bin"
   exit 0

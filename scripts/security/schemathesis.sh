@@ -65,6 +65,17 @@ if [[ "$service" == gateway ]]; then
   headers+=(-H "x-pecr-session-token: $token")
 fi
 
+# Every warning but validation_mismatch on the gateway: its operator,
+# batch and finalize bodies name a session_id that only the session's
+# opener knows, so fuzzed bodies are refused (401, or 400 before that) by
+# design, and which of those operations crosses schemathesis's "mostly
+# rejected" line shifts with any change to the document. The checks below
+# still run on every request.
+warnings=()
+if [[ "$service" == gateway ]]; then
+  warnings=(--warnings missing_auth,missing_test_data,missing_deserializer,unused_openapi_auth,method_not_allowed)
+fi
+
 echo "schemathesis: $service routes at $base_url (report in $report_dir)" >&2
 # A fixed seed and deterministic generation (which keeps no example
 # database): the same requests every run. schemathesis keeps a crash cache
@@ -75,6 +86,7 @@ cd "$report_dir"
   --url "$base_url" \
   --include-tag "$tag" \
   "${headers[@]}" \
+  "${warnings[@]}" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,negative_data_rejection \
   --phases examples,coverage,fuzzing \
   --max-examples "${PECR_SCHEMATHESIS_MAX_EXAMPLES:-100}" \

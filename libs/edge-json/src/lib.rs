@@ -21,6 +21,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 
 pub use crate::descriptors::{ERROR_DETAIL, ERROR_RESPONSE, FieldRules, field_rules};
 pub use crate::json::{DecodeError, EncodeError, JsonMapping, parse_body};
+/// The HTTP statuses the OpenAPI document lists an `ErrorResponse` for.
+pub use crate::openapi::ERROR_STATUSES;
 pub use crate::rules::{Binding, BodyRule, Segment, bindings};
 
 /// Messages whose unknown JSON members are ignored on input, because the
@@ -69,6 +71,11 @@ impl std::error::Error for EdgeError {}
 /// generated from the same annotations and descriptors as the router.
 pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
     openapi::document(pool, services, OPEN_MESSAGES)
+}
+
+/// The same OpenAPI document as [`openapi_document`], as JSON.
+pub fn openapi_json(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
+    openapi::document_json(pool, services, OPEN_MESSAGES)
 }
 
 /// `message` as the REST edge writes it (field names, enum names, embedded

@@ -26,6 +26,10 @@
 //! message (the cause is logged). Unknown paths are 404 and known paths
 //! with another method 405, both with empty bodies.
 //!
+//! Beside the routes: `OPTIONS` on every route (CORS preflight, see
+//! [`CorsOrigins`]), and the served contract (`/openapi.yaml`,
+//! `/openapi.json`, the Redoc page `/docs`).
+//!
 //! Serve the router with `into_make_service_with_connect_info::<SocketAddr>()`
 //! to hand the REST client's address to the gRPC stack (`remote_addr()`).
 //!
@@ -43,6 +47,8 @@
 //! ```
 
 mod call;
+mod cors;
+mod docs;
 mod error_response;
 mod handler;
 mod metadata;
@@ -61,23 +67,30 @@ use prost_reflect::DescriptorPool;
 use crate::error_response::ErrorRenderer;
 use crate::handler::{Route, Shared};
 
-pub use pecr_edge_json::{EdgeError, FieldRules, field_rules, message_json, openapi_document};
+pub use crate::cors::{ALLOWED_REQUEST_HEADERS, CorsOrigins, EXPOSED_RESPONSE_HEADERS};
+pub use crate::docs::{REDOC_STANDALONE_JS, REDOC_VERSION};
+pub use pecr_edge_json::{
+    EdgeError, FieldRules, field_rules, message_json, openapi_document, openapi_json,
+};
 
 /// The default request body limit: 2 MiB, as in the spec.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Knobs of the REST edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeConfig {
     /// Largest accepted request body in bytes; a larger one is refused with
     /// 413 `ERR_INVALID_PARAMS` before anything is parsed.
     pub max_body_bytes: usize,
+    /// Browser origins granted CORS; none by default.
+    pub cors: CorsOrigins,
 }
 
 impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            cors: CorsOrigins::None,
         }
     }
 }
@@ -143,9 +156,16 @@ where
         )));
     }
 
+    let cors = Arc::new(config.cors);
     let mut router = Router::new();
     for (path, routes) in by_path {
         let mut methods = MethodRouter::new();
+        let verbs: Arc<[http::Method]> = routes.iter().map(|r| r.binding.verb.clone()).collect();
+        let origins = cors.clone();
+        methods = methods.options(move |request: Request| {
+            let (origins, verbs) = (origins.clone(), verbs.clone());
+            async move { cors::preflight(&origins, &verbs, request.headers()) }
+        });
         for route in routes {
             let filter =
                 method_filter(&route.binding.verb).ok_or_else(|| EdgeError::InvalidHttpRule {
@@ -168,7 +188,12 @@ where
             path: "(router refused a path)".to_owned(),
         })?;
     }
-    Ok(router)
+    let router = router.merge(docs::router(pool, services)?);
+    Ok(
+        router.layer(axum::middleware::from_fn(move |request, next| {
+            cors::cors_headers(cors.clone(), request, next)
+        })),
+    )
 }
 
 fn method_filter(method: &http::Method) -> Option<MethodFilter> {

@@ -264,3 +264,100 @@ fn the_binary_checks_staleness() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every `ERR_*` code of the error table, read from its source so a new
+/// code cannot be missed.
+fn error_codes() -> Vec<pecr_errors::ErrorCode> {
+    let table = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../errors/src/code.rs"),
+    )
+    .expect("the error table");
+    let codes: Vec<_> = table
+        .split('"')
+        .filter(|text| text.starts_with("ERR_"))
+        .filter_map(pecr_errors::ErrorCode::parse)
+        .collect();
+    assert!(codes.len() >= 20, "the table's codes were read");
+    codes
+}
+
+#[test]
+fn every_error_status_is_listed_with_the_error_response() {
+    let document = parsed();
+    for code in error_codes() {
+        let status = code.defaults().http_status;
+        assert!(
+            pecr_edge_json::ERROR_STATUSES.contains(&status),
+            "{} has HTTP {status}, which the document does not list",
+            code.as_str()
+        );
+    }
+    let responses = at(&document, &["paths", "/v1/run", "post", "responses"]);
+    for status in pecr_edge_json::ERROR_STATUSES {
+        let response = &responses[status.to_string().as_str()];
+        assert_eq!(
+            at(response, &["content", "application/json", "schema", "$ref"]),
+            "#/components/schemas/ErrorResponse",
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn the_document_names_servers_security_and_pecr_headers() {
+    let document = parsed();
+    assert_eq!(document["servers"][0]["url"], "/");
+    let schemes = at(&document, &["components", "securitySchemes"]);
+    assert_eq!(schemes["oidcBearer"]["scheme"], "bearer");
+    assert_eq!(schemes["localPrincipal"]["name"], "x-pecr-principal-id");
+    assert_eq!(schemes["localPrincipal"]["in"], "header");
+    assert_eq!(schemes["localSecret"]["name"], "x-pecr-local-auth-secret");
+    let security = document["security"].as_sequence().expect("security");
+    assert_eq!(security.len(), 3);
+
+    for (path, verb) in [
+        ("/v1/run", "post"),
+        ("/v1/replays", "get"),
+        ("/v1/sessions", "post"),
+    ] {
+        for name in [
+            "x-pecr-principal-id",
+            "x-pecr-local-auth-secret",
+            "x-pecr-request-id",
+            "x-pecr-trace-id",
+        ] {
+            let header = parameter(&document, path, verb, name);
+            assert_eq!(header["in"], "header");
+            assert_eq!(header["required"], false);
+        }
+    }
+    let token = parameter(&document, "/v1/finalize", "post", "x-pecr-session-token");
+    assert_eq!(token["required"], true);
+    let sessions = at(
+        &document,
+        &[
+            "paths",
+            "/v1/sessions",
+            "post",
+            "responses",
+            "200",
+            "headers",
+        ],
+    );
+    assert!(sessions["x-pecr-session-token"].is_mapping());
+    let run = at(
+        &document,
+        &["paths", "/v1/run", "post", "responses", "200", "headers"],
+    );
+    assert!(run.get("x-pecr-session-token").is_none());
+}
+
+#[test]
+fn the_json_document_is_the_yaml_document() {
+    let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    let json = pecr_edge::openapi_json(&pool, &[GATEWAY, CONTROLLER]).expect("JSON");
+    let from_json: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let from_yaml: serde_json::Value = yaml_serde::from_str(&generated()).expect("YAML");
+    assert_eq!(from_json, from_yaml);
+}

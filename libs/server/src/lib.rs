@@ -21,6 +21,7 @@
 
 mod admin;
 pub mod conn_limits;
+mod cors_config;
 mod host;
 mod http_serve;
 mod metrics_guard;
@@ -34,6 +35,7 @@ pub mod tls;
 mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
+pub use cors_config::{CORS_ALLOWED_ORIGINS, read_cors_origins};
 pub use host::{BoundService, ServeSpec, shutdown_signal};
 pub use metrics_guard::metrics_guard;
 pub use rate_limit::RateLimiter;

@@ -67,6 +67,8 @@ pub struct Config {
     pub batch_mode: bool,
     pub operator_policies: BTreeMap<String, OperatorPolicy>,
     pub metrics_require_auth: bool,
+    /// Browser origins granted CORS on the REST edge.
+    pub cors: pecr_edge::CorsOrigins,
     pub rate_limits: RateLimits,
     pub admission: pecr_config::Admission,
     pub replay: ReplaySettings,
@@ -124,6 +126,7 @@ impl Config {
         let adaptive_parallelism = first_bool(&reader, env::ADAPTIVE_PARALLELISM).unwrap_or(true);
         let batch_mode = first_bool(&reader, env::BATCH_MODE).unwrap_or(true);
         let operator_policies = read_policies(&mut reader);
+        let cors = pecr_server::read_cors_origins(&mut reader);
         let metrics_require_auth = reader.boolean(
             env::METRICS_REQUIRE_AUTH,
             !http_addr.ip().is_loopback() || !grpc_addr.ip().is_loopback(),
@@ -167,6 +170,7 @@ impl Config {
             batch_mode,
             operator_policies,
             metrics_require_auth,
+            cors,
             rate_limits,
             admission,
             replay,
@@ -364,6 +368,24 @@ mod tests {
     }
 
     const LEDGER_TOKEN: &str = "controller-token-for-config-tests-0000";
+
+    #[test]
+    fn cors_origins_are_read_and_checked() {
+        assert_eq!(
+            config(&[]).expect("valid").cors,
+            pecr_edge::CorsOrigins::None
+        );
+        assert_eq!(
+            config(&[("PECR_CORS_ALLOWED_ORIGINS", "*")])
+                .expect("any origin")
+                .cors,
+            pecr_edge::CorsOrigins::Any
+        );
+        assert_eq!(
+            codes(&[("PECR_CORS_ALLOWED_ORIGINS", "ftp://a.example")]),
+            vec!["ERR_INVALID_CONFIG"]
+        );
+    }
 
     #[test]
     fn ledger_writer_needs_a_credential_unless_replays_are_files() {

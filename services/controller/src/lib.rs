@@ -43,6 +43,7 @@ pub struct App {
     api: service::ControllerApi,
     retention_days: u32,
     metrics_require_auth: bool,
+    cors: pecr_edge::CorsOrigins,
     rate_limits: pecr_server::RateLimits,
     admission: pecr_config::Admission,
 }
@@ -115,6 +116,7 @@ impl Service for App {
             api,
             retention_days: config.replay.retention_days,
             metrics_require_auth: config.metrics_require_auth,
+            cors: config.cors,
             rate_limits,
             admission: config.admission,
         })
@@ -141,6 +143,7 @@ impl Service for App {
             registry,
             rest: Some(pecr_edge::EdgeConfig {
                 max_body_bytes: MAX_BODY_BYTES,
+                cors: self.cors,
             }),
             metrics_guard,
             callers: None,

@@ -79,6 +79,8 @@ pub struct Config {
     pub session_token_ttl: Duration,
     pub store_evidence_content: bool,
     pub metrics_require_auth: bool,
+    /// Browser origins granted CORS on the REST edge.
+    pub cors: pecr_edge::CorsOrigins,
     pub sources: SourceLimits,
     pub rate_limits: RateLimits,
     pub admission: pecr_config::Admission,
@@ -211,6 +213,7 @@ impl Config {
                 env::AS_OF_TIME_DEFAULT
             )));
         }
+        let cors = pecr_server::read_cors_origins(&mut r);
         let metrics_require_auth =
             r.boolean(env::METRICS_REQUIRE_AUTH, !http_addr.ip().is_loopback());
 
@@ -242,6 +245,7 @@ impl Config {
             )),
             store_evidence_content,
             metrics_require_auth,
+            cors,
             sources: SourceLimits {
                 fs_corpus_path: PathBuf::from(
                     r.string(env::FS_CORPUS_PATH, env::DEFAULT_FS_CORPUS_PATH),
@@ -314,6 +318,37 @@ mod tests {
         assert_eq!(config.coverage_threshold, 0.95);
         assert!(config.remote_opa.is_none());
         assert!(!config.metrics_require_auth);
+    }
+
+    #[test]
+    fn cors_origins_default_to_none_and_bad_ones_are_refused() {
+        assert_eq!(
+            load(&[]).expect("defaults").cors,
+            pecr_edge::CorsOrigins::None
+        );
+        let config = load(&[(
+            "PECR_CORS_ALLOWED_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        )])
+        .expect("two origins");
+        assert_eq!(
+            config.cors,
+            pecr_edge::CorsOrigins::List(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        for bad in [
+            "*, https://a.example",
+            "app.example.com",
+            "https://a.example/",
+        ] {
+            assert_eq!(
+                load(&[("PECR_CORS_ALLOWED_ORIGINS", bad)]).err(),
+                Some(vec!["ERR_INVALID_CONFIG"]),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct App {
         pecr_config::Admission,
     ),
     metrics_require_auth: bool,
+    cors: pecr_edge::CorsOrigins,
 }
 
 fn policy_config(config: &Config) -> PolicyConfig {
@@ -198,6 +199,7 @@ impl Service for App {
             core,
             api_parts: (auth, config.rate_limits, config.admission),
             metrics_require_auth: config.metrics_require_auth,
+            cors: config.cors,
         })
     }
 
@@ -242,6 +244,7 @@ impl Service for App {
             registry,
             rest: Some(pecr_edge::EdgeConfig {
                 max_body_bytes: MAX_BODY_BYTES,
+                cors: self.cors,
             }),
             metrics_guard,
             callers: None,

@@ -5,6 +5,7 @@
 
 mod cases;
 mod client;
+mod cors;
 mod harness;
 
 use std::sync::Arc;
@@ -815,7 +816,11 @@ async fn errors_are_error_response_bodies() {
 
 #[tokio::test]
 async fn oversize_bodies_are_413_error_responses() {
-    let edge = start(EdgeConfig { max_body_bytes: 64 }).await;
+    let edge = start(EdgeConfig {
+        max_body_bytes: 64,
+        ..EdgeConfig::default()
+    })
+    .await;
     let fits = r#"{"query":"q"}"#;
     assert_eq!(edge.post("/v1/run", fits).await.status, 200);
     let big = format!(r#"{{"query":"{}"}}"#, "x".repeat(100));
@@ -882,6 +887,7 @@ async fn the_api_fits_a_service_host() {
     // The config literal and the error renderer as a service host uses them.
     let config = EdgeConfig {
         max_body_bytes: 2 * 1024 * 1024,
+        cors: pecr_edge::CorsOrigins::None,
     };
     assert_eq!(config, EdgeConfig::default());
     let authenticate = |secret: Option<&str>| match secret {
