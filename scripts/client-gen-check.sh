@@ -27,6 +27,7 @@ db_url="${admin_url%/*}/$db_name"
 query="What is the customer status and plan tier?"
 # start, stop_services, mesh_ports and the service tokens (bin_dir, out_dir).
 source "$PECR_ROOT/perf/bench-lib.sh"
+source "$PECR_ROOT/scripts/scratch-mesh.sh"
 rm -rf "$out_dir"
 mkdir -p "$out_dir"
 
@@ -98,40 +99,7 @@ JSON
 "$npm_bin/tsc" -p "$ts/tsconfig.json"
 say "    $(find "$ts/pecr" "$ts/google" -name '*.ts' | wc -l) files type-check"
 
-say "==> a mesh of its own (debug binaries, database $db_name)"
-for bin in pecr-ledger-writer pecr-gateway pecr-controller; do
-  [[ -x "$bin_dir/$bin" ]] || die "$bin_dir/$bin is missing: cargo build -p $bin"
-done
-mesh_ports "${CLIENT_GEN_PORT_BASE:-24150}"
-for addr in "$lw_grpc" "$lw_http" "$gw_grpc" "$gw_http" "$ct_grpc" "$ct_http"; do
-  port_busy "$addr" && die "port ${addr##*:} is in use; free it or set CLIENT_GEN_PORT_BASE"
-done
-ensure_postgres "$admin_url"
-export PGOPTIONS="--client-min-messages=warning"
-cleanup() {
-  local status=$?
-  stop_services
-  psql "$admin_url" -qX -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1 || true
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-psql "$admin_url" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" \
-  -c "CREATE DATABASE $db_name" >/dev/null
-psql "$db_url" -qX -v ON_ERROR_STOP=1 -f fixtures/pg/safeview_fixtures.sql >/dev/null
-budget='{"max_operator_calls":10,"max_bytes":1048576,"max_wallclock_ms":10000,"max_recursion_depth":5,"max_parallelism":4}'
-start pecr-ledger-writer "$lw_http" \
-  PECR_DB_URL="$db_url" PECR_LEDGER_GRPC_ADDR="$lw_grpc" PECR_LEDGER_HTTP_ADDR="$lw_http" \
-  PECR_LEDGER_GATEWAY_TOKEN="$perf_gateway_token" PECR_LEDGER_CONTROLLER_TOKEN="$perf_controller_token"
-start pecr-gateway "$gw_http" \
-  PECR_DB_URL="$db_url" PECR_LEDGER_URL="http://$lw_grpc" PECR_LEDGER_TOKEN="$perf_gateway_token" \
-  PECR_GATEWAY_GRPC_ADDR="$gw_grpc" PECR_BIND_ADDR="$gw_http" \
-  PECR_FS_CORPUS_PATH="$PECR_ROOT/fixtures/fs_corpus" PECR_POLICY_BUNDLE_DIR="$PECR_ROOT/opa/bundle"
-start pecr-controller "$ct_http" \
-  PECR_GATEWAY_URL="http://$gw_grpc" PECR_LEDGER_URL="http://$lw_grpc" \
-  PECR_LEDGER_TOKEN="$perf_controller_token" \
-  PECR_CONTROLLER_GRPC_ADDR="$ct_grpc" PECR_CONTROLLER_BIND_ADDR="$ct_http" \
-  PECR_BUDGET_DEFAULTS="$budget"
+scratch_mesh_start "${CLIENT_GEN_PORT_BASE:-24150}" CLIENT_GEN_PORT_BASE
 
 say "==> ControllerService/Run through the generated Python client (principal dev)"
 "$venv_bin/python" scripts/client-gen/run_controller.py "$gen/python" "$ct_grpc" dev "$query"
