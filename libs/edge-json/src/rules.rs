@@ -110,12 +110,21 @@ impl Binding {
 
     /// The OpenAPI path: the template with plain `{name}` variables.
     pub fn openapi_path(&self) -> String {
+        self.path_with(|name| format!("{{{name}}}"))
+    }
+
+    /// A path a request can be sent to: every variable replaced by `value`.
+    pub fn concrete_path(&self, value: &str) -> String {
+        self.path_with(|_| value.to_owned())
+    }
+
+    fn path_with(&self, variable: impl Fn(&str) -> String) -> String {
         let parts: Vec<String> = self
             .segments
             .iter()
             .map(|segment| match segment {
                 Segment::Literal(text) => text.clone(),
-                Segment::Variable { name, .. } => format!("{{{name}}}"),
+                Segment::Variable { name, .. } => variable(name),
             })
             .collect();
         format!("/{}", parts.join("/"))

@@ -16,19 +16,8 @@ fn routes(service: &str) -> Vec<(String, String)> {
         .expect("bindings")
         .iter()
         .map(|binding| {
-            let path = binding
-                .openapi_path()
-                .split('/')
-                .map(|segment| {
-                    if segment.starts_with('{') {
-                        "x1"
-                    } else {
-                        segment
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("/");
-            (binding.verb.to_string(), path)
+            // Path variables take a value their rules accept.
+            (binding.verb.to_string(), binding.concrete_path("x1"))
         })
         .collect()
 }

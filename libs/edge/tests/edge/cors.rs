@@ -19,19 +19,7 @@ fn routes() -> Vec<(String, String)> {
         .iter()
         .map(|binding| {
             // Path variables take a value their rules accept.
-            let path = binding
-                .openapi_path()
-                .split('/')
-                .map(|segment| {
-                    if segment.starts_with('{') {
-                        "x1"
-                    } else {
-                        segment
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("/");
-            (binding.verb.to_string(), path)
+            (binding.verb.to_string(), binding.concrete_path("x1"))
         })
         .collect()
 }
