@@ -420,6 +420,7 @@ mod tests {
                 source_system: "fs_corpus".into(),
                 object_id: "weather/sky.md".into(),
                 version_id: "v3".into(),
+                transform_types: vec!["redaction".into()],
             }],
         }
     }
