@@ -108,7 +108,10 @@ fn evidence_of(result: &Value) -> (Vec<String>, u32) {
         .and_then(Value::as_array)
         .map_or(0, |refs| u32::try_from(refs.len()).unwrap_or(u32::MAX));
     let ids = if let Ok(units) = Vec::<EvidenceUnit>::deserialize(result) {
-        units.into_iter().map(|unit| unit.evidence_unit_id).collect()
+        units
+            .into_iter()
+            .map(|unit| unit.evidence_unit_id)
+            .collect()
     } else if let Ok(unit) = EvidenceUnit::deserialize(result) {
         vec![unit.evidence_unit_id]
     } else {
@@ -155,7 +158,11 @@ mod tests {
         let (sender, mut events) = mpsc::unbounded_channel();
         let progress = Progress::to(sender);
         assert_eq!(progress.step_started(["search", "lookup_evidence"]), 0);
-        progress.call_settled(0, "lookup_evidence", &ok(serde_json::json!([unit_json("e1")])));
+        progress.call_settled(
+            0,
+            "lookup_evidence",
+            &ok(serde_json::json!([unit_json("e1")])),
+        );
         assert_eq!(progress.step_started(["fetch_span"]), 1);
         progress.call_settled(1, "fetch_span", &ok(unit_json("e2")));
         progress.call_settled(
@@ -179,7 +186,10 @@ mod tests {
         let Event::OperatorCall(single) = &seen[3] else {
             panic!("{:?}", seen[3]);
         };
-        assert_eq!((single.step, single.evidence_unit_ids.as_slice()), (1, &["e2".to_owned()][..]));
+        assert_eq!(
+            (single.step, single.evidence_unit_ids.as_slice()),
+            (1, &["e2".to_owned()][..])
+        );
         let Event::OperatorCall(search) = &seen[4] else {
             panic!("{:?}", seen[4]);
         };
@@ -202,7 +212,10 @@ mod tests {
             panic!("not a call");
         };
         assert!(!call.ok && call.evidence_unit_ids.is_empty());
-        assert_eq!(call.terminal_mode, v1::TerminalMode::InsufficientPermission as i32);
+        assert_eq!(
+            call.terminal_mode,
+            v1::TerminalMode::InsufficientPermission as i32
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@ use pecr_proto::v1::{self, controller_service_server::ControllerService};
 use pecr_replay::scoring::{scorecards, validate_thresholds};
 use pecr_replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
 use pecr_server::{RateRule, RequestId, principal};
-use tonic::{Request, Response, Status};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
 use tracing::{Instrument, info};
 
 use crate::config::RateLimits;
@@ -265,7 +265,10 @@ impl ControllerService for ControllerApi {
         let stream = UnboundedReceiverStream::new(received)
             .map(Ok)
             .chain(futures_util::stream::once(last));
-        Ok(with_trace_header(Response::new(Box::pin(stream)), &trace_id))
+        Ok(with_trace_header(
+            Response::new(Box::pin(stream)),
+            &trace_id,
+        ))
     }
 
     async fn list_replays(
