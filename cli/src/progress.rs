@@ -24,7 +24,7 @@ pub fn stderr_is_terminal() -> bool {
 pub fn line(text: &str) {
     let mut err = std::io::stderr().lock();
     // Cosmetic: a failed write to stderr must not fail the command.
-    let _ = write!(err, "{CLEAR}{text}\n");
+    let _ = writeln!(err, "{CLEAR}{text}");
     let _ = err.flush();
 }
 
