@@ -223,6 +223,36 @@ coverage (exactly) and every claim's status and id come out as stored.
 Prints `verified N replays: S the same, D differing`, then one line per
 difference. Exits 1 when any replay differs.")]
     Verify(VerifyArgs),
+
+    /// The replay regression gate: check your newest stored runs against a
+    /// committed expectation set (terminal mode, cited sources, claim
+    /// statuses per question).
+    #[command(after_help = "\
+The expectation set is JSON: {\"expectations\": [{\"principal\": \"dev\",
+\"question\": \"…\", \"terminal_mode\": \"SUPPORTED\", \"cited_sources\":
+[{\"source_system\": \"pg_safeview\", \"object_id\": \"…\"}],
+\"claim_statuses\": [\"SUPPORTED\"]}]}. The entries of --principal are
+checked against the newest stored run of each question. Exits 1 on any
+regression, a question without a stored run included.
+
+Example, as CI runs it (ask first, then gate):
+  pecr --principal dev replays gate --expect fixtures/regression/expectations.json --ask")]
+    Gate(GateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The expectation set (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub expect: std::path::PathBuf,
+
+    /// Ask each of the principal's questions once before gating.
+    #[arg(long)]
+    pub ask: bool,
+
+    /// How many of the newest runs to search for each question.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use prost::Message;
 use crate::args::{ControllerCommand, EngineMode, EvalCommand, Global, ReplaysCommand};
 use crate::client::{Controller, Failure};
 use crate::json::JsonWriter;
-use crate::{progress, render};
+use crate::{gate, progress, render};
 
 /// What a command that got its answer prints, and whether the check it
 /// makes passed (only `replays verify` makes one).
@@ -67,6 +67,25 @@ pub async fn execute(
             return Ok(Output {
                 text,
                 passed: response.differing == 0,
+            });
+        }
+        ControllerCommand::Replays(ReplaysCommand::Gate(args)) => {
+            let set = gate::load(&args.expect)?;
+            let principal = global.principal.as_deref().ok_or_else(|| {
+                Failure::Usage(
+                    "replays gate needs --principal: expectations are per principal".into(),
+                )
+            })?;
+            let report = gate::run(&controller, &set, principal, args.limit, args.ask).await?;
+            let text = match json {
+                Some(_) => serde_json::to_string(&report)
+                    .map(|line| line + "\n")
+                    .map_err(|err| Failure::Output(err.to_string()))?,
+                None => gate::render(&report),
+            };
+            return Ok(Output {
+                text,
+                passed: report.passed(),
             });
         }
         ControllerCommand::Replays(ReplaysCommand::List(args)) => {
@@ -159,6 +178,7 @@ pub fn progress_label(command: &ControllerCommand) -> &'static str {
         ControllerCommand::Run(_) => "running…",
         ControllerCommand::Eval(EvalCommand::Submit(_)) => "scoring…",
         ControllerCommand::Replays(ReplaysCommand::Verify(_)) => "verifying…",
+        ControllerCommand::Replays(ReplaysCommand::Gate(_)) => "gating…",
         _ => "loading…",
     }
 }

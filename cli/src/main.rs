@@ -9,6 +9,7 @@ mod budget;
 mod client;
 mod commands;
 mod completions;
+mod gate;
 mod json;
 mod progress;
 mod render;

@@ -42,6 +42,17 @@ pub struct ClaimMap {
     pub notes: Option<String>,
 }
 
+/// Where one cited evidence unit came from: identity, never content
+/// (closed).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CitedEvidence {
+    pub evidence_unit_id: String,
+    pub source_system: String,
+    pub object_id: String,
+    pub version_id: String,
+}
+
 /// Metadata of a replay bundle (closed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +93,10 @@ pub struct ReplayBundle {
     pub evidence_ref_count: u32,
     /// Sorted, de-duplicated.
     pub evidence_unit_ids: Vec<String>,
+    /// The units the answer's claims cite, sorted by id. Omitted when
+    /// empty, so bundles written before it keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cited_evidence: Vec<CitedEvidence>,
 }
 
 /// Why a stored bundle cannot be used. Callers treat `HashMismatch` as

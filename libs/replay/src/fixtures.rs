@@ -63,6 +63,7 @@ pub(crate) fn scenario_bundle() -> ReplayBundle {
         depth_used: 1,
         evidence_ref_count: 2,
         evidence_unit_ids: vec![ID_A.to_owned()],
+        cited_evidence: Vec::new(),
     }
 }
 

@@ -24,8 +24,8 @@ pub mod wire;
 mod fixtures;
 
 pub use bundle::{
-    Claim, ClaimMap, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, ReplayError,
-    new_run_id, run_id,
+    CitedEvidence, Claim, ClaimMap, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata,
+    ReplayError, new_run_id, run_id,
 };
 pub use evaluation::{
     ReplayEvaluationResult, ReplayEvaluationSubmission, ReplayRunScore, RunQualityScorecard,

@@ -317,6 +317,7 @@ mod tests {
             evidence_ref_count: 2,
             evidence_unit_ids: emitted(),
             failure_mode: failure,
+            cited_evidence: Vec::new(),
         };
         let facts = SessionFacts {
             trace_id: "01JR5M00000000000000000001",

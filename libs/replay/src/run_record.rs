@@ -10,7 +10,7 @@ use pecr_contracts::budget::Budget;
 use pecr_contracts::hashing::principal_id_hash;
 
 use crate::bundle::{
-    ClaimMap, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, new_run_id,
+    CitedEvidence, ClaimMap, REPLAY_SCHEMA_VERSION, ReplayBundle, ReplayBundleMetadata, new_run_id,
 };
 use crate::modes::{EngineMode, TerminalMode};
 use crate::scoring::quality_score;
@@ -29,6 +29,8 @@ pub struct RunRecord {
     pub evidence_unit_ids: Vec<String>,
     /// The loop's own failure (denied, source unavailable), if it ended on one.
     pub failure_mode: Option<TerminalMode>,
+    /// Where the units the answer cites came from.
+    pub cited_evidence: Vec<CitedEvidence>,
 }
 
 /// What the session adds: who ran it, under which snapshot and budget.
@@ -70,6 +72,9 @@ impl RunRecord {
         let mut evidence_unit_ids = self.evidence_unit_ids;
         evidence_unit_ids.sort_unstable();
         evidence_unit_ids.dedup();
+        let mut cited_evidence = self.cited_evidence;
+        cited_evidence.sort_unstable();
+        cited_evidence.dedup();
         let recorded_at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
@@ -99,6 +104,7 @@ impl RunRecord {
             depth_used: self.depth_used,
             evidence_ref_count: self.evidence_ref_count,
             evidence_unit_ids,
+            cited_evidence,
         };
         bundle.seal();
         bundle
@@ -123,6 +129,7 @@ mod tests {
             evidence_ref_count: 1,
             evidence_unit_ids: vec!["e2".into(), "e1".into(), "e2".into()],
             failure_mode: failure,
+            cited_evidence: Vec::new(),
         }
     }
 
@@ -179,6 +186,26 @@ mod tests {
             reported_mode(InsufficientEvidence, None),
             InsufficientEvidence
         );
+    }
+
+    #[test]
+    fn cited_evidence_is_kept_sorted_and_sealed_and_absent_when_empty() {
+        let cited = |id: &str| CitedEvidence {
+            evidence_unit_id: id.into(),
+            source_system: "pg_safeview".into(),
+            object_id: format!("view/{id}"),
+            version_id: "v1".into(),
+        };
+        let mut run = record(None);
+        run.cited_evidence = vec![cited("e2"), cited("e1"), cited("e2")];
+        let bundle = run.bundle(&session(), "a".into(), gated(TerminalMode::Supported));
+        assert_eq!(bundle.cited_evidence, [cited("e1"), cited("e2")]);
+        let stored = ReplayBundle::from_json_verified(&bundle.to_json()).expect("verifies");
+        assert_eq!(stored, bundle);
+
+        let bare = record(None).bundle(&session(), "a".into(), gated(TerminalMode::Supported));
+        assert!(bare.to_json().get("cited_evidence").is_none());
+        ReplayBundle::from_json_verified(&bare.to_json()).expect("verifies");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use pecr_proto::v1;
 
-use crate::bundle::{Claim, ClaimMap};
+use crate::bundle::{CitedEvidence, Claim, ClaimMap};
 use crate::modes::{ClaimStatus, EngineMode, TerminalMode};
 use crate::run_record::RunRecord;
 
@@ -105,7 +105,34 @@ pub fn run_record_from_proto(run: v1::RunRecord) -> Result<RunRecord, &'static s
         depth_used: run.depth_used,
         evidence_ref_count: run.evidence_ref_count,
         evidence_unit_ids: run.evidence_unit_ids,
+        cited_evidence: run
+            .cited_evidence
+            .into_iter()
+            .map(cited_from_proto)
+            .collect(),
     })
+}
+
+/// A cited unit's identity, from the wire.
+pub fn cited_from_proto(unit: v1::EvidenceUnitRef) -> CitedEvidence {
+    CitedEvidence {
+        evidence_unit_id: unit.evidence_unit_id,
+        source_system: unit.source_system,
+        object_id: unit.object_id,
+        version_id: unit.version_id,
+    }
+}
+
+/// A cited unit's identity, for the wire (no transforms: a bundle does not
+/// record them).
+pub fn cited_to_proto(unit: &CitedEvidence) -> v1::EvidenceUnitRef {
+    v1::EvidenceUnitRef {
+        evidence_unit_id: unit.evidence_unit_id.clone(),
+        source_system: unit.source_system.clone(),
+        object_id: unit.object_id.clone(),
+        version_id: unit.version_id.clone(),
+        transform_types: Vec::new(),
+    }
 }
 
 impl From<RunRecord> for v1::RunRecord {
@@ -121,6 +148,7 @@ impl From<RunRecord> for v1::RunRecord {
             evidence_ref_count: run.evidence_ref_count,
             evidence_unit_ids: run.evidence_unit_ids,
             failure_mode: run.failure_mode.map(|mode| proto_mode(mode) as i32),
+            cited_evidence: run.cited_evidence.iter().map(cited_to_proto).collect(),
         }
     }
 }
@@ -172,6 +200,7 @@ mod tests {
             evidence_ref_count: 1,
             evidence_unit_ids: vec!["e1".into()],
             failure_mode: Some(TerminalMode::SourceUnavailable),
+            cited_evidence: Vec::new(),
         };
         let wire = v1::RunRecord::from(record.clone());
         assert_eq!(wire.engine_mode, "rlm");

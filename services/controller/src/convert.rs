@@ -50,6 +50,11 @@ pub fn bundle_to_proto(bundle: &ReplayBundle) -> v1::ReplayBundle {
         depth_used: bundle.depth_used,
         evidence_ref_count: bundle.evidence_ref_count,
         evidence_unit_ids: bundle.evidence_unit_ids.clone(),
+        cited_evidence: bundle
+            .cited_evidence
+            .iter()
+            .map(pecr_replay::wire::cited_to_proto)
+            .collect(),
     }
 }
 

@@ -105,7 +105,7 @@ impl Runner {
         let (response_text, claims, proposed_mode) = compose(&query, &looped);
         progress.finalizing(looped.stop_reason.as_str(), claims.len());
         let claim_map = answer::claim_map(&claims, proposed_mode);
-        let record = self.run_record(query, &looped);
+        let record = self.run_record(query, &looped, &claims);
         let failure_mode = record.failure_mode;
         // With the ledger as the replay store, the gateway records the
         // bundle with the finalize, in one write.
@@ -203,7 +203,7 @@ impl Runner {
     }
 
     /// What the engine knows of its run, for the replay bundle.
-    fn run_record(&self, query: String, looped: &LoopResult) -> RunRecord {
+    fn run_record(&self, query: String, looped: &LoopResult, claims: &[DraftClaim]) -> RunRecord {
         let failed = looped.stop_reason == crate::budget_gate::StopReason::OperatorError
             && matches!(
                 looped.terminal_mode,
@@ -220,6 +220,7 @@ impl Runner {
             evidence_ref_count: u32::try_from(looped.evidence.refs().len()).unwrap_or(u32::MAX),
             evidence_unit_ids: looped.evidence.unit_ids(),
             failure_mode: failed.then_some(looped.terminal_mode),
+            cited_evidence: cited_units(claims, looped),
         }
     }
 
@@ -336,6 +337,26 @@ fn with_failure_mode(
         map.terminal_mode = mode;
     }
     finalized
+}
+
+/// The identities of the units `claims` cite, for the replay.
+fn cited_units(claims: &[DraftClaim], looped: &LoopResult) -> Vec<pecr_replay::CitedEvidence> {
+    let cited: std::collections::BTreeSet<&String> = claims
+        .iter()
+        .flat_map(|claim| claim.evidence_unit_ids.iter())
+        .collect();
+    looped
+        .evidence
+        .units()
+        .iter()
+        .filter(|unit| cited.contains(&unit.evidence_unit_id))
+        .map(|unit| pecr_replay::CitedEvidence {
+            evidence_unit_id: unit.evidence_unit_id.clone(),
+            source_system: unit.source_system.clone(),
+            object_id: unit.object_id.clone(),
+            version_id: unit.version_id.clone(),
+        })
+        .collect()
 }
 
 /// Where each evidence unit cited by the final claims came from.

@@ -48,6 +48,7 @@ mod tests {
             evidence_ref_count: 0,
             evidence_unit_ids: vec![],
             failure_mode: None,
+            cited_evidence: Vec::new(),
         };
         let facts = SessionFacts {
             trace_id: "01JR5M00000000000000000001",

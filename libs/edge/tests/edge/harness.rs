@@ -417,6 +417,7 @@ impl ControllerService for HarnessController {
                 depth_used: 0,
                 evidence_ref_count: 0,
                 evidence_unit_ids: vec![],
+                cited_evidence: vec![],
             }),
         }))
     }
