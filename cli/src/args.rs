@@ -151,6 +151,53 @@ Load it for the current shell, or save it where your shell looks:
   zsh:   pecr completions zsh > \"${fpath[1]}/_pecr\"
   fish:  pecr completions fish > ~/.config/fish/completions/pecr.fish")]
     Completions(CompletionsArgs),
+
+    /// Check the operator contract through a running gateway's public API:
+    /// every operator's answer shape, its error codes and the evidence
+    /// recipe (hashes recomputed). For adapter implementers and release
+    /// checks; acts as --principal, who must be allowed every operator.
+    #[command(after_help = "\
+Example, against scripts/dev-up.sh:
+  pecr --principal dev contract-test --gateway http://127.0.0.1:50051
+
+Exits 0 when every check passes, 1 otherwise (each failed check says why).")]
+    ContractTest(ContractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ContractArgs {
+    /// The gateway's gRPC URL.
+    #[arg(
+        long,
+        env = "PECR_GATEWAY_URL",
+        default_value = "http://127.0.0.1:50051",
+        value_name = "URL"
+    )]
+    pub gateway: String,
+
+    /// A corpus object the principal may read (fetch_span, list_versions, diff).
+    #[arg(long, default_value = "public/public_1.txt", value_name = "ID")]
+    pub object_id: String,
+
+    /// A search query that finds --object-id.
+    #[arg(long, default_value = "Public fixture document", value_name = "TEXT")]
+    pub search_query: String,
+
+    /// A safe view the principal may read (fetch_rows, aggregate, redact).
+    #[arg(long, default_value = "safe_customer_view_public", value_name = "VIEW")]
+    pub view_id: String,
+
+    /// Comma-separated fields of --view-id to fetch.
+    #[arg(
+        long,
+        default_value = "customer_id,status,plan_tier",
+        value_name = "LIST"
+    )]
+    pub fields: String,
+
+    /// A group-by field of --view-id for aggregate.
+    #[arg(long, default_value = "plan_tier", value_name = "FIELD")]
+    pub group_by: String,
 }
 
 #[derive(Debug, Args)]

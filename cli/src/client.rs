@@ -43,30 +43,10 @@ impl Controller {
     /// Connects eagerly, so a dead endpoint is reported as such instead of
     /// as an UNAVAILABLE status from the first call.
     pub async fn connect(global: &Global) -> Result<Self, Failure> {
-        let metadata = metadata(global).map_err(Failure::Usage)?;
-        let url = global.controller.clone();
         let timeout = Duration::from_millis(global.timeout_ms);
         let deadline = Instant::now() + timeout;
-        let unreachable = |cause: String| Failure::Unreachable {
-            url: url.clone(),
-            cause,
-        };
-        let endpoint =
-            Endpoint::from_shared(url.clone()).map_err(|err| unreachable(chain(&err)))?;
-        let endpoint = match tls_config(global, endpoint.uri().scheme_str() == Some("https"))
-            .map_err(Failure::Usage)?
-        {
-            Some(tls) => endpoint.tls_config(tls).map_err(|err| {
-                Failure::Usage(format!("cannot set up TLS for {url}: {}", chain(&err)))
-            })?,
-            None => endpoint,
-        }
-        .connect_timeout(timeout)
-        .tcp_nodelay(true);
-        let channel = tokio::time::timeout_at(deadline, endpoint.connect())
-            .await
-            .map_err(|_| unreachable(format!("no connection within {} ms", timeout.as_millis())))?
-            .map_err(|err| unreachable(chain(&err)))?;
+        let url = global.controller.clone();
+        let (channel, metadata) = connect_channel(global, &url, deadline).await?;
         Ok(Self {
             client: ControllerServiceClient::new(channel),
             metadata,
@@ -174,6 +154,37 @@ impl Controller {
 /// TLS for an https:// controller: the CA to trust (else the system roots),
 /// the client certificate if any, and the name to check. TLS options with
 /// an http:// URL are refused rather than ignored.
+/// A channel to `url` with the global flags' TLS settings, and the identity
+/// metadata every call carries; connected eagerly, within `deadline`.
+pub async fn connect_channel(
+    global: &Global,
+    url: &str,
+    deadline: Instant,
+) -> Result<(Channel, MetadataMap), Failure> {
+    let metadata = metadata(global).map_err(Failure::Usage)?;
+    let timeout = Duration::from_millis(global.timeout_ms);
+    let unreachable = |cause: String| Failure::Unreachable {
+        url: url.to_owned(),
+        cause,
+    };
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| unreachable(chain(&err)))?;
+    let endpoint = match tls_config(global, endpoint.uri().scheme_str() == Some("https"))
+        .map_err(Failure::Usage)?
+    {
+        Some(tls) => endpoint.tls_config(tls).map_err(|err| {
+            Failure::Usage(format!("cannot set up TLS for {url}: {}", chain(&err)))
+        })?,
+        None => endpoint,
+    }
+    .connect_timeout(timeout)
+    .tcp_nodelay(true);
+    let channel = tokio::time::timeout_at(deadline, endpoint.connect())
+        .await
+        .map_err(|_| unreachable(format!("no connection within {} ms", timeout.as_millis())))?
+        .map_err(|err| unreachable(chain(&err)))?;
+    Ok((channel, metadata))
+}
+
 fn tls_config(global: &Global, https: bool) -> Result<Option<ClientTlsConfig>, String> {
     if !https {
         let given = global.tls_ca.is_some()

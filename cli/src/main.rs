@@ -9,6 +9,7 @@ mod budget;
 mod client;
 mod commands;
 mod completions;
+mod contract;
 mod gate;
 mod json;
 mod progress;
@@ -42,6 +43,7 @@ async fn main() -> ExitCode {
             stdout(&completions::script(args.shell));
             return ExitCode::SUCCESS;
         }
+        Command::ContractTest(args) => return contract_test(&cli.global, args).await,
     };
     let json = if cli.global.json {
         match JsonWriter::new() {
@@ -66,6 +68,28 @@ async fn main() -> ExitCode {
             }
         }
         Err(failure) => report(failure, json.as_ref()),
+    }
+}
+
+/// `pecr contract-test`: the report, and 1 when any check failed.
+async fn contract_test(global: &args::Global, args: &args::ContractArgs) -> ExitCode {
+    let json = global.json;
+    match progress::track("checking…", contract::run(global, args)).await {
+        Ok(report) => {
+            let text = if json {
+                serde_json::to_string(&report)
+                    .map_or_else(|err| format!("{err}\n"), |line| line + "\n")
+            } else {
+                contract::render(&report)
+            };
+            stdout(text.as_bytes());
+            if report.all_passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CALL_FAILED)
+            }
+        }
+        Err(failure) => report(failure, None),
     }
 }
 
