@@ -11,6 +11,7 @@
 //!   from the same bindings and descriptors, so it cannot drift.
 
 mod descriptors;
+mod events;
 mod json;
 mod openapi;
 mod rules;
@@ -20,6 +21,7 @@ use std::fmt;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
 pub use crate::descriptors::{ERROR_DETAIL, ERROR_RESPONSE, FieldRules, field_rules};
+pub use crate::events::{DEFAULT_EVENT, ERROR_EVENT, EventNames};
 pub use crate::json::{DecodeError, EncodeError, JsonMapping, parse_body};
 /// The HTTP statuses the OpenAPI document lists an `ErrorResponse` for.
 pub use crate::openapi::ERROR_STATUSES;

@@ -16,39 +16,22 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 
-use crate::handler::Shared;
+use pecr_edge_json::{ERROR_EVENT, EventNames};
 
-/// The event name of a message that is not a single oneof.
-const DEFAULT_EVENT: &str = "message";
+use crate::handler::Shared;
 
 /// How the messages of one streaming method are framed.
 pub(crate) struct EventFraming {
     output: MessageDescriptor,
-    /// Whether every field of `output` is a member of its one oneof.
-    named_by_member: bool,
+    names: EventNames,
 }
 
 impl EventFraming {
     pub fn new(output: MessageDescriptor) -> Self {
-        let oneofs: Vec<_> = output.oneofs().filter(|o| !o.is_synthetic()).collect();
-        let named_by_member = match oneofs.as_slice() {
-            [only] => only.fields().count() == output.fields().count(),
-            _ => false,
-        };
         Self {
+            names: EventNames::of(output.clone()),
             output,
-            named_by_member,
         }
-    }
-
-    fn event_name(&self, message: &DynamicMessage) -> String {
-        if !self.named_by_member {
-            return DEFAULT_EVENT.to_owned();
-        }
-        self.output
-            .fields()
-            .find(|field| message.has_field(field))
-            .map_or_else(|| DEFAULT_EVENT.to_owned(), |field| field.name().to_owned())
     }
 }
 
@@ -113,44 +96,17 @@ fn encode(framing: &EventFraming, shared: &Shared, bytes: Bytes) -> Result<Bytes
         .mapping
         .encode_message(&message)
         .map_err(|e| e.to_string())?;
-    Ok(frame(&framing.event_name(&message), &json))
+    Ok(frame(&framing.names.name(&message), &json))
 }
 
 fn error_event(shared: &Shared, status: &tonic::Status) -> Bytes {
     let (_, body) = shared.errors.status_json(status);
-    frame("error", &body)
+    frame(ERROR_EVENT, &body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pool() -> prost_reflect::DescriptorPool {
-        prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).expect("pool")
-    }
-
-    #[test]
-    fn a_single_oneof_names_events_by_member() {
-        let output = pool()
-            .get_message_by_name("pecr.v1.RunStreamResponse")
-            .expect("RunStreamResponse");
-        let framing = EventFraming::new(output.clone());
-        let mut message = DynamicMessage::new(output.clone());
-        let field = output.get_field_by_name("finalizing").expect("field");
-        let finalizing = DynamicMessage::new(field.kind().as_message().expect("message").clone());
-        message.set_field(&field, prost_reflect::Value::Message(finalizing));
-        assert_eq!(framing.event_name(&message), "finalizing");
-        assert_eq!(framing.event_name(&DynamicMessage::new(output)), "message");
-    }
-
-    #[test]
-    fn other_messages_are_plain_messages() {
-        let output = pool()
-            .get_message_by_name("pecr.v1.RunResponse")
-            .expect("RunResponse");
-        let framing = EventFraming::new(output.clone());
-        assert_eq!(framing.event_name(&DynamicMessage::new(output)), "message");
-    }
 
     #[test]
     fn frames_are_one_event_each() {

@@ -107,6 +107,12 @@ impl ControllerApi {
             .budget
             .as_ref()
             .map(pecr_contracts::budget::Budget::from);
+        // Here, not in the run, so a streamed run is refused before its stream.
+        if let Some(budget) = &budget {
+            budget
+                .validate()
+                .map_err(|reason| PecrError::invalid_params(format!("invalid budget: {reason}")))?;
+        }
         Ok(PreparedRun {
             principal,
             authorization,

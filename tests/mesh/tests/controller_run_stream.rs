@@ -180,6 +180,18 @@ async fn refusals_come_before_the_stream() {
     .await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert_eq!(answer.json()["code"], "ERR_INVALID_PARAMS");
+    // A budget out of range is refused before the stream, as on /v1/run.
+    let answer = http_post_json(
+        &mesh.url("/v1/run/stream"),
+        &[("x-pecr-principal-id", "dev")],
+        r#"{"query":"q","budget":{"max_operator_calls":20000,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(
+        answer.json()["message"],
+        "invalid budget: max_operator_calls out of range"
+    );
 }
 
 /// `(event, data)` of each Server-Sent Event.

@@ -244,10 +244,17 @@ fn operation(
     if let Some(headers) = http_contract::response_headers(method.full_name()) {
         success.push(("headers", headers));
     }
-    let media = if streamed { EVENT_STREAM } else { JSON };
+    let (media, schema) = if streamed {
+        (
+            EVENT_STREAM,
+            event_schema(&method.output(), response_schema),
+        )
+    } else {
+        (JSON, response_schema)
+    };
     success.push((
         "content",
-        Node::map([(media, Node::map([("schema", response_schema)]))]),
+        Node::map([(media, Node::map([("schema", schema)]))]),
     ));
     let mut responses = vec![("200".to_owned(), Node::map(success))];
     let error = |description: String| {
@@ -268,6 +275,60 @@ fn operation(
     ));
     entries.push(("responses", Node::Map(responses)));
     Node::map(entries)
+}
+
+/// One Server-Sent Event of a stream of `output` messages (OpenAPI 3.0 has
+/// no `itemSchema`; schema validators such as schemathesis read `schema` as
+/// the per-event shape): the event's name and its `data`, the JSON text of
+/// the message (`data_schema`) or, for `error`, of an ErrorResponse.
+fn event_schema(output: &prost_reflect::MessageDescriptor, data_schema: Node) -> Node {
+    let names = crate::EventNames::of(output.clone())
+        .all()
+        .into_iter()
+        .map(Node::str)
+        .collect();
+    let data_ref = match &data_schema {
+        Node::Map(entries) => entries
+            .iter()
+            .find(|(key, _)| key == "$ref")
+            .and_then(|(_, value)| match value {
+                Node::Str(target) => Some(target.clone()),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Node::map([
+        ("type", Node::str("object")),
+        (
+            "required",
+            Node::Seq(vec![Node::str("event"), Node::str("data")]),
+        ),
+        (
+            "properties",
+            Node::map([
+                (
+                    "event",
+                    Node::map([("type", Node::str("string")), ("enum", Node::Seq(names))]),
+                ),
+                (
+                    "data",
+                    Node::map([
+                        ("type", Node::str("string")),
+                        (
+                            "description",
+                            Node::str(format!(
+                                "JSON text: the streamed message ({data_ref}); an ErrorResponse for `error`."
+                            )),
+                        ),
+                        ("x-pecr-data-schema", Node::str(data_ref)),
+                    ]),
+                ),
+                ("id", Node::map([("type", Node::str("string"))])),
+                ("retry", Node::map([("type", Node::str("integer"))])),
+            ]),
+        ),
+    ])
 }
 
 fn content(schema: Node) -> Node {
