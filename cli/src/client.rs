@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::controller_service_client::ControllerServiceClient;
+use pecr_proto::v1::{RunRequest, RunResponse, run_event::Event};
 use tokio::time::Instant;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -92,6 +93,34 @@ impl Controller {
             Ok(Err(status)) => Err(self.failure(&status)),
             Err(_) => Err(Failure::Call(self.timed_out())),
         }
+    }
+
+    /// `RunStream`: hands each progress event to `on_event` as it arrives
+    /// and returns the run's response, all within the deadline.
+    pub async fn run_streamed(
+        &self,
+        message: RunRequest,
+        mut on_event: impl FnMut(&Event),
+    ) -> Result<RunResponse, Failure> {
+        let mut events = self
+            .call(message, |mut c, r| async move { c.run_stream(r).await })
+            .await?;
+        let read = async {
+            while let Some(event) = events.message().await.map_err(|s| self.failure(&s))? {
+                match event.event {
+                    Some(Event::Result(response)) => return Ok(response),
+                    Some(event) => on_event(&event),
+                    None => {}
+                }
+            }
+            Err(Failure::Call(PecrError::new(
+                ErrorCode::SourceUnavailable,
+                format!("{} ended the run stream without a result", self.url),
+            )))
+        };
+        tokio::time::timeout_at(self.deadline, read)
+            .await
+            .unwrap_or_else(|_| Err(Failure::Call(self.timed_out())))
     }
 
     fn failure(&self, status: &Status) -> Failure {

@@ -10,7 +10,7 @@ use prost::Message;
 use crate::args::{ControllerCommand, EngineMode, EvalCommand, Global, ReplaysCommand};
 use crate::client::{Controller, Failure};
 use crate::json::JsonWriter;
-use crate::render;
+use crate::{progress, render};
 
 /// What a command that got its answer prints, and whether the check it
 /// makes passed (only `replays verify` makes one).
@@ -38,8 +38,14 @@ pub async fn execute(
                 query: args.query.clone(),
                 budget: args.budget,
             };
+            // Steps are shown live to a person at a terminal only.
+            let live = json.is_none() && progress::stderr_is_terminal();
             let response = controller
-                .call(request, |mut c, r| async move { c.run(r).await })
+                .run_streamed(request, |event| {
+                    if live && let Some(line) = render::run_event(event) {
+                        progress::line(&line);
+                    }
+                })
                 .await?;
             show(json, "pecr.v1.RunResponse", &response, render::run)
         }

@@ -71,6 +71,7 @@ mod tests {
                 source_system: "fs_corpus".into(),
                 object_id: "sky.md".into(),
                 version_id: "v1".into(),
+                transform_types: vec![],
             }],
         };
         let json = JsonWriter::new()

@@ -1,6 +1,7 @@
 //! A spinner on stderr while a call is slow. It appears only after a short
 //! delay (fast calls never flicker), only when stderr is a terminal (pipes,
 //! logs and tests stay clean), and is erased before any output is printed.
+//! Lines of progress (a run's steps) print above it.
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -13,6 +14,19 @@ const TICK: Duration = Duration::from_millis(100);
 const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 /// Carriage return, then ANSI "erase the whole line".
 const CLEAR: &str = "\r\x1b[2K";
+
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Prints one progress line on stderr, over the spinner's line (which the
+/// next tick draws again below it).
+pub fn line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    // Cosmetic: a failed write to stderr must not fail the command.
+    let _ = writeln!(err, "{CLEAR}{text}");
+    let _ = err.flush();
+}
 
 /// Awaits `work`, with a spinner labelled `label` if it takes a while.
 pub async fn track<F: Future>(label: &str, work: F) -> F::Output {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use pecr_errors::PecrError;
 use pecr_proto::v1::{
     Budget, EvidenceUnitRef, ListReplaysResponse, ReplayBundle, ReplayEvaluationResult,
-    RunQualityScorecard, RunResponse, TerminalMode, VerifyReplaysResponse, claim,
+    RunQualityScorecard, RunResponse, TerminalMode, VerifyReplaysResponse, claim, run_event::Event,
 };
 
 /// Evidence ids are 64 hex chars; 12 are plenty to tell them apart on screen.
@@ -58,11 +58,64 @@ pub fn run(response: &RunResponse) -> String {
     out
 }
 
+/// One line of a run's live progress; None for the events the final answer
+/// shows better (its result).
+pub fn run_event(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::SessionCreated(session) => format!(
+            "· session {} (policy snapshot {})",
+            session.session_id, session.policy_snapshot_id
+        ),
+        Event::StepStarted(step) => {
+            format!("· step {}: {}", step.step + 1, step.operators.join(", "))
+        }
+        Event::OperatorCall(call) if call.ok => {
+            let mut found = Vec::new();
+            if call.refs > 0 {
+                found.push(plural(call.refs as usize, "hit"));
+            }
+            if !call.evidence_unit_ids.is_empty() {
+                found.push(plural(call.evidence_unit_ids.len(), "evidence unit"));
+            }
+            if found.is_empty() {
+                found.push("nothing found".to_owned());
+            }
+            format!("    ✓ {}  {}", call.op_name, found.join(", "))
+        }
+        Event::OperatorCall(call) => {
+            format!("    ✗ {}  {}", call.op_name, mode(call.terminal_mode))
+        }
+        Event::Finalizing(finalizing) => format!(
+            "· finalizing: {} ({})",
+            plural(finalizing.claims as usize, "claim"),
+            finalizing.stop_reason
+        ),
+        Event::Result(_) => return None,
+    })
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// `ab12cd34ef56  fs_corpus  docs/a.md`, from the response's own index
 /// of cited evidence; ids it does not list are still shown.
 fn cited(id: &str, index: &[EvidenceUnitRef]) -> String {
     match index.iter().find(|unit| unit.evidence_unit_id == id) {
-        Some(unit) => format!("{}  {}  {}", short(id), unit.source_system, unit.object_id),
+        Some(unit) if unit.transform_types.is_empty() => {
+            format!("{}  {}  {}", short(id), unit.source_system, unit.object_id)
+        }
+        Some(unit) => format!(
+            "{}  {}  {}  ({} applied)",
+            short(id),
+            unit.source_system,
+            unit.object_id,
+            unit.transform_types.join(", ")
+        ),
         None => format!("{}  (source not reported)", short(id)),
     }
 }
@@ -420,8 +473,53 @@ mod tests {
                 source_system: "fs_corpus".into(),
                 object_id: "weather/sky.md".into(),
                 version_id: "v3".into(),
+                transform_types: vec!["redaction".into()],
             }],
         }
+    }
+
+    #[test]
+    fn live_steps_name_calls_and_outcomes_and_not_the_result() {
+        use pecr_proto::v1::{RunFinalizing, RunOperatorCall, RunStepStarted};
+        let step = Event::StepStarted(RunStepStarted {
+            step: 0,
+            operators: vec!["search".into(), "lookup_evidence".into()],
+        });
+        assert_eq!(
+            run_event(&step).as_deref(),
+            Some("· step 1: search, lookup_evidence")
+        );
+        let found = Event::OperatorCall(RunOperatorCall {
+            step: 0,
+            op_name: "search".into(),
+            ok: true,
+            terminal_mode: TerminalMode::Supported as i32,
+            evidence_unit_ids: vec!["e1".into()],
+            refs: 3,
+            bytes: 10,
+        });
+        assert_eq!(
+            run_event(&found).as_deref(),
+            Some("    ✓ search  3 hits, 1 evidence unit")
+        );
+        let denied = Event::OperatorCall(RunOperatorCall {
+            op_name: "fetch_rows".into(),
+            terminal_mode: TerminalMode::InsufficientPermission as i32,
+            ..RunOperatorCall::default()
+        });
+        assert_eq!(
+            run_event(&denied).as_deref(),
+            Some("    ✗ fetch_rows  INSUFFICIENT_PERMISSION")
+        );
+        let finalizing = Event::Finalizing(RunFinalizing {
+            stop_reason: "plan_complete".into(),
+            claims: 2,
+        });
+        assert_eq!(
+            run_event(&finalizing).as_deref(),
+            Some("· finalizing: 2 claims (plan_complete)")
+        );
+        assert_eq!(run_event(&Event::Result(sample_run())), None);
     }
 
     #[test]
@@ -432,7 +530,7 @@ mod tests {
         assert!(text.contains("[SUPPORTED] The sky is blue."), "{text}");
         assert!(text.contains("[ASSUMPTION] It may rain."), "{text}");
         assert!(
-            text.contains("      3f2a9c1b0d4e  fs_corpus  weather/sky.md\n"),
+            text.contains("      3f2a9c1b0d4e  fs_corpus  weather/sky.md  (redaction applied)\n"),
             "{text}"
         );
         assert!(

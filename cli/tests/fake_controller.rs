@@ -13,6 +13,7 @@ use pecr_proto::v1::{
     ReplayEvaluationResult, RunQualityScorecard, RunRequest, RunResponse, SubmitEvaluationRequest,
     SubmitEvaluationResponse, TerminalMode, VerifyReplaysRequest, VerifyReplaysResponse, claim,
 };
+use pecr_proto::v1::{RunEvent, RunFinalizing, RunOperatorCall, RunStepStarted, run_event::Event};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
@@ -36,6 +37,41 @@ impl Fake {
 
 #[tonic::async_trait]
 impl ControllerService for Fake {
+    type RunStreamStream = tokio_stream::Iter<std::vec::IntoIter<Result<RunEvent, Status>>>;
+
+    /// Run's answer, after the events of a one-step run.
+    async fn run_stream(
+        &self,
+        request: Request<RunRequest>,
+    ) -> Result<Response<Self::RunStreamStream>, Status> {
+        let response = self.run(request).await?.into_inner();
+        let events = [
+            Event::StepStarted(RunStepStarted {
+                step: 0,
+                operators: vec!["search".into()],
+            }),
+            Event::OperatorCall(RunOperatorCall {
+                step: 0,
+                op_name: "search".into(),
+                ok: true,
+                terminal_mode: TerminalMode::Supported as i32,
+                evidence_unit_ids: vec![EVIDENCE_ID.into()],
+                refs: 1,
+                bytes: 10,
+            }),
+            Event::Finalizing(RunFinalizing {
+                stop_reason: response.stop_reason.clone(),
+                claims: 1,
+            }),
+            Event::Result(response),
+        ];
+        let events: Vec<Result<RunEvent, Status>> = events
+            .into_iter()
+            .map(|event| Ok(RunEvent { event: Some(event) }))
+            .collect();
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<RunResponse>, Status> {
         self.record(&request);
         let body = request.into_inner();
@@ -72,6 +108,7 @@ impl ControllerService for Fake {
                 source_system: "fs_corpus".into(),
                 object_id: "owners/billing.md".into(),
                 version_id: "v1".into(),
+                transform_types: vec![],
             }],
         }))
     }

@@ -41,7 +41,7 @@ pub enum EdgeError {
     /// `pecr.v1.ErrorResponse`, `pecr.v1.ErrorDetail`) is not in the pool.
     MissingDescriptor(String),
     /// An HTTP rule the edge cannot serve (custom verb, wildcard template,
-    /// unknown field, streaming RPC, …).
+    /// unknown field, client-streaming RPC, …).
     InvalidHttpRule { method: String, reason: String },
     /// Two rules claim the same method and path.
     RouteConflict { method: String, path: String },

@@ -179,8 +179,10 @@ fn binding(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Binding, 
         method: method.full_name().to_owned(),
         reason,
     };
-    if method.is_client_streaming() || method.is_server_streaming() {
-        return Err(invalid("streaming RPCs have no REST mapping".into()));
+    // Server streaming maps to Server-Sent Events; a client stream has no
+    // REST request to come from.
+    if method.is_client_streaming() {
+        return Err(invalid("client-streaming RPCs have no REST mapping".into()));
     }
     if rule.has_field_by_name("custom") {
         return Err(invalid("custom HTTP verbs are not supported".into()));
@@ -332,7 +334,7 @@ mod tests {
             .iter()
             .map(|b| (b.verb.to_string(), b.template.clone(), b.router_path()))
             .collect();
-        assert_eq!(summary.len(), 12);
+        assert_eq!(summary.len(), 13);
         assert!(summary.contains(&(
             "POST".into(),
             "/v1/operators/{op_name}".into(),

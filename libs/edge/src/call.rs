@@ -61,6 +61,44 @@ where
     S::Future: Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    ready_client(service)
+        .await?
+        .unary(request, path, PassThroughCodec)
+        .await
+}
+
+/// As [`unary`] for a server-streaming method: the response's messages,
+/// or the status of a call refused before its first message.
+pub(crate) async fn server_streaming<S>(
+    service: S,
+    path: PathAndQuery,
+    request: tonic::Request<Bytes>,
+) -> Result<tonic::Response<tonic::Streaming<Bytes>>, Status>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    ready_client(service)
+        .await?
+        .server_streaming(request, path, PassThroughCodec)
+        .await
+}
+
+async fn ready_client<S>(service: S) -> Result<tonic::client::Grpc<S>, Status>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // In-process: the body limit was applied at the HTTP edge, and the
     // response is whatever the service produced.
     let mut client = tonic::client::Grpc::new(service)
@@ -70,5 +108,5 @@ where
         let err: Box<dyn std::error::Error + Send + Sync> = err.into();
         Status::unavailable(format!("in-process service not ready: {err}"))
     })?;
-    client.unary(request, path, PassThroughCodec).await
+    Ok(client)
 }

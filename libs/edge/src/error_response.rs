@@ -90,19 +90,36 @@ impl ErrorRenderer {
     /// and `ErrorResponse`, exactly. Without: 500 `ERR_INTERNAL` with a
     /// generic message (the real one is logged).
     pub fn status(&self, status: &tonic::Status) -> Response {
-        let mut response = match self.detail(status) {
-            Some((http, error)) => self.render(http, &error),
-            None => {
-                tracing::warn!(
-                    grpc.code = ?status.code(),
-                    grpc.message = status.message(),
-                    "gRPC status without a PECR error detail"
-                );
-                internal_response()
-            }
-        };
+        let (http, body) = self.status_json(status);
+        let mut response = json_response(http, body);
         add_response_headers(status.metadata(), response.headers_mut());
         response
+    }
+
+    /// The HTTP status and `ErrorResponse` JSON of a gRPC error status, as
+    /// [`Self::status`] answers them (also the data of a stream's `error`
+    /// event).
+    pub fn status_json(&self, status: &tonic::Status) -> (StatusCode, Vec<u8>) {
+        let encoded = self.detail(status).and_then(|(http, error)| {
+            self.mapping
+                .encode_message(&error)
+                .inspect_err(
+                    |err| tracing::warn!(error = %err, "ErrorResponse could not be written"),
+                )
+                .ok()
+                .map(|body| (http, body))
+        });
+        encoded.unwrap_or_else(|| {
+            tracing::warn!(
+                grpc.code = ?status.code(),
+                grpc.message = status.message(),
+                "gRPC status without a PECR error detail"
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL_BODY.as_bytes().to_vec(),
+            )
+        })
     }
 
     /// 500 `ERR_INTERNAL`, for responses the edge cannot write.

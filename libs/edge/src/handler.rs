@@ -21,6 +21,7 @@ use tonic::transport::server::TcpConnectInfo;
 use crate::call;
 use crate::error_response::{ErrorRenderer, Rejection, json_response};
 use crate::metadata::{add_response_headers, request_metadata};
+use crate::sse::{self, EventFraming};
 
 /// What every route shares.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub(crate) struct Route<S> {
     path_bound: Vec<FieldDescriptor>,
     /// Top-level fields filled from query parameters.
     query_fields: Vec<FieldDescriptor>,
+    /// Set for a server-streaming method, answered as Server-Sent Events.
+    events: Option<Arc<EventFraming>>,
 }
 
 impl<S> Route<S> {
@@ -49,7 +52,12 @@ impl<S> Route<S> {
         let variables = binding.variables().map(|(_, path)| path.to_vec()).collect();
         let path_bound = binding.path_bound_fields();
         let query_fields = binding.query_fields();
+        let events = binding
+            .method
+            .is_server_streaming()
+            .then(|| Arc::new(EventFraming::new(binding.method.output())));
         Self {
+            events,
             binding,
             grpc_path,
             shared,
@@ -95,14 +103,28 @@ where
             extensions,
             Bytes::from(message.encode_to_vec()),
         );
+        if let Some(framing) = &self.events {
+            return self.stream(framing.clone(), request).await;
+        }
         let result = call::unary(self.service.clone(), self.grpc_path.clone(), request).await;
         match result {
             Ok(response) => self.response(response),
-            Err(status) => {
-                let mut response = errors.status(&status);
-                add_response_headers(status.metadata(), response.headers_mut());
+            Err(status) => errors.status(&status),
+        }
+    }
+
+    async fn stream(&self, framing: Arc<EventFraming>, request: tonic::Request<Bytes>) -> Response {
+        let path = self.grpc_path.clone();
+        match call::server_streaming(self.service.clone(), path, request).await {
+            Ok(response) => {
+                let (metadata, messages, _) = response.into_parts();
+                let method = self.binding.method.full_name().to_owned();
+                let mut response =
+                    sse::event_stream(framing, self.shared.clone(), messages, method);
+                add_response_headers(&metadata, response.headers_mut());
                 response
             }
+            Err(status) => self.shared.errors.status(&status),
         }
     }
 

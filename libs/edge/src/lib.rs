@@ -26,6 +26,11 @@
 //! message (the cause is logged). Unknown paths are 404 and known paths
 //! with another method 405, both with empty bodies.
 //!
+//! A server-streaming RPC is answered as Server-Sent Events
+//! (`text/event-stream`, see the `sse` module): one event per message, a
+//! last `error` event when the stream fails; a call refused before its
+//! first message gets the unary error answer above.
+//!
 //! Beside the routes: `OPTIONS` on every route (CORS preflight, see
 //! [`CorsOrigins`]), and the served contract (`/openapi.yaml`,
 //! `/openapi.json`, the Redoc page `/docs`).
@@ -52,6 +57,7 @@ mod docs;
 mod error_response;
 mod handler;
 mod metadata;
+mod sse;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

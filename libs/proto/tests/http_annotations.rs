@@ -100,6 +100,14 @@ fn gateway_and_controller_rpcs_map_to_the_spec_endpoints() {
         ),
         (
             "pecr.v1.ControllerService",
+            "RunStream",
+            "POST",
+            "/v1/run/stream",
+            "*",
+            "",
+        ),
+        (
+            "pecr.v1.ControllerService",
             "ListReplays",
             "GET",
             "/v1/replays",

@@ -146,6 +146,11 @@ impl LazySession {
         }
     }
 
+    /// The session, once a batch has opened it.
+    pub fn opened(&self) -> Option<&SessionClient> {
+        self.open.as_ref()
+    }
+
     /// As [`SessionClient::call_batch`]; the first batch opens the session.
     pub async fn call_batch(
         &mut self,

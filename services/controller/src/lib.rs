@@ -15,6 +15,7 @@ mod evidence;
 mod gateway_client;
 mod metrics;
 mod plan;
+mod progress;
 mod replay_store;
 mod run;
 mod service;

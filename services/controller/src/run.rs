@@ -22,6 +22,7 @@ use crate::gateway_client::{
 };
 use crate::metrics::ControllerMetrics;
 use crate::plan::Plan;
+use crate::progress::Progress;
 use crate::replay_store::{PrincipalKey, ReplayStore};
 
 /// What every run of this process shares.
@@ -61,6 +62,7 @@ impl Runner {
         ids: &RunIds,
         query: String,
         budget: Option<Budget>,
+        progress: &Progress,
     ) -> Result<v1::RunResponse, PecrError> {
         // A supplied budget replaces the defaults entirely.
         let budget = budget.unwrap_or(self.settings.budget_defaults);
@@ -80,7 +82,7 @@ impl Runner {
         };
         let gate = BudgetGate::start(budget, self.settings.adaptive_parallelism);
         let (looped, session) = self
-            .run_engine(&query, principal, identity, budget, gate)
+            .run_engine(&query, principal, identity, budget, gate, progress)
             .await?;
         let ids = &identity_ids(&session);
         self.metrics.loop_finished(looped.stop_reason);
@@ -101,6 +103,7 @@ impl Runner {
         );
 
         let (response_text, claims, proposed_mode) = compose(&query, &looped);
+        progress.finalizing(looped.stop_reason.as_str(), claims.len());
         let claim_map = answer::claim_map(&claims, proposed_mode);
         let record = self.run_record(query, &looped);
         let failure_mode = record.failure_mode;
@@ -150,6 +153,7 @@ impl Runner {
         identity: PrincipalCredential,
         budget: Budget,
         gate: BudgetGate,
+        progress: &Progress,
     ) -> Result<(LoopResult, SessionClient), PecrError> {
         let budget = v1::Budget::from(&budget);
         match self.settings.engine {
@@ -161,9 +165,12 @@ impl Runner {
                     &mut session,
                     gate,
                     &self.metrics,
+                    progress,
                 )
                 .await?;
                 let session = session.into_open().await?;
+                // Reported already unless no step ran.
+                progress.session_created(&session);
                 log_session_created(principal, &identity_ids(&session), &session);
                 Ok((looped, session))
             }
@@ -172,6 +179,7 @@ impl Runner {
                 let session = self.gateway.create_session(&identity, budget).await?;
                 let ids = identity_ids(&session);
                 log_session_created(principal, &ids, &session);
+                progress.session_created(&session);
                 let options = engine::rlm::RlmOptions {
                     batch_mode: self.settings.batch_mode,
                     policies: self.settings.operator_policies.clone(),
@@ -179,12 +187,13 @@ impl Runner {
                     trace_id: ids.trace_id,
                 };
                 let looped =
-                    engine::rlm::run(query, &session, gate, &self.metrics, &options).await?;
+                    engine::rlm::run(query, &session, gate, &self.metrics, &options, progress)
+                        .await?;
                 Ok((looped, session))
             }
             #[cfg(not(feature = "rlm"))]
             EngineMode::Rlm => {
-                let _ = (query, principal, identity, budget, gate);
+                let _ = (query, principal, identity, budget, gate, progress);
                 Err(PecrError::new(
                     pecr_errors::ErrorCode::RlmFeatureDisabled,
                     "this controller was built without the rlm feature",
@@ -350,6 +359,11 @@ fn cited_evidence(map: &v1::ClaimMap, looped: &LoopResult) -> Vec<v1::EvidenceUn
             source_system: unit.source_system.clone(),
             object_id: unit.object_id.clone(),
             version_id: unit.version_id.clone(),
+            transform_types: unit
+                .transform_chain
+                .iter()
+                .map(|step| step.transform_type.clone())
+                .collect(),
         })
         .collect()
 }

@@ -13,12 +13,16 @@ use pecr_proto::v1::{self, controller_service_server::ControllerService};
 use pecr_replay::scoring::{scorecards, validate_thresholds};
 use pecr_replay::{ReplayBundle, ReplayEvaluationResult, ReplayRunScore};
 use pecr_server::{RateRule, RequestId, principal};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info};
 
 use crate::config::RateLimits;
 use crate::convert;
 use crate::evaluation;
+use crate::progress::Progress;
 use crate::replay_store::PrincipalKey;
 use crate::run::{RunIds, Runner};
 use crate::validate;
@@ -41,6 +45,12 @@ pub fn rate_rules(limits: &RateLimits) -> Vec<RateRule> {
             what: "/v1/run",
         },
         RateRule {
+            method: "RunStream",
+            bucket: "run",
+            limit: limits.runs,
+            what: "/v1/run/stream",
+        },
+        RateRule {
             method: "SubmitEvaluation",
             bucket: "evaluations",
             limit: limits.evaluations,
@@ -48,6 +58,10 @@ pub fn rate_rules(limits: &RateLimits) -> Vec<RateRule> {
         },
     ]
 }
+
+/// A streamed run's events, ending with its result or its error status.
+pub type RunEvents =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<v1::RunEvent, Status>> + Send>>;
 
 fn principal_key(principal: &Principal) -> PrincipalKey {
     PrincipalKey {
@@ -80,55 +94,96 @@ impl ControllerApi {
             .await
     }
 
-    async fn run_inner(&self, request: Request<v1::RunRequest>) -> PecrResult<v1::RunResponse> {
+    /// Everything a run needs from its request, checked before it starts
+    /// (so a refusal is the call's status, not a stream event).
+    fn prepare_run(&self, request: Request<v1::RunRequest>) -> PecrResult<PreparedRun> {
         let principal = principal(&request)?;
         validate::run(request.get_ref())?;
         let ids = run_ids(&request);
-        let metadata = request.metadata();
-        let authorization = self.auth.forwarded_authorization(metadata);
+        let authorization = self.auth.forwarded_authorization(request.metadata());
         let request = request.into_inner();
         let budget = request
             .budget
             .as_ref()
             .map(pecr_contracts::budget::Budget::from);
-        let started = Instant::now();
-        // Never the query: it may carry canary or injected text.
-        let span = tracing::info_span!(
-            "controller.run",
-            trace_id = %ids.trace_id,
-            request_id = %ids.request_id,
-            principal_id = %principal.principal_id,
-        );
-        let response = self
-            .runner
-            .run(&principal, authorization, &ids, request.query, budget)
-            .instrument(span)
-            .await
-            .inspect_err(|err| {
-                info!(
-                    event = "controller.run_failed",
-                    request_id = %ids.request_id,
-                    trace_id = %ids.trace_id,
-                    principal_id = %principal.principal_id,
-                    code = err.code.as_str(),
-                    "run failed"
-                );
-            })?;
-        info!(
-            event = "controller.run_completed",
-            request_id = %ids.request_id,
-            trace_id = %response.trace_id,
-            principal_id = %principal.principal_id,
-            run_id = %response.run_id,
-            stop_reason = %response.stop_reason,
-            terminal_mode = v1::TerminalMode::try_from(response.terminal_mode)
-                .map_or("", |mode| mode.as_str_name()),
-            latency_ms = started.elapsed().as_millis() as u64,
-            "run completed"
-        );
-        Ok(response)
+        Ok(PreparedRun {
+            principal,
+            authorization,
+            ids,
+            query: request.query,
+            budget,
+        })
     }
+}
 
+/// A checked run request.
+struct PreparedRun {
+    principal: Principal,
+    authorization: Option<String>,
+    ids: RunIds,
+    query: String,
+    budget: Option<pecr_contracts::budget::Budget>,
+}
+
+/// Runs `run`, logging how it ended.
+async fn execute_run(
+    runner: &Runner,
+    run: PreparedRun,
+    progress: &Progress,
+) -> PecrResult<v1::RunResponse> {
+    let PreparedRun {
+        principal,
+        authorization,
+        ids,
+        query,
+        budget,
+    } = run;
+    let started = Instant::now();
+    // Never the query: it may carry canary or injected text.
+    let span = tracing::info_span!(
+        "controller.run",
+        trace_id = %ids.trace_id,
+        request_id = %ids.request_id,
+        principal_id = %principal.principal_id,
+    );
+    let response = runner
+        .run(&principal, authorization, &ids, query, budget, progress)
+        .instrument(span)
+        .await
+        .inspect_err(|err| {
+            info!(
+                event = "controller.run_failed",
+                request_id = %ids.request_id,
+                trace_id = %ids.trace_id,
+                principal_id = %principal.principal_id,
+                code = err.code.as_str(),
+                "run failed"
+            );
+        })?;
+    info!(
+        event = "controller.run_completed",
+        request_id = %ids.request_id,
+        trace_id = %response.trace_id,
+        principal_id = %principal.principal_id,
+        run_id = %response.run_id,
+        stop_reason = %response.stop_reason,
+        terminal_mode = v1::TerminalMode::try_from(response.terminal_mode)
+            .map_or("", |mode| mode.as_str_name()),
+        latency_ms = started.elapsed().as_millis() as u64,
+        "run completed"
+    );
+    Ok(response)
+}
+
+/// The run's trace id as a response header, for REST and gRPC callers alike.
+fn with_trace_header<T>(mut response: Response<T>, trace_id: &str) -> Response<T> {
+    if let Ok(value) = trace_id.parse() {
+        response.metadata_mut().insert("x-pecr-trace-id", value);
+    }
+    response
+}
+
+impl ControllerApi {
     async fn evaluate_inner(
         &self,
         principal: &Principal,
@@ -164,13 +219,56 @@ impl ControllerService for ControllerApi {
         &self,
         request: Request<v1::RunRequest>,
     ) -> Result<Response<v1::RunResponse>, Status> {
-        let response = self.run_inner(request).await?;
+        let run = self.prepare_run(request)?;
+        let response = execute_run(&self.runner, run, &Progress::silent()).await?;
         let mode = v1::TerminalMode::try_from(response.terminal_mode)
             .unwrap_or(v1::TerminalMode::Unspecified);
+        let trace_id = response.trace_id.clone();
         let mut response = Response::new(response);
         // For the route metrics of the request stack.
         response.extensions_mut().insert(mode);
-        Ok(response)
+        Ok(with_trace_header(response, &trace_id))
+    }
+
+    type RunStreamStream = RunEvents;
+
+    async fn run_stream(
+        &self,
+        request: Request<v1::RunRequest>,
+    ) -> Result<Response<Self::RunStreamStream>, Status> {
+        let run = self.prepare_run(request)?;
+        let trace_id = run.ids.trace_id.clone();
+        let (events, received) = mpsc::unbounded_channel();
+        let (ended, end) = oneshot::channel();
+        let runner = self.runner.clone();
+        // The run is its own task: it reaches its finalize even when the
+        // caller goes away mid-stream.
+        tokio::spawn(
+            async move {
+                let progress = Progress::to(events);
+                let outcome = execute_run(&runner, run, &progress).await;
+                // Closes the event channel before the end is sent.
+                drop(progress);
+                let _ = ended.send(outcome);
+            }
+            .in_current_span(),
+        );
+        let last = async move {
+            match end.await {
+                Ok(Ok(response)) => Ok(v1::RunEvent {
+                    event: Some(v1::run_event::Event::Result(response)),
+                }),
+                Ok(Err(error)) => Err(Status::from(error)),
+                Err(_) => Err(Status::from(PecrError::internal("run task ended early"))),
+            }
+        };
+        let stream = UnboundedReceiverStream::new(received)
+            .map(Ok)
+            .chain(futures_util::stream::once(last));
+        Ok(with_trace_header(
+            Response::new(Box::pin(stream)),
+            &trace_id,
+        ))
     }
 
     async fn list_replays(

@@ -101,6 +101,54 @@ async fn every_principal_gets_the_mode_its_policy_allows_and_no_canary_leaks() {
     assert_no_canary("logs", &mesh.logs().join("\n"));
 }
 
+/// On a terminal (a pseudo-terminal made by util-linux `script`), `pecr run`
+/// shows the run's steps as they happen, then the answer; `--json` shows
+/// only the JSON.
+#[tokio::test]
+async fn the_cli_shows_live_steps_on_a_terminal_only() {
+    let mesh = Mesh::start().await;
+    let pecr = binary_path("pecr");
+    let command = |extra: &str| {
+        format!(
+            "{} --controller {} --principal dev {extra} run 'What is the customer status and plan tier?'",
+            pecr.display(),
+            mesh.controller.grpc_url()
+        )
+    };
+    let on_terminal = |extra: &str| {
+        let output = Command::new("script")
+            .args(["-qec", &command(extra), "/dev/null"])
+            .output()
+            .expect("run script");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shown = on_terminal("");
+    let step = shown
+        .find("· step 1: ")
+        .unwrap_or_else(|| panic!("{shown}"));
+    let finalizing = shown
+        .find("· finalizing: ")
+        .unwrap_or_else(|| panic!("{shown}"));
+    let answer = shown
+        .find("SUPPORTED · coverage")
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(step < finalizing && finalizing < answer, "{shown}");
+    assert!(shown.contains("· session "), "{shown}");
+    assert!(shown.contains("    ✓ "), "{shown}");
+    assert_no_canary("pecr on a terminal", &shown);
+
+    let json = on_terminal("--json");
+    assert!(!json.contains("· step"), "{json}");
+    let line = json
+        .trim()
+        .trim_start_matches("\u{1b}[2K")
+        .trim_start_matches('\r');
+    let parsed: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {json:?}"));
+    assert_eq!(parsed["terminal_mode"], "SUPPORTED");
+}
+
 #[tokio::test]
 async fn the_cli_and_grpcurl_run_a_query() {
     let mesh = Mesh::start().await;
@@ -128,6 +176,9 @@ async fn the_cli_and_grpcurl_run_a_query() {
         stdout.contains("safe_customer_view_public:local:cust_public_1"),
         "{stdout}"
     );
+    // Not a terminal: the steps stay off stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("· step"), "{stderr}");
 
     let json = Command::new(binary_path("pecr"))
         .args([

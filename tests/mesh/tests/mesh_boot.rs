@@ -109,6 +109,7 @@ async fn every_service_serves_its_api_health_and_reflection_to_grpcurl() {
             "pecr.v1.ControllerService",
             &[
                 "Run",
+                "RunStream",
                 "ListReplays",
                 "GetReplay",
                 "SubmitEvaluation",

@@ -386,6 +386,18 @@ async fn canary_matrix_over_grpc_and_rest() {
             .await;
             assert_not_5xx("REST run", &answer);
             gate.record(caller, "rest /v1/run", &answer.body);
+            // The streamed run's events, every one of them.
+            let answer = rest(
+                &gate,
+                &gate.controller_http,
+                "/v1/run/stream",
+                Some(caller),
+                None,
+                Some(&json!({"query": query}).to_string()),
+            )
+            .await;
+            assert_not_5xx("REST run stream", &answer);
+            gate.record(caller, "rest /v1/run/stream", &answer.body);
         }
         for path in ["/v1/replays", "/v1/evaluations/scorecards"] {
             let answer = rest(&gate, &gate.controller_http, path, Some(caller), None, None).await;
@@ -1044,6 +1056,7 @@ async fn malformed_bodies_and_protobuf_are_client_errors() {
         (&gate.gateway_http, "/v1/finalize"),
         (&gate.gateway_http, "/v1/policies/simulate"),
         (&gate.controller_http, "/v1/run"),
+        (&gate.controller_http, "/v1/run/stream"),
         (&gate.controller_http, "/v1/evaluations"),
     ];
     for (base, path) in routes {
@@ -1107,6 +1120,7 @@ async fn malformed_bodies_and_protobuf_are_client_errors() {
             &gate.controller_grpc,
             &[
                 "Run",
+                "RunStream",
                 "ListReplays",
                 "GetReplay",
                 "SubmitEvaluation",

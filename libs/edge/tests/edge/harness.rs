@@ -281,8 +281,70 @@ fn harness_evaluation(evaluation_id: &str, name: String, echo: String) -> Replay
     }
 }
 
+/// The harness's streamed answers, chosen by query: `refuse` is refused
+/// before any event, `fail` fails after one event, `slow` waits before its
+/// last event, anything else streams a step and the result.
+fn harness_stream(query: &str) -> Result<Vec<Result<RunEvent, Status>>, Status> {
+    use run_event::Event;
+    let step = Event::StepStarted(RunStepStarted {
+        step: 0,
+        operators: vec!["search".into(), "fetch_span".into()],
+    });
+    let call = Event::OperatorCall(RunOperatorCall {
+        step: 0,
+        op_name: "search".into(),
+        ok: true,
+        terminal_mode: TerminalMode::Supported as i32,
+        evidence_unit_ids: vec!["e1".into()],
+        refs: 2,
+        bytes: 12_345_678_901,
+    });
+    let event = |event| Ok(RunEvent { event: Some(event) });
+    match query {
+        "refuse" => Err(PecrError::new(ErrorCode::RateLimited, "too many runs").into()),
+        "fail" => Ok(vec![
+            event(step),
+            Err(PecrError::new(ErrorCode::SourceUnavailable, "gateway went away").into()),
+        ]),
+        "bare" => Ok(vec![event(step), Err(Status::internal("no detail"))]),
+        _ => Ok(vec![
+            event(step),
+            event(call),
+            event(Event::Result(RunResponse {
+                terminal_mode: TerminalMode::Supported as i32,
+                trace_id: "T-1".into(),
+                claim_map: Some(ClaimMap {
+                    claim_map_id: "C-1".into(),
+                    terminal_mode: TerminalMode::Supported as i32,
+                    claims: vec![],
+                    coverage_threshold: 0.95,
+                    coverage_observed: 1.0,
+                    notes: None,
+                }),
+                response_text: query.to_owned(),
+                ..RunResponse::default()
+            })),
+        ]),
+    }
+}
+
 #[tonic::async_trait]
 impl ControllerService for HarnessController {
+    type RunStreamStream = tokio_stream::Iter<std::vec::IntoIter<Result<RunEvent, Status>>>;
+
+    async fn run_stream(
+        &self,
+        request: Request<RunRequest>,
+    ) -> Result<Response<Self::RunStreamStream>, Status> {
+        self.recorder.record("RunStream", &request);
+        let events = harness_stream(&request.into_inner().query)?;
+        let mut response = Response::new(tokio_stream::iter(events));
+        response
+            .metadata_mut()
+            .insert("x-pecr-trace-id", AsciiMetadataValue::from_static("T-1"));
+        Ok(response)
+    }
+
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<RunResponse>, Status> {
         self.recorder.record("Run", &request);
         let body = request.into_inner();

@@ -7,6 +7,7 @@ mod cases;
 mod client;
 mod cors;
 mod harness;
+mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

@@ -13,6 +13,7 @@ use crate::evidence::EvidenceCollector;
 use crate::gateway_client::{CallOutcome, LazySession};
 use crate::metrics::ControllerMetrics;
 use crate::plan::{Plan, PlanStep, render_params};
+use crate::progress::Progress;
 
 /// Runs `plan` for `query`. Consecutive operator steps do not depend on
 /// each other, so they go to the gateway as one batch; a fan-out step is a
@@ -24,6 +25,7 @@ pub async fn run(
     session: &mut LazySession,
     mut gate: BudgetGate,
     metrics: &ControllerMetrics,
+    progress: &Progress,
 ) -> Result<LoopResult, PecrError> {
     let trimmed = query.trim();
     let mut evidence = EvidenceCollector::default();
@@ -49,6 +51,7 @@ pub async fn run(
             &mut gate,
             &mut evidence,
             metrics,
+            progress,
         )
         .instrument(span)
         .await?;
@@ -94,6 +97,7 @@ async fn run_steps(
     gate: &mut BudgetGate,
     evidence: &mut EvidenceCollector,
     metrics: &ControllerMetrics,
+    progress: &Progress,
 ) -> Result<Result<(), Stop>, PecrError> {
     let mut batch: Vec<(String, Value)> = Vec::new();
     let mut pending_stop = None;
@@ -126,13 +130,13 @@ async fn run_steps(
                 batch.push((op_name.clone(), render_params(params, trimmed_query)));
             }
             PlanStep::SearchRefFetchSpan { max_refs } => {
-                return fan_out(*max_refs, session, gate, evidence, metrics).await;
+                return fan_out(*max_refs, session, gate, evidence, metrics, progress).await;
             }
         }
     }
     if let Some(remaining) = remaining.filter(|_| !batch.is_empty()) {
         let _in_flight = metrics.in_flight();
-        let outcomes = session.call_batch(&batch, remaining).await?;
+        let outcomes = call_batch(session, &batch, remaining, progress).await?;
         if let Err(stop) = settle(&batch, outcomes, gate, evidence, |evidence, op, result| {
             evidence.record(op, result)
         }) {
@@ -143,6 +147,25 @@ async fn run_steps(
         Some(stop) => Err(stop),
         None => Ok(()),
     })
+}
+
+/// Sends one batch as one reported step. The gateway ran every call, so
+/// every outcome is reported, even those after a failure that stops the loop.
+async fn call_batch(
+    session: &mut LazySession,
+    batch: &[(String, Value)],
+    remaining: std::time::Duration,
+    progress: &Progress,
+) -> Result<Vec<CallOutcome>, PecrError> {
+    let step = progress.step_started(batch.iter().map(|(op_name, _)| op_name.as_str()));
+    let outcomes = session.call_batch(batch, remaining).await?;
+    if let Some(open) = session.opened() {
+        progress.session_created(open);
+    }
+    for ((op_name, _), outcome) in batch.iter().zip(&outcomes) {
+        progress.call_settled(step, op_name, outcome);
+    }
+    Ok(outcomes)
 }
 
 /// Spends the budget of every call of a batch (the gateway ran them all)
@@ -182,6 +205,7 @@ async fn fan_out(
     gate: &mut BudgetGate,
     evidence: &mut EvidenceCollector,
     metrics: &ControllerMetrics,
+    progress: &Progress,
 ) -> Result<Result<(), Stop>, PecrError> {
     let mut pending = evidence
         .refs()
@@ -223,7 +247,7 @@ async fn fan_out(
             metrics.operator_queue_wait.observe(0.0);
         }
         let _in_flight = metrics.in_flight();
-        let outcomes = session.call_batch(&batch, remaining).await?;
+        let outcomes = call_batch(session, &batch, remaining, progress).await?;
         if let Err(stop) = settle(&batch, outcomes, gate, evidence, |evidence, _, result| {
             evidence.record_single(result)
         }) {

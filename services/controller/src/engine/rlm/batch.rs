@@ -240,6 +240,7 @@ impl LoopState<'_> {
 
     /// Counts a finished batch call, keeps its evidence, then checks bytes.
     fn complete(&mut self, op_name: &str, outcome: CallOutcome) -> Result<BatchEntry, Stop> {
+        self.progress.call_settled(self.step, op_name, &outcome);
         self.gate.record_call(outcome.bytes_len);
         let result = match outcome.result {
             Some(result) if outcome.ok => result,

@@ -31,6 +31,7 @@ use crate::config::OperatorPolicy;
 use crate::evidence::EvidenceCollector;
 use crate::gateway_client::SessionClient;
 use crate::metrics::ControllerMetrics;
+use crate::progress::Progress;
 
 /// Per-run settings of the RLM engine.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +57,7 @@ pub async fn run(
     gate: BudgetGate,
     metrics: &ControllerMetrics,
     options: &RlmOptions,
+    progress: &Progress,
 ) -> Result<LoopResult, PecrError> {
     let command = BridgeCommand::from_env()?;
     let ids = LogIds {
@@ -68,6 +70,8 @@ pub async fn run(
         gate,
         metrics,
         options,
+        progress,
+        step: 0,
         evidence: EvidenceCollector::default(),
         response_text: None,
     };
@@ -139,6 +143,9 @@ struct LoopState<'a> {
     gate: BudgetGate,
     metrics: &'a ControllerMetrics,
     options: &'a RlmOptions,
+    progress: &'a Progress,
+    /// The reported step the calls in flight belong to.
+    step: u32,
     evidence: EvidenceCollector,
     response_text: Option<String>,
 }
@@ -276,12 +283,14 @@ impl LoopState<'_> {
         if !is_allowlisted(&call.op_name) {
             return Ok(Err(StopReason::BridgeOperatorNotAllowlisted.into()));
         }
+        let step = self.progress.step_started([call.op_name.as_str()]);
         let outcome = {
             let _in_flight = self.metrics.in_flight();
             self.session
                 .call(&call.op_name, &call.params, remaining)
                 .await?
         };
+        self.progress.call_settled(step, &call.op_name, &outcome);
         self.gate.record_call(outcome.bytes_len);
         let result = match outcome.result {
             Some(result) if outcome.ok => result,
@@ -319,6 +328,9 @@ impl LoopState<'_> {
             return Ok(Err(reason.into()));
         }
         self.gate.reach_depth(batch.depth);
+        self.step = self
+            .progress
+            .step_started(batch.calls.iter().map(|call| call.op_name.trim()));
         let ran = if self.options.batch_mode {
             self.run_fair(batch.calls).await?
         } else {
