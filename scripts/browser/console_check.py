@@ -5,10 +5,13 @@ chromium and chromedriver (scripts/browser-check.sh installs them).
 
 Usage: console_check.py BASE_URL OUT_DIR [--screenshot PATH]
 
-1. without a principal, asking shows the 401 ErrorResponse's code and message;
+1. without a principal, asking shows the 401 ErrorResponse's code and
+   message; a budget out of range shows ERR_INVALID_PARAMS and its message;
 2. as dev, the dev-up question streams live steps and ends SUPPORTED, citing
    the public safe-view row (source pg_safeview, its object id);
-3. as guest, the same question ends INSUFFICIENT_PERMISSION;
+3. as guest, the same question ends INSUFFICIENT_PERMISSION; the identity
+   survives a reload only while "Keep for this tab" is on (sessionStorage,
+   never localStorage or cookies); OIDC mode without a token asks for one;
 4. as dev, the replay list holds the run and opening it shows its question;
 5. the scorecards view lists the baseline engine.
 
@@ -100,6 +103,19 @@ class Console:
         )
         return self.by_id("answer").get_attribute("data-state")
 
+    def set_budget(self, **values):
+        """Sends a budget with these fields changed; None sends none."""
+        details = self.by_id("budget")
+        if details.get_attribute("open") is None:
+            details.find_element(By.TAG_NAME, "summary").click()
+        send = self.by_id("budget-on")
+        if send.is_selected() != bool(values):
+            send.click()
+        for field, value in values.items():
+            self.type_into(f"budget-{field}", value)
+        if not values:
+            details.find_element(By.TAG_NAME, "summary").click()
+
     def show(self, view: str):
         self.by_id(f"nav-{view}").click()
         self.wait(lambda: self.by_id(f"view-{view}").is_displayed(), f"the {view} view")
@@ -153,6 +169,18 @@ def check(page: Console, screenshot: pathlib.Path | None):
     page.check_invariants("asking without a principal")
     print(f"    no principal: HTTP 401 {page.text_of('alert-code')} — {page.text_of('alert-message')}")
 
+    # 1b. A budget out of range: the server's ErrorResponse, whether it
+    # refuses before the stream (400) or ends the stream with an error event.
+    page.sign_in_locally("dev")
+    page.set_budget(max_operator_calls="20000")
+    state = page.ask(QUERY)
+    alert = page.alert()
+    if state != "failed" or page.text_of("alert-code") != "ERR_INVALID_PARAMS" or "max_operator_calls" not in alert:
+        raise CheckFailed(f"a budget out of range: state {state}, alert {alert!r}")
+    page.set_budget()
+    page.check_invariants("a budget out of range")
+    print(f"    budget out of range: {page.text_of('alert-code')} — {page.text_of('alert-message')}")
+
     # 2. dev: live steps, then SUPPORTED citing the safe-view row.
     page.sign_in_locally("dev")
     state = page.ask(QUERY)
@@ -167,7 +195,9 @@ def check(page: Console, screenshot: pathlib.Path | None):
     if any(not r["version"] or not r["transforms"] for r in rows):
         raise CheckFailed(f"as dev: a cited unit shows no version or transforms: {rows}")
     steps = page.live_steps()
-    if steps[:1] != ["session"] or "step" not in steps or steps[-2:] != ["finalizing", "result"]:
+    # The baseline's first step opens the session, so step_started may come
+    # before session_created; finalizing and the result always come last.
+    if steps.count("session") != 1 or "step" not in steps or steps[-2:] != ["finalizing", "result"]:
         raise CheckFailed(f"as dev: live steps {steps}")
     calls = page.driver.find_elements(By.CSS_SELECTOR, "#steps .call")
     if not calls:
@@ -195,6 +225,28 @@ def check(page: Console, screenshot: pathlib.Path | None):
         raise CheckFailed("as guest: safe-view evidence is cited")
     page.check_invariants("asking as guest")
     print("    as guest: INSUFFICIENT_PERMISSION, no safe-view evidence")
+
+    # Credentials: page memory by default, the tab's sessionStorage only when
+    # asked, never localStorage or cookies.
+    page.by_id("remember").click()
+    page.open()
+    kept = page.by_id("principal-id").get_attribute("value")
+    page.by_id("remember").click()
+    page.open()
+    forgotten = page.by_id("principal-id").get_attribute("value")
+    stored = page.driver.execute_script("return [localStorage.length, sessionStorage.length]")
+    if kept != "guest" or forgotten != "" or stored != [0, 0] or page.driver.get_cookies():
+        raise CheckFailed(
+            f"credentials: kept {kept!r}, after forgetting {forgotten!r}, storage {stored}, "
+            f"cookies {page.driver.get_cookies()}"
+        )
+    page.by_id("auth-oidc").click()
+    page.type_into("bearer-token", "")
+    state = page.ask(QUERY)
+    if state != "failed" or "bearer token" not in page.text_of("alert-message"):
+        raise CheckFailed(f"OIDC mode without a token: state {state}, alert {page.alert()!r}")
+    page.check_invariants("keeping and forgetting credentials")
+    print("    credentials: kept across a reload only when asked; OIDC mode asks for a token first")
 
     # 4. dev's replays: the run is listed and opens.
     page.sign_in_locally("dev")

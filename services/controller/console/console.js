@@ -84,6 +84,12 @@ export function count(value) {
   return String(value);
 }
 
+/** "1 claim", "2 claims". */
+export function plural(value, noun) {
+  const n = count(value);
+  return `${n} ${noun}${n === "1" ? "" : "s"}`;
+}
+
 // ---------------------------------------------------------------------------
 // The page.
 
@@ -201,7 +207,7 @@ function showAlert(error) {
     alert.append(
       el("p", { class: "alert-title" },
         el("span", { class: "status", id: "alert-status" },
-          error.status ? `HTTP ${error.status}${error.statusText ? ` ${error.statusText}` : ""}` : "The run failed after it started"),
+          error.status ? `HTTP ${error.status}${error.statusText ? ` ${error.statusText}` : ""}` : "The run ended with an error"),
         " ",
         el("code", { id: "alert-code" }, body.code || "no error code"),
       ),
@@ -304,20 +310,19 @@ function onRunEvent(kind, payload) {
     }
     case "operator_call": {
       const item = stepItem(Number(payload.step || 0));
-      const facts = [payload.ok ? "ok" : "failed"];
-      if (payload.terminal_mode) facts.push(payload.terminal_mode);
-      if (payload.refs) facts.push(`${count(payload.refs)} refs`);
-      facts.push(`${count(payload.bytes)} bytes`);
-      const units = Array.isArray(payload.evidence_unit_ids) ? payload.evidence_unit_ids.length : 0;
-      facts.push(`${units} evidence unit${units === 1 ? "" : "s"}`);
+      const notes = [payload.ok ? "ok" : "failed"];
+      if (payload.terminal_mode) notes.push(payload.terminal_mode);
+      if (payload.refs) notes.push(plural(payload.refs, "ref"));
+      notes.push(`${count(payload.bytes)} bytes`);
+      notes.push(plural(Array.isArray(payload.evidence_unit_ids) ? payload.evidence_unit_ids.length : 0, "evidence unit"));
       item.querySelector(".calls").append(
         el("li", { class: payload.ok ? "call ok" : "call failed" },
-          el("code", {}, payload.op_name || "?"), ` ${facts.join(" · ")}`));
+          el("code", {}, payload.op_name || "?"), ` ${notes.join(" · ")}`));
       break;
     }
     case "finalizing":
       addStep("finalizing", "Finalizing",
-        el("span", { class: "step-detail" }, `stop reason ${payload.stop_reason || "?"} · ${count(payload.claims)} claims`));
+        el("span", { class: "step-detail" }, `stop reason ${payload.stop_reason || "?"} · ${plural(payload.claims, "claim")}`));
       break;
     case "result":
       addStep("result", "Result", el("span", { class: "step-detail" }, modeBadge(payload.terminal_mode)));
@@ -418,7 +423,7 @@ async function readRunStream(body) {
       if (event.event === "error") {
         reader.cancel().catch(() => {});
         addStep("error", "Error", el("span", { class: "step-detail" }, (data && data.code) || "no error code"));
-        // Status 0: the run had started (HTTP 200) and failed on the way.
+        // Status 0: the stream had begun (HTTP 200) when the run failed.
         showAlert(new ApiError(0, "", data && typeof data === "object" ? data : null, null));
         return "failed";
       }
@@ -459,6 +464,7 @@ function renderAnswer(result) {
       el("td", { class: "version mono", title: unit.version_id || "" }, unit.version_id || ""),
       el("td", { class: "transforms" }, transformsLabel(unit.transform_types))));
   });
+  $("evidence-table").hidden = cited.length === 0;
   $("evidence-empty").hidden = cited.length > 0;
 
   const claims = $("claims");
@@ -615,6 +621,7 @@ function show(view) {
 function boot() {
   restoreIdentity();
   $("identity-form").addEventListener("input", readIdentityForm);
+  $("identity-form").addEventListener("change", readIdentityForm);
   $("identity-form").addEventListener("submit", (event) => event.preventDefault());
   $("ask-form").addEventListener("submit", ask);
   $("query").addEventListener("keydown", (event) => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 
 const source = await readFile(new URL("../console.js", import.meta.url), "utf8");
-const { SseParser, transformsLabel, count } = await import(
+const { SseParser, transformsLabel, count, plural } = await import(
   `data:text/javascript;base64,${Buffer.from(source).toString("base64")}`
 );
 
@@ -99,4 +99,10 @@ test("64-bit numbers read the same as strings or numbers, missing as zero", () =
   assert.equal(count("1234"), "1234");
   assert.equal(count(1234), "1234");
   assert.equal(count(undefined), "0");
+});
+
+test("counts read as words", () => {
+  assert.equal(plural(1, "claim"), "1 claim");
+  assert.equal(plural("2", "claim"), "2 claims");
+  assert.equal(plural(undefined, "evidence unit"), "0 evidence units");
 });
