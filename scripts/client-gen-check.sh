@@ -101,6 +101,6 @@ say "    $(find "$ts/pecr" "$ts/google" -name '*.ts' | wc -l) files type-check"
 
 scratch_mesh_start "${CLIENT_GEN_PORT_BASE:-24150}" CLIENT_GEN_PORT_BASE
 
-say "==> ControllerService/Run through the generated Python client (principal dev)"
+say "==> ControllerService/Run and RunStream through the generated Python client (principal dev)"
 "$venv_bin/python" scripts/client-gen/run_controller.py "$gen/python" "$ct_grpc" dev "$query"
 say "client generation: passed"

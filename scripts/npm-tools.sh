@@ -6,6 +6,8 @@
 #     (.tools/npm/node_modules/.bin/protoc-gen-ts_proto);
 #   * typescript: tsc, which type-checks the generated client
 #     (scripts/client-gen-check.sh);
+#   * rxjs: what ts-proto's generated client returns for a server-streaming
+#     RPC (ControllerService.RunStream), so the check type-checks it too;
 #   * redoc: the reference page's standalone bundle; the copy committed under
 #     vendor/redoc/ is checked against this one by libs/edge/tests/redoc_vendor.rs.
 #
@@ -21,6 +23,7 @@ prefix="$root/.tools/npm"
 pins=(
   "ts-proto@2.18.0"
   "typescript@5.9.3"
+  "rxjs@7.8.2"
   "redoc@2.5.4"
 )
 stamp="$prefix/pins.txt"
@@ -28,7 +31,7 @@ bin="$prefix/node_modules/.bin"
 
 want="$(printf '%s\n' "${pins[@]}")"
 redoc_bundle="$prefix/node_modules/redoc/bundles/redoc.standalone.js"
-if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$redoc_bundle" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$redoc_bundle" && -d "$prefix/node_modules/rxjs" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -41,5 +44,6 @@ npm install --prefix "$prefix" --no-package-lock --save-exact --no-audit --no-fu
 "$bin/tsc" --version >/dev/null 2>&1 || { echo "npm-tools.sh: typescript did not install correctly" >&2; exit 1; }
 [[ -x "$bin/protoc-gen-ts_proto" ]] || { echo "npm-tools.sh: ts-proto did not install correctly" >&2; exit 1; }
 [[ -f "$redoc_bundle" ]] || { echo "npm-tools.sh: redoc did not install its standalone bundle" >&2; exit 1; }
+[[ -d "$prefix/node_modules/rxjs" ]] || { echo "npm-tools.sh: rxjs did not install" >&2; exit 1; }
 printf '%s\n' "$want" >"$stamp"
 echo "$bin"

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pecr_errors::{ErrorCode, PecrError};
 use pecr_proto::v1::controller_service_client::ControllerServiceClient;
-use pecr_proto::v1::{RunRequest, RunResponse, run_event::Event};
+use pecr_proto::v1::{RunRequest, RunResponse, RunStreamRequest, run_stream_response::Event};
 use tokio::time::Instant;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -102,6 +102,10 @@ impl Controller {
         message: RunRequest,
         mut on_event: impl FnMut(&Event),
     ) -> Result<RunResponse, Failure> {
+        let message = RunStreamRequest {
+            query: message.query,
+            budget: message.budget,
+        };
         let mut events = self
             .call(message, |mut c, r| async move { c.run_stream(r).await })
             .await?;

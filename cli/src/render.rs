@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use pecr_errors::PecrError;
 use pecr_proto::v1::{
     Budget, EvidenceUnitRef, ListReplaysResponse, ReplayBundle, ReplayEvaluationResult,
-    RunQualityScorecard, RunResponse, TerminalMode, VerifyReplaysResponse, claim, run_event::Event,
+    RunQualityScorecard, RunResponse, TerminalMode, VerifyReplaysResponse, claim,
+    run_stream_response::Event,
 };
 
 /// Evidence ids are 64 hex chars; 12 are plenty to tell them apart on screen.

@@ -13,7 +13,10 @@ use pecr_proto::v1::{
     ReplayEvaluationResult, RunQualityScorecard, RunRequest, RunResponse, SubmitEvaluationRequest,
     SubmitEvaluationResponse, TerminalMode, VerifyReplaysRequest, VerifyReplaysResponse, claim,
 };
-use pecr_proto::v1::{RunEvent, RunFinalizing, RunOperatorCall, RunStepStarted, run_event::Event};
+use pecr_proto::v1::{
+    RunFinalizing, RunOperatorCall, RunStepStarted, RunStreamRequest, RunStreamResponse,
+    run_stream_response::Event,
+};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
@@ -37,13 +40,18 @@ impl Fake {
 
 #[tonic::async_trait]
 impl ControllerService for Fake {
-    type RunStreamStream = tokio_stream::Iter<std::vec::IntoIter<Result<RunEvent, Status>>>;
+    type RunStreamStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<RunStreamResponse, Status>>>;
 
     /// Run's answer, after the events of a one-step run.
     async fn run_stream(
         &self,
-        request: Request<RunRequest>,
+        request: Request<RunStreamRequest>,
     ) -> Result<Response<Self::RunStreamStream>, Status> {
+        let request = request.map(|streamed| RunRequest {
+            query: streamed.query,
+            budget: streamed.budget,
+        });
         let response = self.run(request).await?.into_inner();
         let events = [
             Event::StepStarted(RunStepStarted {
@@ -65,9 +73,9 @@ impl ControllerService for Fake {
             }),
             Event::Result(response),
         ];
-        let events: Vec<Result<RunEvent, Status>> = events
+        let events: Vec<Result<RunStreamResponse, Status>> = events
             .into_iter()
-            .map(|event| Ok(RunEvent { event: Some(event) }))
+            .map(|event| Ok(RunStreamResponse { event: Some(event) }))
             .collect();
         Ok(Response::new(tokio_stream::iter(events)))
     }

@@ -1,7 +1,7 @@
 //! A server-streaming RPC on the REST edge: a `text/event-stream` of
 //! Server-Sent Events, one per message, each `event: <name>` and
 //! `data: <message JSON>` as a unary route would answer it. The name is the
-//! member set when the message is one oneof (`RunEvent` → `step_started`),
+//! member set when the message is one oneof (`RunStreamResponse` → `step_started`),
 //! else `message`. A status that ends the stream early becomes a last
 //! `error` event whose data is the `ErrorResponse` a unary route would
 //! answer; a call refused before its first message is answered as a unary
@@ -132,8 +132,8 @@ mod tests {
     #[test]
     fn a_single_oneof_names_events_by_member() {
         let output = pool()
-            .get_message_by_name("pecr.v1.RunEvent")
-            .expect("RunEvent");
+            .get_message_by_name("pecr.v1.RunStreamResponse")
+            .expect("RunStreamResponse");
         let framing = EventFraming::new(output.clone());
         let mut message = DynamicMessage::new(output.clone());
         let field = output.get_field_by_name("finalizing").expect("field");

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pecr_contracts::evidence::EvidenceUnit;
-use pecr_proto::v1::{self, run_event::Event};
+use pecr_proto::v1::{self, run_stream_response::Event};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
@@ -17,7 +17,7 @@ use crate::gateway_client::{CallOutcome, SessionClient, proto_mode};
 /// reads slowly or went away costs nothing but the queued events.
 #[derive(Debug, Default)]
 pub struct Progress {
-    events: Option<UnboundedSender<v1::RunEvent>>,
+    events: Option<UnboundedSender<v1::RunStreamResponse>>,
     next_step: AtomicU32,
     session_reported: AtomicBool,
 }
@@ -29,7 +29,7 @@ impl Progress {
     }
 
     /// Reports every event to `events`.
-    pub fn to(events: UnboundedSender<v1::RunEvent>) -> Self {
+    pub fn to(events: UnboundedSender<v1::RunStreamResponse>) -> Self {
         Self {
             events: Some(events),
             ..Self::default()
@@ -41,7 +41,7 @@ impl Progress {
             return;
         };
         // A closed stream means the caller left; the run goes on.
-        let _ = events.send(v1::RunEvent { event: Some(event) });
+        let _ = events.send(v1::RunStreamResponse { event: Some(event) });
     }
 
     /// The run's session, reported once however often it is seen.

@@ -60,8 +60,9 @@ pub fn rate_rules(limits: &RateLimits) -> Vec<RateRule> {
 }
 
 /// A streamed run's events, ending with its result or its error status.
-pub type RunEvents =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<v1::RunEvent, Status>> + Send>>;
+pub type RunEvents = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<v1::RunStreamResponse, Status>> + Send>,
+>;
 
 fn principal_key(principal: &Principal) -> PrincipalKey {
     PrincipalKey {
@@ -234,8 +235,12 @@ impl ControllerService for ControllerApi {
 
     async fn run_stream(
         &self,
-        request: Request<v1::RunRequest>,
+        request: Request<v1::RunStreamRequest>,
     ) -> Result<Response<Self::RunStreamStream>, Status> {
+        let request = request.map(|streamed| v1::RunRequest {
+            query: streamed.query,
+            budget: streamed.budget,
+        });
         let run = self.prepare_run(request)?;
         let trace_id = run.ids.trace_id.clone();
         let (events, received) = mpsc::unbounded_channel();
@@ -255,8 +260,8 @@ impl ControllerService for ControllerApi {
         );
         let last = async move {
             match end.await {
-                Ok(Ok(response)) => Ok(v1::RunEvent {
-                    event: Some(v1::run_event::Event::Result(response)),
+                Ok(Ok(response)) => Ok(v1::RunStreamResponse {
+                    event: Some(v1::run_stream_response::Event::Result(response)),
                 }),
                 Ok(Err(error)) => Err(Status::from(error)),
                 Err(_) => Err(Status::from(PecrError::internal("run task ended early"))),

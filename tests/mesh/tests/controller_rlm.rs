@@ -444,3 +444,66 @@ async fn the_bridge_gets_no_secret_and_its_stderr_is_not_logged() {
         assert!(!logs.contains(leaked), "the log holds {leaked}");
     }
 }
+
+/// RunStream with the RLM engine: the session first (the engine gets an open
+/// session), then one step per bridge request: single calls and the
+/// `fetch_span` batch, whose calls are reported as they complete.
+#[tokio::test]
+async fn a_streamed_rlm_run_reports_each_bridge_request_as_a_step() {
+    use v1::run_stream_response::Event;
+    let mesh = Mesh::start().await;
+    // The reference bridge under a path of its own, so the other tests'
+    // process counts never see this test's bridge.
+    let own = workspace_root().join("target/tmp/rlm-stream");
+    std::fs::create_dir_all(&own).expect("scratch dir");
+    let script = own.join("pecr_rlm_bridge.py");
+    let _ = std::fs::remove_file(&script);
+    std::os::unix::fs::symlink(bridge(), &script).expect("link the bridge");
+    let controller = rlm_controller(&mesh, script.clone(), &[]).await;
+    let mut stream = client_for(&controller)
+        .await
+        .run_stream(as_principal(
+            "support",
+            v1::RunStreamRequest {
+                query: "fixture document".into(),
+                budget: Some(budget(100, 1_048_576, 10_000, 5, Some(2))),
+            },
+        ))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(message) = stream.message().await.expect("event") {
+        events.push(message.event.expect("set"));
+    }
+    assert!(
+        matches!(events.first(), Some(Event::SessionCreated(_))),
+        "{events:?}"
+    );
+    let steps: Vec<Vec<String>> = events
+        .iter()
+        .filter_map(|event| match event {
+            Event::StepStarted(step) => Some(step.operators.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            vec!["list_versions".to_owned()],
+            vec!["fetch_rows".to_owned()],
+            vec!["search".to_owned()],
+            vec!["fetch_span".to_owned(), "fetch_span".to_owned()],
+        ]
+    );
+    let spans = events
+        .iter()
+        .filter(|event| matches!(event, Event::OperatorCall(call) if call.step == 3 && call.op_name == "fetch_span" && call.ok && call.evidence_unit_ids.len() == 1))
+        .count();
+    assert_eq!(spans, 2, "{events:?}");
+    match events.last() {
+        Some(Event::Result(response)) => assert_eq!(response.stop_reason, "rlm_done"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(processes_running(&script), 0);
+}

@@ -8,18 +8,28 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pecr_mesh_tests::{Mesh, as_principal, assert_no_canary, run_request};
-use pecr_proto::v1::{self, TerminalMode, run_event::Event};
+use pecr_proto::v1::{self, TerminalMode, run_stream_response::Event};
 use pecr_testkit::http_post_json;
 use serde_json::Value;
 use tonic::Code;
 
 const STATUS_QUESTION: &str = "What is the customer status and plan tier?";
 
+fn stream_request(principal: &str, query: &str) -> tonic::Request<v1::RunStreamRequest> {
+    as_principal(
+        principal,
+        v1::RunStreamRequest {
+            query: query.into(),
+            budget: None,
+        },
+    )
+}
+
 /// Every event of a streamed run, in order.
 async fn stream_events(mesh: &Mesh, principal: &str, query: &str) -> Vec<Event> {
     let mut client = mesh.client().await;
     let mut stream = client
-        .run_stream(run_request(principal, query, None))
+        .run_stream(stream_request(principal, query))
         .await
         .unwrap_or_else(|status| panic!("{principal} {query:?}: {status:?}"))
         .into_inner();
@@ -150,7 +160,7 @@ async fn refusals_come_before_the_stream() {
     let status = client
         .run_stream(as_principal(
             "",
-            v1::RunRequest {
+            v1::RunStreamRequest {
                 query: "q".into(),
                 budget: None,
             },
@@ -240,7 +250,7 @@ async fn a_run_whose_caller_leaves_still_finalizes() {
     let mesh = Mesh::start().await;
     let mut client = mesh.client().await;
     let mut stream = client
-        .run_stream(run_request("dev", STATUS_QUESTION, None))
+        .run_stream(stream_request("dev", STATUS_QUESTION))
         .await
         .expect("stream")
         .into_inner();

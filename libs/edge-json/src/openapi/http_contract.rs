@@ -146,23 +146,34 @@ pub fn header_parameters(method: &str) -> Vec<Node> {
     parameters
 }
 
+/// The RPCs whose answer names the run's trace in `x-pecr-trace-id`.
+const TRACE_ID_ANSWERED_BY: [&str; 2] = [
+    "pecr.v1.ControllerService.Run",
+    "pecr.v1.ControllerService.RunStream",
+];
+
 /// The response headers of `method`'s successful answer, if any: the
-/// session token CreateSession issues. (`x-pecr-trace-id` is not listed:
-/// no RPC sets it on its answer today; run answers carry `trace_id` in
-/// the body.)
+/// session token CreateSession issues, the trace id of a run.
 pub fn response_headers(method: &str) -> Option<Node> {
-    (method == SESSION_TOKEN_ISSUED_BY).then(|| {
-        Node::map([(
-            "x-pecr-session-token",
+    let header = |name: &str, description: &str| {
+        (
+            name.to_owned(),
             Node::map([
-                (
-                    "description",
-                    Node::str(
-                        "The session's token, for the x-pecr-session-token header of later calls.",
-                    ),
-                ),
+                ("description", Node::str(description)),
                 ("schema", Node::map([("type", Node::str("string"))])),
             ]),
+        )
+    };
+    if method == SESSION_TOKEN_ISSUED_BY {
+        return Some(Node::Map(vec![header(
+            "x-pecr-session-token",
+            "The session's token, for the x-pecr-session-token header of later calls.",
+        )]));
+    }
+    TRACE_ID_ANSWERED_BY.contains(&method).then(|| {
+        Node::Map(vec![header(
+            "x-pecr-trace-id",
+            "The run's trace id (a ULID), as in the answer's trace_id.",
         )])
     })
 }

@@ -284,8 +284,8 @@ fn harness_evaluation(evaluation_id: &str, name: String, echo: String) -> Replay
 /// The harness's streamed answers, chosen by query: `refuse` is refused
 /// before any event, `fail` fails after one event, `slow` waits before its
 /// last event, anything else streams a step and the result.
-fn harness_stream(query: &str) -> Result<Vec<Result<RunEvent, Status>>, Status> {
-    use run_event::Event;
+fn harness_stream(query: &str) -> Result<Vec<Result<RunStreamResponse, Status>>, Status> {
+    use run_stream_response::Event;
     let step = Event::StepStarted(RunStepStarted {
         step: 0,
         operators: vec!["search".into(), "fetch_span".into()],
@@ -299,7 +299,7 @@ fn harness_stream(query: &str) -> Result<Vec<Result<RunEvent, Status>>, Status> 
         refs: 2,
         bytes: 12_345_678_901,
     });
-    let event = |event| Ok(RunEvent { event: Some(event) });
+    let event = |event| Ok(RunStreamResponse { event: Some(event) });
     match query {
         "refuse" => Err(PecrError::new(ErrorCode::RateLimited, "too many runs").into()),
         "fail" => Ok(vec![
@@ -330,11 +330,12 @@ fn harness_stream(query: &str) -> Result<Vec<Result<RunEvent, Status>>, Status> 
 
 #[tonic::async_trait]
 impl ControllerService for HarnessController {
-    type RunStreamStream = tokio_stream::Iter<std::vec::IntoIter<Result<RunEvent, Status>>>;
+    type RunStreamStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<RunStreamResponse, Status>>>;
 
     async fn run_stream(
         &self,
-        request: Request<RunRequest>,
+        request: Request<RunStreamRequest>,
     ) -> Result<Response<Self::RunStreamStream>, Status> {
         self.recorder.record("RunStream", &request);
         let events = harness_stream(&request.into_inner().query)?;
