@@ -223,5 +223,6 @@ if [[ "$tls" == 1 ]]; then
   say "  CLI: PECR_CONTROLLER_URL=https://$PECR_CONTROLLER_GRPC_ADDR PECR_TLS_CA=${ca#"$PECR_ROOT"/} ${bin_dir#"$PECR_ROOT"/}/pecr …"
   say "  ledger-writer via grpcurl: grpcurl -cacert ${ca#"$PECR_ROOT"/} -cert ${tls_dir#"$PECR_ROOT"/}/pecr-controller.pem -key ${tls_dir#"$PECR_ROOT"/}/pecr-controller.key $PECR_LEDGER_GRPC_ADDR list"
 fi
+say "Console: http://$PECR_CONTROLLER_BIND_ADDR/ in a browser (principal dev; REST reference at /docs)"
 say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl    CLI: ${bin_dir#"$PECR_ROOT"/}/pecr --help"
 say "Stop: scripts/dev-down.sh"

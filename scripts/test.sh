@@ -4,7 +4,8 @@
 # a real PostgreSQL, with grpcurl from the pinned tools, the deploy checks
 # (scripts/deploy-check.sh: images, compose, Kubernetes manifests, no Docker
 # engine or cluster needed), the generated clients (scripts/client-gen-check.sh,
-# scripts/openapi-client-check.sh),
+# scripts/openapi-client-check.sh), the browser console in headless chromium
+# (scripts/browser-check.sh),
 # the backup drill on a benchmark-filled ledger (scripts/bench-backup-drill.sh),
 # and finally the security gate
 # (scripts/security-gate.sh: attack suite, schemathesis, fault drills and
@@ -70,6 +71,9 @@ bash "$PECR_ROOT/scripts/client-gen-check.sh" || status=1
 
 say "==> OpenAPI-generated Python client (scripts/openapi-client-check.sh)"
 bash "$PECR_ROOT/scripts/openapi-client-check.sh" || status=1
+
+say "==> browser console in headless chromium (scripts/browser-check.sh)"
+bash "$PECR_ROOT/scripts/browser-check.sh" || status=1
 
 say "==> backup drill on a ledger filled by the run benchmark"
 bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1

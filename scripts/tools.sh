@@ -13,7 +13,9 @@ venv="$tools/venv"
 # messages; its gRPC generator through scripts/client-gen/); grpcio and
 # protobuf are the runtime the generated client imports, pinned so generator
 # and runtime stay matched; pyyaml reads buf.gen.yaml in
-# scripts/client-gen-check.sh.
+# scripts/client-gen-check.sh; selenium drives Debian's chromium through its
+# chromedriver in scripts/browser-check.sh (the browser itself comes from
+# apt there, pinned beside the script).
 pins=(
   "buf-bin==1.75.0"
   "checkov==3.3.30"
@@ -25,6 +27,7 @@ pins=(
   "protobuf==7.36.2"
   "pyyaml==6.0.4"
   "schemathesis==4.32.5"
+  "selenium==4.51.0"
 )
 stamp="$tools/pins.txt"
 

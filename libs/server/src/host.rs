@@ -38,6 +38,11 @@ pub struct ServeSpec {
     /// When set, the HTTP port also serves the service's REST routes (its
     /// `google.api.http` annotations) through the same request stack.
     pub rest: Option<pecr_edge::EdgeConfig>,
+    /// Static pages the HTTP port serves beside the admin endpoints and the
+    /// REST edge (the controller's browser console). Their paths must not
+    /// overlap either; they pass no request stack, so they may only serve
+    /// what anyone who reaches the port may read.
+    pub pages: Option<axum::Router>,
     /// When set, `/metrics` answers only requests this guard lets through.
     pub metrics_guard: Option<crate::MetricsGuard>,
     /// Which services may call the gRPC port, and what. None: anyone who
@@ -211,6 +216,19 @@ impl BoundService {
         let mut http_router = admin_router(spec.readiness, spec.registry, spec.metrics_guard);
         if let Some(rest) = rest {
             http_router = http_router.merge(rest);
+        }
+        if let Some(pages) = spec.pages {
+            // axum panics on a path both routers serve; that is a bug in the
+            // service, reported as a start-up error rather than a crash.
+            let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                http_router.merge(pages)
+            }));
+            http_router = merged.map_err(|_| {
+                StartupError::new(
+                    "ERR_SERVER_FAILED",
+                    "HTTP pages: a path is also served by the REST edge or the admin endpoints",
+                )
+            })?;
         }
         // TCP_NODELAY and the head, body and idle limits of conn_limits.
         let http = crate::http_serve::serve(self.http, http_router, stopped(stop_rx));

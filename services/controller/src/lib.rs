@@ -6,6 +6,7 @@
 mod answer;
 mod budget_gate;
 mod config;
+mod console;
 mod convert;
 mod engine;
 mod env;
@@ -146,6 +147,7 @@ impl Service for App {
                 max_body_bytes: MAX_BODY_BYTES,
                 cors: self.cors,
             }),
+            pages: Some(console::router()),
             metrics_guard,
             callers: None,
             principals: Some(principals),

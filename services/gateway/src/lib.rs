@@ -246,6 +246,7 @@ impl Service for App {
                 max_body_bytes: MAX_BODY_BYTES,
                 cors: self.cors,
             }),
+            pages: None,
             metrics_guard,
             callers: None,
             principals: Some(auth),

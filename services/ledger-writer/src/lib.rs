@@ -331,6 +331,7 @@ impl Service for App {
             routes: tonic::service::Routes::new(LedgerServiceServer::new(service)),
             readiness,
             rest: None,
+            pages: None,
             metrics_guard: None,
             registry: self.metrics.registry(),
             callers: Some(self.callers),
