@@ -6,7 +6,7 @@ chromium and chromedriver (scripts/browser-check.sh installs them).
 Usage: console_check.py BASE_URL OUT_DIR [--screenshot PATH]
 
 1. without a principal, asking shows the 401 ErrorResponse's code and
-   message; a budget out of range shows ERR_INVALID_PARAMS and its message;
+   message; a budget out of range shows HTTP 400 ERR_INVALID_PARAMS and its message;
 2. as dev, the dev-up question streams live steps and ends SUPPORTED, citing
    the public safe-view row (source pg_safeview, its object id);
 3. as guest, the same question ends INSUFFICIENT_PERMISSION; the identity
@@ -169,17 +169,21 @@ def check(page: Console, screenshot: pathlib.Path | None):
     page.check_invariants("asking without a principal")
     print(f"    no principal: HTTP 401 {page.text_of('alert-code')} — {page.text_of('alert-message')}")
 
-    # 1b. A budget out of range: the server's ErrorResponse, whether it
-    # refuses before the stream (400) or ends the stream with an error event.
+    # 1b. A budget out of range: refused before the stream, as HTTP 400.
     page.sign_in_locally("dev")
     page.set_budget(max_operator_calls="20000")
     state = page.ask(QUERY)
     alert = page.alert()
-    if state != "failed" or page.text_of("alert-code") != "ERR_INVALID_PARAMS" or "max_operator_calls" not in alert:
+    if (
+        state != "failed"
+        or page.text_of("alert-code") != "ERR_INVALID_PARAMS"
+        or "max_operator_calls" not in alert
+        or "HTTP 400" not in page.text_of("alert-status")
+    ):
         raise CheckFailed(f"a budget out of range: state {state}, alert {alert!r}")
     page.set_budget()
     page.check_invariants("a budget out of range")
-    print(f"    budget out of range: {page.text_of('alert-code')} — {page.text_of('alert-message')}")
+    print(f"    budget out of range: HTTP 400 {page.text_of('alert-code')} — {page.text_of('alert-message')}")
 
     # 2. dev: live steps, then SUPPORTED citing the safe-view row.
     page.sign_in_locally("dev")
