@@ -162,6 +162,64 @@ Example, against scripts/dev-up.sh:
 
 Exits 0 when every check passes, 1 otherwise (each failed check says why).")]
     ContractTest(ContractArgs),
+
+    /// Canary rollouts.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Judge a canary's Suite 7 summary against SLO gates and decide:
+    /// pass, or the next fallback (adaptive parallelism off, then batch
+    /// mode off, then the baseline engine), or roll back.
+    #[command(after_help = "\
+Exits 0 on pass and 1 when a fallback or a rollback is decided; the env file
+holds the controller settings to apply either way.
+
+Example:
+  pecr canary guard --summary target/perf/suite7/summary.json \\
+    --gates perf/gates/canary.json --engine rlm \\
+    --output-json target/perf/canary_guard.json \\
+    --output-md target/perf/canary_guard.md \\
+    --output-env target/perf/canary_fallback.env")]
+    Guard(GuardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// The canary's Suite 7 summary (`pecr.suite7.v1`).
+    #[arg(long, value_name = "FILE")]
+    pub summary: std::path::PathBuf,
+
+    /// SLO gates by scenario (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub gates: std::path::PathBuf,
+
+    /// The canary's engine (PECR_CONTROLLER_ENGINE).
+    #[arg(long, value_enum)]
+    pub engine: crate::canary::Engine,
+
+    /// Whether the canary runs with adaptive parallelism
+    /// (PECR_CONTROLLER_ADAPTIVE_PARALLELISM_ENABLED).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub adaptive_enabled: bool,
+
+    /// Whether the canary runs in batch mode (PECR_CONTROLLER_BATCH_MODE_ENABLED).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_enabled: bool,
+
+    /// Write the decision as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub output_json: Option<std::path::PathBuf>,
+
+    /// Write the one-page report (Markdown) here.
+    #[arg(long, value_name = "FILE")]
+    pub output_md: Option<std::path::PathBuf>,
+
+    /// Write the settings to apply (KEY=value lines) here.
+    #[arg(long, value_name = "FILE")]
+    pub output_env: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

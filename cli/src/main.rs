@@ -6,6 +6,7 @@
 
 mod args;
 mod budget;
+mod canary;
 mod client;
 mod commands;
 mod completions;
@@ -14,6 +15,7 @@ mod gate;
 mod json;
 mod progress;
 mod render;
+mod suite7;
 mod time;
 
 use std::io::Write;
@@ -44,6 +46,9 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::ContractTest(args) => return contract_test(&cli.global, args).await,
+        Command::Canary(args::CanaryCommand::Guard(args)) => {
+            return canary_guard(cli.global.json, args);
+        }
     };
     let json = if cli.global.json {
         match JsonWriter::new() {
@@ -68,6 +73,47 @@ async fn main() -> ExitCode {
             }
         }
         Err(failure) => report(failure, json.as_ref()),
+    }
+}
+
+/// `pecr canary guard`: the decision, written where asked; 1 unless pass.
+fn canary_guard(json: bool, args: &args::GuardArgs) -> ExitCode {
+    let judged = suite7::read_summary(&args.summary).and_then(|summary| {
+        let gates: suite7::Gates = suite7::read_json(&args.gates, "a set of SLO gates")?;
+        let current = canary::Settings {
+            engine: args.engine,
+            adaptive_parallelism: args.adaptive_enabled,
+            batch_mode: args.batch_enabled,
+        };
+        let decision = canary::decide(&summary, &gates, current);
+        let write = |path: &Option<std::path::PathBuf>, text: String| match path {
+            Some(path) => std::fs::write(path, text)
+                .map_err(|err| Failure::Output(format!("cannot write {}: {err}", path.display()))),
+            None => Ok(()),
+        };
+        let as_json = serde_json::to_string_pretty(&decision)
+            .map_err(|err| Failure::Output(err.to_string()))?;
+        write(&args.output_json, as_json + "\n")?;
+        write(&args.output_md, canary::markdown(&decision))?;
+        write(&args.output_env, canary::env_file(&decision))?;
+        Ok(decision)
+    });
+    match judged {
+        Ok(decision) => {
+            let text = if json {
+                serde_json::to_string(&decision)
+                    .map_or_else(|err| format!("{err}\n"), |line| line + "\n")
+            } else {
+                canary::render(&decision)
+            };
+            stdout(text.as_bytes());
+            if decision.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CALL_FAILED)
+            }
+        }
+        Err(failure) => report(failure, None),
     }
 }
 

@@ -24,7 +24,15 @@ fn script(shell: &str) -> String {
     String::from_utf8(output.stdout).expect("the script is UTF-8")
 }
 
-const SUBCOMMANDS: [&str; 5] = ["run", "replays", "eval", "scorecards", "completions"];
+const SUBCOMMANDS: [&str; 7] = [
+    "run",
+    "replays",
+    "eval",
+    "scorecards",
+    "completions",
+    "contract-test",
+    "canary",
+];
 
 /// Every subcommand and some global flags, each long flag spelled as the
 /// shell's syntax does (`--name`, or fish's `-l name`).
