@@ -65,6 +65,9 @@ pub struct Config {
     pub plan: Plan,
     pub adaptive_parallelism: bool,
     pub batch_mode: bool,
+    /// Consecutive RLM bridge failures after which runs use the baseline
+    /// engine; 0 = never.
+    pub auto_fallback_after: u32,
     pub operator_policies: BTreeMap<String, OperatorPolicy>,
     pub metrics_require_auth: bool,
     /// Browser origins granted CORS on the REST edge.
@@ -125,6 +128,9 @@ impl Config {
         };
         let adaptive_parallelism = first_bool(&reader, env::ADAPTIVE_PARALLELISM).unwrap_or(true);
         let batch_mode = first_bool(&reader, env::BATCH_MODE).unwrap_or(true);
+        let auto_fallback = reader.boolean(env::AUTO_FALLBACK, false);
+        let fallback_after: u32 = reader.number(env::AUTO_FALLBACK_AFTER, 3, 1, 1_000);
+        let auto_fallback_after = if auto_fallback { fallback_after } else { 0 };
         let operator_policies = read_policies(&mut reader);
         let cors = pecr_server::read_cors_origins(&mut reader);
         let metrics_require_auth = reader.boolean(
@@ -168,6 +174,7 @@ impl Config {
             plan,
             adaptive_parallelism,
             batch_mode,
+            auto_fallback_after,
             operator_policies,
             metrics_require_auth,
             cors,
@@ -501,6 +508,7 @@ mod tests {
         let config = config(&[]).expect("loads");
         assert!(config.adaptive_parallelism);
         assert!(config.batch_mode);
+        assert_eq!(config.auto_fallback_after, 0);
         assert!(config.operator_policies.is_empty());
         assert_eq!(config.replay.backend, ReplayBackend::Ledger);
         assert_eq!(config.replay.retention_days, 30);
@@ -525,6 +533,7 @@ mod tests {
         .expect("loads");
         assert!(!config.adaptive_parallelism);
         assert!(!config.batch_mode);
+        assert_eq!(config.auto_fallback_after, 0);
         assert_eq!(
             config.operator_policies.get("search"),
             Some(&OperatorPolicy {
@@ -538,6 +547,27 @@ mod tests {
                 max_in_flight: Some(1),
                 fairness_weight: None
             })
+        );
+    }
+
+    #[test]
+    fn auto_fallback_is_off_unless_asked_and_counts_from_three() {
+        let on = config(&[("PECR_CONTROLLER_AUTO_FALLBACK", "1")]).expect("loads");
+        assert_eq!(on.auto_fallback_after, 3);
+        let after = config(&[
+            ("PECR_CONTROLLER_AUTO_FALLBACK", "true"),
+            ("PECR_CONTROLLER_AUTO_FALLBACK_AFTER", "5"),
+        ])
+        .expect("loads");
+        assert_eq!(after.auto_fallback_after, 5);
+        let ignored = config(&[("PECR_CONTROLLER_AUTO_FALLBACK_AFTER", "5")]).expect("loads");
+        assert_eq!(ignored.auto_fallback_after, 0);
+        assert!(
+            config(&[
+                ("PECR_CONTROLLER_AUTO_FALLBACK", "1"),
+                ("PECR_CONTROLLER_AUTO_FALLBACK_AFTER", "0"),
+            ])
+            .is_err()
         );
     }
 

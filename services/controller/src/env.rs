@@ -12,6 +12,9 @@ pub const LEDGER_TOKEN: &str = "PECR_LEDGER_TOKEN";
 pub const GATEWAY_TIMEOUT_MS: &str = "PECR_GATEWAY_TIMEOUT_MS";
 pub const ENGINE: &str = "PECR_CONTROLLER_ENGINE";
 pub const RLM_SANDBOX_ACK: &str = "PECR_RLM_SANDBOX_ACK";
+/// Switch from the RLM engine to the baseline after repeated bridge failures.
+pub const AUTO_FALLBACK: &str = "PECR_CONTROLLER_AUTO_FALLBACK";
+pub const AUTO_FALLBACK_AFTER: &str = "PECR_CONTROLLER_AUTO_FALLBACK_AFTER";
 pub const MODEL_PROVIDER: &str = "PECR_MODEL_PROVIDER";
 pub const BUDGET_DEFAULTS: &str = "PECR_BUDGET_DEFAULTS";
 pub const BASELINE_PLAN: &str = "PECR_BASELINE_PLAN";

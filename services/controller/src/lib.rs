@@ -12,6 +12,7 @@ mod engine;
 mod env;
 mod evaluation;
 mod evidence;
+mod fallback;
 mod gateway_client;
 mod metrics;
 mod plan;
@@ -96,6 +97,7 @@ impl Service for App {
                 operator_policies: config.operator_policies,
                 shared_secret: config.front_door.shared_secret.clone(),
             },
+            fallback: fallback::EngineFallback::new(config.auto_fallback_after),
             gateway: gateway_client::GatewayClient::new(gateway.clone(), config.gateway_timeout),
             store,
             metrics,

@@ -15,6 +15,8 @@ pub struct ControllerMetrics {
     stop_reasons: IntCounterVec,
     inflight_ops: IntGauge,
     pub operator_queue_wait: Histogram,
+    fallback_active: IntGauge,
+    fallbacks: IntCounter,
 }
 
 /// Decrements the in-flight gauge when the call ends, however it ends.
@@ -61,7 +63,17 @@ impl ControllerMetrics {
         registry.register(Box::new(budget_violations.clone()))?;
         registry.register(Box::new(stop_reasons.clone()))?;
         registry.register(Box::new(inflight_ops.clone()))?;
+        let fallback_active = IntGauge::new(
+            "pecr_controller_engine_fallback_active",
+            "1 while runs use the baseline engine after repeated RLM bridge failures",
+        )?;
+        let fallbacks = IntCounter::new(
+            "pecr_controller_engine_fallbacks_total",
+            "Switches from the RLM engine to the baseline after repeated bridge failures",
+        )?;
         registry.register(Box::new(operator_queue_wait.clone()))?;
+        registry.register(Box::new(fallback_active.clone()))?;
+        registry.register(Box::new(fallbacks.clone()))?;
         Ok(Self {
             registry,
             loop_iterations,
@@ -69,6 +81,8 @@ impl ControllerMetrics {
             stop_reasons,
             inflight_ops,
             operator_queue_wait,
+            fallback_active,
+            fallbacks,
         })
     }
 
@@ -80,6 +94,12 @@ impl ControllerMetrics {
     pub fn in_flight(&self) -> InFlight {
         self.inflight_ops.inc();
         InFlight(self.inflight_ops.clone())
+    }
+
+    /// The engine fell back to the baseline.
+    pub fn engine_fell_back(&self) {
+        self.fallbacks.inc();
+        self.fallback_active.set(1);
     }
 
     /// Once per finished engine loop.

@@ -16,6 +16,7 @@ use crate::budget_gate::BudgetGate;
 use crate::config::OperatorPolicy;
 use crate::convert::claim_map_from_proto;
 use crate::engine::{self, LoopResult};
+use crate::fallback::EngineFallback;
 use crate::gateway_client::{
     GatewayClient, GatewayCredential, LazySession, PrincipalCredential, SessionClient,
     contract_mode,
@@ -40,6 +41,7 @@ pub struct RunSettings {
 
 pub struct Runner {
     pub settings: RunSettings,
+    pub fallback: EngineFallback,
     pub gateway: GatewayClient,
     pub store: ReplayStore,
     pub metrics: ControllerMetrics,
@@ -81,9 +83,14 @@ impl Runner {
             trace_id: ids.trace_id.clone(),
         };
         let gate = BudgetGate::start(budget, self.settings.adaptive_parallelism);
-        let (looped, session) = self
-            .run_engine(&query, principal, identity, budget, gate, progress)
-            .await?;
+        let engine = self.fallback.engine(self.settings.engine);
+        let ran = self
+            .run_engine(engine, &query, principal, identity, budget, gate, progress)
+            .await;
+        if engine == EngineMode::Rlm {
+            self.count_rlm_outcome(ids, ran.as_ref().map(|_| ()));
+        }
+        let (looped, session) = ran?;
         let ids = &identity_ids(&session);
         self.metrics.loop_finished(looped.stop_reason);
         info!(
@@ -105,7 +112,7 @@ impl Runner {
         let (response_text, claims, proposed_mode) = compose(&query, &looped);
         progress.finalizing(looped.stop_reason.as_str(), claims.len());
         let claim_map = answer::claim_map(&claims, proposed_mode);
-        let record = self.run_record(query, &looped, &claims);
+        let record = self.run_record(engine, query, &looped, &claims);
         let failure_mode = record.failure_mode;
         // With the ledger as the replay store, the gateway records the
         // bundle with the finalize, in one write.
@@ -146,8 +153,10 @@ impl Runner {
     /// Runs the engine in a gateway session: the baseline's first batch
     /// opens the session (one request for both); the RLM engine gets an open
     /// session.
+    #[allow(clippy::too_many_arguments)]
     async fn run_engine(
         &self,
+        engine: EngineMode,
         query: &str,
         principal: &Principal,
         identity: PrincipalCredential,
@@ -156,7 +165,7 @@ impl Runner {
         progress: &Progress,
     ) -> Result<(LoopResult, SessionClient), PecrError> {
         let budget = v1::Budget::from(&budget);
-        match self.settings.engine {
+        match engine {
             EngineMode::Baseline => {
                 let mut session = LazySession::new(self.gateway.clone(), identity, budget);
                 let looped = engine::baseline::run(
@@ -203,7 +212,29 @@ impl Runner {
     }
 
     /// What the engine knows of its run, for the replay bundle.
-    fn run_record(&self, query: String, looped: &LoopResult, claims: &[DraftClaim]) -> RunRecord {
+    /// Counts an RLM run's outcome towards the engine fallback; logs and
+    /// counts the switch when this run made it.
+    fn count_rlm_outcome(&self, ids: &RunIds, outcome: Result<(), &PecrError>) {
+        if self.fallback.record(outcome) {
+            self.metrics.engine_fell_back();
+            warn!(
+                event = "controller.engine_fallback",
+                request_id = %ids.request_id,
+                trace_id = %ids.trace_id,
+                from = "rlm",
+                to = "baseline",
+                "repeated rlm bridge failures: later runs use the baseline engine until restart"
+            );
+        }
+    }
+
+    fn run_record(
+        &self,
+        engine: EngineMode,
+        query: String,
+        looped: &LoopResult,
+        claims: &[DraftClaim],
+    ) -> RunRecord {
         let failed = looped.stop_reason == crate::budget_gate::StopReason::OperatorError
             && matches!(
                 looped.terminal_mode,
@@ -211,7 +242,7 @@ impl Runner {
             );
         RunRecord {
             query,
-            engine_mode: self.settings.engine,
+            engine_mode: engine,
             loop_terminal_mode: looped.terminal_mode,
             loop_response_text: looped.response_text.clone(),
             operator_calls_used: looped.usage.operator_calls,

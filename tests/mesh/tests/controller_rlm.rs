@@ -37,6 +37,17 @@ async fn rlm_controller(
     mesh.start_controller(&env).await
 }
 
+/// `script` under a path of its own (a link in `target/tmp/<dir>`), so the
+/// other tests' process counts never see this test's bridges.
+fn own_path(script: PathBuf, dir: &str) -> PathBuf {
+    let own = workspace_root().join("target/tmp").join(dir);
+    std::fs::create_dir_all(&own).expect("scratch dir");
+    let linked = own.join(script.file_name().expect("a file name"));
+    let _ = std::fs::remove_file(&linked);
+    std::os::unix::fs::symlink(&script, &linked).expect("link the bridge");
+    linked
+}
+
 /// Trace ids are ULIDs; one per run keeps ledger lookups apart.
 fn trace(n: u8) -> String {
     format!("01JR5M00000000000000000{n:03}")
@@ -452,13 +463,7 @@ async fn the_bridge_gets_no_secret_and_its_stderr_is_not_logged() {
 async fn a_streamed_rlm_run_reports_each_bridge_request_as_a_step() {
     use v1::run_stream_response::Event;
     let mesh = Mesh::start().await;
-    // The reference bridge under a path of its own, so the other tests'
-    // process counts never see this test's bridge.
-    let own = workspace_root().join("target/tmp/rlm-stream");
-    std::fs::create_dir_all(&own).expect("scratch dir");
-    let script = own.join("pecr_rlm_bridge.py");
-    let _ = std::fs::remove_file(&script);
-    std::os::unix::fs::symlink(bridge(), &script).expect("link the bridge");
+    let script = own_path(bridge(), "rlm-stream");
     let controller = rlm_controller(&mesh, script.clone(), &[]).await;
     let mut stream = client_for(&controller)
         .await
@@ -506,4 +511,67 @@ async fn a_streamed_rlm_run_reports_each_bridge_request_as_a_step() {
         other => panic!("{other:?}"),
     }
     assert_eq!(processes_running(&script), 0);
+}
+
+/// `PECR_CONTROLLER_AUTO_FALLBACK`: after two bridge failures in a row the
+/// controller answers with the baseline engine; both failing runs still
+/// failed for their callers, and the switch shows in the metrics. Without
+/// the setting the same bridge keeps failing.
+#[tokio::test]
+async fn repeated_bridge_failures_fall_back_to_the_baseline_engine() {
+    let mesh = Mesh::start().await;
+    let question = "What is the customer status and plan tier?";
+    let failing = own_path(stub("exits_early.py"), "rlm-fallback");
+    let guarded = rlm_controller(
+        &mesh,
+        failing.clone(),
+        &[
+            ("PECR_CONTROLLER_AUTO_FALLBACK", "1"),
+            ("PECR_CONTROLLER_AUTO_FALLBACK_AFTER", "2"),
+        ],
+    )
+    .await;
+    let mut client = client_for(&guarded).await;
+    for n in 0..2 {
+        let status = client
+            .run(traced_run("dev", question, None, &trace(20 + n)))
+            .await
+            .expect_err("the bridge fails");
+        assert_eq!(error_of(&status).code, ErrorCode::RlmBridgeFailed);
+    }
+    assert_eq!(
+        metric(&guarded, "pecr_controller_engine_fallback_active").await,
+        "pecr_controller_engine_fallback_active 1"
+    );
+    let response = client
+        .run(traced_run("dev", question, None, &trace(22)))
+        .await
+        .expect("the baseline answers")
+        .into_inner();
+    assert_eq!(response.terminal_mode, TerminalMode::Supported as i32);
+    assert_eq!(response.stop_reason, "plan_complete");
+    let bundle = replay(&mut client, "dev", &response.run_id).await;
+    assert_eq!(
+        bundle.metadata.as_ref().map(|m| m.engine_mode.as_str()),
+        Some("baseline")
+    );
+    assert_eq!(
+        metric(&guarded, "pecr_controller_engine_fallbacks_total").await,
+        "pecr_controller_engine_fallbacks_total 1"
+    );
+
+    let unguarded = rlm_controller(&mesh, failing.clone(), &[]).await;
+    let mut client = client_for(&unguarded).await;
+    for n in 0..3 {
+        let status = client
+            .run(traced_run("dev", question, None, &trace(23 + n)))
+            .await
+            .expect_err("no fallback without the setting");
+        assert_eq!(error_of(&status).code, ErrorCode::RlmBridgeFailed);
+    }
+    assert_eq!(
+        metric(&unguarded, "pecr_controller_engine_fallback_active").await,
+        "pecr_controller_engine_fallback_active 0"
+    );
+    assert_eq!(processes_running(&failing), 0);
 }
