@@ -222,9 +222,18 @@ fn status_name(value: i32) -> String {
 
 /// `gate: 6 questions for dev, 0 regressions`, then one block per regression.
 pub fn render(report: &GateReport) -> String {
+    let plural = |count: usize, noun: &str| {
+        if count == 1 {
+            format!("1 {noun}")
+        } else {
+            format!("{count} {noun}s")
+        }
+    };
     let mut out = format!(
-        "gate: {} questions for {}, {} regressions\n",
-        report.checked, report.principal, report.regressions
+        "gate: {} for {}, {}\n",
+        plural(report.checked, "question"),
+        report.principal,
+        plural(report.regressions, "regression")
     );
     for result in report.results.iter().filter(|r| !r.differences.is_empty()) {
         let _ = writeln!(

@@ -79,7 +79,7 @@ pub fn run_event(event: &Event) -> Option<String> {
                 found.push(plural(call.evidence_unit_ids.len(), "evidence unit"));
             }
             if found.is_empty() {
-                found.push("nothing found".to_owned());
+                found.push("ok".to_owned());
             }
             format!("    ✓ {}  {}", call.op_name, found.join(", "))
         }
