@@ -232,11 +232,11 @@ async fn one_run_is_one_trace(mut mesh: Mesh, receiver: Receiver) {
             .filter(|received| received.span.trace_id == trace_bytes)
             .collect();
         // The spans that end last in each service: the run, the finalize
-        // call, the replay write.
+        // call, the finalize with its replay bundle.
         let covered = [
             "pecr.v1.ControllerService/Run",
             "pecr.v1.GatewayService/Finalize",
-            "pecr.v1.LedgerService/StoreReplayBundle",
+            "pecr.v1.LedgerService/RecordFinalize",
         ]
         .iter()
         .all(|name| in_trace.iter().any(|received| received.span.name == *name));
