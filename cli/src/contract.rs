@@ -363,55 +363,40 @@ impl Tester {
                 outcome,
             );
         }
-        let unknown = Session {
-            id: "no-such-session".to_owned(),
+        // Session credentials: every wrong one is the same 401.
+        let with_token = |id: &str| Session {
+            id: id.to_owned(),
             token: "0".repeat(64),
             policy_snapshot_id: String::new(),
         };
-        let unknown = self
-            .refused(
-                Some(&unknown),
-                "search",
-                json!({"query": "x"}),
-                "ERR_POLICY_DENIED",
+        let credentials = [
+            (
+                "an unknown session",
+                Some(with_token("no-such-session")),
                 "invalid session credentials",
-            )
-            .await;
-        self.record(
-            "errors: an unknown session is ERR_POLICY_DENIED (401)",
-            unknown,
-        );
-        let tokenless = self
-            .refused(
-                None,
-                "search",
-                json!({"query": "x"}),
-                "ERR_POLICY_DENIED",
-                "session token",
-            )
-            .await;
-        self.record(
-            "errors: a call without a session token is ERR_POLICY_DENIED (401)",
-            tokenless,
-        );
-        let forged = Session {
-            id: session.id.clone(),
-            token: "0".repeat(64),
-            policy_snapshot_id: session.policy_snapshot_id.clone(),
-        };
-        let forged = self
-            .refused(
-                Some(&forged),
-                "search",
-                json!({"query": "x"}),
-                "ERR_POLICY_DENIED",
+            ),
+            ("a call without a session token", None, "session token"),
+            (
+                "a wrong session token",
+                Some(with_token(&session.id)),
                 "invalid session credentials",
-            )
-            .await;
-        self.record(
-            "errors: a wrong session token is refused as an unknown session",
-            forged,
-        );
+            ),
+        ];
+        for (what, caller, message) in credentials {
+            let outcome = self
+                .refused(
+                    caller.as_ref(),
+                    "search",
+                    json!({"query": "x"}),
+                    "ERR_POLICY_DENIED",
+                    message,
+                )
+                .await;
+            self.record(
+                &format!("errors: {what} is ERR_POLICY_DENIED (401)"),
+                outcome,
+            );
+        }
 
         // finalize: a claim citing emitted evidence is supported.
         if let Ok(rows) = &rows

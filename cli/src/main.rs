@@ -99,20 +99,7 @@ fn canary_guard(json: bool, args: &args::GuardArgs) -> ExitCode {
         Ok(decision)
     });
     match judged {
-        Ok(decision) => {
-            let text = if json {
-                serde_json::to_string(&decision)
-                    .map_or_else(|err| format!("{err}\n"), |line| line + "\n")
-            } else {
-                canary::render(&decision)
-            };
-            stdout(text.as_bytes());
-            if decision.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_CALL_FAILED)
-            }
-        }
+        Ok(decision) => verdict(json, &decision, canary::render, decision.passed()),
         Err(failure) => report(failure, None),
     }
 }
@@ -121,21 +108,29 @@ fn canary_guard(json: bool, args: &args::GuardArgs) -> ExitCode {
 async fn contract_test(global: &args::Global, args: &args::ContractArgs) -> ExitCode {
     let json = global.json;
     match progress::track("checking…", contract::run(global, args)).await {
-        Ok(report) => {
-            let text = if json {
-                serde_json::to_string(&report)
-                    .map_or_else(|err| format!("{err}\n"), |line| line + "\n")
-            } else {
-                contract::render(&report)
-            };
-            stdout(text.as_bytes());
-            if report.all_passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_CALL_FAILED)
-            }
-        }
+        Ok(checked) => verdict(json, &checked, contract::render, checked.all_passed()),
         Err(failure) => report(failure, None),
+    }
+}
+
+/// Prints a local check's report (JSON with `--json`); exit 0 when it
+/// passed, 1 when not.
+fn verdict<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    readable: impl FnOnce(&T) -> String,
+    passed: bool,
+) -> ExitCode {
+    let text = if json {
+        serde_json::to_string(value).map_or_else(|err| format!("{err}\n"), |line| line + "\n")
+    } else {
+        readable(value)
+    };
+    stdout(text.as_bytes());
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CALL_FAILED)
     }
 }
 

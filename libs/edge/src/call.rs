@@ -7,6 +7,8 @@ use http::uri::PathAndQuery;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
+use crate::GrpcStack;
+
 /// A codec that passes encoded protobuf messages through unchanged; the
 /// edge encodes and decodes them itself with the method's descriptors.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,13 +55,7 @@ pub(crate) async fn unary<S>(
     request: tonic::Request<Bytes>,
 ) -> Result<tonic::Response<Bytes>, Status>
 where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        > + Send
-        + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcStack,
 {
     ready_client(service)
         .await?
@@ -75,13 +71,7 @@ pub(crate) async fn server_streaming<S>(
     request: tonic::Request<Bytes>,
 ) -> Result<tonic::Response<tonic::Streaming<Bytes>>, Status>
 where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        > + Send
-        + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcStack,
 {
     ready_client(service)
         .await?
@@ -91,13 +81,7 @@ where
 
 async fn ready_client<S>(service: S) -> Result<tonic::client::Grpc<S>, Status>
 where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        > + Send
-        + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcStack,
 {
     // In-process: the body limit was applied at the HTTP edge, and the
     // response is whatever the service produced.

@@ -18,6 +18,7 @@ use prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, MessageDescriptor, Value};
 use tonic::transport::server::TcpConnectInfo;
 
+use crate::GrpcStack;
 use crate::call;
 use crate::error_response::{ErrorRenderer, Rejection, json_response};
 use crate::metadata::{add_response_headers, request_metadata};
@@ -71,15 +72,7 @@ impl<S> Route<S> {
 
 impl<S> Route<S>
 where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcStack,
 {
     pub async fn handle(self: Arc<Self>, request: Request) -> Response {
         let errors = &self.shared.errors;

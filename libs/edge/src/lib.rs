@@ -101,6 +101,34 @@ impl Default for EdgeConfig {
     }
 }
 
+/// The service stack the edge calls in-process: typically the service's
+/// `tonic::service::Routes` wrapped in the layers of its gRPC port.
+pub trait GrpcStack:
+    tower::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+        Future: Send,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcStack for S where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Future: Send,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Marks, in its extensions, a call the REST edge makes in-process: the
 /// service's stack then knows the call came through its own HTTP port,
 /// not from a service on the gRPC port. Only in-process code can set it.
@@ -120,15 +148,7 @@ pub fn router<S>(
     config: EdgeConfig,
 ) -> Result<Router, EdgeError>
 where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcStack,
 {
     let bindings = pecr_edge_json::bindings(pool, services)?;
     let mapping = Arc::new(JsonMapping::new(pool, OPEN_MESSAGES));

@@ -414,3 +414,13 @@ pub async fn replay(
         .bundle
         .unwrap_or_else(|| panic!("replay {run_id} has no bundle"))
 }
+
+/// What a command printed, stdout then stderr, for assertions and their
+/// messages.
+pub fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use pecr_mesh_tests::{Mesh, assert_no_canary};
+use pecr_mesh_tests::{Mesh, assert_no_canary, printed};
 use pecr_testkit::binary_path;
 
 fn contract_test(mesh: &Mesh, principal: &str, extra: &[&str]) -> Output {
@@ -18,19 +18,11 @@ fn contract_test(mesh: &Mesh, principal: &str, extra: &[&str]) -> Output {
         .expect("run pecr")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[tokio::test]
 async fn every_operator_meets_the_contract_for_a_principal_allowed_them_all() {
     let mesh = Mesh::start().await;
     let output = contract_test(&mesh, "dev", &[]);
-    let report = text(&output);
+    let report = printed(&output);
     assert!(output.status.success(), "{report}");
     assert!(report.contains(", 0 failed"), "{report}");
     for operator in [
@@ -52,7 +44,7 @@ async fn every_operator_meets_the_contract_for_a_principal_allowed_them_all() {
 
     let output = contract_test(&mesh, "dev", &["--json"]);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|err| panic!("{err}: {}", text(&output)));
+        .unwrap_or_else(|err| panic!("{err}: {}", printed(&output)));
     assert_eq!(json["failed"], 0);
     assert!(json["passed"].as_u64().unwrap_or(0) >= 14, "{json}");
 }
@@ -61,7 +53,7 @@ async fn every_operator_meets_the_contract_for_a_principal_allowed_them_all() {
 async fn a_refused_operator_fails_its_check_by_name() {
     let mesh = Mesh::start().await;
     let output = contract_test(&mesh, "support", &[]);
-    let report = text(&output);
+    let report = printed(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("✗ redact:"), "{report}");
     assert!(report.contains("ERR_POLICY_DENIED"), "{report}");

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use pecr_mesh_tests::Mesh;
+use pecr_mesh_tests::{Mesh, printed};
 use pecr_testkit::{binary_path, workspace_root};
 
 fn gate(mesh: &Mesh, principal: &str, expect: &std::path::Path, extra: &[&str]) -> Output {
@@ -25,25 +25,17 @@ fn gate(mesh: &Mesh, principal: &str, expect: &std::path::Path, extra: &[&str]) 
         .expect("run pecr")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[tokio::test]
 async fn the_committed_expectations_hold_and_a_regression_fails_the_gate() {
     let mesh = Mesh::start().await;
     let committed = workspace_root().join("fixtures/regression/expectations.json");
     for principal in ["dev", "support", "guest"] {
         let output = gate(&mesh, principal, &committed, &["--ask"]);
-        assert!(output.status.success(), "{principal}: {}", text(&output));
+        assert!(output.status.success(), "{principal}: {}", printed(&output));
         assert!(
-            text(&output).contains(", 0 regressions"),
+            printed(&output).contains(", 0 regressions"),
             "{}",
-            text(&output)
+            printed(&output)
         );
     }
 
@@ -68,8 +60,8 @@ async fn the_committed_expectations_hold_and_a_regression_fails_the_gate() {
     ]});
     std::fs::write(&changed, set.to_string()).expect("write");
     let output = gate(&mesh, "dev", &changed, &[]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
+    let report = printed(&output);
     for expected in [
         "gate: 2 questions for dev, 2 regressions",
         "terminal mode: expected INSUFFICIENT_EVIDENCE, got SUPPORTED",
@@ -101,10 +93,10 @@ async fn the_committed_expectations_hold_and_a_regression_fails_the_gate() {
         .output()
         .expect("run pecr");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|err| panic!("{err}: {}", text(&output)));
+        .unwrap_or_else(|err| panic!("{err}: {}", printed(&output)));
     assert_eq!(report["regressions"], 2);
 
     // A principal the set does not name is a usage error, not a pass.
     let output = gate(&mesh, "nobody", &committed, &[]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", printed(&output));
 }
