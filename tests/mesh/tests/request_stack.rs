@@ -72,13 +72,18 @@ async fn every_rpc_refuses_anonymous_callers_and_is_counted() {
                 ),
                 "{path} answered an anonymous caller with {status:?}"
             );
-            methods.push((method.name().to_owned(), status.code()));
+            let kind = if method.is_server_streaming() {
+                "server_stream"
+            } else {
+                "unary"
+            };
+            methods.push((method.name().to_owned(), kind, status.code()));
         }
         assert!(!methods.is_empty(), "{name} has RPCs");
 
         let metrics = http_get(&process.http_url("/metrics")).await;
         assert_eq!(metrics.status, 200, "{}", metrics.body);
-        for (method, code) in &methods {
+        for (method, kind, code) in &methods {
             let code = match code {
                 Code::Unauthenticated => "Unauthenticated",
                 _ => "PermissionDenied",
@@ -86,7 +91,7 @@ async fn every_rpc_refuses_anonymous_callers_and_is_counted() {
             let labels = [
                 ("grpc_service", name),
                 ("grpc_method", method.as_str()),
-                ("grpc_type", "unary"),
+                ("grpc_type", kind),
                 ("grpc_code", code),
             ];
             assert!(
