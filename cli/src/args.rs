@@ -16,7 +16,8 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success
   1  the controller answered with an error (or the call timed out), or
-     `replays verify` found a replay that re-decides differently
+     `replays verify` found a replay that re-decides differently, or
+     `release verify` found a problem
   2  usage error
   3  the controller could not be reached
 
@@ -27,7 +28,8 @@ Examples:
   pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
   pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
-  pecr completions bash > ~/.local/share/bash-completion/completions/pecr";
+  pecr completions bash > ~/.local/share/bash-completion/completions/pecr
+  pecr release verify target/release-dist/0.1.0-0123456789ab --public-key release.pub --commit 0123456789ab";
 
 /// Command-line client of the PECR controller: ask questions, inspect
 /// stored runs, score them and read scorecards.
@@ -151,6 +153,10 @@ Load it for the current shell, or save it where your shell looks:
   zsh:   pecr completions zsh > \"${fpath[1]}/_pecr\"
   fish:  pecr completions fish > ~/.config/fish/completions/pecr.fish")]
     Completions(CompletionsArgs),
+
+    /// Verify a release directory offline (and sign one, for scripts/release.sh).
+    #[command(subcommand)]
+    Release(crate::release::ReleaseCommand),
 }
 
 #[derive(Debug, Args)]

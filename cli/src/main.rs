@@ -11,6 +11,7 @@ mod commands;
 mod completions;
 mod json;
 mod progress;
+mod release;
 mod render;
 mod time;
 
@@ -41,6 +42,7 @@ async fn main() -> ExitCode {
             stdout(&completions::script(args.shell));
             return ExitCode::SUCCESS;
         }
+        Command::Release(command) => return release::run(command),
     };
     let json = if cli.global.json {
         match JsonWriter::new() {
