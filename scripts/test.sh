@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, buf lint (and buf breaking
 # against the previous commit), then all unit and integration tests against
-# a real PostgreSQL, with grpcurl from the pinned tools, the deploy checks
+# a real PostgreSQL (cli/tests/release.rs among them: it cuts a signed release
+# of the built binaries with scripts/release.sh --binaries and verifies it),
+# with grpcurl from the pinned tools, the deploy checks
 # (scripts/deploy-check.sh: images, compose, Kubernetes manifests, no Docker
 # engine or cluster needed), the generated clients (scripts/client-gen-check.sh,
 # scripts/openapi-client-check.sh), the browser console in headless chromium

@@ -16,7 +16,8 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success
   1  the controller answered with an error (or the call timed out), or
-     `replays verify` found a replay that re-decides differently
+     `replays verify` found a replay that re-decides differently, or
+     `release verify` found a problem
   2  usage error
   3  the controller could not be reached
 
@@ -27,7 +28,8 @@ Examples:
   pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
   pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
-  pecr completions bash > ~/.local/share/bash-completion/completions/pecr";
+  pecr completions bash > ~/.local/share/bash-completion/completions/pecr
+  pecr release verify target/release-dist/0.1.0-0123456789ab --public-key release.pub --commit 0123456789ab";
 
 /// Command-line client of the PECR controller: ask questions, inspect
 /// stored runs, score them and read scorecards.
@@ -166,6 +168,10 @@ Exits 0 when every check passes, 1 otherwise (each failed check says why).")]
     /// Canary rollouts.
     #[command(subcommand)]
     Canary(CanaryCommand),
+
+    /// Verify a release directory offline (and sign one, for scripts/release.sh).
+    #[command(subcommand)]
+    Release(crate::release::ReleaseCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod contract;
 mod gate;
 mod json;
 mod progress;
+mod release;
 mod render;
 mod suite7;
 mod time;
@@ -49,6 +50,7 @@ async fn main() -> ExitCode {
         Command::Canary(args::CanaryCommand::Guard(args)) => {
             return canary_guard(cli.global.json, args);
         }
+        Command::Release(command) => return release::run(command),
     };
     let json = if cli.global.json {
         match JsonWriter::new() {

@@ -24,7 +24,7 @@ fn script(shell: &str) -> String {
     String::from_utf8(output.stdout).expect("the script is UTF-8")
 }
 
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "run",
     "replays",
     "eval",
@@ -32,6 +32,7 @@ const SUBCOMMANDS: [&str; 7] = [
     "completions",
     "contract-test",
     "canary",
+    "release",
 ];
 
 /// Every subcommand and some global flags, each long flag spelled as the

@@ -6,7 +6,8 @@
 
 pub mod document;
 pub mod merkle;
-pub mod signing;
+/// The checkpoint key: Ed25519 in the files openssl writes (`pecr-signing`).
+pub use pecr_signing as signing;
 mod write;
 
 use std::time::Duration;

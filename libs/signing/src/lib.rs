@@ -1,8 +1,8 @@
-//! The Ed25519 key that signs checkpoints (`PECR_LEDGER_SIGNING_KEY_FILE`,
-//! PKCS#8 PEM as `openssl genpkey -algorithm ed25519` writes it) and the
-//! public key an auditor checks them with (SubjectPublicKeyInfo PEM, as
-//! `openssl pkey -pubout` writes it, or the 64 hex digits a checkpoint
-//! records).
+//! Ed25519 keys as openssl writes them: the private key that signs (PKCS#8
+//! PEM, `openssl genpkey -algorithm ed25519`) and the public key a verifier
+//! holds (SubjectPublicKeyInfo PEM, `openssl pkey -pubout`, or its 64 hex
+//! digits). Ledger checkpoints (`PECR_LEDGER_SIGNING_KEY_FILE`) and release
+//! provenance (`pecr release`) are signed with such keys.
 
 use std::path::Path;
 
@@ -51,7 +51,12 @@ impl SigningKey {
 
     /// The hex signature of `message`.
     pub fn sign(&self, message: &[u8]) -> String {
-        hex::encode(self.pair.sign(message).as_ref())
+        hex::encode(self.sign_raw(message))
+    }
+
+    /// The 64-byte signature of `message`.
+    pub fn sign_raw(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
     }
 }
 
@@ -94,11 +99,13 @@ impl PublicKey {
 
     /// Whether `signature_hex` is this key's signature of `message`.
     pub fn verifies(&self, message: &[u8], signature_hex: &str) -> bool {
-        let Ok(signature) = hex::decode(signature_hex) else {
-            return false;
-        };
+        hex::decode(signature_hex).is_ok_and(|signature| self.verifies_raw(message, &signature))
+    }
+
+    /// Whether `signature` (64 bytes) is this key's signature of `message`.
+    pub fn verifies_raw(&self, message: &[u8], signature: &[u8]) -> bool {
         UnparsedPublicKey::new(&ED25519, self.0)
-            .verify(message, &signature)
+            .verify(message, signature)
             .is_ok()
     }
 }
@@ -127,6 +134,10 @@ mod tests {
         assert!(!key.public_key().verifies(b"checkpoinT", &signature));
         assert!(!generated().public_key().verifies(b"checkpoint", &signature));
         assert!(!key.public_key().verifies(b"checkpoint", "not hex"));
+        let raw = key.sign_raw(b"checkpoint");
+        assert_eq!(hex::encode(&raw), signature);
+        assert!(key.public_key().verifies_raw(b"checkpoint", &raw));
+        assert!(!key.public_key().verifies_raw(b"checkpoint", &raw[1..]));
     }
 
     #[test]
