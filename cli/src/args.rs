@@ -27,6 +27,7 @@ Examples:
   pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
   pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
+  pecr eval usefulness --min-score 80
   pecr completions bash > ~/.local/share/bash-completion/completions/pecr";
 
 /// Command-line client of the PECR controller: ask questions, inspect
@@ -267,6 +268,9 @@ no requested run id is missing.")]
         /// The evaluation id printed by `pecr eval submit`.
         evaluation_id: String,
     },
+
+    /// Ask the usefulness set's questions and score the answers (Run).
+    Usefulness(crate::usefulness::UsefulnessArgs),
 }
 
 #[derive(Debug, Args)]
