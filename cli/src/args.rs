@@ -15,8 +15,9 @@ pub const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50052";
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  the controller answered with an error (or the call timed out), or
-     `replays verify` found a replay that re-decides differently
+  1  the controller answered with an error (or the call timed out),
+     `replays verify` found a replay that re-decides differently, or
+     `eval usefulness` scored below --min-score
   2  usage error
   3  the controller could not be reached
 

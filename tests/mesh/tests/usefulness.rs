@@ -9,9 +9,10 @@ use pecr_mesh_tests::{Mesh, MeshOptions, assert_no_canary};
 use pecr_testkit::binary_path;
 use serde_json::Value;
 
-/// The score measured when the set came in (README.md, "Usefulness"):
-/// lower it only with a reason in docs/decisions.md.
-const FLOOR: &str = "63.70";
+/// The score measured when term-wise search came in (README.md,
+/// "Usefulness": 63.70 before, 95.56 after): lower it only with a reason in
+/// docs/decisions.md.
+const FLOOR: &str = "95.56";
 
 /// Every rate limit off: the set asks each principal dozens of questions.
 fn without_rate_limits() -> MeshOptions {
