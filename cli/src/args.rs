@@ -15,9 +15,11 @@ pub const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50052";
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  the controller answered with an error (or the call timed out), or
-     `replays verify` found a replay that re-decides differently, or
-     `release verify` found a problem
+  1  the controller answered with an error (or the call timed out), or a
+     check said no: `replays verify` found a replay that re-decides
+     differently, `replays gate` a regression, `eval usefulness` a score
+     below --min-score, `contract-test` a failed check, `canary guard` a
+     fallback, `release verify` a problem
   2  usage error
   3  the controller could not be reached
 
@@ -28,6 +30,7 @@ Examples:
   pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
   pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
+  pecr eval usefulness --min-score 80
   pecr completions bash > ~/.local/share/bash-completion/completions/pecr
   pecr release verify target/release-dist/0.1.0-0123456789ab --public-key release.pub --commit 0123456789ab";
 
@@ -408,6 +411,9 @@ no requested run id is missing.")]
         /// The evaluation id printed by `pecr eval submit`.
         evaluation_id: String,
     },
+
+    /// Ask the usefulness set's questions and score the answers (Run).
+    Usefulness(crate::usefulness::UsefulnessArgs),
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,23 @@ impl Controller {
         })
     }
 
+    /// This connection acting as `principal`, with a deadline of its own,
+    /// so each run of a command that makes many gets the whole timeout.
+    pub fn as_principal(&self, principal: &str) -> Result<Self, Failure> {
+        let value = AsciiMetadataValue::try_from(principal).map_err(|_| {
+            Failure::Usage(format!("principal {principal:?} must be printable ASCII"))
+        })?;
+        let mut metadata = self.metadata.clone();
+        metadata.insert("x-pecr-principal-id", value);
+        Ok(Self {
+            client: self.client.clone(),
+            metadata,
+            url: self.url.clone(),
+            timeout: self.timeout,
+            deadline: Instant::now() + self.timeout,
+        })
+    }
+
     /// Runs one RPC with the identity metadata and what is left of the
     /// deadline (sent as `grpc-timeout` too, so the server stops in time).
     ///

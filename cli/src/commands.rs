@@ -13,7 +13,7 @@ use crate::json::JsonWriter;
 use crate::{gate, progress, render};
 
 /// What a command that got its answer prints, and whether the check it
-/// makes passed (only `replays verify` makes one).
+/// makes passed (`replays verify` and `eval usefulness` make one).
 pub struct Output {
     pub text: String,
     pub passed: bool,
@@ -138,6 +138,9 @@ pub async fn execute(
                 render::evaluation,
             )
         }
+        ControllerCommand::Eval(EvalCommand::Usefulness(args)) => {
+            return crate::usefulness::execute(&controller, global, args, json.is_some()).await;
+        }
         ControllerCommand::Eval(EvalCommand::Show { evaluation_id }) => {
             let request = GetEvaluationRequest {
                 evaluation_id: evaluation_id.clone(),
@@ -176,7 +179,7 @@ pub async fn execute(
 pub fn progress_label(command: &ControllerCommand) -> &'static str {
     match command {
         ControllerCommand::Run(_) => "running…",
-        ControllerCommand::Eval(EvalCommand::Submit(_)) => "scoring…",
+        ControllerCommand::Eval(EvalCommand::Submit(_) | EvalCommand::Usefulness(_)) => "scoring…",
         ControllerCommand::Replays(ReplaysCommand::Verify(_)) => "verifying…",
         ControllerCommand::Replays(ReplaysCommand::Gate(_)) => "gating…",
         _ => "loading…",

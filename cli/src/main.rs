@@ -18,6 +18,7 @@ mod release;
 mod render;
 mod suite7;
 mod time;
+mod usefulness;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,7 +31,8 @@ use crate::client::Failure;
 use crate::json::JsonWriter;
 
 /// The controller answered with an error, or the call timed out; also a
-/// check that found a problem (`replays verify`: a replay that differs).
+/// check that found a problem (`replays verify`: a replay that differs;
+/// `eval usefulness`: a score below `--min-score`).
 const EXIT_CALL_FAILED: u8 = 1;
 /// A value clap could not check up front (clap itself also exits 2).
 const EXIT_USAGE: u8 = 2;

@@ -367,7 +367,7 @@ fn percent(rate: f64) -> String {
 }
 
 /// `key  value` lines with the values lined up.
-fn fields(pairs: &[(&str, String)]) -> String {
+pub(crate) fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
@@ -377,13 +377,13 @@ fn fields(pairs: &[(&str, String)]) -> String {
 }
 
 #[derive(Clone, Copy)]
-enum Align {
+pub(crate) enum Align {
     Left,
     Right,
 }
 
 /// A plain table: columns two spaces apart, numbers right-aligned.
-fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = columns
         .iter()
         .map(|(name, _)| name.chars().count())

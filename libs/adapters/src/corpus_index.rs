@@ -1,6 +1,7 @@
 //! The `search` index: every regular file under the corpus root and, when a
-//! watcher keeps the index fresh, each file's text with the hashes a search
-//! ref needs, so a search neither walks the tree nor reads or hashes files.
+//! watcher keeps the index fresh, each file's term counts with the hashes a
+//! search ref needs, so a search neither walks the tree nor reads, cuts or
+//! hashes files.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
@@ -49,10 +50,14 @@ fn device_and_inode(_metadata: &std::fs::Metadata) -> (u64, u64) {
     (0, 0)
 }
 
-/// What a search ref needs of one UTF-8 file.
+/// What a search needs of one UTF-8 file: its terms to match and rank it,
+/// the hashes of its ref.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IndexedText {
-    pub text: String,
+    /// How often each term ([`pecr_contracts::terms`]) occurs.
+    pub term_counts: HashMap<String, u32>,
+    /// How many terms the file holds, repeats counted (BM25's length).
+    pub length: u32,
     /// `sha256_hex` of the bytes: the `version_id` of a whole-file `fetch_span`.
     pub version_id: String,
     /// The `content_hash` of a whole-file unit (of the canonical text).
@@ -64,19 +69,32 @@ pub(crate) struct IndexedText {
 impl IndexedText {
     pub(crate) fn new(text: String) -> Self {
         let bytes = text.as_bytes();
+        let mut term_counts: HashMap<String, u32> = HashMap::new();
+        let mut length: u32 = 0;
+        for term in pecr_contracts::terms::terms(&text) {
+            length = length.saturating_add(1);
+            let count = term_counts.entry(term).or_default();
+            *count = count.saturating_add(1);
+        }
         Self {
+            term_counts,
+            length,
             version_id: pecr_contracts::sha256_hex(bytes),
             content_hash: pecr_contracts::hashing::text_content_hash(&text),
             whole_file: crate::operators::text_span(bytes, 0, bytes.len()),
-            text,
         }
+    }
+
+    /// How often `term` occurs.
+    pub(crate) fn count(&self, term: &str) -> u32 {
+        self.term_counts.get(term).copied().unwrap_or(0)
     }
 }
 
 /// What the index holds of a file's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FileContent {
-    /// UTF-8 text and its hashes.
+    /// UTF-8 text: its term counts and hashes.
     Text(Arc<IndexedText>),
     /// Not UTF-8: search skips it.
     NotText,
@@ -266,7 +284,10 @@ mod tests {
         let FileContent::Text(text) = content_of(&index, "d/a.txt") else {
             panic!("a.txt is text");
         };
-        assert_eq!(text.text, "one\r\ntwo\n");
+        assert_eq!(
+            (text.count("one"), text.count("two"), text.length),
+            (1, 1, 2)
+        );
         assert_eq!(text.version_id, pecr_contracts::sha256_hex("one\r\ntwo\n"));
         // The content hash is of the canonical text, not of the bytes.
         assert_eq!(text.content_hash, pecr_contracts::sha256_hex("one\ntwo\n"));

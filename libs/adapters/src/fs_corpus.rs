@@ -300,14 +300,18 @@ mod tests {
         index.entries.iter().map(|e| e.object_id.as_str()).collect()
     }
 
-    fn text_of(index: &CorpusIndex, object_id: &str) -> Option<String> {
+    /// Whether the index holds `text` as the content of `object_id` (by
+    /// the hash of its bytes: the index keeps terms and hashes, not text).
+    fn holds(index: &CorpusIndex, object_id: &str, text: &str) -> bool {
         index
             .entries
             .iter()
             .find(|entry| entry.object_id == object_id)
-            .and_then(|entry| match &entry.content {
-                FileContent::Text(text) => Some(text.text.clone()),
-                _ => None,
+            .is_some_and(|entry| match &entry.content {
+                FileContent::Text(indexed) => {
+                    indexed.version_id == pecr_contracts::sha256_hex(text)
+                }
+                _ => false,
             })
     }
 
@@ -334,7 +338,7 @@ mod tests {
         let corpus = corpus_at(&root, true, Duration::ZERO);
         let first = index(&corpus);
         assert_eq!(ids(&first), vec!["a.txt", "d/b.txt"]);
-        assert_eq!(text_of(&first, "a.txt").as_deref(), Some("alpha\n"));
+        assert!(holds(&first, "a.txt", "alpha\n"));
         // The index's own reads and other readers change nothing.
         std::fs::read(root.join("a.txt")).expect("read");
         std::thread::sleep(Duration::from_millis(50));
@@ -360,9 +364,7 @@ mod tests {
 
         // A file written into a new directory at once.
         write(&root, "new/deeper/c.txt", "gamma\n");
-        eventually(&corpus, |index| {
-            text_of(index, "new/deeper/c.txt").as_deref() == Some("gamma\n")
-        });
+        eventually(&corpus, |index| holds(index, "new/deeper/c.txt", "gamma\n"));
         // And one written there later, through the new directory's watch.
         write(&root, "new/deeper/d.txt", "delta\n");
         eventually(&corpus, |index| ids(index).contains(&"new/deeper/d.txt"));
@@ -371,9 +373,7 @@ mod tests {
         eventually(&corpus, |index| !ids(index).contains(&"b.txt"));
 
         write(&root, "a.txt", "alpha changed\n");
-        let index = eventually(&corpus, |index| {
-            text_of(index, "a.txt").as_deref() == Some("alpha changed\n")
-        });
+        let index = eventually(&corpus, |index| holds(index, "a.txt", "alpha changed\n"));
         let Some(FileContent::Text(text)) = index.entries.first().map(|e| &e.content) else {
             panic!("a.txt is first and text");
         };
@@ -413,9 +413,7 @@ mod tests {
         let corpus = corpus_at(&root, true, Duration::ZERO);
         assert_eq!(ids(&index(&corpus)), vec!["link.txt", "real/a.txt"]);
         write(&root, "real/a.txt", "alpha changed\n");
-        eventually(&corpus, |index| {
-            text_of(index, "link.txt").as_deref() == Some("alpha changed\n")
-        });
+        eventually(&corpus, |index| holds(index, "link.txt", "alpha changed\n"));
     }
 
     #[test]

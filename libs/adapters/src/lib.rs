@@ -18,8 +18,10 @@
 //!   are versioned, and the store sits behind [`VersionStore`]: the
 //!   gateway's default keeps it in the ledger database, shared by every
 //!   replica, and [`MemoryVersionStore`] keeps it in process.
-//! - The `search` result is not filtered here: the gateway filters refs per
-//!   object through policy.
+//! - `search` matches terms and ranks by BM25. Policy is the gateway's:
+//!   [`Adapters::search_candidates`] lists the documents holding a query
+//!   term, the gateway judges each, and [`SearchCandidates::rank`] ranks
+//!   only those the caller may read.
 
 mod config;
 mod corpus_index;
@@ -56,6 +58,7 @@ pub use config::AdaptersConfig;
 pub use fixture::{SAFEVIEW_FIXTURE_SQL, load_fixture_sql};
 pub use fs_corpus::check_object_id;
 pub use operator::Operator;
+pub use operators::SearchCandidates;
 pub use policy_input::{PolicyInputFields, policy_input_fields};
 pub use redaction::{Redaction, parse_redaction};
 pub use safe_view::{CATALOGUE, SafeView, missing_columns};
@@ -173,6 +176,17 @@ impl Adapters {
             _ => tracing::info_span!("adapter.fs_corpus", op_name = op.name()),
         };
         operators::run(&self.inner, op, params, scope, redaction)
+            .instrument(span)
+            .await
+    }
+
+    /// The first half of `search` (params as for [`Operator::Search`]): the
+    /// documents holding a query term, to be judged by policy and then
+    /// ranked with [`SearchCandidates::rank`].
+    pub async fn search_candidates(&self, params: &Value) -> Result<SearchCandidates, PecrError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("adapter.fs_corpus", op_name = Operator::Search.name());
+        operators::search_candidates(&self.inner, params)
             .instrument(span)
             .await
     }

@@ -113,7 +113,8 @@ async fn search_refs_match_whole_file_fetch_ids() {
         "944d6771dc2dba29ab361645d4d4677841120b694eb034f883b44abab61c34f1"
     );
 
-    // Every ref id equals the whole-file fetch_span id, in path order.
+    // Every ref id equals the whole-file fetch_span id, in rank order: each
+    // file holds both terms once, so the shortest ranks first (BM25).
     let out = h
         .ok(Operator::Search, json!({"query": "fixture document"}), &dev)
         .await;
@@ -122,7 +123,7 @@ async fn search_refs_match_whole_file_fetch_ids() {
         .iter()
         .filter_map(|r| r["object_id"].as_str())
         .collect();
-    assert_eq!(ids, vec![INJECTION, PUBLIC, RESTRICTED]);
+    assert_eq!(ids, vec![PUBLIC, RESTRICTED, INJECTION]);
     for reference in refs {
         let fetched = h
             .ok(
@@ -138,7 +139,8 @@ async fn search_refs_match_whole_file_fetch_ids() {
         assert_eq!(fetched.result["version_id"], reference["version_id"]);
     }
 
-    // Limits, case sensitivity, and principals get different ids.
+    // Limits, terms whatever their case, every term needed unless
+    // `match` is "any", and principals get different ids.
     let one = h
         .ok(
             Operator::Search,
@@ -147,10 +149,30 @@ async fn search_refs_match_whole_file_fetch_ids() {
         )
         .await;
     assert_eq!(one.result["refs"].as_array().map(Vec::len), Some(1));
+    let loud = h
+        .ok(
+            Operator::Search,
+            json!({"query": "FIXTURE DOCUMENTS?"}),
+            &dev,
+        )
+        .await;
+    assert_eq!(loud.result, out.result);
     let none = h
-        .ok(Operator::Search, json!({"query": "FIXTURE DOCUMENT"}), &dev)
+        .ok(Operator::Search, json!({"query": "fixture elephant"}), &dev)
         .await;
     assert_eq!(none.result, json!({"refs": []}));
+    let any = h
+        .ok(
+            Operator::Search,
+            json!({"query": "fixture elephant", "match": "any"}),
+            &dev,
+        )
+        .await;
+    assert_eq!(any.result, out.result);
+    let stopwords = h
+        .ok(Operator::Search, json!({"query": "which of the"}), &dev)
+        .await;
+    assert_eq!(stopwords.result, json!({"refs": []}));
     let support = h
         .ok(
             Operator::Search,
@@ -332,7 +354,7 @@ fn shows(change: &Change, refs: &[Value]) -> bool {
 async fn watched_search_sees_created_removed_and_changed_files() {
     let h = Harness::new().await;
     let before = search_refs(&h, "fixture document").await;
-    assert_eq!(ref_ids(&before), vec![INJECTION, PUBLIC, RESTRICTED]);
+    assert_eq!(ref_ids(&before), vec![PUBLIC, RESTRICTED, INJECTION]);
     // Unchanged, the index answers the same.
     assert_eq!(search_refs(&h, "fixture document").await, before);
     for (round, change) in [Change::Create, Change::Remove, Change::Rewrite]
@@ -344,6 +366,7 @@ async fn watched_search_sees_created_removed_and_changed_files() {
         assert_refs_match_fetches(&h, "fixture document", &format!("checker{round}")).await;
     }
     let after = search_refs(&h, "fixture document").await;
+    // Two files of three terms, both once: the tie goes by object id.
     assert_eq!(ref_ids(&after), vec![NEW_FILE, PUBLIC, RESTRICTED]);
     // The rewritten file no longer holds the old text.
     let old = search_refs(&h, "Public fixture document").await;
@@ -355,7 +378,7 @@ async fn unwatched_search_sees_every_change_at_once() {
     let h = Harness::with(|c| c.search_index_watch = false).await;
     assert_eq!(
         ref_ids(&search_refs(&h, "fixture document").await),
-        vec![INJECTION, PUBLIC, RESTRICTED]
+        vec![PUBLIC, RESTRICTED, INJECTION]
     );
     for (round, change) in [Change::Create, Change::Remove, Change::Rewrite]
         .iter()
@@ -391,6 +414,11 @@ async fn validation_messages() {
             Operator::Search,
             json!({"query": 5}),
             "params.query is required",
+        ),
+        (
+            Operator::Search,
+            json!({"query": "fixture", "match": "some"}),
+            "params.match must be \"all\" or \"any\"",
         ),
         (
             Operator::ListVersions,

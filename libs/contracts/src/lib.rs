@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod hashing;
 pub mod ids;
 pub mod secret;
+pub mod terms;
 pub mod time;
 
 pub use budget::{Budget, BudgetError};

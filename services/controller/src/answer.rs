@@ -1,10 +1,14 @@
 //! The answer of a run and its claim map (spec 30 §11, decision 8).
 //!
 //! The baseline answers from evidence: each unit that matches the query's
-//! terms yields one SUPPORTED claim that cites it. Only when every term of
-//! the query is covered by cited evidence is that answer proposed; anything
+//! terms ([`pecr_contracts::terms`], the terms the gateway's search matches)
+//! yields one SUPPORTED claim that cites it. Only when every term of the
+//! query is covered by cited evidence is that answer proposed; anything
 //! less keeps the spec's `UNKNOWN:` text, so `SUPPORTED` is earned by real
-//! coverage and the gateway's finalize gate has the last word.
+//! coverage and the gateway's finalize gate has the last word. A unit whose
+//! matched terms another unit matches and more is left out: it answers less
+//! of the question (docs/decisions.md, "Usefulness"). A question the evidence cannot settle by
+//! stating what it holds (a negation, a "why") gets no answer.
 //!
 //! Claims state row fields (already filtered and redacted by policy for this
 //! principal) and name the documents and lines that match; they never quote
@@ -15,6 +19,7 @@ use std::collections::BTreeSet;
 use pecr_contracts::evidence::{EvidenceContentType, EvidenceUnit};
 use pecr_contracts::hashing::claim_id;
 use pecr_contracts::ids::new_ulid;
+use pecr_contracts::terms::term_set;
 use pecr_proto::v1;
 use pecr_replay::{ClaimStatus, TerminalMode};
 use serde_json::Value;
@@ -23,14 +28,11 @@ use crate::gateway_client::proto_mode;
 
 pub const COVERAGE_THRESHOLD: f64 = 0.95;
 
-/// Words that carry no subject matter of their own.
-const STOPWORDS: &[&str] = &[
-    "a", "about", "all", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "did",
-    "do", "does", "for", "from", "give", "had", "has", "have", "he", "how", "i", "if", "in",
-    "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "please", "she",
-    "show", "should", "so", "tell", "than", "that", "the", "their", "then", "there", "these",
-    "they", "this", "those", "to", "us", "was", "we", "were", "what", "when", "where", "which",
-    "who", "whom", "whose", "why", "with", "would", "you", "your",
+/// Words that turn a question into one that matching evidence does not
+/// answer: a negation ("which customer is not suspended") or a request for
+/// a reason.
+const BEYOND_EVIDENCE: [&str; 10] = [
+    "cannot", "except", "never", "no", "none", "nor", "not", "why", "without", "neither",
 ];
 
 /// A claim before the gateway sees it.
@@ -78,35 +80,34 @@ pub fn claims_from_text(text: &str) -> Vec<DraftClaim> {
         .collect()
 }
 
-/// The lower-cased subject terms of a text, plurals folded.
+/// The subject terms of a text.
 pub fn terms(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| word.chars().count() > 1)
-        .map(|word| normalize(&word.to_lowercase()))
-        .filter(|word| !STOPWORDS.contains(&word.as_str()))
-        .collect()
+    term_set(text)
 }
 
-/// Folds a plain `-s` plural (customers → customer); leaves words such as
-/// status, analysis or address alone.
-fn normalize(word: &str) -> String {
-    let singular_ending = ["ss", "us", "is"].iter().any(|end| word.ends_with(end));
-    if word.len() > 3 && word.ends_with('s') && !singular_ending {
-        word[..word.len() - 1].to_owned()
-    } else {
-        word.to_owned()
-    }
+/// Whether `query` asks what stated facts cannot settle (see
+/// [`BEYOND_EVIDENCE`]; contractions such as "isn't" count as "not").
+fn asks_beyond_evidence(query: &str) -> bool {
+    query
+        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
+        .map(str::to_lowercase)
+        .any(|word| {
+            BEYOND_EVIDENCE.contains(&word.as_str())
+                || word.ends_with("n't")
+                || word.ends_with("n’t")
+        })
 }
 
 /// An evidence-backed answer to `query`, or None when the evidence does not
-/// cover every term of the query.
+/// cover every term of the query or the query asks beyond it.
 pub fn evidence_answer(query: &str, units: &[EvidenceUnit]) -> Option<Vec<DraftClaim>> {
     let wanted = terms(query);
-    if wanted.is_empty() {
+    if wanted.is_empty() || asks_beyond_evidence(query) {
         return None;
     }
     let mut covered = BTreeSet::new();
-    let mut claims: Vec<DraftClaim> = Vec::new();
+    // Each claim with the terms its units matched.
+    let mut claims: Vec<(DraftClaim, BTreeSet<String>)> = Vec::new();
     for unit in units {
         let matched: BTreeSet<String> = vocabulary(unit).intersection(&wanted).cloned().collect();
         if matched.is_empty() {
@@ -114,22 +115,51 @@ pub fn evidence_answer(query: &str, units: &[EvidenceUnit]) -> Option<Vec<DraftC
         }
         covered.extend(matched.iter().cloned());
         let text = describe(unit, &matched);
-        match claims.iter_mut().find(|claim| claim.text == text) {
-            Some(claim) => claim.evidence_unit_ids.push(unit.evidence_unit_id.clone()),
-            None => claims.push(DraftClaim {
-                status: ClaimStatus::Supported,
-                text,
-                evidence_unit_ids: vec![unit.evidence_unit_id.clone()],
-            }),
+        match claims.iter_mut().find(|(claim, _)| claim.text == text) {
+            Some((claim, _)) => claim.evidence_unit_ids.push(unit.evidence_unit_id.clone()),
+            None => claims.push((
+                DraftClaim {
+                    status: ClaimStatus::Supported,
+                    text,
+                    evidence_unit_ids: vec![unit.evidence_unit_id.clone()],
+                },
+                matched,
+            )),
         }
     }
-    (covered == wanted).then_some(claims)
+    if covered != wanted {
+        return None;
+    }
+    let kept = claims
+        .iter()
+        .filter(|(_, matched)| {
+            !claims
+                .iter()
+                .any(|(_, other)| matched.len() < other.len() && matched.is_subset(other))
+        })
+        .map(|(claim, _)| claim.clone())
+        .collect();
+    Some(kept)
 }
 
-/// Every term a unit can vouch for: its object, its row key and fields, its content.
+/// Every term a unit can vouch for: a row's key (not the tenant) and its
+/// fields and values; a document's path and content. The view's own name
+/// is not about the row, so it is left out.
 fn vocabulary(unit: &EvidenceUnit) -> BTreeSet<String> {
-    let mut words = terms(&unit.object_id);
-    words.extend(terms(&unit.span_or_row_spec.to_string()));
+    let mut words = BTreeSet::new();
+    match unit
+        .span_or_row_spec
+        .get("primary_key")
+        .and_then(Value::as_object)
+    {
+        Some(key) => {
+            for (name, value) in key.iter().filter(|(name, _)| name.as_str() != "tenant_id") {
+                words.extend(terms(name));
+                words.extend(terms(&scalar(value)));
+            }
+        }
+        None => words.extend(terms(&unit.object_id)),
+    }
     if let Some(content) = &unit.content {
         words.extend(terms(&value_text(content)));
     }
@@ -339,6 +369,92 @@ mod tests {
         let map = claim_map(&claims, TerminalMode::Supported);
         assert_eq!(map.coverage_observed, 1.0);
         assert_eq!(map.claims[0].status, v1::claim::Status::Supported as i32);
+    }
+
+    fn row(customer: &str, content: Value) -> EvidenceUnit {
+        EvidenceUnit::new(EvidenceParts {
+            source_system: "pg_safeview".into(),
+            object_id: format!("safe_customer_view_public:local:{customer}"),
+            version_id: "v".repeat(64),
+            span_or_row_spec: json!({"type":"db_row","view_id":"safe_customer_view_public","primary_key":{"tenant_id":"local","customer_id":customer},"fields":["status","plan_tier"]}),
+            content: EvidenceContent::Json(content),
+            as_of_time: "1970-01-01T00:00:00Z".into(),
+            policy_snapshot_id: "p".into(),
+            policy_snapshot_hash: "h".repeat(64),
+            transform_chain: Vec::new(),
+        })
+    }
+
+    fn document(object_id: &str, text: &str) -> EvidenceUnit {
+        EvidenceUnit::new(EvidenceParts {
+            source_system: "fs_corpus".into(),
+            object_id: object_id.into(),
+            version_id: "v".repeat(64),
+            span_or_row_spec: json!({"type":"text_span","start_byte":0,"end_byte":text.len(),"line_start":1,"line_end":1}),
+            content: EvidenceContent::Text(text.into()),
+            as_of_time: "1970-01-01T00:00:00Z".into(),
+            policy_snapshot_id: "p".into(),
+            policy_snapshot_hash: "h".repeat(64),
+            transform_chain: Vec::new(),
+        })
+    }
+
+    fn cited(claims: &[DraftClaim]) -> Vec<String> {
+        claims
+            .iter()
+            .flat_map(|claim| claim.evidence_unit_ids.clone())
+            .collect()
+    }
+
+    #[test]
+    fn units_that_answer_less_are_left_out() {
+        let active = row(
+            "cust_public_1",
+            json!({"status": "active", "plan_tier": "free"}),
+        );
+        let suspended = row(
+            "cust_restricted_1",
+            json!({"status": "suspended", "plan_tier": "enterprise"}),
+        );
+        let note = document("public/notes.txt", "A customer note.");
+        let units = [active.clone(), suspended.clone(), note];
+        // Both rows match "customer"; only one matches "suspended" too.
+        let claims = evidence_answer("Which customer is suspended?", &units).expect("covered");
+        assert_eq!(
+            cited(&claims),
+            std::slice::from_ref(&suspended.evidence_unit_id)
+        );
+        // Rows that match equally are all kept: every customer is listed.
+        let claims = evidence_answer("customer status and plan tier", &units).expect("covered");
+        assert_eq!(
+            cited(&claims),
+            [
+                active.evidence_unit_id.clone(),
+                suspended.evidence_unit_id.clone()
+            ]
+        );
+        // The view's name is not a row's term; its key is.
+        assert_eq!(evidence_answer("safe view", &units), None);
+        let claims = evidence_answer("cust_public_1 plan", &units).expect("covered");
+        assert_eq!(cited(&claims), [active.evidence_unit_id]);
+    }
+
+    #[test]
+    fn negations_and_reasons_get_no_answer() {
+        let active = row(
+            "cust_public_1",
+            json!({"status": "active", "plan_tier": "free"}),
+        );
+        let units = std::slice::from_ref(&active);
+        assert!(evidence_answer("Which customer is active?", units).is_some());
+        for query in [
+            "Which customer is not active?",
+            "Which customer isn't active?",
+            "Which customer is never active?",
+            "Why is the customer active?",
+        ] {
+            assert_eq!(evidence_answer(query, units), None, "{query}");
+        }
     }
 
     #[test]

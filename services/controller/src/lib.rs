@@ -22,6 +22,7 @@ mod run;
 mod service;
 mod validate;
 mod verification;
+mod view_rows;
 
 use std::sync::Arc;
 use std::time::Duration;

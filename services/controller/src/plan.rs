@@ -3,14 +3,32 @@
 
 use serde_json::{Value, json};
 
+use crate::view_rows::{RowKey, ViewRows};
+
 /// One plan step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanStep {
     /// Call `op_name` with `params`, every string exactly `"$query"` replaced
     /// by the trimmed query.
     Operator { op_name: String, params: Value },
+    /// `fetch_rows` of one view, its fields and row picked by the query.
+    ViewRows(ViewRows),
     /// `fetch_span` the first `max_refs` refs of the latest search, concurrently.
     SearchRefFetchSpan { max_refs: usize },
+}
+
+impl PlanStep {
+    /// The operator call this step makes for `trimmed_query`; None for the
+    /// fan-out, which depends on an earlier search.
+    pub fn call_for(&self, trimmed_query: &str) -> Option<(String, Value)> {
+        match self {
+            Self::Operator { op_name, params } => {
+                Some((op_name.clone(), render_params(params, trimmed_query)))
+            }
+            Self::ViewRows(rows) => Some(("fetch_rows".to_owned(), rows.params_for(trimmed_query))),
+            Self::SearchRefFetchSpan { .. } => None,
+        }
+    }
 }
 
 /// A non-empty list of steps.
@@ -28,27 +46,29 @@ pub enum PlanError {
 }
 
 impl Plan {
-    /// The default plan: versions of the public document, the public customer
-    /// row, a corpus search for the query, then the spans it found.
+    /// The default plan: versions of the public document (a principal who
+    /// may read nothing is told so even when nothing else runs), the public
+    /// view's rows and fields the question asks for, a ranked search for
+    /// any of its terms, then the three best documents found.
     pub fn default_plan() -> Self {
         Self(vec![
             PlanStep::Operator {
                 op_name: "list_versions".into(),
                 params: json!({"object_id": "public/public_1.txt"}),
             },
-            PlanStep::Operator {
-                op_name: "fetch_rows".into(),
-                params: json!({
-                    "view_id": "safe_customer_view_public",
-                    "filter_spec": {"customer_id": "cust_public_1"},
-                    "fields": ["status", "plan_tier"],
+            PlanStep::ViewRows(ViewRows {
+                view_id: "safe_customer_view_public".into(),
+                fields: vec!["status".into(), "plan_tier".into(), "updated_at".into()],
+                key: Some(RowKey {
+                    field: "customer_id".into(),
+                    prefix: "cust_".into(),
                 }),
-            },
+            }),
             PlanStep::Operator {
                 op_name: "search".into(),
-                params: json!({"query": "$query", "limit": 5}),
+                params: json!({"query": "$query", "limit": 5, "match": "any"}),
             },
-            PlanStep::SearchRefFetchSpan { max_refs: 2 },
+            PlanStep::SearchRefFetchSpan { max_refs: 3 },
         ])
     }
 
@@ -97,6 +117,7 @@ fn parse_step(step: &Value) -> Result<PlanStep, String> {
                 params,
             })
         }
+        Some("view_rows") => ViewRows::parse(fields).map(PlanStep::ViewRows),
         Some("search_ref_fetch_span") => {
             let max_refs = match fields.get("max_refs") {
                 None => 2,
@@ -167,9 +188,30 @@ mod tests {
             r#"[{"kind":"search_ref_fetch_span","max_refs":0}]"#,
             r#"[{"kind":"search_ref_fetch_span","max_refs":-1}]"#,
             r#"[{"op_name":"search"}]"#,
+            r#"[{"kind":"view_rows","fields":["status"]}]"#,
         ] {
             assert!(Plan::parse(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn view_rows_steps_parse_and_render() {
+        let plan = Plan::parse(
+            r#"[{"kind":"view_rows","view_id":"v","fields":["status"],"key_field":"id","key_prefix":"c_"}]"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            plan.steps()[0].call_for("status of c_1"),
+            Some((
+                "fetch_rows".to_owned(),
+                json!({"view_id": "v", "fields": ["status"], "filter_spec": {"id": "c_1"}})
+            ))
+        );
+        assert_eq!(
+            Plan::default_plan().steps()[3].call_for("q"),
+            None,
+            "the fan-out makes no call of its own"
+        );
     }
 
     #[test]

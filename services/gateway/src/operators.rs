@@ -15,6 +15,8 @@
 //! A refused call is one value, `Judged::Refused` with its events and error,
 //! whichever stage refused it; `settle` records it like any other outcome.
 
+use std::collections::HashSet;
+
 use pecr_adapters::{Operator, PolicyInputFields, Redaction, SessionScope};
 use pecr_contracts::evidence::EvidenceUnit;
 use pecr_contracts::hash_canonical_json;
@@ -678,8 +680,11 @@ impl Gateway {
         settled
     }
 
-    /// `search`, with refs filtered per object by policy (no ref to an
-    /// object the caller may not read) and the result cache.
+    /// `search`: every document holding a query term is judged by policy
+    /// first (no ref to an object the caller may not read, decision 1), and
+    /// only the readable ones are ranked, so neither the refs, their order
+    /// nor the limit depend on a document the caller may not read; then the
+    /// result cache.
     async fn search(
         &self,
         caller: &PrincipalRequest,
@@ -699,26 +704,14 @@ impl Gateway {
             self.metrics.cache_hit("search");
             return Ok((result, Vec::new(), true));
         }
-        let output = self
-            .adapters
-            .run(Operator::Search, params, scope, None)
-            .await?;
-        let refs = output
-            .result
-            .get("refs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut visible = Vec::with_capacity(refs.len());
-        for reference in refs {
-            let Some(object_id) = reference.get("object_id").and_then(Value::as_str) else {
-                continue;
-            };
+        let candidates = self.adapters.search_candidates(params).await?;
+        let mut readable = HashSet::new();
+        for object_id in candidates.object_ids() {
             if self.may_read_object(caller, session, object_id).await? {
-                visible.push(reference);
+                readable.insert(object_id.to_owned());
             }
         }
-        let result = json!({ "refs": visible });
+        let result = candidates.rank(scope, |object_id| readable.contains(object_id));
         self.search_cache.insert(cache_key, result.clone()).await;
         Ok((result, Vec::new(), false))
     }

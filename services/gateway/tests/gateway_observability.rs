@@ -95,17 +95,18 @@ async fn search_results_are_cached_per_principal() {
         support_refs[0].is_empty(),
         "support may not read restricted/: {support_refs:?}"
     );
+    // Ranked (BM25): each file holds both terms once, the shortest first.
     assert_eq!(
         objects(&dev_refs[1]),
         [
-            "injection/injection_1.txt",
             "public/public_1.txt",
-            "restricted/restricted_1.txt"
+            "restricted/restricted_1.txt",
+            "injection/injection_1.txt"
         ]
     );
     assert_eq!(
         objects(&support_refs[1]),
-        ["injection/injection_1.txt", "public/public_1.txt"]
+        ["public/public_1.txt", "injection/injection_1.txt"]
     );
     for (object, support_id) in &support_refs[1] {
         let dev_id = dev_refs[1]

@@ -9,6 +9,9 @@ mod list_versions;
 mod redact;
 mod search;
 
+pub use search::SearchCandidates;
+pub(crate) use search::candidates as search_candidates;
+
 use std::sync::Arc;
 
 use pecr_contracts::evidence::{EvidenceContent, EvidenceParts, EvidenceUnit};

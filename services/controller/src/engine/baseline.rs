@@ -12,7 +12,7 @@ use crate::budget_gate::{BudgetGate, StopReason};
 use crate::evidence::EvidenceCollector;
 use crate::gateway_client::{CallOutcome, LazySession};
 use crate::metrics::ControllerMetrics;
-use crate::plan::{Plan, PlanStep, render_params};
+use crate::plan::{Plan, PlanStep};
 use crate::progress::Progress;
 
 /// Runs `plan` for `query`. Consecutive operator steps do not depend on
@@ -71,11 +71,11 @@ pub async fn run(
     })
 }
 
-/// How many operator steps lead `steps`.
+/// How many operator steps (steps that make one call) lead `steps`.
 fn operator_group(steps: &[PlanStep]) -> usize {
     steps
         .iter()
-        .take_while(|step| matches!(step, PlanStep::Operator { .. }))
+        .take_while(|step| !matches!(step, PlanStep::SearchRefFetchSpan { .. }))
         .count()
 }
 
@@ -121,17 +121,15 @@ async fn run_steps(
             }
         }
         gate.spend_depth();
-        match step {
-            PlanStep::Operator { op_name, params } => {
-                // An empty query makes search pointless: skip it, depth spent.
-                if op_name == "search" && trimmed_query.is_empty() {
-                    continue;
-                }
-                batch.push((op_name.clone(), render_params(params, trimmed_query)));
+        if let PlanStep::SearchRefFetchSpan { max_refs } = step {
+            return fan_out(*max_refs, session, gate, evidence, metrics, progress).await;
+        }
+        if let Some((op_name, params)) = step.call_for(trimmed_query) {
+            // An empty query makes search pointless: skip it, depth spent.
+            if op_name == "search" && trimmed_query.is_empty() {
+                continue;
             }
-            PlanStep::SearchRefFetchSpan { max_refs } => {
-                return fan_out(*max_refs, session, gate, evidence, metrics, progress).await;
-            }
+            batch.push((op_name, params));
         }
     }
     if let Some(remaining) = remaining.filter(|_| !batch.is_empty()) {
