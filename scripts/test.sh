@@ -9,6 +9,8 @@
 # scripts/openapi-client-check.sh), the browser console in headless chromium
 # (scripts/browser-check.sh),
 # the backup drill on a benchmark-filled ledger (scripts/bench-backup-drill.sh),
+# the release checklist's gates (scripts/release-check.sh: regression gate,
+# usefulness score, a signed cut verified offline),
 # and finally the security gate
 # (scripts/security-gate.sh: attack suite, schemathesis, fault drills and
 # canary scan against a mesh of its own).
@@ -79,6 +81,13 @@ bash "$PECR_ROOT/scripts/browser-check.sh" || status=1
 
 say "==> backup drill on a ledger filled by the run benchmark"
 bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1
+
+# The release checklist's own steps (regression gate, usefulness score, a
+# signed cut of the debug binaries verified offline); its tests and Suite 7
+# are this script's other stages.
+say "==> release checklist (scripts/release-check.sh --skip-tests --skip-suite7)"
+bash "$PECR_ROOT/scripts/release-check.sh" --skip-tests --skip-suite7 \
+  --binaries "${CARGO_TARGET_DIR:-$PECR_ROOT/target}/debug" || status=1
 
 say "==> security gate (scripts/security-gate.sh)"
 set +e
