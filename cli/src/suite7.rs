@@ -185,7 +185,10 @@ pub(crate) mod tests {
             min_supported_rate: Some(0.9),
             ..Gate::default()
         };
-        assert!(gate.violations(&scenario("ok", 80.0, 0.0, 900, 0)).is_empty());
+        assert!(
+            gate.violations(&scenario("ok", 80.0, 0.0, 900, 0))
+                .is_empty()
+        );
         let broken = gate.violations(&scenario("slow", 150.0, 0.2, 80, 20));
         assert_eq!(
             broken,
