@@ -15,8 +15,9 @@ pub const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50052";
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  the controller answered with an error (or the call timed out), or
-     `replays verify` found a replay that re-decides differently
+  1  the controller answered with an error (or the call timed out),
+     `replays verify` found a replay that re-decides differently, or
+     `perf compare` found a regression
   2  usage error
   3  the controller could not be reached
 
@@ -27,7 +28,8 @@ Examples:
   pecr replays verify --since 2026-01-01T00:00:00Z
   pecr eval submit --name nightly --min-quality-score 60
   pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
-  pecr completions bash > ~/.local/share/bash-completion/completions/pecr";
+  pecr completions bash > ~/.local/share/bash-completion/completions/pecr
+  pecr perf compare --baseline perf/baselines/suite7_short.summary.json --current target/perf/suite7/summary.json";
 
 /// Command-line client of the PECR controller: ask questions, inspect
 /// stored runs, score them and read scorecards.
@@ -162,6 +164,11 @@ Example, against scripts/dev-up.sh:
 
 Exits 0 when every check passes, 1 otherwise (each failed check says why).")]
     ContractTest(ContractArgs),
+
+    /// Read Suite 7 summaries (perf/suite7.sh): compare one with a
+    /// baseline, or lay several side by side. Local; calls no service.
+    #[command(subcommand)]
+    Perf(crate::perf::PerfCommand),
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,12 @@ mod completions;
 mod contract;
 mod gate;
 mod json;
+mod perf;
 mod progress;
 mod render;
+// `Gates` is for the canary guard; `pecr perf` reads the summaries.
+#[allow(dead_code)]
+mod suite7;
 mod time;
 
 use std::io::Write;
@@ -44,6 +48,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::ContractTest(args) => return contract_test(&cli.global, args).await,
+        Command::Perf(command) => return perf_command(command),
     };
     let json = if cli.global.json {
         match JsonWriter::new() {
@@ -84,6 +89,21 @@ async fn contract_test(global: &args::Global, args: &args::ContractArgs) -> Exit
             };
             stdout(text.as_bytes());
             if report.all_passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CALL_FAILED)
+            }
+        }
+        Err(failure) => report(failure, None),
+    }
+}
+
+/// `pecr perf`: the report, and 1 when a comparison found a regression.
+fn perf_command(command: &perf::PerfCommand) -> ExitCode {
+    match perf::run(command) {
+        Ok(report) => {
+            stdout(report.text.as_bytes());
+            if report.passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_CALL_FAILED)
