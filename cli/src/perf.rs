@@ -56,6 +56,16 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 0.25, value_name = "T", value_parser = relative)]
     pub tolerance: f64,
 
+    /// Milliseconds added to every latency limit (the scheduling delay of a
+    /// busy machine, which a factor cannot absorb for a fast call).
+    #[arg(long, default_value_t = 0.0, value_name = "S", value_parser = slack)]
+    pub latency_slack_ms: f64,
+
+    /// Relative tolerance of the CPU per request: more than a factor 1 + C
+    /// is a regression (default: --tolerance).
+    #[arg(long, value_name = "C", value_parser = relative)]
+    pub cpu_tolerance: Option<f64>,
+
     /// Absolute tolerance of the error rate (0.01 = one point).
     #[arg(long, default_value_t = 0.01, value_name = "E", value_parser = share)]
     pub error_tolerance: f64,
@@ -98,6 +108,8 @@ pub fn run(command: &PerfCommand) -> Result<Report, Failure> {
             let current = load(&args.current)?;
             let tolerances = Tolerances {
                 relative: args.tolerance,
+                latency_slack_ms: args.latency_slack_ms,
+                cpu: args.cpu_tolerance.unwrap_or(args.tolerance),
                 error_rate: args.error_tolerance,
                 mix: args.mix_tolerance,
             };
@@ -214,6 +226,15 @@ fn relative(raw: &str) -> Result<f64, String> {
     }
 }
 
+fn slack(raw: &str) -> Result<f64, String> {
+    let value: f64 = raw.parse().map_err(|_| format!("not a number: {raw}"))?;
+    if value.is_finite() && (0.0..=60_000.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err("expected milliseconds in 0..=60000".to_owned())
+    }
+}
+
 fn share(raw: &str) -> Result<f64, String> {
     let value: f64 = raw.parse().map_err(|_| format!("not a number: {raw}"))?;
     if value.is_finite() && (0.0..=1.0).contains(&value) {
@@ -270,6 +291,8 @@ mod tests {
             assert!(relative(bad).is_err(), "{bad}");
         }
         assert!(share("1.5").is_err());
+        assert_eq!(slack("250").expect("parses"), 250.0);
+        assert!(slack("-1").is_err());
     }
 
     #[test]

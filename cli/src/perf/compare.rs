@@ -1,8 +1,9 @@
 //! `pecr perf compare`: one summary against a baseline, scenario by
 //! scenario, with the rule below. Latency and throughput get a relative
-//! tolerance (the same factor both ways), the error rate and the terminal
-//! modes an absolute one, because a rate that is 0 at baseline has no
-//! relative change.
+//! tolerance (the same factor both ways), CPU per request one of its own
+//! (it hardly moves when other work shares the machine, where latency and
+//! throughput do), the error rate and the terminal modes an absolute one,
+//! because a rate that is 0 at baseline has no relative change.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -15,10 +16,13 @@ use crate::suite7::{Scenario, Summary};
 use super::change_pct;
 
 pub const RULE_HELP: &str = "\
-The rule, for each scenario of the baseline (T = --tolerance, E =
---error-tolerance, M = --mix-tolerance):
+The rule, for each scenario of the baseline (T = --tolerance, S =
+--latency-slack-ms, C = --cpu-tolerance, E = --error-tolerance, M =
+--mix-tolerance):
   throughput_per_s   regression when current < baseline / (1 + T)
-  latency p95, p99   regression when current > baseline * (1 + T)
+  latency p95, p99   regression when current > baseline * (1 + T) + S
+  cpu_ms_per_request regression when current > baseline * (1 + C) (when
+                     both summaries measured it)
   error_rate         regression when current > baseline + E
   terminal modes     regression when a mode's share of the answers moves by
                      more than M either way (run and operator scenarios; a
@@ -29,10 +33,14 @@ A scenario only in current is listed as new, not judged. Summaries of
 different modes (short, full) are not compared (exit 2).
 Exits 0 when nothing regressed, 1 otherwise.";
 
-/// The three tolerances of the rule (see `RULE_HELP`).
+/// The tolerances of the rule (see `RULE_HELP`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Tolerances {
     pub relative: f64,
+    /// Milliseconds added to every latency limit: a busy machine delays a
+    /// call by its scheduling, whatever the call's own time.
+    pub latency_slack_ms: f64,
+    pub cpu: f64,
     pub error_rate: f64,
     pub mix: f64,
 }
@@ -88,7 +96,8 @@ pub struct Verdict {
 /// One figure against its limit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
-    /// `throughput_per_s`, `p95_ms`, `p99_ms`, `error_rate` or `share:<MODE>`.
+    /// `throughput_per_s`, `p95_ms`, `p99_ms`, `cpu_ms_per_request`,
+    /// `error_rate` or `share:<MODE>`.
     pub metric: String,
     pub baseline: f64,
     pub current: f64,
@@ -177,9 +186,19 @@ fn checks(before: &Scenario, now: &Scenario, tolerances: Tolerances) -> Vec<Chec
         ("p95_ms", before.latency_ms.p95, now.latency_ms.p95),
         ("p99_ms", before.latency_ms.p99, now.latency_ms.p99),
     ] {
-        let ceiling = was * factor;
+        let ceiling = was * factor + tolerances.latency_slack_ms;
         checks.push(Check {
             metric: metric.into(),
+            baseline: was,
+            current: is,
+            limit: ceiling,
+            regressed: is > ceiling + EPSILON,
+        });
+    }
+    if let Some((was, is)) = before.cpu_ms_per_request.zip(now.cpu_ms_per_request) {
+        let ceiling = was * (1.0 + tolerances.cpu);
+        checks.push(Check {
+            metric: "cpu_ms_per_request".into(),
             baseline: was,
             current: is,
             limit: ceiling,
@@ -221,7 +240,7 @@ pub fn render(comparison: &Comparison) -> String {
     let tolerances = comparison.tolerances;
     let _ = writeln!(
         out,
-        "baseline {} ({} mode, commit {}, {})\ncurrent  {} (commit {}, {})\ntolerance: throughput and p95/p99 within a factor {:.2}, error rate +{}, terminal-mode shares ±{}",
+        "baseline {} ({} mode, commit {}, {})\ncurrent  {} (commit {}, {})\ntolerance: throughput and p95/p99 within a factor {:.2} (latency +{} ms), CPU per request {:.2}, error rate +{}, terminal-mode shares ±{}",
         comparison.baseline.path,
         comparison.baseline.mode,
         comparison.baseline.commit,
@@ -230,13 +249,15 @@ pub fn render(comparison: &Comparison) -> String {
         comparison.current.commit,
         comparison.current.measured_at,
         1.0 + tolerances.relative,
+        tolerances.latency_slack_ms,
+        1.0 + tolerances.cpu,
         tolerances.error_rate,
         tolerances.mix,
     );
     let _ = writeln!(
         out,
-        "\n{:<24} {:>26} {:>26} {:>26} {:>15}  verdict",
-        "scenario", "throughput/s", "p95 ms", "p99 ms", "error rate"
+        "\n{:<24} {:>24} {:>24} {:>24} {:>20}  {:>13}  verdict",
+        "scenario", "throughput/s", "p95 ms", "p99 ms", "CPU ms/request", "error rate"
     );
     for verdict in &comparison.scenarios {
         let cell = |metric: &str| {
@@ -256,11 +277,12 @@ pub fn render(comparison: &Comparison) -> String {
             );
         let _ = writeln!(
             out,
-            "{:<24} {:>26} {:>26} {:>26} {:>15}  {}",
+            "{:<24} {:>24} {:>24} {:>24} {:>20}  {:>13}  {}",
             verdict.name,
             cell("throughput_per_s"),
             cell("p95_ms"),
             cell("p99_ms"),
+            cell("cpu_ms_per_request"),
             error,
             match verdict.status {
                 Status::Ok => "ok",
@@ -336,6 +358,8 @@ mod tests {
 
     const TOLERANCES: Tolerances = Tolerances {
         relative: 0.25,
+        latency_slack_ms: 0.0,
+        cpu: 1.0,
         error_rate: 0.01,
         mix: 0.05,
     };
@@ -396,11 +420,51 @@ mod tests {
         let text = render(&comparison);
         assert!(text.contains("REGRESSION"), "{text}");
         assert!(text.contains("p95_ms 20.000 → 25.200, above the limit 25.000"));
+        // A slack widens every latency limit by as much.
+        let slack = Tolerances {
+            latency_slack_ms: 0.5,
+            ..TOLERANCES
+        };
+        let mut slower = base.clone();
+        slower.scenarios[0].latency_ms.p95 = 25.4;
+        let judged = |tolerances| {
+            compare(
+                (Path::new("b.json"), &base),
+                (Path::new("c.json"), &slower),
+                tolerances,
+            )
+            .expect("same mode")
+            .regressions
+        };
+        assert_eq!((judged(TOLERANCES), judged(slack)), (1, 0));
         // Faster is never a regression.
         let mut faster = base.clone();
         faster.scenarios[0].latency_ms.p99 = 1.0;
         faster.scenarios[0].throughput_per_s = 1e6;
         assert_eq!(run(&base, &faster).regressions, 0);
+    }
+
+    #[test]
+    fn cpu_per_request_has_its_own_factor_when_both_measured_it() {
+        let mut measured = scenario("gateway_search", 5.0, 0.0, 10, 0);
+        measured.cpu_ms_per_request = Some(2.0);
+        let base = summary("short", vec![measured]);
+        let mut current = base.clone();
+        current.scenarios[0].cpu_ms_per_request = Some(4.0);
+        assert_eq!(run(&base, &current).regressions, 0);
+        current.scenarios[0].cpu_ms_per_request = Some(4.1);
+        assert_eq!(
+            failed(&run(&base, &current)),
+            [("gateway_search".to_owned(), "cpu_ms_per_request".to_owned())]
+        );
+        current.scenarios[0].cpu_ms_per_request = None;
+        let comparison = run(&base, &current);
+        assert!(
+            comparison.scenarios[0]
+                .checks
+                .iter()
+                .all(|check| check.metric != "cpu_ms_per_request")
+        );
     }
 
     #[test]
