@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::matrix::{Figures, Matrix};
+use super::matrix::{Change, Figures, Matrix};
 
 const PALETTE: [&str; 8] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f",
@@ -23,6 +23,7 @@ const TOP: f64 = 78.0;
 struct Panel {
     title: &'static str,
     value: fn(&Figures) -> f64,
+    change: fn(&Change) -> Option<f64>,
     unit: &'static str,
 }
 
@@ -30,11 +31,13 @@ const PANELS: [Panel; 2] = [
     Panel {
         title: "throughput (per s), higher is better",
         value: |f| f.throughput_per_s,
+        change: |c| c.throughput_pct,
         unit: "/s",
     },
     Panel {
         title: "p95 latency (ms), lower is better",
         value: |f| f.p95_ms,
+        change: |c| c.p95_pct,
         unit: " ms",
     },
 ];
@@ -73,7 +76,7 @@ pub fn svg(matrix: &Matrix) -> String {
         out,
         r##"<rect width="100%" height="100%" fill="#ffffff"/>
 <text x="10" y="20" font-size="14" font-weight="bold">Suite 7: scenarios × candidates</text>
-<text x="10" y="36" fill="#555555">baseline {} ({} mode, commit {}); each scenario scaled on its own; black tick = baseline</text>"##,
+<text x="10" y="36" fill="#555555">baseline {} ({} mode, commit {}); each scenario scaled on its own; black tick = baseline, (%) = change from it</text>"##,
         escape(&matrix.baseline.source.path),
         escape(&matrix.baseline.source.mode),
         escape(&matrix.baseline.source.commit),
@@ -104,6 +107,16 @@ pub fn svg(matrix: &Matrix) -> String {
                 .iter()
                 .map(|cell| cell.figures.as_ref().map(panel.value))
                 .collect();
+            let changes: Vec<String> = row
+                .cells
+                .iter()
+                .map(|cell| {
+                    cell.change
+                        .as_ref()
+                        .and_then(panel.change)
+                        .map_or_else(String::new, |pct| format!(" ({pct:+.0}%)"))
+                })
+                .collect();
             let base = row.baseline.as_ref().map(panel.value);
             let max = values
                 .iter()
@@ -125,12 +138,13 @@ pub fn svg(matrix: &Matrix) -> String {
                         let length = scale(*value);
                         let _ = writeln!(
                             out,
-                            r#"<rect x="{left}" y="{y}" width="{length:.1}" height="{}" fill="{colour}"/><text x="{:.1}" y="{:.1}">{}{}</text>"#,
+                            r#"<rect x="{left}" y="{y}" width="{length:.1}" height="{}" fill="{colour}"/><text x="{:.1}" y="{:.1}">{}{}{}</text>"#,
                             BAR_HEIGHT - 2.0,
                             left + length + 4.0,
                             y + BAR_HEIGHT - 3.0,
                             number(*value),
-                            panel.unit
+                            panel.unit,
+                            changes[index]
                         );
                     }
                     None => {
@@ -183,10 +197,13 @@ mod tests {
         // Two scenarios of the baseline, in 2 panels.
         assert_eq!(chart.matches("<line").count(), 2 * 2);
         assert!(chart.contains(">fault_opa_unresponsive</text>"));
+        assert!(chart.contains(">50.0/s (-50%)</text>"), "{chart}");
+        // No baseline for run_rlm: the value alone.
+        assert!(chart.contains(">10.0/s</text>"), "{chart}");
         // run_baseline: the baseline candidate is the row's longest bar (100/s).
         assert!(
             chart.contains(
-                r##"width="190.0" height="10" fill="#4e79a7"/><text x="384.0" y="87.0">100/s</text>"##
+                r##"width="190.0" height="10" fill="#4e79a7"/><text x="384.0" y="87.0">100/s (+0%)</text>"##
             ),
             "{chart}"
         );
