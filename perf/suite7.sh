@@ -29,7 +29,8 @@
 #
 # The fault stagings are the security gate's drills (tests/security/tests/drills)
 # with a lighter load. Around each load it reads the CPU ticks of the three
-# services from /proc/<pid>/stat (PostgreSQL's too, kept aside), then writes
+# services from /proc/<pid>/stat (the controller's with its RLM bridge
+# processes; PostgreSQL's too, kept aside), then writes
 # SUITE7_OUT/summary.json (schema pecr.suite7.v1, cli/src/suite7.rs: requests,
 # throughput, p50/p95/p99, error rate, the mix of terminal modes and error
 # codes, CPU per request), the raw reports next to it (<scenario>.k6.json,
@@ -201,17 +202,24 @@ engine_env() {
   fi
 }
 
+# CPU ticks (user + system) of a process and of its children it has waited
+# for: the RLM engine's bridge is a Python child of the controller, started
+# and reaped once per run, and its CPU is the engine's.
+ticks_with_children_of() {
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # CPU ticks of the three services at the start of a load; a process
 # restarted during it adds its predecessor's ticks to `cpu_gone`.
 cpu_begin() {
-  cpu0=("$(ticks_of "$pecr_controller_pid")" "$(ticks_of "$pecr_gateway_pid")" "$(ticks_of "$pecr_ledger_writer_pid")")
+  cpu0=("$(ticks_with_children_of "$pecr_controller_pid")" "$(ticks_of "$pecr_gateway_pid")" "$(ticks_of "$pecr_ledger_writer_pid")")
   cpu_gone=(0 0 0)
   postgres_pid_ticks "$db_name" >"$suite_out/.pg-ticks-0"
 }
 
 # cpu_end FILE: the ticks each process burnt since cpu_begin.
 cpu_end() {
-  local now=("$(ticks_of "$pecr_controller_pid")" "$(ticks_of "$pecr_gateway_pid")" "$(ticks_of "$pecr_ledger_writer_pid")")
+  local now=("$(ticks_with_children_of "$pecr_controller_pid")" "$(ticks_of "$pecr_gateway_pid")" "$(ticks_of "$pecr_ledger_writer_pid")")
   postgres_pid_ticks "$db_name" >"$suite_out/.pg-ticks-1"
   {
     echo "clk_tck $clk_tck"
