@@ -135,7 +135,7 @@ mkdir -p "$suite_out"
 # Only what this script writes, so a stale scenario never enters the summary.
 rm -rf "$suite_out/logs" "$suite_out"/*.scenario.json "$suite_out"/*.extra.json "$suite_out"/*.cpu \
   "$suite_out"/*.k6.json "$suite_out"/*.k6.txt "$suite_out"/*.loadgen.json "$suite_out"/*.loadgen.txt \
-  "$suite_out"/summary.json "$suite_out"/compare.* "$suite_out"/matrix.*
+  "$suite_out"/*.events.json "$suite_out"/summary.json "$suite_out"/compare.* "$suite_out"/matrix.*
 opa_port=$((PERF_PORT_BASE + 90))
 check_ports "$opa_port"
 port_busy "127.0.0.1:$opa_port" && die "port $opa_port is in use; free it or set PERF_PORT_BASE"

@@ -18,7 +18,7 @@ const PANEL_GAP: f64 = 20.0;
 const TEXT_ROOM: f64 = 110.0;
 const BAR_HEIGHT: f64 = 12.0;
 const GROUP_GAP: f64 = 10.0;
-const TOP: f64 = 78.0;
+const TOP: f64 = 92.0;
 
 struct Panel {
     title: &'static str,
@@ -76,7 +76,8 @@ pub fn svg(matrix: &Matrix) -> String {
         out,
         r##"<rect width="100%" height="100%" fill="#ffffff"/>
 <text x="10" y="20" font-size="14" font-weight="bold">Suite 7: scenarios × candidates</text>
-<text x="10" y="36" fill="#555555">baseline {} ({} mode, commit {}); each scenario scaled on its own; black tick = baseline, (%) = change from it</text>"##,
+<text x="10" y="36" fill="#555555">baseline: {} ({} mode, commit {})</text>
+<text x="10" y="50" fill="#555555">Each scenario is scaled on its own; the black tick is the baseline's value, (%) the change from it.</text>"##,
         escape(&matrix.baseline.source.path),
         escape(&matrix.baseline.source.mode),
         escape(&matrix.baseline.source.commit),
@@ -86,7 +87,7 @@ pub fn svg(matrix: &Matrix) -> String {
         let colour = PALETTE[index % PALETTE.len()];
         let _ = writeln!(
             out,
-            r#"<rect x="{x}" y="44" width="10" height="10" fill="{colour}"/><text x="{}" y="53">{}</text>"#,
+            r#"<rect x="{x}" y="58" width="10" height="10" fill="{colour}"/><text x="{}" y="67">{}</text>"#,
             x + 14.0,
             escape(&candidate.name)
         );
@@ -130,6 +131,8 @@ pub fn svg(matrix: &Matrix) -> String {
                     0.0
                 }
             };
+            // Labels start right of both the bar and the tick, never under it.
+            let tick = base.map(scale);
             for (index, value) in values.iter().enumerate() {
                 let y = top + index as f64 * BAR_HEIGHT;
                 let colour = PALETTE[index % PALETTE.len()];
@@ -140,7 +143,7 @@ pub fn svg(matrix: &Matrix) -> String {
                             out,
                             r#"<rect x="{left}" y="{y}" width="{length:.1}" height="{}" fill="{colour}"/><text x="{:.1}" y="{:.1}">{}{}{}</text>"#,
                             BAR_HEIGHT - 2.0,
-                            left + length + 4.0,
+                            left + length.max(tick.unwrap_or(0.0)) + 4.0,
                             y + BAR_HEIGHT - 3.0,
                             number(*value),
                             panel.unit,
@@ -157,8 +160,8 @@ pub fn svg(matrix: &Matrix) -> String {
                     }
                 }
             }
-            if let Some(base) = base {
-                let tick = left + scale(base);
+            if let Some(tick) = tick {
+                let tick = left + tick;
                 let _ = writeln!(
                     out,
                     r##"<line x1="{tick:.1}" x2="{tick:.1}" y1="{:.1}" y2="{:.1}" stroke="#000000" stroke-width="2"/>"##,
@@ -203,7 +206,7 @@ mod tests {
         // run_baseline: the baseline candidate is the row's longest bar (100/s).
         assert!(
             chart.contains(
-                r##"width="190.0" height="10" fill="#4e79a7"/><text x="384.0" y="87.0">100/s (+0%)</text>"##
+                r##"width="190.0" height="10" fill="#4e79a7"/><text x="384.0" y="101.0">100/s (+0%)</text>"##
             ),
             "{chart}"
         );

@@ -22,7 +22,9 @@ pub struct Matrix {
     pub rows: Vec<Row>,
 }
 
-/// A summary with its name (the baseline's is `baseline`) and its machine.
+/// A summary with its name (the baseline's is `baseline summary`, apart
+/// from a candidate named `baseline`, the usual name of the baseline engine's
+/// run) and its machine.
 #[derive(Debug, Serialize)]
 pub struct Described {
     pub name: String,
@@ -182,7 +184,7 @@ pub fn build(
         .collect();
     Ok(Matrix {
         schema: "pecr.suite7.matrix.v1",
-        baseline: described("baseline", baseline_path, baseline),
+        baseline: described("baseline summary", baseline_path, baseline),
         candidates: candidates
             .iter()
             .map(|(name, path, summary)| described(name, path, summary))
@@ -274,7 +276,7 @@ pub fn markdown(matrix: &Matrix) -> String {
          same scenario (relative; the error rate in absolute points); – when the \
          summary has no such scenario.\n",
     );
-    let mut header = String::from("| scenario | kind | baseline |");
+    let mut header = String::from("| scenario | kind | baseline summary |");
     let mut rule = String::from("| --- | --- | ---: |");
     for candidate in &matrix.candidates {
         let _ = write!(header, " {} |", candidate.name);
@@ -366,8 +368,9 @@ pub(super) mod tests {
     fn the_markdown_has_a_table_per_figure() {
         let text = markdown(&example());
         assert!(text.contains("- **rlm**: `r.json` (full mode, commit abc1234, 2026-12-07T10:00:00Z, load average 1.50)"));
+        assert!(text.contains("- **baseline summary**: `perf/baselines/b.json`"));
         assert_eq!(
-            text.matches("| scenario | kind | baseline | baseline | rlm |")
+            text.matches("| scenario | kind | baseline summary | baseline | rlm |")
                 .count(),
             6
         );
