@@ -4,6 +4,9 @@
 # ports, starting release services, stopping them, and reading CPU use from /proc.
 # The sourcing script sets bin_dir and out_dir; `preload` optionally holds
 # extra KEY=VALUE words for every service (the gateway bench's what-if shim).
+# `start_probe`, when set (e.g. /healthz), is the path `start` waits for
+# instead of /readyz: a service whose dependency is down on purpose (Suite 7's
+# unresponsive OPA) is live but never ready.
 
 pids=()
 preload=()
@@ -56,7 +59,8 @@ stop_services() {
 }
 
 # start NAME HTTP_ADDR KEY=VALUE...: runs a release binary with exactly these
-# variables (plus PATH), logs to $out_dir/NAME.log, waits for /readyz.
+# variables (plus PATH), logs to $out_dir/NAME.log, waits for /readyz (or
+# $start_probe).
 start() {
   local name="$1" http_addr="$2"
   shift 2
@@ -70,7 +74,7 @@ start() {
   pids+=("$pid")
   eval "${name//-/_}_pid=$pid"
   for _ in $(seq 1 120); do
-    [[ "$(http_status "http://$http_addr/readyz")" == "200" ]] && return 0
+    [[ "$(http_status "http://$http_addr${start_probe:-/readyz}")" == "200" ]] && return 0
     if ! alive "$pid"; then
       tail -n 20 "$out_dir/$name.log" >&2
       die "$name exited during start-up"
@@ -78,7 +82,7 @@ start() {
     sleep 0.5
   done
   tail -n 20 "$out_dir/$name.log" >&2
-  die "$name did not become ready in 60 s"
+  die "$name did not answer ${start_probe:-/readyz} in 60 s"
 }
 
 # CPU ticks (user + system) of one process, of all PostgreSQL processes (the

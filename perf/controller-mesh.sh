@@ -13,6 +13,7 @@
 #   PERF_PROFILE      cargo profile of the binaries: release (default) or debug
 #                     (the test suite fills a ledger with the debug build)
 #   PERF_KEEP_DB=1    keep database pecr_perf afterwards
+#   PERF_DB_NAME      the scratch database (default: pecr_perf; dropped and recreated)
 #   PERF_BUDGET_DEFAULTS  the controller's PECR_BUDGET_DEFAULTS (default: dev-up's)
 #   PERF_CONTROLLER_ENV / PERF_GATEWAY_ENV / PERF_LEDGER_ENV
 #                     extra KEY=VALUE words for one service
@@ -33,7 +34,8 @@ profile="${PERF_PROFILE:-release}"
 [[ "$profile" == release || "$profile" == debug ]] || die "PERF_PROFILE is release or debug, not $profile"
 bin_dir="$target_dir/$profile"
 out_dir="$PECR_ROOT/target/perf"
-db_name="pecr_perf"
+db_name="${PERF_DB_NAME:-pecr_perf}"
+[[ "$db_name" =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "PERF_DB_NAME '$db_name' is not a plain lower-case PostgreSQL name"
 db_url="${admin_url%/*}/$db_name"
 query='What is the customer status and plan tier?'
 corpus=""
@@ -90,14 +92,24 @@ mesh_cleanup() {
   exit "$status"
 }
 
-# The three services on loopback. The rate limits are off: one run costs one
-# session, its operator calls and one finalize.
+# The three services on loopback, each also on its own (Suite 7 restarts
+# one). The rate limits are off: one run costs one session, its operator
+# calls and one finalize.
 mesh_start() {
+  mesh_start_ledger
+  mesh_start_gateway
+  mesh_start_controller
+}
+
+mesh_start_ledger() {
   # shellcheck disable=SC2086 # PERF_*_ENV are deliberately split into words
   start pecr-ledger-writer "$lw_http" \
     PECR_DB_URL="$db_url" PECR_LEDGER_GRPC_ADDR="$lw_grpc" PECR_LEDGER_HTTP_ADDR="$lw_http" \
     PECR_LEDGER_GATEWAY_TOKEN="$perf_gateway_token" PECR_LEDGER_CONTROLLER_TOKEN="$perf_controller_token" \
     ${PERF_LEDGER_ENV:-}
+}
+
+mesh_start_gateway() {
   # shellcheck disable=SC2086
   start pecr-gateway "$gw_http" \
     PECR_DB_URL="$db_url" PECR_LEDGER_URL="http://$lw_grpc" PECR_LEDGER_TOKEN="$perf_gateway_token" \
@@ -106,6 +118,9 @@ mesh_start() {
     PECR_RATE_LIMIT_SESSIONS_PER_WINDOW=0 PECR_RATE_LIMIT_OPERATORS_PER_WINDOW=0 \
     PECR_RATE_LIMIT_FINALIZE_PER_WINDOW=0 \
     ${PERF_GATEWAY_ENV:-}
+}
+
+mesh_start_controller() {
   # shellcheck disable=SC2086
   start pecr-controller "$ct_http" \
     PECR_GATEWAY_URL="http://$gw_grpc" PECR_LEDGER_URL="http://$lw_grpc" \

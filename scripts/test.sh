@@ -11,7 +11,9 @@
 # the backup drill on a benchmark-filled ledger (scripts/bench-backup-drill.sh),
 # the release checklist's gates (scripts/release-check.sh: regression gate,
 # usefulness score, a signed cut verified offline),
-# and finally the security gate
+# Suite 7 in its short mode (perf/suite7.sh --short: runs per engine, gateway
+# operators and three faults on the debug build, compared with
+# perf/baselines/suite7_short.summary.json), and finally the security gate
 # (scripts/security-gate.sh: attack suite, schemathesis, fault drills and
 # canary scan against a mesh of its own).
 #
@@ -81,6 +83,11 @@ bash "$PECR_ROOT/scripts/browser-check.sh" || status=1
 
 say "==> backup drill on a ledger filled by the run benchmark"
 bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1
+
+# The debug binaries built above; about 1.5 minutes. Its summary, comparison
+# and matrix are in target/perf/suite7/.
+say "==> Suite 7, short mode (perf/suite7.sh --short)"
+SUITE7_SKIP_BUILD=1 bash "$PECR_ROOT/perf/suite7.sh" --short || status=1
 
 # The release checklist's own steps (regression gate, usefulness score, a
 # signed cut of the debug binaries verified offline); its tests and Suite 7

@@ -19,7 +19,7 @@ Exit codes:
      check said no: `replays verify` found a replay that re-decides
      differently, `replays gate` a regression, `eval usefulness` a score
      below --min-score, `contract-test` a failed check, `canary guard` a
-     fallback, `release verify` a problem
+     fallback, `perf compare` a regression, `release verify` a problem
   2  usage error
   3  the controller could not be reached
 
@@ -32,6 +32,7 @@ Examples:
   pecr eval show 01KBX3Q6M8Z1V2W3Y4A5B6C7D8
   pecr eval usefulness --min-score 80
   pecr completions bash > ~/.local/share/bash-completion/completions/pecr
+  pecr perf compare --baseline perf/baselines/suite7_short.summary.json --current target/perf/suite7/summary.json
   pecr release verify target/release-dist/0.1.0-0123456789ab --public-key release.pub --commit 0123456789ab";
 
 /// Command-line client of the PECR controller: ask questions, inspect
@@ -175,6 +176,11 @@ Exits 0 when every check passes, 1 otherwise (each failed check says why).")]
     /// Verify a release directory offline (and sign one, for scripts/release.sh).
     #[command(subcommand)]
     Release(crate::release::ReleaseCommand),
+
+    /// Read Suite 7 summaries (perf/suite7.sh): compare one with a
+    /// baseline, or lay several side by side. Local; calls no service.
+    #[command(subcommand)]
+    Perf(crate::perf::PerfCommand),
 }
 
 #[derive(Debug, Subcommand)]

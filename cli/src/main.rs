@@ -13,6 +13,7 @@ mod completions;
 mod contract;
 mod gate;
 mod json;
+mod perf;
 mod progress;
 mod release;
 mod render;
@@ -53,6 +54,7 @@ async fn main() -> ExitCode {
             return canary_guard(cli.global.json, args);
         }
         Command::Release(command) => return release::run(command),
+        Command::Perf(command) => return perf_command(command),
     };
     let json = if cli.global.json {
         match JsonWriter::new() {
@@ -135,6 +137,21 @@ fn verdict<T: serde::Serialize>(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CALL_FAILED)
+    }
+}
+
+/// `pecr perf`: the report, and 1 when a comparison found a regression.
+fn perf_command(command: &perf::PerfCommand) -> ExitCode {
+    match perf::run(command) {
+        Ok(report) => {
+            stdout(report.text.as_bytes());
+            if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CALL_FAILED)
+            }
+        }
+        Err(failure) => report(failure, None),
     }
 }
 

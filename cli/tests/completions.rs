@@ -24,7 +24,7 @@ fn script(shell: &str) -> String {
     String::from_utf8(output.stdout).expect("the script is UTF-8")
 }
 
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "run",
     "replays",
     "eval",
@@ -33,6 +33,7 @@ const SUBCOMMANDS: [&str; 8] = [
     "contract-test",
     "canary",
     "release",
+    "perf",
 ];
 
 /// Every subcommand and some global flags, each long flag spelled as the

@@ -24,6 +24,16 @@
 //                         stop (no warm-up; DURATION is ignored; perf/scaling.sh's fill)
 //   MAX_DURATION          the ITERATIONS mode's time limit     (default: 2h)
 //   PECR_K6_SUMMARY       where handleSummary writes its JSON  (default: k6-controller-<mode>-c<vus>.json)
+//   PECR_BUDGET           the run's budget, the REST contract's JSON (default: the controller's)
+//   PECR_EXPECT           outcomes, comma-separated, that count as expected besides SUPPORTED
+//                         (a fault's documented failure, e.g. ERR_LEDGER_UNAVAILABLE)
+//
+// Every answer has an outcome: its terminal_mode when the run answered
+// (200 / OK), its ERR_* code when it was refused (HTTP mode; gRPC refusals
+// count as GRPC_ERROR), TRANSPORT_ERROR when nothing answered, OTHER for
+// anything else. The summary counts the measured answers by outcome
+// (`outcomes`) and gives the share that was SUPPORTED or in PECR_EXPECT
+// (`expected_rate`); perf/suite7.sh reads both.
 //
 // Every VU sends one Run after the other on its own connection (closed loop).
 // The figures of record are the `measure` scenario's. The thresholds only
@@ -32,7 +42,7 @@
 import http from 'k6/http';
 import grpc from 'k6/net/grpc';
 import { check } from 'k6';
-import { Rate } from 'k6/metrics';
+import { Counter, Rate } from 'k6/metrics';
 
 const MODE = (__ENV.PECR_K6_MODE || 'http').toLowerCase();
 const HTTP_ADDR = __ENV.PECR_CONTROLLER_HTTP || '127.0.0.1:8081';
@@ -46,6 +56,29 @@ const WARMUP = __ENV.WARMUP || '0s';
 const ITERATIONS = Number(__ENV.ITERATIONS || 0);
 const MAX_DURATION = __ENV.MAX_DURATION || '2h';
 const SUMMARY = __ENV.PECR_K6_SUMMARY || `k6-controller-${MODE}-c${VUS}.json`;
+const BUDGET = __ENV.PECR_BUDGET ? JSON.parse(__ENV.PECR_BUDGET) : undefined;
+const REQUEST = BUDGET ? { query: QUERY, budget: BUDGET } : { query: QUERY };
+const EXPECTED = ['SUPPORTED'].concat((__ENV.PECR_EXPECT || '').split(',').filter((o) => o !== ''));
+
+// k6 keeps a tagged submetric only when a threshold names it, so every
+// outcome is named up front: the terminal modes, the ERR_* codes of
+// libs/errors/src/code.rs, and the catch-alls. An answer outside the list
+// counts as OTHER, which no scenario expects.
+const OUTCOMES = [
+  'SUPPORTED', 'INSUFFICIENT_EVIDENCE', 'INSUFFICIENT_PERMISSION', 'SOURCE_UNAVAILABLE',
+  'ERR_AUTH_REQUIRED', 'ERR_AUTH_INVALID', 'ERR_AUTH_UNAVAILABLE', 'ERR_POLICY_DENIED',
+  'ERR_RATE_LIMITED', 'ERR_BUDGET_EXCEEDED', 'ERR_INVALID_PARAMS', 'ERR_SOURCE_TIMEOUT',
+  'ERR_SOURCE_UNAVAILABLE', 'ERR_DB_UNAVAILABLE', 'ERR_LEDGER_UNAVAILABLE', 'ERR_INTERNAL',
+  'ERR_OVERLOADED', 'ERR_REPLAY_NOT_FOUND', 'ERR_EVALUATION_NOT_FOUND', 'ERR_REPLAY_STORE',
+  'ERR_RLM_FEATURE_DISABLED', 'ERR_RLM_BRIDGE_FAILED', 'ERR_RLM_BRIDGE_INTERNAL',
+  'ERR_RLM_BRIDGE_PROTOCOL', 'ERR_RLM_BRIDGE_SCRIPT_NOT_FOUND', 'ERR_RLM_BRIDGE_SPAWN_FAILED',
+  'GRPC_ERROR', 'TRANSPORT_ERROR', 'OTHER',
+];
+for (const outcome of EXPECTED) {
+  if (!OUTCOMES.includes(outcome)) {
+    throw new Error(`PECR_EXPECT names an unknown outcome ${outcome}`);
+  }
+}
 
 if (MODE !== 'http' && MODE !== 'grpc') {
   throw new Error(`PECR_K6_MODE must be http or grpc, not ${MODE}`);
@@ -101,11 +134,26 @@ export const options = {
     'checks{scenario:measure}': ['rate>=0'],
     'pecr_run_ok{scenario:measure}': ['rate>=0'],
     'iterations{scenario:measure}': ['count>=0'],
+    'pecr_expected{scenario:measure}': ['rate>=0'],
   },
 };
+for (const outcome of OUTCOMES) {
+  options.thresholds[`pecr_outcome{scenario:measure,outcome:${outcome}}`] = ['count>=0'];
+}
 
 // 1 when a run answered 200 / OK with terminal_mode SUPPORTED.
 const runOk = new Rate('pecr_run_ok');
+// Answers by outcome (tag `outcome`), and 1 when the outcome was expected.
+const outcomes = new Counter('pecr_outcome');
+const expected = new Rate('pecr_expected');
+
+// Counts one answer; true when its outcome was expected.
+function record(outcome) {
+  const known = OUTCOMES.includes(outcome) ? outcome : 'OTHER';
+  outcomes.add(1, { outcome: known });
+  expected.add(EXPECTED.includes(known));
+  return EXPECTED.includes(known);
+}
 
 // The protos come from proto/ (google/api/annotations.proto and
 // pecr/v1/*.proto resolve from that root). PECR_K6_REFLECT=1 asks the server
@@ -125,22 +173,33 @@ function warn(text) {
 }
 
 function runHttp() {
-  const response = http.post(`http://${HTTP_ADDR}/v1/run`, JSON.stringify({ query: QUERY }), {
+  const response = http.post(`http://${HTTP_ADDR}/v1/run`, JSON.stringify(REQUEST), {
     headers: { 'content-type': 'application/json', 'x-pecr-principal-id': PRINCIPAL },
     tags: { name: 'POST /v1/run' },
     timeout: '30s',
   });
-  let mode;
+  let body = null;
   try {
-    mode = response.json('terminal_mode');
+    body = response.json();
   } catch (_) {
-    mode = undefined;
+    body = null;
   }
+  const mode = body && response.status === 200 ? body.terminal_mode : undefined;
+  let outcome;
+  if (typeof mode === 'string') {
+    outcome = mode;
+  } else if (body && typeof body.code === 'string') {
+    outcome = body.code;
+  } else {
+    outcome = response.status === 0 ? 'TRANSPORT_ERROR' : 'OTHER';
+  }
+  const wanted = record(outcome);
   const ok = check(response, {
     'status 200': (r) => r.status === 200,
     'terminal_mode SUPPORTED': () => mode === 'SUPPORTED',
   });
-  if (!ok) {
+  // A fault's expected refusals are not worth a warning.
+  if (!wanted) {
     warn(`HTTP ${response.status} ${response.error || ''} ${String(response.body).slice(0, 300)}`);
   }
   return ok;
@@ -153,16 +212,17 @@ function runGrpc() {
   }
   const response = client.invoke(
     'pecr.v1.ControllerService/Run',
-    { query: QUERY },
+    REQUEST,
     { metadata: { 'x-pecr-principal-id': PRINCIPAL }, tags: { name: 'Run' }, timeout: '30s' },
   );
   const message = response.message || {};
   const mode = message.terminalMode !== undefined ? message.terminalMode : message.terminal_mode;
+  const wanted = record(response.status === grpc.StatusOK ? String(mode) : 'GRPC_ERROR');
   const ok = check(response, {
     'grpc OK': (r) => r.status === grpc.StatusOK,
     'terminal_mode SUPPORTED': () => mode === 'SUPPORTED',
   });
-  if (!ok) {
+  if (!wanted) {
     warn(`gRPC status ${response.status} ${JSON.stringify(response.error)} terminal_mode ${mode}`);
   }
   return ok;
@@ -208,6 +268,12 @@ export function handleSummary(data) {
     check_pass_rate: round(checks.rate, 4),
     checks_passed: checks.passes || 0,
     checks_failed: checks.fails || 0,
+    // Measured answers by outcome (see the header), and the expected share.
+    outcomes: Object.fromEntries(
+      OUTCOMES.map((o) => [o, metric(`pecr_outcome{scenario:measure,outcome:${o}}`).count || 0]).filter(([, n]) => n > 0),
+    ),
+    expected: EXPECTED,
+    expected_rate: round(metric('pecr_expected{scenario:measure}').rate, 4),
     latency_metric: LATENCY,
     latency_ms: {
       min: round(latency.min, 3),

@@ -455,6 +455,7 @@ fn latency_json(histogram: &Histogram<u64>) -> Value {
         "min": round3(ms(histogram.min())),
         "p50": round3(ms(histogram.value_at_quantile(0.50))),
         "p90": round3(ms(histogram.value_at_quantile(0.90))),
+        "p95": round3(ms(histogram.value_at_quantile(0.95))),
         "p99": round3(ms(histogram.value_at_quantile(0.99))),
         "p999": round3(ms(histogram.value_at_quantile(0.999))),
         "max": round3(ms(histogram.max())),
@@ -684,9 +685,10 @@ fn text_summary(report: &Value) -> String {
         num(&["throughput_rps"])
     ));
     out.push_str(&format!(
-        "  latency ms p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (min {}, mean {})\n",
+        "  latency ms p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {}  (min {}, mean {})\n",
         num(&["latency_ms", "p50"]),
         num(&["latency_ms", "p90"]),
+        num(&["latency_ms", "p95"]),
         num(&["latency_ms", "p99"]),
         num(&["latency_ms", "p999"]),
         num(&["latency_ms", "max"]),
