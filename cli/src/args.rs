@@ -302,7 +302,7 @@ stop reason. The run is stored as a replay under its run id.")]
     #[command(subcommand)]
     Replays(ReplaysCommand),
 
-    /// Score stored runs, or show a stored evaluation.
+    /// Score stored runs, show a stored evaluation, or score the usefulness set.
     #[command(subcommand)]
     Eval(EvalCommand),
 
