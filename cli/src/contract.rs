@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use pecr_contracts::evidence::EvidenceUnit;
+use pecr_contracts::hashing::is_sha256_hex;
 use pecr_errors::PecrError;
 use pecr_proto::v1::gateway_service_client::GatewayServiceClient;
 use pecr_proto::v1::{
@@ -227,7 +228,7 @@ impl Tester {
         let span = self
             .call(&session, "fetch_span", json!({"object_id": args.object_id}))
             .await;
-        let span = span.and_then(|result| unit(&result, &session, "text_span"));
+        let span = span.and_then(|result| checked_unit(&result, &session, "text_span"));
         self.record(
             "fetch_span: one text/plain unit, hashes recomputed",
             span.clone().map(|_| ()),
@@ -312,7 +313,7 @@ impl Tester {
                 json!({"view_id": args.view_id, "group_by": [args.group_by], "metrics": [{"name": "count", "field": "customer_id"}]}),
             )
             .await
-            .and_then(|result| unit(&result, &session, "db_aggregate"))
+            .and_then(|result| checked_unit(&result, &session, "db_aggregate"))
             .map(|_| ());
         self.record(
             "aggregate: one db_aggregate unit, hashes recomputed",
@@ -470,13 +471,6 @@ fn describe(status: &tonic::Status) -> String {
     }
 }
 
-fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// The id of the ref naming `object_id`, after checking every ref's shape.
 fn search_refs(result: &Value, object_id: &str) -> Result<String, String> {
     let refs = result
@@ -527,11 +521,6 @@ fn current_version(result: &Value, object_id: &str) -> Result<String, String> {
         .and_then(|v| v["version_id"].as_str())
         .map(str::to_owned)
         .ok_or_else(|| "no version id".to_owned())
-}
-
-/// A single unit (an object result), checked.
-fn unit(result: &Value, session: &Session, span_type: &str) -> Result<EvidenceUnit, String> {
-    checked_unit(result, session, span_type)
 }
 
 /// An array of units, each checked.

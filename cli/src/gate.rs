@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use pecr_proto::v1::{
-    GetReplayRequest, ListReplaysRequest, ReplayBundle, RunRequest, TerminalMode, claim,
-};
+use pecr_proto::v1::{GetReplayRequest, ListReplaysRequest, ReplayBundle, RunRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Controller, Failure};
@@ -69,14 +67,7 @@ impl GateReport {
 }
 
 pub fn load(path: &Path) -> Result<ExpectationSet, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| Failure::Usage(format!("cannot read {}: {err}", path.display())))?;
-    serde_json::from_str(&text).map_err(|err| {
-        Failure::Usage(format!(
-            "{} is not an expectation set: {err}",
-            path.display()
-        ))
-    })
+    crate::json::read_file(path, "an expectation set")
 }
 
 /// Gates the caller's newest runs (the newest `limit`) against the
@@ -157,7 +148,7 @@ fn check(expectation: &Expectation, bundle: Option<&ReplayBundle>) -> Checked {
         };
     };
     let mut differences = Vec::new();
-    let mode = mode_name(bundle.metadata.as_ref().map_or(0, |m| m.terminal_mode));
+    let mode = crate::render::mode(bundle.metadata.as_ref().map_or(0, |m| m.terminal_mode));
     if mode != expectation.terminal_mode {
         differences.push(format!(
             "terminal mode: expected {}, got {mode}",
@@ -190,7 +181,7 @@ fn check(expectation: &Expectation, bundle: Option<&ReplayBundle>) -> Checked {
         .claim_map
         .iter()
         .flat_map(|map| map.claims.iter())
-        .map(|claim| status_name(claim.status))
+        .map(|claim| crate::render::claim_status(claim.status))
         .collect();
     if statuses != expectation.claim_statuses {
         differences.push(format!(
@@ -206,34 +197,13 @@ fn check(expectation: &Expectation, bundle: Option<&ReplayBundle>) -> Checked {
     }
 }
 
-fn mode_name(value: i32) -> String {
-    TerminalMode::try_from(value).map_or_else(
-        |_| format!("MODE_{value}"),
-        |mode| mode.as_str_name().to_owned(),
-    )
-}
-
-fn status_name(value: i32) -> String {
-    claim::Status::try_from(value).map_or_else(
-        |_| format!("STATUS_{value}"),
-        |status| status.as_str_name().to_owned(),
-    )
-}
-
 /// `gate: 6 questions for dev, 0 regressions`, then one block per regression.
 pub fn render(report: &GateReport) -> String {
-    let plural = |count: usize, noun: &str| {
-        if count == 1 {
-            format!("1 {noun}")
-        } else {
-            format!("{count} {noun}s")
-        }
-    };
     let mut out = format!(
         "gate: {} for {}, {}\n",
-        plural(report.checked, "question"),
+        crate::render::plural(report.checked, "question"),
         report.principal,
-        plural(report.regressions, "regression")
+        crate::render::plural(report.regressions, "regression")
     );
     for result in report.results.iter().filter(|r| !r.differences.is_empty()) {
         let _ = writeln!(
@@ -252,7 +222,9 @@ pub fn render(report: &GateReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pecr_proto::v1::{Claim, ClaimMap, EvidenceUnitRef, ReplayBundleMetadata};
+    use pecr_proto::v1::{
+        Claim, ClaimMap, EvidenceUnitRef, ReplayBundleMetadata, TerminalMode, claim,
+    };
 
     fn expectation() -> Expectation {
         Expectation {

@@ -31,6 +31,19 @@ impl JsonWriter {
     }
 }
 
+/// Reads a JSON file of type `T` (an input of a local check); a usage error
+/// names the file and what it should have been.
+pub fn read_file<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<T, crate::client::Failure> {
+    use crate::client::Failure;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| Failure::Usage(format!("cannot read {}: {err}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|err| Failure::Usage(format!("{} is not {what}: {err}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,7 +85,7 @@ async fn main() -> ExitCode {
 /// `pecr canary guard`: the decision, written where asked; 1 unless pass.
 fn canary_guard(json: bool, args: &args::GuardArgs) -> ExitCode {
     let judged = suite7::read_summary(&args.summary).and_then(|summary| {
-        let gates: suite7::Gates = suite7::read_json(&args.gates, "a set of SLO gates")?;
+        let gates: suite7::Gates = json::read_file(&args.gates, "a set of SLO gates")?;
         let current = canary::Settings {
             engine: args.engine,
             adaptive_parallelism: args.adaptive_enabled,

@@ -95,7 +95,7 @@ pub fn run_event(event: &Event) -> Option<String> {
     })
 }
 
-fn plural(count: usize, noun: &str) -> String {
+pub(crate) fn plural(count: usize, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
     } else {
@@ -334,13 +334,13 @@ pub fn unreachable(url: &str, cause: &str) -> String {
     )
 }
 
-fn mode(value: i32) -> String {
+pub(crate) fn mode(value: i32) -> String {
     TerminalMode::try_from(value)
         .map(|mode| mode.as_str_name().to_owned())
         .unwrap_or_else(|_| format!("MODE_{value}"))
 }
 
-fn claim_status(value: i32) -> String {
+pub(crate) fn claim_status(value: i32) -> String {
     claim::Status::try_from(value)
         .map(|status| status.as_str_name().to_owned())
         .unwrap_or_else(|_| format!("STATUS_{value}"))

@@ -129,17 +129,9 @@ impl Gate {
     }
 }
 
-/// Reads a JSON file of type `T`; a usage error names the file.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| Failure::Usage(format!("cannot read {}: {err}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|err| Failure::Usage(format!("{} is not {what}: {err}", path.display())))
-}
-
 /// A summary, refused unless it is of this schema.
 pub fn read_summary(path: &Path) -> Result<Summary, Failure> {
-    let summary: Summary = read_json(path, "a Suite 7 summary")?;
+    let summary: Summary = crate::json::read_file(path, "a Suite 7 summary")?;
     if summary.schema != SUMMARY_SCHEMA {
         return Err(Failure::Usage(format!(
             "{} has schema {:?}; this pecr reads {SUMMARY_SCHEMA:?}",

@@ -29,6 +29,11 @@ impl EventNames {
         Self { message, by_member }
     }
 
+    /// The streamed message type.
+    pub fn message(&self) -> &MessageDescriptor {
+        &self.message
+    }
+
     /// The name of the event that carries `value`.
     pub fn name(&self, value: &DynamicMessage) -> String {
         if !self.by_member {

@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use pecr_edge_json::{Binding, BodyRule, DecodeError, JsonMapping, parse_body};
+use pecr_edge_json::{Binding, BodyRule, DecodeError, EventNames, JsonMapping, parse_body};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, MessageDescriptor, Value};
 use tonic::transport::server::TcpConnectInfo;
@@ -22,7 +22,7 @@ use crate::GrpcStack;
 use crate::call;
 use crate::error_response::{ErrorRenderer, Rejection, json_response};
 use crate::metadata::{add_response_headers, request_metadata};
-use crate::sse::{self, EventFraming};
+use crate::sse;
 
 /// What every route shares.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub(crate) struct Route<S> {
     /// Top-level fields filled from query parameters.
     query_fields: Vec<FieldDescriptor>,
     /// Set for a server-streaming method, answered as Server-Sent Events.
-    events: Option<Arc<EventFraming>>,
+    events: Option<Arc<EventNames>>,
 }
 
 impl<S> Route<S> {
@@ -56,7 +56,7 @@ impl<S> Route<S> {
         let events = binding
             .method
             .is_server_streaming()
-            .then(|| Arc::new(EventFraming::new(binding.method.output())));
+            .then(|| Arc::new(EventNames::of(binding.method.output())));
         Self {
             events,
             binding,
@@ -96,8 +96,8 @@ where
             extensions,
             Bytes::from(message.encode_to_vec()),
         );
-        if let Some(framing) = &self.events {
-            return self.stream(framing.clone(), request).await;
+        if let Some(names) = &self.events {
+            return self.stream(names.clone(), request).await;
         }
         let result = call::unary(self.service.clone(), self.grpc_path.clone(), request).await;
         match result {
@@ -106,14 +106,13 @@ where
         }
     }
 
-    async fn stream(&self, framing: Arc<EventFraming>, request: tonic::Request<Bytes>) -> Response {
+    async fn stream(&self, names: Arc<EventNames>, request: tonic::Request<Bytes>) -> Response {
         let path = self.grpc_path.clone();
         match call::server_streaming(self.service.clone(), path, request).await {
             Ok(response) => {
                 let (metadata, messages, _) = response.into_parts();
                 let method = self.binding.method.full_name().to_owned();
-                let mut response =
-                    sse::event_stream(framing, self.shared.clone(), messages, method);
+                let mut response = sse::event_stream(names, self.shared.clone(), messages, method);
                 add_response_headers(&metadata, response.headers_mut());
                 response
             }

@@ -14,26 +14,11 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use prost_reflect::{DynamicMessage, MessageDescriptor};
+use prost_reflect::DynamicMessage;
 
 use pecr_edge_json::{ERROR_EVENT, EventNames};
 
 use crate::handler::Shared;
-
-/// How the messages of one streaming method are framed.
-pub(crate) struct EventFraming {
-    output: MessageDescriptor,
-    names: EventNames,
-}
-
-impl EventFraming {
-    pub fn new(output: MessageDescriptor) -> Self {
-        Self {
-            names: EventNames::of(output.clone()),
-            output,
-        }
-    }
-}
 
 /// One SSE event. `data` is single-line JSON, so one `data:` line suffices.
 fn frame(name: &str, data: &[u8]) -> Bytes {
@@ -48,18 +33,18 @@ fn frame(name: &str, data: &[u8]) -> Bytes {
 
 /// The 200 response streaming `messages` as events.
 pub(crate) fn event_stream(
-    framing: Arc<EventFraming>,
+    names: Arc<EventNames>,
     shared: Arc<Shared>,
     messages: tonic::Streaming<Bytes>,
     method: String,
 ) -> Response {
     let events = futures_util::stream::unfold(Some(messages), move |state| {
-        let (framing, shared, method) = (framing.clone(), shared.clone(), method.clone());
+        let (names, shared, method) = (names.clone(), shared.clone(), method.clone());
         async move {
             let mut messages = state?;
             let (event, next) = match messages.message().await {
                 Ok(None) => return None,
-                Ok(Some(bytes)) => match encode(&framing, &shared, bytes) {
+                Ok(Some(bytes)) => match encode(&names, &shared, bytes) {
                     Ok(event) => (event, Some(messages)),
                     Err(reason) => {
                         tracing::error!(
@@ -89,14 +74,14 @@ pub(crate) fn event_stream(
     response
 }
 
-fn encode(framing: &EventFraming, shared: &Shared, bytes: Bytes) -> Result<Bytes, String> {
+fn encode(names: &EventNames, shared: &Shared, bytes: Bytes) -> Result<Bytes, String> {
     let message =
-        DynamicMessage::decode(framing.output.clone(), bytes).map_err(|e| e.to_string())?;
+        DynamicMessage::decode(names.message().clone(), bytes).map_err(|e| e.to_string())?;
     let json = shared
         .mapping
         .encode_message(&message)
         .map_err(|e| e.to_string())?;
-    Ok(frame(&framing.names.name(&message), &json))
+    Ok(frame(&names.name(&message), &json))
 }
 
 fn error_event(shared: &Shared, status: &tonic::Status) -> Bytes {

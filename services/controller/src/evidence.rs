@@ -16,6 +16,16 @@ pub struct EvidenceRef {
     pub version_id: String,
 }
 
+/// The evidence units an operator result holds: an array of units, or a
+/// single one; none when it is neither.
+pub fn units_in(result: &Value) -> Vec<EvidenceUnit> {
+    if let Ok(units) = Vec::<EvidenceUnit>::deserialize(result) {
+        units
+    } else {
+        EvidenceUnit::deserialize(result).map_or_else(|_| Vec::new(), |unit| vec![unit])
+    }
+}
+
 /// Evidence gathered by one run, in arrival order.
 #[derive(Debug, Default, Clone)]
 pub struct EvidenceCollector {
@@ -33,11 +43,7 @@ impl EvidenceCollector {
         {
             self.refs = refs;
         }
-        if let Ok(units) = Vec::<EvidenceUnit>::deserialize(result) {
-            self.units.extend(units);
-        } else {
-            self.record_single(result);
-        }
+        self.units.extend(units_in(result));
     }
 
     /// Records a fan-out result, which may only be a single unit.

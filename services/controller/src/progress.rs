@@ -5,12 +5,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use pecr_contracts::evidence::EvidenceUnit;
 use pecr_proto::v1::{self, run_stream_response::Event};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::evidence::units_in;
 use crate::gateway_client::{CallOutcome, SessionClient, proto_mode};
 
 /// The run's progress sink. Sending never blocks the run: a caller that
@@ -107,16 +106,10 @@ fn evidence_of(result: &Value) -> (Vec<String>, u32) {
         .get("refs")
         .and_then(Value::as_array)
         .map_or(0, |refs| u32::try_from(refs.len()).unwrap_or(u32::MAX));
-    let ids = if let Ok(units) = Vec::<EvidenceUnit>::deserialize(result) {
-        units
-            .into_iter()
-            .map(|unit| unit.evidence_unit_id)
-            .collect()
-    } else if let Ok(unit) = EvidenceUnit::deserialize(result) {
-        vec![unit.evidence_unit_id]
-    } else {
-        Vec::new()
-    };
+    let ids = units_in(result)
+        .into_iter()
+        .map(|unit| unit.evidence_unit_id)
+        .collect();
     (ids, refs)
 }
 

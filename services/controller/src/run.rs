@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use pecr_auth::Principal;
 use pecr_contracts::budget::Budget;
+use pecr_contracts::evidence::EvidenceUnit;
 use pecr_errors::PecrError;
 use pecr_proto::v1;
 use pecr_replay::{EngineMode, ReplayBundle, TerminalMode};
@@ -372,50 +373,50 @@ fn with_failure_mode(
 
 /// The identities of the units `claims` cite, for the replay.
 fn cited_units(claims: &[DraftClaim], looped: &LoopResult) -> Vec<pecr_replay::CitedEvidence> {
-    let cited: std::collections::BTreeSet<&String> = claims
-        .iter()
-        .flat_map(|claim| claim.evidence_unit_ids.iter())
-        .collect();
-    looped
-        .evidence
-        .units()
-        .iter()
-        .filter(|unit| cited.contains(&unit.evidence_unit_id))
-        .map(|unit| pecr_replay::CitedEvidence {
-            evidence_unit_id: unit.evidence_unit_id.clone(),
-            source_system: unit.source_system.clone(),
-            object_id: unit.object_id.clone(),
-            version_id: unit.version_id.clone(),
-        })
-        .collect()
+    cited(
+        claims.iter().flat_map(|claim| &claim.evidence_unit_ids),
+        looped,
+    )
+    .map(|unit| pecr_replay::CitedEvidence {
+        evidence_unit_id: unit.evidence_unit_id.clone(),
+        source_system: unit.source_system.clone(),
+        object_id: unit.object_id.clone(),
+        version_id: unit.version_id.clone(),
+    })
+    .collect()
+}
+
+/// The unit of each distinct id in `ids` the run received, by id.
+fn cited<'a>(
+    ids: impl IntoIterator<Item = &'a String>,
+    looped: &'a LoopResult,
+) -> impl Iterator<Item = &'a EvidenceUnit> {
+    let ids: std::collections::BTreeSet<&String> = ids.into_iter().collect();
+    ids.into_iter().filter_map(|id| {
+        looped
+            .evidence
+            .units()
+            .iter()
+            .find(|unit| &unit.evidence_unit_id == id)
+    })
 }
 
 /// Where each evidence unit cited by the final claims came from.
 fn cited_evidence(map: &v1::ClaimMap, looped: &LoopResult) -> Vec<v1::EvidenceUnitRef> {
-    let cited: std::collections::BTreeSet<&String> = map
-        .claims
-        .iter()
-        .flat_map(|claim| claim.evidence_unit_ids.iter())
-        .collect();
-    cited
-        .into_iter()
-        .filter_map(|id| {
-            looped
-                .evidence
-                .units()
-                .iter()
-                .find(|unit| &unit.evidence_unit_id == id)
-        })
-        .map(|unit| v1::EvidenceUnitRef {
-            evidence_unit_id: unit.evidence_unit_id.clone(),
-            source_system: unit.source_system.clone(),
-            object_id: unit.object_id.clone(),
-            version_id: unit.version_id.clone(),
-            transform_types: unit
-                .transform_chain
-                .iter()
-                .map(|step| step.transform_type.clone())
-                .collect(),
-        })
-        .collect()
+    cited(
+        map.claims.iter().flat_map(|claim| &claim.evidence_unit_ids),
+        looped,
+    )
+    .map(|unit| v1::EvidenceUnitRef {
+        evidence_unit_id: unit.evidence_unit_id.clone(),
+        source_system: unit.source_system.clone(),
+        object_id: unit.object_id.clone(),
+        version_id: unit.version_id.clone(),
+        transform_types: unit
+            .transform_chain
+            .iter()
+            .map(|step| step.transform_type.clone())
+            .collect(),
+    })
+    .collect()
 }
