@@ -224,5 +224,6 @@ if [[ "$tls" == 1 ]]; then
   say "  ledger-writer via grpcurl: grpcurl -cacert ${ca#"$PECR_ROOT"/} -cert ${tls_dir#"$PECR_ROOT"/}/pecr-controller.pem -key ${tls_dir#"$PECR_ROOT"/}/pecr-controller.key $PECR_LEDGER_GRPC_ADDR list"
 fi
 say "Console: http://$PECR_CONTROLLER_BIND_ADDR/ in a browser (principal dev; REST reference at /docs)"
+say "MCP (Streamable HTTP; header x-pecr-principal-id: dev): gateway http://$PECR_BIND_ADDR/mcp, controller http://$PECR_CONTROLLER_BIND_ADDR/mcp"
 say "Logs: $run_dir/*.log    grpcurl: $tools_bin/grpcurl    CLI: ${bin_dir#"$PECR_ROOT"/}/pecr --help"
 say "Stop: scripts/dev-down.sh"

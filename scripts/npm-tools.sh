@@ -9,7 +9,11 @@
 #   * rxjs: what ts-proto's generated client returns for a server-streaming
 #     RPC (ControllerService.RunStream), so the check type-checks it too;
 #   * redoc: the reference page's standalone bundle; the copy committed under
-#     vendor/redoc/ is checked against this one by libs/edge/tests/redoc_vendor.rs.
+#     vendor/redoc/ is checked against this one by libs/edge/tests/redoc_vendor.rs;
+#   * @modelcontextprotocol/inspector: the MCP Inspector, whose CLI mode
+#     scripts/mcp-check.sh uses as a second MCP client; it needs Node.js 22,
+#     so the `node` package pins one beside it (.bin/node), which that
+#     check runs it with.
 #
 # Exact versions, no lockfile: the packages' own dependencies resolve as
 # npm picks them at install time. Idempotent: with the same pins already
@@ -25,13 +29,16 @@ pins=(
   "typescript@5.9.3"
   "rxjs@7.8.2"
   "redoc@2.5.4"
+  "@modelcontextprotocol/inspector@2.12.0"
+  "node@22.23.3"
 )
 stamp="$prefix/pins.txt"
 bin="$prefix/node_modules/.bin"
 
 want="$(printf '%s\n' "${pins[@]}")"
 redoc_bundle="$prefix/node_modules/redoc/bundles/redoc.standalone.js"
-if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$redoc_bundle" && -d "$prefix/node_modules/rxjs" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if [[ -x "$bin/protoc-gen-ts_proto" && -x "$bin/tsc" && -f "$redoc_bundle" && -d "$prefix/node_modules/rxjs" \
+  && -x "$bin/mcp-inspector" && -x "$bin/node" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -45,5 +52,7 @@ npm install --prefix "$prefix" --no-package-lock --save-exact --no-audit --no-fu
 [[ -x "$bin/protoc-gen-ts_proto" ]] || { echo "npm-tools.sh: ts-proto did not install correctly" >&2; exit 1; }
 [[ -f "$redoc_bundle" ]] || { echo "npm-tools.sh: redoc did not install its standalone bundle" >&2; exit 1; }
 [[ -d "$prefix/node_modules/rxjs" ]] || { echo "npm-tools.sh: rxjs did not install" >&2; exit 1; }
+[[ -x "$bin/mcp-inspector" ]] || { echo "npm-tools.sh: the MCP Inspector did not install" >&2; exit 1; }
+"$bin/node" --version | grep -q '^v22\.' || { echo "npm-tools.sh: node 22 did not install" >&2; exit 1; }
 printf '%s\n' "$want" >"$stamp"
 echo "$bin"

@@ -7,7 +7,8 @@
 # (scripts/deploy-check.sh: images, compose, Kubernetes manifests, no Docker
 # engine or cluster needed), the generated clients (scripts/client-gen-check.sh,
 # scripts/openapi-client-check.sh), the browser console in headless chromium
-# (scripts/browser-check.sh),
+# (scripts/browser-check.sh), the MCP servers with the MCP Python SDK and
+# Inspector (scripts/mcp-check.sh),
 # the backup drill on a benchmark-filled ledger (scripts/bench-backup-drill.sh),
 # the release checklist's gates (scripts/release-check.sh: regression gate,
 # usefulness score, a signed cut verified offline),
@@ -83,6 +84,9 @@ bash "$PECR_ROOT/scripts/openapi-client-check.sh" || status=1
 
 say "==> browser console in headless chromium (scripts/browser-check.sh)"
 bash "$PECR_ROOT/scripts/browser-check.sh" || status=1
+
+say "==> MCP servers with the MCP Python SDK and Inspector (scripts/mcp-check.sh)"
+bash "$PECR_ROOT/scripts/mcp-check.sh" || status=1
 
 say "==> backup drill on a ledger filled by the run benchmark"
 bash "$PECR_ROOT/scripts/bench-backup-drill.sh" || status=1

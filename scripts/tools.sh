@@ -51,6 +51,25 @@ install_openapi_client() {
   printf '%s\n' "$openapi_want" >"$openapi_stamp"
 }
 
+# The official MCP Python SDK (scripts/mcp-check.sh) in a venv of its own,
+# .tools/mcp-venv: its pydantic, httpx and starlette pins are not the other
+# tools'.
+mcp_pins=("mcp==2.3.0")
+mcp_venv="$tools/mcp-venv"
+mcp_stamp="$tools/mcp-pins.txt"
+mcp_want="$(printf '%s\n' "${mcp_pins[@]}")"
+install_mcp_sdk() {
+  [[ -x "$mcp_venv/bin/python" && -f "$mcp_stamp" && "$(cat "$mcp_stamp")" == "$mcp_want" ]] && return 0
+  python3 -m venv "$mcp_venv" >&2
+  "$mcp_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${mcp_pins[@]}" >&2
+  "$mcp_venv/bin/python" -m pip check >&2
+  "$mcp_venv/bin/python" -c 'import mcp.client.streamable_http' || {
+    echo "tools.sh: the MCP Python SDK did not install correctly" >&2
+    exit 1
+  }
+  printf '%s\n' "$mcp_want" >"$mcp_stamp"
+}
+
 want="$(printf '%s\n' "${pins[@]}")"
 commands=(buf checkov check-jsonschema grpcurl kubernetes-validate python-grpc-tools-protoc schemathesis)
 installed() {
@@ -59,6 +78,7 @@ installed() {
 }
 mkdir -p "$tools"
 install_openapi_client
+install_mcp_sdk
 if installed && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$venv/bin"
   exit 0

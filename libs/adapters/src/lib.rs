@@ -203,6 +203,23 @@ impl Adapters {
         Ok(self.inner.fs.resolve(object_id).await?.canonical_id)
     }
 
+    /// The canonical id of every file the corpus holds now, sorted and
+    /// deduplicated: what policy is asked about when a file is read.
+    pub async fn object_ids(&self) -> Result<Vec<String>, PecrError> {
+        self.inner
+            .fs
+            .scan_index(|entries| {
+                let mut ids: Vec<String> = entries
+                    .iter()
+                    .map(|entry| entry.canonical_id.clone())
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                Ok(ids)
+            })
+            .await
+    }
+
     /// Whether the safe-view database answers `SELECT 1` within `timeout`.
     pub async fn ping_db(&self, timeout: Duration) -> bool {
         self.inner.db.ping(timeout).await

@@ -1,7 +1,7 @@
 //! Small questions asked of descriptors by the JSON mapping, the HTTP
 //! bindings and the OpenAPI document.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost_reflect::{
     DescriptorPool, DynamicMessage, EnumValueDescriptor, FieldDescriptor, FileDescriptor, Kind,
@@ -16,6 +16,10 @@ pub(crate) const JSON_TEXT_OPTION: &str = "pecr.v1.json_text";
 pub(crate) const OMIT_EMPTY_OPTION: &str = "pecr.v1.omit_empty";
 /// PECR's field option describing the values a field accepts.
 pub(crate) const FIELD_RULES_OPTION: &str = "pecr.v1.field_rules";
+/// PECR's message option naming the operator whose params a message describes.
+pub(crate) const OPERATOR_PARAMS_OPTION: &str = "pecr.v1.operator_params";
+/// The request of one operator call; its `params` follow an operator's params message.
+pub(crate) const CALL_OPERATOR_REQUEST: &str = "pecr.v1.CallOperatorRequest";
 /// The REST error body.
 pub const ERROR_RESPONSE: &str = "pecr.v1.ErrorResponse";
 /// The status detail that carries the REST error body and HTTP status.
@@ -79,6 +83,25 @@ fn flagged_fields(
         .filter(|field| shaped(field))
         .filter(|field| field.options().get_extension(&option).as_bool() == Some(true))
         .map(|field| field.full_name().to_owned())
+        .collect()
+}
+
+/// Operator name → the message describing its params, for every message
+/// carrying `(pecr.v1.operator_params)`, sorted by operator name.
+pub fn operator_params(pool: &DescriptorPool) -> BTreeMap<String, MessageDescriptor> {
+    let Some(option) = pool.get_extension_by_name(OPERATOR_PARAMS_OPTION) else {
+        return BTreeMap::new();
+    };
+    pool.all_messages()
+        .filter(|message| message.options().has_extension(&option))
+        .filter_map(|message| {
+            let operator = message
+                .options()
+                .get_extension(&option)
+                .as_str()?
+                .to_owned();
+            Some((operator, message))
+        })
         .collect()
 }
 

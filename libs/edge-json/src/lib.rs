@@ -20,7 +20,9 @@ use std::fmt;
 
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
-pub use crate::descriptors::{ERROR_DETAIL, ERROR_RESPONSE, FieldRules, field_rules};
+pub use crate::descriptors::{
+    ERROR_DETAIL, ERROR_RESPONSE, FieldRules, field_rules, operator_params,
+};
 pub use crate::events::{DEFAULT_EVENT, ERROR_EVENT, EventNames};
 pub use crate::json::{DecodeError, EncodeError, JsonMapping, parse_body};
 /// The HTTP statuses the OpenAPI document lists an `ErrorResponse` for.
@@ -78,6 +80,21 @@ pub fn openapi_document(pool: &DescriptorPool, services: &[&str]) -> Result<Stri
 /// The same OpenAPI document as [`openapi_document`], as JSON.
 pub fn openapi_json(pool: &DescriptorPool, services: &[&str]) -> Result<String, EdgeError> {
     openapi::document_json(pool, services, OPEN_MESSAGES)
+}
+
+/// The self-contained JSON Schema (draft 2020-12) of `message`'s JSON
+/// object as the REST edge reads it, less the `excluded` fields (proto
+/// names): the OpenAPI document's schema with references inlined. For
+/// tools that take part of a request, the rest coming from elsewhere.
+pub fn json_schema(
+    pool: &DescriptorPool,
+    message: &str,
+    excluded: &[&str],
+) -> Result<serde_json::Value, EdgeError> {
+    let descriptor = pool
+        .get_message_by_name(message)
+        .ok_or_else(|| EdgeError::MissingDescriptor(message.to_owned()))?;
+    openapi::message_schema(pool, &descriptor, excluded, OPEN_MESSAGES)
 }
 
 /// `message` as the REST edge writes it (field names, enum names, embedded

@@ -21,7 +21,7 @@ use tonic::transport::server::TcpConnectInfo;
 use crate::GrpcStack;
 use crate::call;
 use crate::error_response::{ErrorRenderer, Rejection, json_response};
-use crate::metadata::{add_response_headers, request_metadata};
+use crate::metadata::{add_response_headers, forwarded_metadata};
 use crate::sse;
 
 /// What every route shares.
@@ -92,7 +92,7 @@ where
             });
         }
         let request = tonic::Request::from_parts(
-            request_metadata(&parts.headers),
+            forwarded_metadata(&parts.headers),
             extensions,
             Bytes::from(message.encode_to_vec()),
         );

@@ -75,6 +75,7 @@ use crate::handler::{Route, Shared};
 
 pub use crate::cors::{ALLOWED_REQUEST_HEADERS, CorsOrigins, EXPOSED_RESPONSE_HEADERS};
 pub use crate::docs::{REDOC_STANDALONE_JS, REDOC_VERSION};
+pub use crate::metadata::forwarded_metadata;
 pub use pecr_edge_json::{
     EdgeError, FieldRules, field_rules, message_json, openapi_document, openapi_json,
 };
@@ -129,9 +130,10 @@ impl<S> GrpcStack for S where
 {
 }
 
-/// Marks, in its extensions, a call the REST edge makes in-process: the
-/// service's stack then knows the call came through its own HTTP port,
-/// not from a service on the gRPC port. Only in-process code can set it.
+/// Marks, in its extensions, a call made in-process from the service's own
+/// HTTP port (the REST edge, the MCP server): the service's stack then
+/// knows the call did not come from a service on the gRPC port. Only
+/// in-process code can set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestCall;
 

@@ -19,7 +19,7 @@ const IDENTITY: [&str; 4] = [
 
 /// Request metadata from the forwarded headers. Other values that are not
 /// visible ASCII are dropped; binary (`-bin`) keys are never forwarded.
-pub(crate) fn request_metadata(headers: &HeaderMap) -> MetadataMap {
+pub fn forwarded_metadata(headers: &HeaderMap) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     for (name, value) in headers {
         let key = name.as_str();
@@ -85,7 +85,7 @@ mod tests {
             "x-pecr-request-id",
             HeaderValue::from_bytes("r\u{e9}".as_bytes()).expect("opaque value"),
         );
-        let metadata = request_metadata(&headers);
+        let metadata = forwarded_metadata(&headers);
         assert_eq!(
             metadata
                 .get("x-pecr-principal-id")
@@ -108,7 +108,7 @@ mod tests {
             "authorization",
             HeaderValue::from_bytes("Bearer \u{e9}".as_bytes()).expect("opaque value"),
         );
-        let metadata = request_metadata(&headers);
+        let metadata = forwarded_metadata(&headers);
         assert_eq!(metadata.get_all("x-pecr-principal-id").iter().count(), 2);
         assert_eq!(
             metadata

@@ -43,6 +43,11 @@ pub struct ServeSpec {
     /// overlap either; they pass no request stack, so they may only serve
     /// what anyone who reaches the port may read.
     pub pages: Option<axum::Router>,
+    /// HTTP routes that call the service's own gRPC stack in-process (the
+    /// MCP server at `/mcp`), built from the same stacked service the REST
+    /// edge calls, so every call they make passes the same layers. Their
+    /// paths must not overlap the other routes'.
+    pub in_process: Option<InProcessRoutes>,
     /// When set, `/metrics` answers only requests this guard lets through.
     pub metrics_guard: Option<crate::MetricsGuard>,
     /// Which services may call the gRPC port, and what. None: anyone who
@@ -57,6 +62,20 @@ pub struct ServeSpec {
     pub route_series: Option<RouteSeries>,
     pub admission: Admission,
 }
+
+/// The service's gRPC stack (every layer, then the service) as a client
+/// channel, for HTTP routes that call it in-process.
+pub type InProcessGrpc = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    std::convert::Infallible,
+>;
+
+/// Builds routes on the service's own gRPC stack; see [`ServeSpec::in_process`].
+/// The receiver turns true when the service stops, so routes that hold
+/// streams open (MCP sessions) can end them before the HTTP port drains.
+pub type InProcessRoutes =
+    Box<dyn FnOnce(InProcessGrpc, watch::Receiver<bool>) -> axum::Router + Send>;
 
 /// Listeners bound before anything is served, so callers (and tests that
 /// pass port 0) learn the real addresses first.
@@ -182,6 +201,10 @@ impl BoundService {
             },
             rate_limits: spec.rate_limits,
         };
+        let in_process = spec.in_process.map(|build| {
+            let stacked = InProcessGrpc::new(stack.layer(spec.routes.clone()));
+            build(stacked, stop_rx.clone())
+        });
         let rest = spec
             .rest
             .map(|config| {
@@ -217,16 +240,20 @@ impl BoundService {
         if let Some(rest) = rest {
             http_router = http_router.merge(rest);
         }
-        if let Some(pages) = spec.pages {
+        for (what, routes) in [
+            ("HTTP pages", spec.pages),
+            ("in-process routes", in_process),
+        ] {
+            let Some(routes) = routes else { continue };
             // axum panics on a path both routers serve; that is a bug in the
             // service, reported as a start-up error rather than a crash.
             let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                http_router.merge(pages)
+                http_router.merge(routes)
             }));
             http_router = merged.map_err(|_| {
                 StartupError::new(
                     "ERR_SERVER_FAILED",
-                    "HTTP pages: a path is also served by the REST edge or the admin endpoints",
+                    format!("{what}: a path is also served by another router of the HTTP port"),
                 )
             })?;
         }

@@ -36,7 +36,7 @@ mod upstream;
 
 pub use admin::{METRICS_CONTENT_TYPE, MetricsGuard, admin_router};
 pub use cors_config::{CORS_ALLOWED_ORIGINS, read_cors_origins};
-pub use host::{BoundService, ServeSpec, shutdown_signal};
+pub use host::{BoundService, InProcessGrpc, InProcessRoutes, ServeSpec, shutdown_signal};
 pub use metrics_guard::metrics_guard;
 pub use rate_limit::RateLimiter;
 pub use readiness::{Readiness, ReadinessCheck, ReadinessReport};

@@ -72,6 +72,8 @@ pub struct Config {
     pub metrics_require_auth: bool,
     /// Browser origins granted CORS on the REST edge.
     pub cors: pecr_edge::CorsOrigins,
+    /// `Host` values the MCP server at `/mcp` answers (empty: any).
+    pub mcp_allowed_hosts: Vec<String>,
     pub rate_limits: RateLimits,
     pub admission: pecr_config::Admission,
     pub replay: ReplaySettings,
@@ -133,6 +135,7 @@ impl Config {
         let auto_fallback_after = if auto_fallback { fallback_after } else { 0 };
         let operator_policies = read_policies(&mut reader);
         let cors = pecr_server::read_cors_origins(&mut reader);
+        let mcp_allowed_hosts = pecr_mcp::read_allowed_hosts(&mut reader);
         let metrics_require_auth = reader.boolean(
             env::METRICS_REQUIRE_AUTH,
             !http_addr.ip().is_loopback() || !grpc_addr.ip().is_loopback(),
@@ -178,6 +181,7 @@ impl Config {
             operator_policies,
             metrics_require_auth,
             cors,
+            mcp_allowed_hosts,
             rate_limits,
             admission,
             replay,

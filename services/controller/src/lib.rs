@@ -14,6 +14,7 @@ mod evaluation;
 mod evidence;
 mod fallback;
 mod gateway_client;
+mod mcp;
 mod metrics;
 mod plan;
 mod progress;
@@ -50,6 +51,7 @@ pub struct App {
     cors: pecr_edge::CorsOrigins,
     rate_limits: pecr_server::RateLimits,
     admission: pecr_config::Admission,
+    mcp: mcp::McpParts,
 }
 
 impl Service for App {
@@ -115,6 +117,16 @@ impl Service for App {
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
             .await?
             .with_tls(config.server_tls);
+        let mcp = mcp::McpParts {
+            auth: api.auth.clone(),
+            allowed_hosts: config.mcp_allowed_hosts,
+            issuer: config
+                .front_door
+                .oidc
+                .as_ref()
+                .map(|oidc| oidc.issuer.clone()),
+            max_body_bytes: MAX_BODY_BYTES,
+        };
         Ok(Self {
             bound,
             gateway,
@@ -124,6 +136,7 @@ impl Service for App {
             cors: config.cors,
             rate_limits,
             admission: config.admission,
+            mcp,
         })
     }
 
@@ -141,6 +154,7 @@ impl Service for App {
         spawn_retention(self.api.runner.store.clone(), self.retention_days);
         let registry = self.api.runner.metrics.registry();
         let principals = self.api.auth.clone();
+        let in_process = mcp::routes(self.mcp)?;
         let spec = ServeSpec {
             service_name: pecr_proto::service_names::CONTROLLER,
             routes: tonic::service::Routes::new(ControllerServiceServer::new(self.api)),
@@ -151,6 +165,7 @@ impl Service for App {
                 cors: self.cors,
             }),
             pages: Some(console::router()),
+            in_process: Some(in_process),
             metrics_guard,
             callers: None,
             principals: Some(principals),

@@ -81,6 +81,10 @@ pub struct Config {
     pub metrics_require_auth: bool,
     /// Browser origins granted CORS on the REST edge.
     pub cors: pecr_edge::CorsOrigins,
+    /// The MCP server at `/mcp`: the budget of the PECR session each MCP
+    /// session opens, and the `Host` values it answers (empty: any).
+    pub mcp_budget: pecr_contracts::Budget,
+    pub mcp_allowed_hosts: Vec<String>,
     pub sources: SourceLimits,
     pub rate_limits: RateLimits,
     pub admission: pecr_config::Admission,
@@ -214,6 +218,8 @@ impl Config {
             )));
         }
         let cors = pecr_server::read_cors_origins(&mut r);
+        let mcp_budget = read_mcp_budget(&mut r);
+        let mcp_allowed_hosts = pecr_mcp::read_allowed_hosts(&mut r);
         let metrics_require_auth =
             r.boolean(env::METRICS_REQUIRE_AUTH, !http_addr.ip().is_loopback());
 
@@ -246,6 +252,8 @@ impl Config {
             store_evidence_content,
             metrics_require_auth,
             cors,
+            mcp_budget,
+            mcp_allowed_hosts,
             sources: SourceLimits {
                 fs_corpus_path: PathBuf::from(
                     r.string(env::FS_CORPUS_PATH, env::DEFAULT_FS_CORPUS_PATH),
@@ -292,6 +300,32 @@ impl Config {
         r.finish()?;
         Ok(config)
     }
+}
+
+/// `PECR_MCP_SESSION_BUDGET`: a Budget's JSON within the contract limits.
+fn read_mcp_budget(reader: &mut ConfigReader<'_>) -> pecr_contracts::Budget {
+    let text = reader.string(env::MCP_SESSION_BUDGET, env::DEFAULT_MCP_SESSION_BUDGET);
+    let parsed = serde_json::from_str::<pecr_contracts::Budget>(&text)
+        .map_err(|err| format!("not a Budget: {err}"))
+        .and_then(|budget| {
+            budget
+                .validate()
+                .map(|()| budget)
+                .map_err(|err| err.to_string())
+        });
+    parsed.unwrap_or_else(|reason| {
+        reader.push_error(StartupError::new(
+            "ERR_INVALID_BUDGET",
+            format!("{}: {reason}", env::MCP_SESSION_BUDGET),
+        ));
+        serde_json::from_str(env::DEFAULT_MCP_SESSION_BUDGET).unwrap_or(pecr_contracts::Budget {
+            max_operator_calls: 0,
+            max_bytes: 0,
+            max_wallclock_ms: 0,
+            max_recursion_depth: 0,
+            max_parallelism: None,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -348,6 +382,25 @@ mod tests {
                 Some(vec!["ERR_INVALID_CONFIG"]),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn mcp_settings_default_to_a_bounded_budget_on_loopback_hosts() {
+        let config = load(&[]).expect("defaults");
+        assert_eq!(config.mcp_budget.max_operator_calls, 50);
+        assert_eq!(config.mcp_allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+        let any = load(&[("PECR_MCP_ALLOWED_HOSTS", "*")]).expect("any host");
+        assert!(any.mcp_allowed_hosts.is_empty());
+        for (key, bad) in [
+            ("PECR_MCP_SESSION_BUDGET", "{}"),
+            (
+                "PECR_MCP_SESSION_BUDGET",
+                r#"{"max_operator_calls":10001,"max_bytes":1,"max_wallclock_ms":1,"max_recursion_depth":1}"#,
+            ),
+            ("PECR_MCP_ALLOWED_HOSTS", "http://gw"),
+        ] {
+            assert!(load(&[(key, bad)]).is_err(), "{key}={bad}");
         }
     }
 

@@ -45,6 +45,10 @@ pub const RATE_LIMIT_OPERATORS: &str = "PECR_RATE_LIMIT_OPERATORS_PER_WINDOW";
 pub const RATE_LIMIT_FINALIZE: &str = "PECR_RATE_LIMIT_FINALIZE_PER_WINDOW";
 pub const RATE_LIMIT_SIMULATE: &str = "PECR_RATE_LIMIT_SIMULATE_PER_WINDOW";
 
+/// The budget of the PECR session an MCP session opens (JSON).
+pub const MCP_SESSION_BUDGET: &str = "PECR_MCP_SESSION_BUDGET";
+pub const DEFAULT_MCP_SESSION_BUDGET: &str = r#"{"max_operator_calls":50,"max_bytes":4194304,"max_wallclock_ms":300000,"max_recursion_depth":5}"#;
+
 pub const COVERAGE_THRESHOLD: &str = "PECR_COVERAGE_THRESHOLD";
 pub const AS_OF_TIME_DEFAULT: &str = "PECR_AS_OF_TIME_DEFAULT";
 

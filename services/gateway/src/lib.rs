@@ -7,6 +7,7 @@ mod core;
 mod env;
 mod events;
 mod ledger;
+mod mcp;
 mod metrics;
 mod operators;
 mod replay;
@@ -54,6 +55,7 @@ pub struct App {
     ),
     metrics_require_auth: bool,
     cors: pecr_edge::CorsOrigins,
+    mcp: mcp::McpParts,
 }
 
 fn policy_config(config: &Config) -> PolicyConfig {
@@ -193,6 +195,17 @@ impl Service for App {
         let bound = BoundService::bind(config.grpc_addr, config.http_addr)
             .await?
             .with_tls(config.server_tls);
+        let mcp = mcp::McpParts {
+            core: Arc::clone(&core),
+            auth: auth.clone(),
+            budget: config.mcp_budget,
+            allowed_hosts: config.mcp_allowed_hosts,
+            issuer: config
+                .front_door
+                .oidc
+                .as_ref()
+                .map(|oidc| oidc.issuer.clone()),
+        };
         Ok(Self {
             bound,
             ledger_channel,
@@ -200,6 +213,7 @@ impl Service for App {
             api_parts: (auth, config.rate_limits, config.admission),
             metrics_require_auth: config.metrics_require_auth,
             cors: config.cors,
+            mcp,
         })
     }
 
@@ -208,6 +222,7 @@ impl Service for App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (auth, limits, admission) = self.api_parts;
+        let in_process = mcp::routes(self.mcp)?;
         let core = Arc::clone(&self.core);
         let postgres_core = Arc::clone(&self.core);
         let policy_core = Arc::clone(&self.core);
@@ -247,6 +262,7 @@ impl Service for App {
                 cors: self.cors,
             }),
             pages: None,
+            in_process: Some(in_process),
             metrics_guard,
             callers: None,
             principals: Some(auth),

@@ -780,6 +780,54 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The operators the policy lets this caller call on at least one
+    /// thing the gateway serves now: some corpus file for the file
+    /// operators, some catalogue view for the row operators, nothing in
+    /// particular for the others. Asked exactly as a call of the session
+    /// would ask; each real call is still decided on its own.
+    pub(crate) async fn usable_operators(
+        &self,
+        caller: &PrincipalRequest,
+        session: &v1::SessionRecord,
+    ) -> PecrResult<Vec<Operator>> {
+        let objects = self.adapters.object_ids().await?;
+        let mut usable = Vec::new();
+        for operator in Operator::ALL {
+            let candidates: Vec<Value> = match operator {
+                Operator::ListVersions | Operator::FetchSpan | Operator::Diff => objects
+                    .iter()
+                    .map(|object_id| json!({ "object_id": object_id }))
+                    .collect(),
+                Operator::FetchRows | Operator::Aggregate => pecr_adapters::CATALOGUE
+                    .iter()
+                    .map(|view| json!({ "view_id": view.view_id }))
+                    .collect(),
+                Operator::Search | Operator::Redact => vec![json!({})],
+            };
+            for params in candidates {
+                let call = Call::new(operator.name(), params);
+                let fields = pecr_adapters::policy_input_fields(&call.params);
+                let decision = self
+                    .decide_operator(
+                        caller,
+                        session,
+                        operator.name(),
+                        &call.params_hash,
+                        call.params_bytes,
+                        &fields,
+                    )
+                    .await?;
+                if decision.allow {
+                    usable.push(operator);
+                    break;
+                }
+            }
+        }
+        Ok(usable)
+    }
+}
+
 /// A call of a batch whose params are valid; a bad call fails alone.
 fn parse_call(call: RequestedCall) -> PecrResult<Call> {
     let params = crate::validate::batch_call(&call.op_name, &call.params)?;

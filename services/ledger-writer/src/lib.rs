@@ -332,6 +332,7 @@ impl Service for App {
             readiness,
             rest: None,
             pages: None,
+            in_process: None,
             metrics_guard: None,
             registry: self.metrics.registry(),
             callers: Some(self.callers),

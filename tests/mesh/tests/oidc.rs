@@ -727,3 +727,100 @@ async fn rate_limits_are_per_tenant_not_per_principal_id() {
         "rate limit exceeded for session creation"
     );
 }
+
+/// A JSON-RPC request to `/mcp` of `base` with the MCP transport's headers.
+async fn mcp_post(
+    base: &str,
+    authorization: Option<&str>,
+    session: Option<&str>,
+    body: &Value,
+) -> pecr_testkit::HttpAnswer {
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    if let Some(value) = authorization {
+        headers.push(("authorization", value));
+    }
+    if let Some(id) = session {
+        headers.push(("mcp-session-id", id));
+    }
+    http_request(
+        "POST",
+        &format!("{base}/mcp"),
+        &headers,
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "oidc-test", "version": "1"}}})
+}
+
+#[tokio::test]
+async fn mcp_challenges_for_a_bearer_token_and_binds_sessions_to_it() {
+    let (key, _) = keys().await;
+    let issuer = JwksServer::start(jwks(&[&key])).await;
+    let mesh = Mesh::start_with(MeshOptions {
+        gateway: oidc_env(&issuer.url()),
+        controller: oidc_env(&issuer.url()),
+    })
+    .await;
+    let gateway = mesh.gateway.as_ref().expect("gateway").http_url("");
+    let controller = mesh.url("");
+    for base in [&gateway, &controller] {
+        // No token: 401, a Bearer challenge naming the resource document.
+        let refused = mcp_post(base, None, None, &initialize()).await;
+        assert_eq!(refused.status, 401, "{base}: {}", refused.body);
+        assert_eq!(refused.json()["code"], "ERR_AUTH_REQUIRED");
+        let document_url = format!("{base}/.well-known/oauth-protected-resource");
+        let challenge = refused
+            .headers
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(
+            challenge,
+            format!("Bearer resource_metadata=\"{document_url}\"")
+        );
+        // The document names the resource and the issuer.
+        let document = http_request("GET", &document_url, &[], None).await;
+        assert_eq!(document.status, 200, "{}", document.body);
+        assert_eq!(document.json()["resource"], format!("{base}/mcp"));
+        assert_eq!(document.json()["authorization_servers"], json!([ISSUER]));
+        let beside_mcp = http_request("GET", &format!("{document_url}/mcp"), &[], None).await;
+        assert_eq!(beside_mcp.json(), document.json());
+        // A bad token is refused the same way, never echoed.
+        let forged = mcp_post(base, Some("Bearer a.b.c"), None, &initialize()).await;
+        assert_eq!(forged.status, 401);
+        assert_eq!(forged.json()["code"], "ERR_AUTH_INVALID");
+    }
+
+    // dev's token opens a session (and a PECR session); support's token
+    // cannot use it, dev's can.
+    let dev = format!("Bearer {}", key.sign(&claims("dev")));
+    let support = format!("Bearer {}", key.sign(&claims("support")));
+    let opened = mcp_post(&gateway, Some(&dev), None, &initialize()).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let session = opened
+        .headers
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .expect("a session id");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let acknowledged = mcp_post(&gateway, Some(&dev), Some(&session), &initialized).await;
+    assert_eq!(acknowledged.status, 202, "{}", acknowledged.body);
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let foreign = mcp_post(&gateway, Some(&support), Some(&session), &list).await;
+    assert_eq!(foreign.status, 401, "{}", foreign.body);
+    assert_eq!(foreign.json()["code"], "ERR_POLICY_DENIED");
+    assert_eq!(foreign.json()["message"], "invalid session credentials");
+    let own = mcp_post(&gateway, Some(&dev), Some(&session), &list).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert!(own.body.contains("\"fetch_rows\""), "{}", own.body);
+}

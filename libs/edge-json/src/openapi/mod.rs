@@ -5,6 +5,7 @@
 //! properties follow proto declaration order (the order JSON bodies use).
 
 mod http_contract;
+mod json_schema;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -33,6 +34,7 @@ that fails ends with an `error` event whose data is an ErrorResponse. A request 
 refused before the stream starts gets an ErrorResponse with its HTTP status.";
 
 pub use http_contract::ERROR_STATUSES;
+pub(crate) use json_schema::message_schema;
 
 /// `open`: messages whose unknown members the edge ignores, so their
 /// schemas admit additional properties.
@@ -79,6 +81,7 @@ fn tree(pool: &DescriptorPool, services: &[&str], open: &[&str]) -> Result<Node,
         tags.push(Node::map(tag));
     }
 
+    let operator_params = operator_params_extension(pool, &bindings, &mut schemas);
     let operation_ids = operation_ids(&bindings);
     let mut paths: BTreeMap<String, Vec<(usize, Node)>> = BTreeMap::new();
     for (binding, operation_id) in bindings.iter().zip(operation_ids) {
@@ -96,7 +99,7 @@ fn tree(pool: &DescriptorPool, services: &[&str], open: &[&str]) -> Result<Node,
         (path, Node::map(item))
     }));
 
-    let root = Node::map([
+    let mut root = vec![
         ("openapi", Node::str("3.0.3")),
         (
             "info",
@@ -129,8 +132,33 @@ fn tree(pool: &DescriptorPool, services: &[&str], open: &[&str]) -> Result<Node,
                 ("securitySchemes", http_contract::security_schemes()),
             ]),
         ),
-    ]);
-    Ok(root)
+    ];
+    if let Some(extension) = operator_params {
+        root.push(("x-pecr-operator-params", extension));
+    }
+    Ok(Node::map(root))
+}
+
+/// Where operator calls are served, each operator's params schema (its
+/// `(pecr.v1.operator_params)` message) by operator name. An extension
+/// rather than the `params` schema itself: the operators read params
+/// leniently, and a strict body schema would misstate what they accept.
+fn operator_params_extension(
+    pool: &DescriptorPool,
+    bindings: &[Binding],
+    schemas: &mut Schemas,
+) -> Option<Node> {
+    let calls_operators = bindings.iter().any(|binding| {
+        binding.method.input().full_name() == crate::descriptors::CALL_OPERATOR_REQUEST
+    });
+    if !calls_operators {
+        return None;
+    }
+    let entries: Vec<(String, Node)> = crate::descriptors::operator_params(pool)
+        .into_iter()
+        .map(|(operator, message)| (operator, schemas.message_ref(&message)))
+        .collect();
+    Some(Node::Map(entries))
 }
 
 const VERBS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
