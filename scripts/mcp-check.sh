@@ -16,7 +16,7 @@
 # Output: target/mcp-check/ (service logs, the Inspector's answers).
 # Environment (optional):
 #   MCP_CHECK_PORT_BASE      ports BASE+1..3 (gRPC) and BASE+81..83 (HTTP) of
-#                            the mesh (default 24650; outside the ephemeral range)
+#                            the mesh (default 24550; outside the ephemeral range)
 #   MCP_CHECK_DB_ADMIN_URL   admin connection (default postgres on 127.0.0.1:5432)
 #   CARGO_TARGET_DIR         where the debug binaries are (default target/)
 set -euo pipefail
@@ -43,7 +43,7 @@ node22="$npm_bin/node"
 inspector="$npm_bin/mcp-inspector"
 [[ -x "$node22" && -x "$inspector" ]] || die "scripts/npm-tools.sh did not install the MCP Inspector and its Node.js"
 
-scratch_mesh_start "${MCP_CHECK_PORT_BASE:-24650}" MCP_CHECK_PORT_BASE
+scratch_mesh_start "${MCP_CHECK_PORT_BASE:-24550}" MCP_CHECK_PORT_BASE
 gateway="http://$gw_http"
 controller="http://$ct_http"
 
