@@ -135,7 +135,8 @@ start pecr-gateway "${common[@]}" "${oidc[@]}" "${limits[@]}" \
   PECR_GATEWAY_GRPC_ADDR=127.0.0.1:0 PECR_BIND_ADDR=127.0.0.1:0 \
   "PECR_DB_URL=$gateway_url" "PECR_LEDGER_URL=http://$pecr_ledger_writer_grpc" \
   "PECR_LEDGER_TOKEN=$gateway_token" "PECR_FS_CORPUS_PATH=$corpus" \
-  "PECR_POLICY_BUNDLE_DIR=$PECR_ROOT/opa/bundle"
+  "PECR_POLICY_BUNDLE_DIR=$PECR_ROOT/opa/bundle" \
+  'PECR_MCP_SESSION_BUDGET={"max_operator_calls":1000,"max_bytes":0,"max_wallclock_ms":300000,"max_recursion_depth":10}'
 start pecr-controller "${common[@]}" "${oidc[@]}" "${limits[@]}" \
   PECR_CONTROLLER_GRPC_ADDR=127.0.0.1:0 PECR_CONTROLLER_BIND_ADDR=127.0.0.1:0 \
   "PECR_GATEWAY_URL=http://$pecr_gateway_grpc" "PECR_LEDGER_URL=http://$pecr_ledger_writer_grpc" \

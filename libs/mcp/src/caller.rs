@@ -55,7 +55,7 @@ pub(crate) struct Gate {
 }
 
 /// The PECR refusal of a session used by someone else: the gateway's own.
-fn invalid_session_credentials() -> PecrError {
+pub fn invalid_session_credentials() -> PecrError {
     PecrError::new(ErrorCode::PolicyDenied, "invalid session credentials").with_http(401)
 }
 

@@ -1,5 +1,10 @@
 //! Which caller opened each MCP session. A session is bound as a PECR
 //! session is: to its tenant, principal and attribute set.
+//!
+//! The transport's gate checks [`SessionOwners`] before a request reaches a
+//! session; a handler that holds data of its own (the gateway's evidence)
+//! also keeps its [`Owner`] and checks it on every request, so the binding
+//! does not rest on one table's expiry alone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,7 +14,7 @@ use pecr_auth::Principal;
 
 /// Who a session belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Owner {
+pub struct Owner {
     tenant_id: String,
     principal_id: String,
     attrs_hash: String,

@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 pub mod issuer;
+pub mod mcp;
 
 /// Every canary string of the fixtures.
 pub const CANARIES: [&str; 6] = [

@@ -3,7 +3,9 @@
 //! caller × view × operator canary matrix over gRPC and REST, sessions used
 //! across principals and tenants, token prediction, link and traversal
 //! tricks, ledger-writer called without credentials, SQL injection strings
-//! in every name and value, malformed bodies and protobuf, slow clients.
+//! in every name and value, malformed bodies and protobuf, slow clients;
+//! over MCP the same canary matrix, sessions bound to their opener, rebound
+//! hosts, and the bound on open sessions per caller.
 //!
 //! Run by `scripts/security-gate.sh`; ignored by a plain `cargo test`.
 
@@ -13,8 +15,9 @@ use pecr_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
     gateway_service_client::GatewayServiceClient, ledger_service_client::LedgerServiceClient,
 };
+use pecr_security_tests::mcp::{self, McpSession};
 use pecr_security_tests::{ADMIN_DELTA_1, CALLERS, Caller, Gate, INJECTION_BETA, RESTRICTED_ALPHA};
-use pecr_testkit::{HttpAnswer, http_request};
+use pecr_testkit::{HttpAnswer, http_get, http_request};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -1211,5 +1214,263 @@ async fn slow_clients_are_cut_off() {
         .await
         .unwrap_or(false);
         assert!(closed, "{addr} kept a slow client's connection open");
+    }
+}
+
+// -------------------------------------------------------------------- MCP
+
+/// The canary matrix over MCP: every caller × operator probe as a tool call
+/// on the gateway's `/mcp`, the session's evidence resources, `finalize`,
+/// and the controller's `ask` with its progress notifications. Every answer
+/// is recorded whole: results, tool errors, protocol errors, notifications.
+#[tokio::test]
+#[ignore = "security gate attack: run by scripts/security-gate.sh"]
+async fn canary_matrix_over_mcp() {
+    let gate = Gate::from_env();
+    let probes = operator_probes(&gate);
+    let gateway_mcp = format!("{}/mcp", gate.gateway_http);
+    let controller_mcp = format!("{}/mcp", gate.controller_http);
+    for caller in &CALLERS {
+        let authorization = gate.authorization(caller);
+        let (mut session, opened) = McpSession::open(&gateway_mcp, &authorization).await;
+        assert_not_5xx("mcp initialize", &opened);
+        gate.record(caller, "mcp initialize", &opened.body);
+        if !session.id.is_empty() {
+            let listed = session.request("tools/list", json!({})).await;
+            gate.record(caller, "mcp tools/list", &listed.body);
+            let mut cited = Vec::new();
+            for (op_name, params) in &probes {
+                let what = format!("mcp {op_name} {params}");
+                let answer = session.call_tool(op_name, params.clone()).await;
+                assert_not_5xx(&what, &answer);
+                gate.record(caller, &what, &answer.body);
+                let Some(result) = mcp::result(&answer) else {
+                    continue;
+                };
+                if result["isError"] != json!(true) {
+                    let operator_result = &result["structuredContent"]["result"];
+                    if *op_name == "search" {
+                        assert_search_refs_allowed(caller, operator_result);
+                    }
+                    cited.extend(evidence_ids(operator_result));
+                }
+            }
+            let resources = session.request("resources/list", json!({})).await;
+            gate.record(caller, "mcp resources/list", &resources.body);
+            let uris: Vec<String> = mcp::result(&resources)
+                .and_then(|result| result["resources"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|resource| resource["uri"].as_str().map(str::to_owned))
+                .collect();
+            assert_eq!(
+                uris.len(),
+                cited.len(),
+                "{}: one resource per unit received",
+                caller.label()
+            );
+            for uri in uris {
+                let read = session.request("resources/read", json!({"uri": uri})).await;
+                assert_not_5xx("mcp resources/read", &read);
+                gate.record(caller, "mcp resources/read", &read.body);
+            }
+            let claims: Vec<Value> = cited
+                .iter()
+                .take(20)
+                .map(|id| json!({"claim_text": "a cited fact", "status": "SUPPORTED", "evidence_unit_ids": [id]}))
+                .collect();
+            let finalized = session
+                .call_tool(
+                    "finalize",
+                    json!({
+                        "response_text": "answer",
+                        "claim_map": {
+                            "claim_map_id": format!("cm-gate-mcp-{}", ulid::Ulid::new()),
+                            "terminal_mode": "SUPPORTED",
+                            "claims": claims,
+                        },
+                    }),
+                )
+                .await;
+            assert_not_5xx("mcp finalize", &finalized);
+            gate.record(caller, "mcp finalize", &finalized.body);
+            session.close().await;
+        }
+
+        let (mut asking, opened) = McpSession::open(&controller_mcp, &authorization).await;
+        assert_not_5xx("mcp initialize (controller)", &opened);
+        gate.record(caller, "mcp initialize (controller)", &opened.body);
+        if asking.id.is_empty() {
+            continue;
+        }
+        for query in [
+            STATUS_QUESTION,
+            "show the admin note",
+            "restricted document",
+        ] {
+            let answer = asking
+                .request(
+                    "tools/call",
+                    json!({"name": "ask", "arguments": {"query": query}, "_meta": {"progressToken": 1}}),
+                )
+                .await;
+            assert_not_5xx("mcp ask", &answer);
+            gate.record(caller, "mcp ask with progress", &answer.body);
+        }
+        asking.close().await;
+    }
+}
+
+/// An MCP session is its opener's: another tenant, principal or attribute
+/// set holding its id is refused on every method (and cannot end it), the
+/// owner's session and evidence stay as they were, another session of the
+/// owner cannot read them, a rebound `Host` is refused, and an anonymous
+/// caller is challenged to find the issuer.
+#[tokio::test]
+#[ignore = "security gate attack: run by scripts/security-gate.sh"]
+async fn mcp_sessions_are_bound_to_their_caller() {
+    let gate = Gate::from_env();
+    let url = format!("{}/mcp", gate.gateway_http);
+    let (mut owned, _) = McpSession::open(&url, &gate.authorization(&DEV)).await;
+    assert!(!owned.id.is_empty(), "dev opens an MCP session");
+    let fetch = json!({"view_id": "safe_customer_view_admin", "fields": ["admin_note"]});
+    let fetched = owned.call_tool("fetch_rows", fetch.clone()).await;
+    let ids = mcp::result(&fetched)
+        .map(|result| evidence_ids(&result["structuredContent"]["result"]))
+        .unwrap_or_default();
+    assert_eq!(ids.len(), 1, "dev's fetch_rows: {}", fetched.body);
+    let uri = format!("pecr://evidence/{}", ids[0]);
+
+    let intruders = [
+        Caller::new("dev", "tenant-b"),
+        Caller::new("dev", "local").with_dept("sales"),
+        SUPPORT,
+        Caller::new("guest", "local"),
+    ];
+    for intruder in &intruders {
+        let mut stolen = McpSession::join(&url, &gate.authorization(intruder), &owned.id);
+        let attempts = [
+            (
+                "tools/call",
+                stolen.call_tool("fetch_rows", fetch.clone()).await,
+            ),
+            (
+                "resources/read",
+                stolen.request("resources/read", json!({"uri": uri})).await,
+            ),
+            (
+                "resources/list",
+                stolen.request("resources/list", json!({})).await,
+            ),
+            ("DELETE", stolen.close().await),
+        ];
+        for (what, answer) in attempts {
+            let label = format!("{} {what} in dev's MCP session", intruder.label());
+            assert_eq!(answer.status, 401, "{label}: {}", answer.body);
+            assert_eq!(answer.json()["code"], "ERR_POLICY_DENIED", "{label}");
+            gate.record(intruder, &label, &answer.body);
+        }
+    }
+
+    let read = owned.request("resources/read", json!({"uri": uri})).await;
+    let text = mcp::result(&read)
+        .and_then(|result| result["contents"][0]["text"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        text.contains(&ids[0]),
+        "the owner still reads its evidence: {}",
+        read.body
+    );
+
+    let (mut other, _) = McpSession::open(&url, &gate.authorization(&DEV)).await;
+    let elsewhere = other.request("resources/read", json!({"uri": uri})).await;
+    assert!(
+        mcp::result(&elsewhere).is_none(),
+        "another session does not hold it: {}",
+        elsewhere.body
+    );
+    other.close().await;
+
+    let rebound = http_request(
+        "POST",
+        &url,
+        &[
+            ("host", "attacker.example"),
+            ("authorization", &gate.authorization(&DEV)),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-session-id", &owned.id),
+            ("mcp-protocol-version", mcp::PROTOCOL_VERSION),
+        ],
+        Some(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}).to_string()),
+    )
+    .await;
+    assert_eq!(rebound.status, 403, "a rebound Host: {}", rebound.body);
+
+    let anonymous = http_request(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    let challenge = anonymous.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer resource_metadata="),
+        "{challenge}"
+    );
+    let document = http_get(&format!(
+        "{}/.well-known/oauth-protected-resource",
+        gate.gateway_http
+    ))
+    .await;
+    assert_eq!(
+        document.json()["authorization_servers"][0],
+        pecr_security_tests::ISSUER
+    );
+
+    assert_eq!(
+        owned.close().await.status / 100,
+        2,
+        "the owner ends its session"
+    );
+}
+
+/// Opening MCP sessions is bounded per caller: the 33rd open session is
+/// refused with the retryable `ERR_RATE_LIMITED`, and ending one makes room.
+#[tokio::test]
+#[ignore = "security gate attack: run by scripts/security-gate.sh"]
+async fn mcp_sessions_per_caller_are_bounded() {
+    let gate = Gate::from_env();
+    let url = format!("{}/mcp", gate.gateway_http);
+    // An attribute set of its own: no other test's sessions count.
+    let caller = Caller::new("guest", "local").with_dept("mcp-flood");
+    let authorization = gate.authorization(&caller);
+    let mut sessions = Vec::new();
+    for n in 0..pecr_mcp::MAX_SESSIONS_PER_CALLER {
+        let (session, answer) = McpSession::open(&url, &authorization).await;
+        assert!(
+            !session.id.is_empty(),
+            "session {n}: {} {}",
+            answer.status,
+            answer.body
+        );
+        sessions.push(session);
+    }
+    let (refused, answer) = McpSession::open(&url, &authorization).await;
+    assert!(refused.id.is_empty());
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert_eq!(answer.json()["code"], "ERR_RATE_LIMITED");
+    assert_eq!(answer.json()["retryable"], true);
+    let others = McpSession::open(&url, &gate.authorization(&DEV)).await.0;
+    assert!(!others.id.is_empty(), "another caller is not held back");
+    others.close().await;
+    sessions.pop().expect("a session").close().await;
+    let (room, answer) = McpSession::open(&url, &authorization).await;
+    assert!(!room.id.is_empty(), "room after one ended: {}", answer.body);
+    room.close().await;
+    for session in sessions {
+        session.close().await;
     }
 }

@@ -13,7 +13,7 @@ use pecr_mcp::rmcp::model::{
 use pecr_mcp::rmcp::service::RequestContext;
 use pecr_mcp::rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use pecr_mcp::tool_result::{contract_json, status_error, success, tool_error};
-use pecr_mcp::{Caller, caller_of, in_process};
+use pecr_mcp::{Caller, Owner, caller_of, in_process, invalid_session_credentials};
 use pecr_proto::v1;
 use pecr_proto::v1::gateway_service_client::GatewayServiceClient;
 use pecr_server::InProcessGrpc;
@@ -36,10 +36,11 @@ pub(crate) struct Shared {
     pub budget: v1::Budget,
 }
 
-/// The PECR session an MCP session opened.
+/// The PECR session an MCP session opened, and who opened it.
 struct PecrSession {
     session_id: String,
     token: String,
+    owner: Owner,
 }
 
 pub(crate) struct GatewayMcp {
@@ -81,10 +82,16 @@ impl GatewayMcp {
         GatewayServiceClient::new(self.shared.grpc.clone())
     }
 
-    fn session(&self) -> Result<&PecrSession, McpError> {
-        self.session
+    /// The session, for its owner only: its evidence is the owner's.
+    fn session(&self, caller: &Caller) -> Result<&PecrSession, McpError> {
+        let session = self
+            .session
             .get()
-            .ok_or_else(|| McpError::invalid_request("the MCP session is not initialized", None))
+            .ok_or_else(|| McpError::invalid_request("the MCP session is not initialized", None))?;
+        if session.owner != Owner::of(&caller.principal) {
+            return Err(protocol_error(&invalid_session_credentials()));
+        }
+        Ok(session)
     }
 
     /// CreateSession for the caller, as a REST client would send it.
@@ -112,6 +119,7 @@ impl GatewayMcp {
         Ok(PecrSession {
             session_id: response.into_inner().session_id,
             token,
+            owner: Owner::of(&caller.principal),
         })
     }
 
@@ -119,16 +127,12 @@ impl GatewayMcp {
     async fn visible_tools(
         &self,
         caller: &Caller,
+        session_id: &str,
     ) -> PecrResult<&Vec<pecr_mcp::rmcp::model::Tool>> {
-        let session_id = self
-            .session
-            .get()
-            .map(|session| session.session_id.clone())
-            .ok_or_else(|| PecrError::invalid_params("the MCP session is not initialized"))?;
         self.tools
             .get_or_try_init(|| async {
                 let core = &self.shared.core;
-                let record = core.sessions.open(&core.ledger, &session_id).await?;
+                let record = core.sessions.open(&core.ledger, session_id).await?;
                 let principal = PrincipalRequest {
                     principal: caller.principal.clone(),
                     request_id: pecr_contracts::ids::new_ulid(),
@@ -145,7 +149,7 @@ impl GatewayMcp {
         op_name: &str,
         arguments: Value,
     ) -> Result<CallToolResult, McpError> {
-        let session = self.session()?;
+        let session = self.session(caller)?;
         let request = v1::CallOperatorRequest {
             op_name: op_name.to_owned(),
             session_id: session.session_id.clone(),
@@ -172,7 +176,7 @@ impl GatewayMcp {
         caller: &Caller,
         arguments: &pecr_mcp::rmcp::model::JsonObject,
     ) -> Result<CallToolResult, McpError> {
-        let session = self.session()?;
+        let session = self.session(caller)?;
         let request = match self
             .shared
             .catalogue
@@ -282,8 +286,9 @@ impl ServerHandler for GatewayMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let caller = caller_of(&context)?;
+        let session = self.session(&caller)?;
         let tools = self
-            .visible_tools(&caller)
+            .visible_tools(&caller, &session.session_id)
             .await
             .map_err(|error| protocol_error(&error))?;
         Ok(ListToolsResult::with_all_items(tools.clone()))
@@ -315,7 +320,7 @@ impl ServerHandler for GatewayMcp {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        caller_of(&context)?;
+        self.session(&caller_of(&context)?)?;
         let shelf = self
             .shelf
             .lock()
@@ -336,7 +341,7 @@ impl ServerHandler for GatewayMcp {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        caller_of(&context)?;
+        self.session(&caller_of(&context)?)?;
         let unit = {
             let shelf = self
                 .shelf
