@@ -2,12 +2,14 @@
 //! owners), then the SDK's Streamable HTTP transport in session mode; the
 //! protected-resource document beside it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use pecr_auth::Authenticator;
 use rmcp::ServerHandler;
+use rmcp::model::ProtocolVersion;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::watch;
@@ -16,6 +18,14 @@ use tokio_util::sync::CancellationToken;
 use crate::caller::{Gate, gate};
 use crate::discovery;
 use crate::owners::SessionOwners;
+
+/// The protocol revisions both servers speak: those with an `initialize`
+/// handshake, since an MCP session is what a PECR session maps to.
+pub fn session_protocol_versions() -> Cow<'static, [ProtocolVersion]> {
+    Cow::Borrowed(ProtocolVersion::known_up_to(
+        &ProtocolVersion::LATEST_WITH_INITIALIZE,
+    ))
+}
 
 /// The path of the MCP endpoint.
 pub const MCP_PATH: &str = "/mcp";

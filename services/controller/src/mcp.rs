@@ -207,9 +207,7 @@ impl ServerHandler for ControllerMcp {
     /// The same revisions as the gateway's server, so one client
     /// configuration fits both.
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
-        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(
-            &ProtocolVersion::LATEST_WITH_INITIALIZE,
-        ))
+        pecr_mcp::session_protocol_versions()
     }
 
     async fn list_tools(

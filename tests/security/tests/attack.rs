@@ -1338,7 +1338,7 @@ async fn mcp_sessions_are_bound_to_their_caller() {
     let ids = mcp::result(&fetched)
         .map(|result| evidence_ids(&result["structuredContent"]["result"]))
         .unwrap_or_default();
-    assert_eq!(ids.len(), 1, "dev's fetch_rows: {}", fetched.body);
+    assert!(!ids.is_empty(), "dev's fetch_rows: {}", fetched.body);
     let uri = format!("pecr://evidence/{}", ids[0]);
 
     let intruders = [

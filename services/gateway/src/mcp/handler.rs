@@ -244,9 +244,7 @@ impl ServerHandler for GatewayMcp {
     /// Sessions are what PECR sessions map to, so only the revisions with
     /// an initialize handshake are spoken.
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
-        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(
-            &ProtocolVersion::LATEST_WITH_INITIALIZE,
-        ))
+        pecr_mcp::session_protocol_versions()
     }
 
     async fn initialize(
