@@ -24,6 +24,8 @@
 #                 when exported, takes over the migrations); no provisioning
 #   PECR_*_ADDR   listen addresses (see README.md / RUNBOOK.md)
 #   PECR_DEV_TLS  1 turns --tls on
+#   PECR_CONTROLLER_ENGINE=rlm (with PECR_RLM_SANDBOX_ACK=1)  builds and runs
+#                 the RLM engine instead of the baseline one
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$PECR_ROOT"
@@ -55,8 +57,12 @@ bin_dir="${CARGO_TARGET_DIR:-$PECR_ROOT/target}/debug"
 # Already running? Start from a clean slate so the ports are free.
 "$PECR_ROOT/scripts/dev-down.sh" --quiet
 
-say "==> building (cargo build --workspace --bins)"
-cargo build --workspace --bins --quiet
+# The RLM engine is a build feature: PECR_CONTROLLER_ENGINE=rlm builds it in
+# (the controller then also wants PECR_RLM_SANDBOX_ACK=1).
+features=()
+[[ "${PECR_CONTROLLER_ENGINE:-}" == rlm ]] && features=(--features pecr-controller/rlm)
+say "==> building (cargo build --workspace --bins ${features[*]})"
+cargo build --workspace --bins --quiet "${features[@]}"
 
 say "==> preparing the ledger database"
 # Per-service database settings, passed to each service only.
