@@ -30,6 +30,7 @@ pub(crate) struct Shared {
     pub mapping: Arc<JsonMapping>,
     pub errors: ErrorRenderer,
     pub max_body_bytes: usize,
+    pub sse_keep_alive: std::time::Duration,
 }
 
 /// One bound RPC with the service that answers it.

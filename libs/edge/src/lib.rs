@@ -61,6 +61,7 @@ mod sse;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -91,13 +92,21 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// Browser origins granted CORS; none by default.
     pub cors: CorsOrigins,
+    /// A streamed (SSE) response silent this long sends a comment line, so
+    /// proxies and load balancers with idle timeouts keep it open.
+    pub sse_keep_alive: Duration,
 }
+
+/// The default [`EdgeConfig::sse_keep_alive`]: under the common 30–60 s
+/// proxy idle timeouts.
+pub const DEFAULT_SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cors: CorsOrigins::None,
+            sse_keep_alive: DEFAULT_SSE_KEEP_ALIVE,
         }
     }
 }
@@ -159,6 +168,7 @@ where
         mapping,
         errors,
         max_body_bytes: config.max_body_bytes,
+        sse_keep_alive: config.sse_keep_alive,
     });
 
     let mut by_path: BTreeMap<String, Vec<Arc<Route<S>>>> = BTreeMap::new();

@@ -6,7 +6,8 @@
 //! `error` event whose data is the `ErrorResponse` a unary route would
 //! answer; a call refused before its first message is answered as a unary
 //! error (JSON, with its HTTP status), so auth and validation look the same
-//! on every route.
+//! on every route. A stream silent for `sse_keep_alive` sends a
+//! `: keep-alive` comment line.
 
 use std::sync::Arc;
 
@@ -19,6 +20,9 @@ use prost_reflect::DynamicMessage;
 use pecr_edge_json::{ERROR_EVENT, EventNames};
 
 use crate::handler::Shared;
+
+/// A comment line: clients ignore it, proxies see the connection in use.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// One SSE event. `data` is single-line JSON, so one `data:` line suffices.
 fn frame(name: &str, data: &[u8]) -> Bytes {
@@ -42,7 +46,13 @@ pub(crate) fn event_stream(
         let (names, shared, method) = (names.clone(), shared.clone(), method.clone());
         async move {
             let mut messages = state?;
-            let (event, next) = match messages.message().await {
+            // `message()` keeps its progress in the stream, so giving up on
+            // it for a comment loses nothing.
+            let received = tokio::time::timeout(shared.sse_keep_alive, messages.message()).await;
+            let Ok(received) = received else {
+                return Some((Ok(Bytes::from_static(KEEP_ALIVE)), Some(messages)));
+            };
+            let (event, next) = match received {
                 Ok(None) => return None,
                 Ok(Some(bytes)) => match encode(&names, &shared, bytes) {
                     Ok(event) => (event, Some(messages)),

@@ -159,6 +159,7 @@ impl Service for App {
             rest: Some(pecr_edge::EdgeConfig {
                 max_body_bytes: MAX_BODY_BYTES,
                 cors: self.cors,
+                ..pecr_edge::EdgeConfig::default()
             }),
             pages: Some(console::router()),
             in_process: Some(in_process),

@@ -330,16 +330,28 @@ fn harness_stream(query: &str) -> Result<Vec<Result<RunStreamResponse, Status>>,
 
 #[tonic::async_trait]
 impl ControllerService for HarnessController {
-    type RunStreamStream =
-        tokio_stream::Iter<std::vec::IntoIter<Result<RunStreamResponse, Status>>>;
+    type RunStreamStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<RunStreamResponse, Status>> + Send>,
+    >;
 
     async fn run_stream(
         &self,
         request: Request<RunStreamRequest>,
     ) -> Result<Response<Self::RunStreamStream>, Status> {
         self.recorder.record("RunStream", &request);
-        let events = harness_stream(&request.into_inner().query)?;
-        let mut response = Response::new(tokio_stream::iter(events));
+        let query = request.into_inner().query;
+        let events = harness_stream(&query)?;
+        // "quiet": each event after a pause, as a slow run's steps come.
+        let pause = match query.as_str() {
+            "quiet" => std::time::Duration::from_millis(300),
+            _ => std::time::Duration::ZERO,
+        };
+        let events =
+            futures_util::StreamExt::then(tokio_stream::iter(events), move |event| async move {
+                tokio::time::sleep(pause).await;
+                event
+            });
+        let mut response = Response::new(Box::pin(events) as Self::RunStreamStream);
         response
             .metadata_mut()
             .insert("x-pecr-trace-id", AsciiMetadataValue::from_static("T-1"));

@@ -889,6 +889,7 @@ async fn the_api_fits_a_service_host() {
     let config = EdgeConfig {
         max_body_bytes: 2 * 1024 * 1024,
         cors: pecr_edge::CorsOrigins::None,
+        sse_keep_alive: std::time::Duration::from_secs(15),
     };
     assert_eq!(config, EdgeConfig::default());
     let authenticate = |secret: Option<&str>| match secret {

@@ -1,9 +1,12 @@
 //! A server-streaming route (`POST /v1/run/stream`) as Server-Sent Events,
 //! read off the wire by a real HTTP client.
 
+use std::time::Duration;
+
+use pecr_edge::EdgeConfig;
 use serde_json::{Value, json};
 
-use crate::client::{Reply, edge};
+use crate::client::{Reply, edge, start};
 
 /// `(event name, data JSON)` of each event of an SSE body.
 fn sse_events(reply: &Reply) -> Vec<(String, Value)> {
@@ -93,4 +96,33 @@ async fn a_stream_that_fails_ends_with_an_error_event() {
     assert_eq!(events[1].0, "error");
     assert_eq!(events[1].1["code"], "ERR_INTERNAL");
     assert_eq!(events[1].1["message"], "internal error");
+}
+
+#[tokio::test]
+async fn a_silent_stream_sends_keep_alive_comments_between_events() {
+    let edge = start(EdgeConfig {
+        sse_keep_alive: Duration::from_millis(100),
+        ..EdgeConfig::default()
+    })
+    .await;
+    // The harness pauses 300 ms before each of the three events.
+    let reply = edge.post("/v1/run/stream", r#"{"query":"quiet"}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let blocks: Vec<&str> = reply.body.split("\n\n").filter(|b| !b.is_empty()).collect();
+    let comments = blocks.iter().filter(|b| **b == ": keep-alive").count();
+    assert!(comments >= 3, "a comment in each pause: {:?}", reply.body);
+    let events: Vec<&str> = blocks
+        .iter()
+        .filter(|b| !b.starts_with(':'))
+        .filter_map(|b| b.lines().next()?.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events, ["step_started", "operator_call", "result"]);
+    assert!(
+        !blocks[0].starts_with("event:"),
+        "the first pause is filled too"
+    );
+
+    // A stream that is never silent that long sends none.
+    let reply = edge.post("/v1/run/stream", r#"{"query":"q"}"#).await;
+    assert!(!reply.body.contains(": keep-alive"), "{}", reply.body);
 }
