@@ -77,6 +77,14 @@ impl Authenticator {
         matches!(self, Self::Oidc(_))
     }
 
+    /// In OIDC mode, the issuer clients get their tokens from.
+    pub fn oidc_issuer(&self) -> Option<&str> {
+        match self {
+            Self::Local(_) => None,
+            Self::Oidc(oidc) => Some(oidc.issuer()),
+        }
+    }
+
     /// In OIDC mode, the caller's `authorization` header (trimmed) to pass
     /// on to the next service (spec 30 §3.3); None in local mode.
     pub fn forwarded_authorization(&self, metadata: &MetadataMap) -> Option<String> {

@@ -17,6 +17,7 @@ use crate::{Principal, header};
 
 /// Verifies bearer tokens and maps their claims to a [`Principal`].
 pub struct OidcAuth {
+    issuer: String,
     claims: ClaimRules,
     validation: Validation,
     jwks: Jwks,
@@ -44,6 +45,7 @@ impl OidcAuth {
         )
         .await?;
         Ok(Self {
+            issuer: settings.issuer.clone(),
             claims: ClaimRules {
                 principal_claim: settings.principal_claim.clone(),
                 tenant: settings.tenant.clone(),
@@ -53,6 +55,11 @@ impl OidcAuth {
             validation: validation(settings),
             jwks,
         })
+    }
+
+    /// The issuer whose tokens are accepted.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, PecrError> {

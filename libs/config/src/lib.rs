@@ -161,11 +161,6 @@ impl std::fmt::Debug for FrontDoor {
 }
 
 impl FrontDoor {
-    /// The issuer clients get tokens from, in OIDC mode.
-    pub fn oidc_issuer(&self) -> Option<String> {
-        self.oidc.as_ref().map(|oidc| oidc.issuer.clone())
-    }
-
     /// Reads `PECR_AUTH_MODE` (and in oidc mode every `PECR_OIDC_*` key),
     /// `PECR_LOCAL_AUTH_SHARED_SECRET` and `PECR_DEV_ALLOW_NONLOCAL_BIND`,
     /// and applies the bind rule to `binds`: oidc mode may bind anywhere

@@ -29,6 +29,10 @@ pub use crate::json::{DecodeError, EncodeError, JsonMapping, parse_body};
 pub use crate::openapi::ERROR_STATUSES;
 pub use crate::rules::{Binding, BodyRule, Segment, bindings};
 
+/// Seconds a Server-Sent Events stream stays silent before the edge sends
+/// a keep-alive comment (the edge's default; the OpenAPI document says it).
+pub const SSE_KEEP_ALIVE_SECS: u64 = 15;
+
 /// Messages whose unknown JSON members are ignored on input, because the
 /// spec keeps them open: the run request's top level (controller §6.1) and
 /// claim maps and claims (gateway §1.5, contracts §1.5). Every other

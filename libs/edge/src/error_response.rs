@@ -82,7 +82,7 @@ impl ErrorRenderer {
         );
         let error = PecrError::invalid_params(message).with_http(status.as_u16());
         let mut response = error.to_error_response();
-        response.detail = refusal.map(refusal_detail);
+        response.detail = refusal.map(DecodeError::detail_json);
         self.error_response(status, &response)
     }
 
@@ -191,18 +191,6 @@ pub(crate) fn render_pecr(error: &PecrError) -> Response {
         Some(renderer) => renderer.pecr(error),
         None => internal_response(),
     }
-}
-
-/// `{"field":"budget.max_bytes","reason":"expected an integer"}`, without
-/// `field` when the body as a whole was refused. Deterministic: the same
-/// request gets the same bytes.
-fn refusal_detail(refusal: &DecodeError) -> String {
-    let mut detail = serde_json::Map::new();
-    if let Some(field) = &refusal.field {
-        detail.insert("field".into(), field.as_str().into());
-    }
-    detail.insert("reason".into(), refusal.reason.as_str().into());
-    serde_json::Value::Object(detail).to_string()
 }
 
 fn internal_response() -> Response {

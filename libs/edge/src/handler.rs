@@ -16,7 +16,6 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use pecr_edge_json::{Binding, BodyRule, DecodeError, EventNames, JsonMapping, parse_body};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, MessageDescriptor, Value};
-use tonic::transport::server::TcpConnectInfo;
 
 use crate::GrpcStack;
 use crate::call;
@@ -83,18 +82,13 @@ where
             Err(rejection) => return errors.rejection(&rejection),
         };
 
-        let mut extensions = tonic::Extensions::new();
-        extensions.insert(crate::RestCall);
-        if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            // Lets loopback rules in the gRPC stack see the REST client.
-            extensions.insert(TcpConnectInfo {
-                local_addr: None,
-                remote_addr: Some(*peer),
-            });
-        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
         let request = tonic::Request::from_parts(
             forwarded_metadata(&parts.headers),
-            extensions,
+            crate::in_process_extensions(peer),
             Bytes::from(message.encode_to_vec()),
         );
         if let Some(names) = &self.events {

@@ -99,7 +99,8 @@ pub struct EdgeConfig {
 
 /// The default [`EdgeConfig::sse_keep_alive`]: under the common 30–60 s
 /// proxy idle timeouts.
-pub const DEFAULT_SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub const DEFAULT_SSE_KEEP_ALIVE: Duration =
+    Duration::from_secs(pecr_edge_json::SSE_KEEP_ALIVE_SECS);
 
 impl Default for EdgeConfig {
     fn default() -> Self {
@@ -145,6 +146,20 @@ impl<S> GrpcStack for S where
 /// in-process code can set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestCall;
+
+/// The extensions of an in-process call: the [`RestCall`] marker, and the
+/// HTTP client's address so loopback rules in the gRPC stack see it.
+pub fn in_process_extensions(peer: Option<std::net::SocketAddr>) -> tonic::Extensions {
+    let mut extensions = tonic::Extensions::new();
+    extensions.insert(RestCall);
+    if let Some(peer) = peer {
+        extensions.insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(peer),
+        });
+    }
+    extensions
+}
 
 /// The REST router for `services` (fully qualified names), answering every
 /// route with an in-process call into `grpc`, typically the service's

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use pecr_edge_json::{DecodeError, JsonMapping, OPEN_MESSAGES, parse_body};
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MessageDescriptor};
+use prost_reflect::{DynamicMessage, FieldDescriptor, MessageDescriptor};
 use rmcp::model::JsonObject;
 use serde_json::Value;
+
+use crate::tool_result::contract_pool;
 
 pub struct ContractArguments {
     mapping: JsonMapping,
@@ -19,18 +21,24 @@ pub struct ContractArguments {
     schema: Arc<JsonObject>,
 }
 
+/// A tool's input schema: `full_name`'s JSON Schema without the
+/// `excluded` fields.
+pub fn input_schema(full_name: &str, excluded: &[&str]) -> Result<Arc<JsonObject>, String> {
+    let pool = contract_pool()?;
+    match pecr_edge_json::json_schema(pool, full_name, excluded).map_err(|err| err.to_string())? {
+        Value::Object(map) => Ok(Arc::new(map)),
+        _ => Err(format!("the schema of {full_name} is not an object")),
+    }
+}
+
 impl ContractArguments {
     /// Arguments shaped as `full_name`'s JSON without the `supplied` fields.
-    pub fn new(pool: &DescriptorPool, full_name: &str, supplied: &[&str]) -> Result<Self, String> {
+    pub fn new(full_name: &str, supplied: &[&str]) -> Result<Self, String> {
+        let pool = contract_pool()?;
         let message = pool
             .get_message_by_name(full_name)
             .ok_or_else(|| format!("{full_name} is not in the contract"))?;
-        let schema = match pecr_edge_json::json_schema(pool, full_name, supplied)
-            .map_err(|err| err.to_string())?
-        {
-            Value::Object(map) => Arc::new(map),
-            _ => return Err(format!("the schema of {full_name} is not an object")),
-        };
+        let schema = input_schema(full_name, supplied)?;
         let supplied = supplied
             .iter()
             .filter_map(|name| message.get_field_by_name(name))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderValue, Method, StatusCode, header};
 use pecr_auth::{Authenticator, Principal};
 use pecr_errors::{ErrorCode, PecrError};
@@ -157,5 +157,5 @@ fn refusal(auth: &Authenticator, error: PecrError, request: &Request) -> Respons
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, value);
     }
-    response.into_response()
+    response
 }

@@ -3,7 +3,6 @@
 //! the client's address for loopback rules.
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::server::TcpConnectInfo;
 
 use crate::Caller;
 
@@ -20,13 +19,9 @@ pub fn request<T>(
             metadata.insert(*key, value);
         }
     }
-    let mut extensions = tonic::Extensions::new();
-    extensions.insert(pecr_edge::RestCall);
-    if let Some(peer) = caller.peer {
-        extensions.insert(TcpConnectInfo {
-            local_addr: None,
-            remote_addr: Some(peer),
-        });
-    }
-    tonic::Request::from_parts(metadata, extensions, message)
+    tonic::Request::from_parts(
+        metadata,
+        pecr_edge::in_process_extensions(caller.peer),
+        message,
+    )
 }

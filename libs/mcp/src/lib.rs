@@ -31,5 +31,5 @@ pub mod tool_result;
 pub use caller::{Caller, MAX_SESSIONS_PER_CALLER, caller_of, invalid_session_credentials};
 pub use owners::Owner;
 pub use rmcp;
-pub use serve::{MCP_PATH, McpSettings, router, session_protocol_versions};
+pub use serve::{MCP_PATH, McpSettings, SESSION_IDLE, router, session_protocol_versions};
 pub use settings::{DEFAULT_ALLOWED_HOSTS, MCP_ALLOWED_HOSTS, read_allowed_hosts};

@@ -27,6 +27,9 @@ pub fn session_protocol_versions() -> Cow<'static, [ProtocolVersion]> {
     ))
 }
 
+/// How long an unused MCP session lives, on both servers.
+pub const SESSION_IDLE: Duration = Duration::from_secs(300);
+
 /// The path of the MCP endpoint.
 pub const MCP_PATH: &str = "/mcp";
 
@@ -42,9 +45,6 @@ pub struct McpSettings {
     pub session_idle: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// The OIDC issuer clients get tokens from (OIDC mode); the
-    /// protected-resource document is served only when set.
-    pub issuer: Option<String>,
 }
 
 /// The `/mcp` router: one `handler()` per MCP session. Sessions end when
@@ -78,6 +78,7 @@ where
     };
     let transport = StreamableHttpService::new(move || Ok(handler()), Arc::new(sessions), config);
 
+    let issuer = auth.oidc_issuer().map(str::to_owned);
     let gate_state = Arc::new(Gate {
         auth,
         // Twice the idle time: an owner is never forgotten before its session.
@@ -88,7 +89,8 @@ where
         // route_layer: only `/mcp` passes the gate; the port's other
         // unknown paths keep their plain 404.
         .route_layer(axum::middleware::from_fn_with_state(gate_state, gate));
-    match settings.issuer {
+    // The protected-resource document names the issuer: OIDC mode only.
+    match issuer {
         Some(issuer) => mcp.merge(discovery::routes(issuer, settings.resource_name)),
         None => mcp,
     }

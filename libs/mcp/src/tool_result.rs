@@ -6,21 +6,26 @@
 
 use std::sync::OnceLock;
 
+use pecr_edge_json::DecodeError;
 use pecr_errors::PecrError;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::Value;
 
-fn pool() -> Option<&'static DescriptorPool> {
-    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).ok())
-        .as_ref()
+/// The contract's descriptors, decoded once for every MCP use.
+pub fn contract_pool() -> Result<&'static DescriptorPool, String> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET).map_err(|err| err.to_string())
+    })
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 /// `message` (of contract type `full_name`) as the REST edge writes it.
 pub fn contract_json<M: Message>(full_name: &str, message: &M) -> Result<Value, PecrError> {
-    let pool = pool().ok_or_else(|| PecrError::internal("descriptor set unavailable"))?;
+    let pool = contract_pool().map_err(|_| PecrError::internal("descriptor set unavailable"))?;
     let descriptor = pool
         .get_message_by_name(full_name)
         .ok_or_else(|| PecrError::internal(format!("{full_name} is not in the contract")))?;
@@ -38,36 +43,55 @@ pub fn tool_error(error: &PecrError) -> CallToolResult {
     result
 }
 
-/// A failed in-process call as a tool error: the status's PECR detail, or
-/// `ERR_INTERNAL` for a status without one (the cause is logged).
-pub fn status_error(status: &tonic::Status) -> CallToolResult {
-    let error = PecrError::from_status_or(status, || {
+/// The PECR error a failed in-process call carries, or `ERR_INTERNAL` for
+/// a status without one (the cause is logged, never shown).
+pub fn pecr_error_of(status: &tonic::Status) -> PecrError {
+    PecrError::from_status_or(status, || {
         tracing::error!(code = ?status.code(), "mcp.call_failed: a status without a PECR detail");
         PecrError::internal("internal error")
-    });
-    tool_error(&error)
+    })
+}
+
+/// A failed in-process call as a tool error.
+pub fn status_error(status: &tonic::Status) -> CallToolResult {
+    tool_error(&pecr_error_of(status))
+}
+
+/// An in-process call's reply as the contract's JSON, or the tool error
+/// its refusal is.
+pub fn reply_json<M: Message>(
+    full_name: &str,
+    reply: Result<tonic::Response<M>, tonic::Status>,
+) -> Result<Value, CallToolResult> {
+    let message = reply.map_err(|status| status_error(&status))?.into_inner();
+    contract_json(full_name, &message).map_err(|error| tool_error(&error))
 }
 
 /// Arguments the contract's decoder refused: `ERR_INVALID_PARAMS` whose
 /// `detail` names the member and why, as the REST edge's 400 does.
-pub fn invalid_arguments(field: Option<&str>, reason: &str) -> CallToolResult {
+pub fn invalid_arguments(refused: &DecodeError) -> CallToolResult {
     let error = PecrError::invalid_params("invalid arguments");
     let mut detail = error.to_error_detail();
-    let mut named = serde_json::Map::new();
-    if let Some(field) = field {
-        named.insert("field".to_owned(), Value::from(field));
-    }
-    named.insert("reason".to_owned(), Value::from(reason));
     if let Some(response) = detail.error.as_mut() {
-        response.detail = Some(Value::Object(named).to_string());
+        response.detail = Some(refused.detail_json());
     }
-    let text = match field {
-        Some(field) => format!("ERR_INVALID_PARAMS: invalid arguments: {field}: {reason}"),
-        None => format!("ERR_INVALID_PARAMS: invalid arguments: {reason}"),
-    };
+    let text = format!("ERR_INVALID_PARAMS: invalid arguments: {refused}");
     let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
     result.structured_content = contract_json("pecr.v1.ErrorDetail", &detail).ok();
     result
+}
+
+/// A short label of an evidence unit (or of its identity, as a run's
+/// cited evidence gives it): its id, source, object and version.
+pub fn evidence_label(unit: &Value) -> String {
+    let text = |key: &str| unit.get(key).and_then(Value::as_str).unwrap_or("?");
+    format!(
+        "evidence {} ({} {} @ {})",
+        text("evidence_unit_id"),
+        text("source_system"),
+        text("object_id"),
+        text("version_id")
+    )
 }
 
 /// A success: `structured` as structured content, `text` for clients (and

@@ -120,7 +120,6 @@ impl Service for App {
         let mcp = mcp::McpParts {
             auth: api.auth.clone(),
             allowed_hosts: config.mcp_allowed_hosts,
-            issuer: config.front_door.oidc_issuer(),
             max_body_bytes: MAX_BODY_BYTES,
         };
         Ok(Self {

@@ -7,7 +7,6 @@
 //! the run stream writes it; the tool's result is the run's answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pecr_errors::PecrError;
 use pecr_mcp::arguments::ContractArguments;
@@ -18,7 +17,9 @@ use pecr_mcp::rmcp::model::{
 };
 use pecr_mcp::rmcp::service::RequestContext;
 use pecr_mcp::rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
-use pecr_mcp::tool_result::{contract_json, invalid_arguments, status_error, success, tool_error};
+use pecr_mcp::tool_result::{
+    contract_json, evidence_label, invalid_arguments, status_error, success, tool_error,
+};
 use pecr_mcp::{Caller, McpSettings, caller_of, in_process};
 use pecr_proto::v1;
 use pecr_proto::v1::controller_service_client::ControllerServiceClient;
@@ -31,14 +32,11 @@ const ASK_DESCRIPTION: &str = "Ask PECR a question: the controller runs a govern
 data access decided by policy, redacted, recorded) and answers with the response text, the \
 claims with their status, the evidence each cites (identities only) and the terminal mode. \
 Send a progressToken to follow the run's steps as progress notifications.";
-/// How long an unused MCP session lives.
-const SESSION_IDLE: Duration = Duration::from_secs(300);
 
 /// What the MCP server is built from.
 pub(crate) struct McpParts {
     pub auth: pecr_auth::Authenticator,
     pub allowed_hosts: Vec<String>,
-    pub issuer: Option<String>,
     pub max_body_bytes: usize,
 }
 
@@ -53,24 +51,20 @@ struct Shared {
 pub(crate) fn routes(parts: McpParts) -> Result<InProcessRoutes, pecr_config::StartupError> {
     let failed =
         |err: String| pecr_config::StartupError::new("ERR_SERVER_FAILED", format!("MCP: {err}"));
-    let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
-        .map_err(|err| failed(err.to_string()))?;
-    let arguments =
-        ContractArguments::new(&pool, "pecr.v1.RunStreamRequest", &[]).map_err(failed)?;
+    let arguments = ContractArguments::new("pecr.v1.RunStreamRequest", &[]).map_err(failed)?;
     let mut ask = Tool::new(ASK, ASK_DESCRIPTION, arguments.schema());
-    ask.annotations = Some(ToolAnnotations::from_raw(
-        None,
-        Some(true),
-        Some(false),
-        Some(false),
-        Some(false),
-    ));
+    ask.annotations = Some(
+        ToolAnnotations::new()
+            .read_only(true)
+            .destructive(false)
+            .idempotent(false)
+            .open_world(false),
+    );
     let settings = McpSettings {
         allowed_hosts: parts.allowed_hosts,
         resource_name: "PECR controller",
-        session_idle: SESSION_IDLE,
+        session_idle: pecr_mcp::SESSION_IDLE,
         max_body_bytes: parts.max_body_bytes,
-        issuer: parts.issuer,
     };
     let auth = parts.auth;
     Ok(Box::new(move |grpc, stopping| {
@@ -178,15 +172,7 @@ fn answer_text(answer: &Value) -> String {
         }
     }
     if let Some(units) = answer["cited_evidence"].as_array() {
-        for unit in units {
-            lines.push(format!(
-                "evidence {} ({} {} @ {})",
-                unit["evidence_unit_id"].as_str().unwrap_or("?"),
-                unit["source_system"].as_str().unwrap_or("?"),
-                unit["object_id"].as_str().unwrap_or("?"),
-                unit["version_id"].as_str().unwrap_or("?")
-            ));
-        }
+        lines.extend(units.iter().map(evidence_label));
     }
     lines.join("\n")
 }
@@ -241,7 +227,7 @@ impl ServerHandler for ControllerMcp {
         {
             Ok(run) => run,
             Err(refused) => {
-                return Ok(invalid_arguments(refused.field.as_deref(), &refused.reason).into());
+                return Ok(invalid_arguments(&refused).into());
             }
         };
         let progress = context.meta.get_progress_token().map(|token| Progress {
@@ -261,10 +247,7 @@ mod tests {
 
     #[test]
     fn ask_takes_the_run_request_and_nothing_else() {
-        let pool = prost_reflect::DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
-            .expect("descriptor set");
-        let arguments =
-            ContractArguments::new(&pool, "pecr.v1.RunStreamRequest", &[]).expect("arguments");
+        let arguments = ContractArguments::new("pecr.v1.RunStreamRequest", &[]).expect("arguments");
         let schema = arguments.schema();
         assert_eq!(schema["required"], json!(["query"]));
         assert_eq!(

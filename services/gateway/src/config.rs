@@ -318,13 +318,14 @@ fn read_mcp_budget(reader: &mut ConfigReader<'_>) -> pecr_contracts::Budget {
             "ERR_INVALID_BUDGET",
             format!("{}: {reason}", env::MCP_SESSION_BUDGET),
         ));
-        serde_json::from_str(env::DEFAULT_MCP_SESSION_BUDGET).unwrap_or(pecr_contracts::Budget {
+        // Never served: the pushed error stops start-up.
+        pecr_contracts::Budget {
             max_operator_calls: 0,
             max_bytes: 0,
             max_wallclock_ms: 0,
             max_recursion_depth: 0,
             max_parallelism: None,
-        })
+        }
     })
 }
 

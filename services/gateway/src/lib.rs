@@ -200,7 +200,6 @@ impl Service for App {
             auth: auth.clone(),
             budget: config.mcp_budget,
             allowed_hosts: config.mcp_allowed_hosts,
-            issuer: config.front_door.oidc_issuer(),
         };
         Ok(Self {
             bound,

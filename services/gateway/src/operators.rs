@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 
+use futures_util::future::try_join_all;
 use pecr_adapters::{Operator, PolicyInputFields, Redaction, SessionScope};
 use pecr_contracts::evidence::EvidenceUnit;
 use pecr_contracts::hash_canonical_json;
@@ -31,6 +32,11 @@ use crate::core::{
 };
 use crate::events::{self, CallOutcome, event};
 use crate::session_state::is_stale;
+
+/// Policy decisions asked together when one request needs many (search's
+/// candidates, the MCP tool list): enough to hide a remote engine's round
+/// trips, few enough not to flood it.
+const POLICY_PROBES_IN_FLIGHT: usize = 8;
 
 fn budget_exceeded() -> PecrError {
     PecrError::new(ErrorCode::BudgetExceeded, "budget exceeded")
@@ -705,10 +711,21 @@ impl Gateway {
             return Ok((result, Vec::new(), true));
         }
         let candidates = self.adapters.search_candidates(params).await?;
+        let probes: Vec<Value> = candidates
+            .object_ids()
+            .map(|object_id| json!({ "object_id": object_id }))
+            .collect();
         let mut readable = HashSet::new();
-        for object_id in candidates.object_ids() {
-            if self.may_read_object(caller, session, object_id).await? {
-                readable.insert(object_id.to_owned());
+        for chunk in probes.chunks(POLICY_PROBES_IN_FLIGHT) {
+            let verdicts =
+                try_join_all(chunk.iter().map(|params| {
+                    self.allows(caller, session, Operator::FetchSpan, params.clone())
+                }))
+                .await?;
+            for (params, allowed) in chunk.iter().zip(verdicts) {
+                if let (true, Some(object_id)) = (allowed, params["object_id"].as_str()) {
+                    readable.insert(object_id.to_owned());
+                }
             }
         }
         let result = candidates.rank(scope, |object_id| readable.contains(object_id));
@@ -716,27 +733,24 @@ impl Gateway {
         Ok((result, Vec::new(), false))
     }
 
-    /// Would policy let the caller `fetch_span` this object?
-    async fn may_read_object(
+    /// Would policy let the caller call `operator` with `params`? Asked
+    /// exactly as the call itself would ask.
+    async fn allows(
         &self,
         caller: &PrincipalRequest,
         session: &v1::SessionRecord,
-        object_id: &str,
+        operator: Operator,
+        params: Value,
     ) -> PecrResult<bool> {
-        let params = json!({ "object_id": object_id });
-        let fields = PolicyInputFields {
-            object_id: Some(object_id.to_owned()),
-            view_id: None,
-            fields_hash: None,
-            filter_fingerprint: None,
-        };
+        let call = Call::new(operator.name(), params);
+        let fields = pecr_adapters::policy_input_fields(&call.params);
         let decision = self
             .decide_operator(
                 caller,
                 session,
-                "fetch_span",
-                &hash_canonical_json(&params),
-                json_len(&params),
+                operator.name(),
+                &call.params_hash,
+                call.params_bytes,
                 &fields,
             )
             .await?;
@@ -805,20 +819,15 @@ impl Gateway {
                     .collect(),
                 Operator::Search | Operator::Redact => vec![json!({})],
             };
-            for params in candidates {
-                let call = Call::new(operator.name(), params);
-                let fields = pecr_adapters::policy_input_fields(&call.params);
-                let decision = self
-                    .decide_operator(
-                        caller,
-                        session,
-                        operator.name(),
-                        &call.params_hash,
-                        call.params_bytes,
-                        &fields,
-                    )
-                    .await?;
-                if decision.allow {
+            // The first chunk with an allowed candidate settles it.
+            for chunk in candidates.chunks(POLICY_PROBES_IN_FLIGHT) {
+                let verdicts = try_join_all(
+                    chunk
+                        .iter()
+                        .map(|params| self.allows(caller, session, operator, params.clone())),
+                )
+                .await?;
+                if verdicts.contains(&true) {
                     usable.push(operator);
                     break;
                 }

@@ -15,7 +15,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pecr_errors::ErrorCode;
 use pecr_mesh_tests::{BUDGET_DEFAULTS, Mesh, MeshOptions, client_for, error_of};
 use pecr_proto::v1::{self, TerminalMode, gateway_service_client::GatewayServiceClient};
-use pecr_testkit::{ServiceProcess, eventually, http_post_json, http_request, workspace_root};
+use pecr_testkit::{
+    ServiceProcess, eventually, http_get, http_post_json, http_request, workspace_root,
+};
 use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
 use rsa::{Generate, PrivateKey};
 use serde_json::{Value, json};
@@ -778,21 +780,16 @@ async fn mcp_challenges_for_a_bearer_token_and_binds_sessions_to_it() {
         assert_eq!(refused.status, 401, "{base}: {}", refused.body);
         assert_eq!(refused.json()["code"], "ERR_AUTH_REQUIRED");
         let document_url = format!("{base}/.well-known/oauth-protected-resource");
-        let challenge = refused
-            .headers
-            .get("www-authenticate")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
         assert_eq!(
-            challenge,
-            format!("Bearer resource_metadata=\"{document_url}\"")
+            refused.header("www-authenticate"),
+            Some(format!("Bearer resource_metadata=\"{document_url}\""))
         );
         // The document names the resource and the issuer.
-        let document = http_request("GET", &document_url, &[], None).await;
+        let document = http_get(&document_url).await;
         assert_eq!(document.status, 200, "{}", document.body);
         assert_eq!(document.json()["resource"], format!("{base}/mcp"));
         assert_eq!(document.json()["authorization_servers"], json!([ISSUER]));
-        let beside_mcp = http_request("GET", &format!("{document_url}/mcp"), &[], None).await;
+        let beside_mcp = http_get(&format!("{document_url}/mcp")).await;
         assert_eq!(beside_mcp.json(), document.json());
         // A bad token is refused the same way, never echoed.
         let forged = mcp_post(base, Some("Bearer a.b.c"), None, &initialize()).await;
@@ -806,12 +803,7 @@ async fn mcp_challenges_for_a_bearer_token_and_binds_sessions_to_it() {
     let support = format!("Bearer {}", key.sign(&claims("support")));
     let opened = mcp_post(&gateway, Some(&dev), None, &initialize()).await;
     assert_eq!(opened.status, 200, "{}", opened.body);
-    let session = opened
-        .headers
-        .get("mcp-session-id")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .expect("a session id");
+    let session = opened.header("mcp-session-id").expect("a session id");
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let acknowledged = mcp_post(&gateway, Some(&dev), Some(&session), &initialized).await;
     assert_eq!(acknowledged.status, 202, "{}", acknowledged.body);

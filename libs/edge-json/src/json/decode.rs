@@ -44,6 +44,19 @@ impl DecodeError {
             reason: reason.into(),
         }
     }
+
+    /// The refusal as an error's `detail`:
+    /// `{"field":"budget.max_bytes","reason":"expected an integer"}`,
+    /// without `field` when the body as a whole was refused. Deterministic:
+    /// the same request gets the same bytes.
+    pub fn detail_json(&self) -> String {
+        let mut detail = serde_json::Map::new();
+        if let Some(field) = &self.field {
+            detail.insert("field".into(), field.as_str().into());
+        }
+        detail.insert("reason".into(), self.reason.as_str().into());
+        serde_json::Value::Object(detail).to_string()
+    }
 }
 
 impl fmt::Display for DecodeError {

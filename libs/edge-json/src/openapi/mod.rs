@@ -31,8 +31,7 @@ const EVENT_STREAM_DESCRIPTION: &str = "Server-Sent Events, one per streamed mes
 `event:` is the name of the oneof member the message sets (`message` for a message \
 that is not one oneof) and `data:` the message as JSON (the schema below). A stream \
 that fails ends with an `error` event whose data is an ErrorResponse. A request \
-refused before the stream starts gets an ErrorResponse with its HTTP status. After 15 s \
-without an event the server sends a `: keep-alive` comment line, which clients ignore.";
+refused before the stream starts gets an ErrorResponse with its HTTP status.";
 
 pub use http_contract::ERROR_STATUSES;
 pub(crate) use json_schema::message_schema;
@@ -265,9 +264,13 @@ fn operation(
     let mut success = vec![(
         "description",
         Node::str(if streamed {
-            EVENT_STREAM_DESCRIPTION
+            format!(
+                "{EVENT_STREAM_DESCRIPTION} After {} s without an event the server sends a \
+                 `: keep-alive` comment line, which clients ignore.",
+                crate::SSE_KEEP_ALIVE_SECS
+            )
         } else {
-            "OK"
+            "OK".to_owned()
         }),
     )];
     if let Some(headers) = http_contract::response_headers(method.full_name()) {

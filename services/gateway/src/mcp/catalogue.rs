@@ -5,12 +5,11 @@
 //! `finalize` are read by the REST edge's own JSON decoder.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use pecr_adapters::Operator;
-use pecr_mcp::arguments::ContractArguments;
-use pecr_mcp::rmcp::model::{JsonObject, Tool, ToolAnnotations};
-use prost_reflect::DescriptorPool;
+use pecr_mcp::arguments::{ContractArguments, input_schema};
+use pecr_mcp::rmcp::model::{Tool, ToolAnnotations};
+use pecr_mcp::tool_result::contract_pool;
 use serde_json::Value;
 
 pub(crate) const FINALIZE: &str = "finalize";
@@ -30,52 +29,40 @@ pub(crate) struct Catalogue {
     finalize_arguments: ContractArguments,
 }
 
-fn schema_object(schema: Value) -> Result<Arc<JsonObject>, String> {
-    match schema {
-        Value::Object(map) => Ok(Arc::new(map)),
-        _ => Err("a schema that is not an object".to_owned()),
-    }
-}
-
 impl Catalogue {
     pub fn new() -> Result<Self, String> {
-        let pool = DescriptorPool::decode(pecr_proto::FILE_DESCRIPTOR_SET)
-            .map_err(|err| err.to_string())?;
         let mut operators = BTreeMap::new();
-        for (name, message) in pecr_edge_json::operator_params(&pool) {
+        for (name, message) in pecr_edge_json::operator_params(contract_pool()?) {
             let operator = Operator::parse(&name)
                 .ok_or_else(|| format!("{} describes no operator", message.full_name()))?;
-            let schema = pecr_edge_json::json_schema(&pool, message.full_name(), &[])
-                .map_err(|err| err.to_string())?;
+            let schema = input_schema(message.full_name(), &[])?;
             let description = schema
                 .get("description")
                 .and_then(Value::as_str)
                 .unwrap_or(operator.name())
                 .to_owned();
-            let mut tool = Tool::new(operator.name(), description, schema_object(schema)?);
+            let mut tool = Tool::new(operator.name(), description, schema);
             // Operators read; the ledger records the call, nothing else changes.
-            tool.annotations = Some(ToolAnnotations::from_raw(
-                None,
-                Some(true),
-                Some(false),
-                None,
-                Some(false),
-            ));
+            tool.annotations = Some(
+                ToolAnnotations::new()
+                    .read_only(true)
+                    .destructive(false)
+                    .open_world(false),
+            );
             operators.insert(operator, tool);
         }
         if let Some(missing) = Operator::ALL.iter().find(|op| !operators.contains_key(op)) {
             return Err(format!("{} has no params message", missing.name()));
         }
-        let finalize_arguments =
-            ContractArguments::new(&pool, FINALIZE_REQUEST, &FINALIZE_FROM_SESSION)?;
+        let finalize_arguments = ContractArguments::new(FINALIZE_REQUEST, &FINALIZE_FROM_SESSION)?;
         let mut finalize = Tool::new(FINALIZE, FINALIZE_DESCRIPTION, finalize_arguments.schema());
-        finalize.annotations = Some(ToolAnnotations::from_raw(
-            None,
-            Some(false),
-            Some(false),
-            Some(false),
-            Some(false),
-        ));
+        finalize.annotations = Some(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(false)
+                .open_world(false),
+        );
         Ok(Self {
             operators,
             finalize,
@@ -102,6 +89,7 @@ impl Catalogue {
 
 #[cfg(test)]
 mod tests {
+    use pecr_mcp::rmcp::model::JsonObject;
     use serde_json::json;
 
     use super::*;

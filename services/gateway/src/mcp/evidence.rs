@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use pecr_mcp::tool_result::evidence_label;
 use serde_json::Value;
 
 pub(crate) const URI_PREFIX: &str = "pecr://evidence/";
@@ -56,18 +57,6 @@ impl Shelf {
     }
 }
 
-/// A short label of a unit: its id, source, object and version.
-pub(crate) fn label(unit: &Value) -> String {
-    let text = |key: &str| unit.get(key).and_then(Value::as_str).unwrap_or("?");
-    format!(
-        "evidence {} ({} {} @ {})",
-        text("evidence_unit_id"),
-        text("source_system"),
-        text("object_id"),
-        text("version_id")
-    )
-}
-
 /// The result as text: each unit's label and content, or the JSON of a
 /// result that holds no units (search references, version lists).
 pub(crate) fn render(result: &Value) -> String {
@@ -83,7 +72,7 @@ pub(crate) fn render(result: &Value) -> String {
                 Some(other) => other.to_string(),
                 None => "(content withheld)".to_owned(),
             };
-            format!("{}\n{content}", label(unit))
+            format!("{}\n{content}", evidence_label(unit))
         })
         .collect();
     blocks.join("\n\n")

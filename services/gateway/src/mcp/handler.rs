@@ -12,7 +12,7 @@ use pecr_mcp::rmcp::model::{
 };
 use pecr_mcp::rmcp::service::RequestContext;
 use pecr_mcp::rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use pecr_mcp::tool_result::{contract_json, status_error, success, tool_error};
+use pecr_mcp::tool_result::{contract_json, pecr_error_of, reply_json, success};
 use pecr_mcp::{Caller, Owner, caller_of, in_process, invalid_session_credentials};
 use pecr_proto::v1;
 use pecr_proto::v1::gateway_service_client::GatewayServiceClient;
@@ -63,9 +63,7 @@ fn protocol_error(error: &PecrError) -> McpError {
 }
 
 fn status_protocol_error(status: &tonic::Status) -> McpError {
-    protocol_error(&PecrError::from_status_or(status, || {
-        PecrError::internal("internal error")
-    }))
+    protocol_error(&pecr_error_of(status))
 }
 
 impl GatewayMcp {
@@ -156,13 +154,10 @@ impl GatewayMcp {
             params: arguments.to_string(),
         };
         let request = in_process::request(caller, request, &[(SESSION_TOKEN, &session.token)]);
-        let response = match self.client().call_operator(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => return Ok(status_error(&status)),
-        };
-        let structured = match contract_json("pecr.v1.CallOperatorResponse", &response) {
+        let reply = self.client().call_operator(request).await;
+        let structured = match reply_json("pecr.v1.CallOperatorResponse", reply) {
             Ok(value) => value,
-            Err(error) => return Ok(tool_error(&error)),
+            Err(refused) => return Ok(refused),
         };
         let result = structured.get("result").cloned().unwrap_or(Value::Null);
         if let Ok(mut shelf) = self.shelf.lock() {
@@ -188,22 +183,17 @@ impl GatewayMcp {
                 ..request
             },
             Err(refused) => {
-                return Ok(pecr_mcp::tool_result::invalid_arguments(
-                    refused.field.as_deref(),
-                    &refused.reason,
-                ));
+                return Ok(pecr_mcp::tool_result::invalid_arguments(&refused));
             }
         };
         let request = in_process::request(caller, request, &[(SESSION_TOKEN, &session.token)]);
-        let response = match self.client().finalize(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => return Ok(status_error(&status)),
-        };
-        let structured = match contract_json("pecr.v1.FinalizeResponse", &response) {
+        let reply = self.client().finalize(request).await;
+        let structured = match reply_json("pecr.v1.FinalizeResponse", reply) {
             Ok(value) => value,
-            Err(error) => return Ok(tool_error(&error)),
+            Err(refused) => return Ok(refused),
         };
-        Ok(success(structured.clone(), finalize_text(&structured)))
+        let text = finalize_text(&structured);
+        Ok(success(structured, text))
     }
 }
 
@@ -267,15 +257,17 @@ impl ServerHandler for GatewayMcp {
                 })
             })
             .transpose()?;
-        let opened = self.open(&caller, as_of_time).await?;
-        if self.session.set(opened).is_err() {
-            return Err(McpError::invalid_request(
-                "the session is already initialized",
-                None,
-            ));
+        // Every refusal comes before the PECR session is opened, so none
+        // leaves an orphan session on the ledger.
+        let negotiated = self.negotiate_initialize(&request)?;
+        let already = || McpError::invalid_request("the session is already initialized", None);
+        if self.session.initialized() {
+            return Err(already());
         }
-        context.peer.set_peer_info(request.clone());
-        self.negotiate_initialize(&request)
+        let opened = self.open(&caller, as_of_time).await?;
+        self.session.set(opened).map_err(|_| already())?;
+        context.peer.set_peer_info(request);
+        Ok(negotiated)
     }
 
     async fn list_tools(
@@ -326,7 +318,7 @@ impl ServerHandler for GatewayMcp {
         let resources = shelf
             .all()
             .map(|(uri, unit)| {
-                let mut resource = Resource::new(uri, evidence::label(unit));
+                let mut resource = Resource::new(uri, pecr_mcp::tool_result::evidence_label(unit));
                 resource.mime_type = Some("application/json".to_owned());
                 resource
             })

@@ -14,15 +14,12 @@ mod evidence;
 mod handler;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pecr_mcp::McpSettings;
 use pecr_server::InProcessRoutes;
 
 use crate::core::Gateway;
 
-/// How long an unused MCP session lives.
-pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(300);
 /// Largest MCP request body (as the REST edge's).
 const MAX_BODY_BYTES: usize = crate::MAX_BODY_BYTES;
 
@@ -32,7 +29,6 @@ pub(crate) struct McpParts {
     pub auth: pecr_auth::Authenticator,
     pub budget: pecr_contracts::Budget,
     pub allowed_hosts: Vec<String>,
-    pub issuer: Option<String>,
 }
 
 /// `/mcp` (and the protected-resource document in OIDC mode), built on the
@@ -44,9 +40,8 @@ pub(crate) fn routes(parts: McpParts) -> Result<InProcessRoutes, pecr_config::St
     let settings = McpSettings {
         allowed_hosts: parts.allowed_hosts,
         resource_name: "PECR gateway",
-        session_idle: SESSION_IDLE,
+        session_idle: pecr_mcp::SESSION_IDLE,
         max_body_bytes: MAX_BODY_BYTES,
-        issuer: parts.issuer,
     };
     let auth = parts.auth;
     let core = parts.core;
