@@ -44,10 +44,16 @@ mesh_ports() {
   lw_grpc="127.0.0.1:$((base + 3))"; lw_http="127.0.0.1:$((base + 83))"
 }
 
-# Running and not yet a zombie (kill -0 also succeeds on a zombie).
-alive() { [[ "$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]; }
+# proc_stat PID AWK_EXPR: AWK_EXPR over the fields of /proc/PID/stat after
+# the command name (which may hold spaces): $1 state, $12 utime, $13 stime,
+# $14 cutime, $15 cstime (proc(5)'s field N is $(N-2)). Fails when PID is gone.
+proc_stat() { awk '{ sub(/^.*\) /, ""); print '"$2"' }' "/proc/$1/stat" 2>/dev/null; }
 
-# Stops every service started with `start`: TERM, 10 s grace, then KILL.
+# Running and not yet a zombie (kill -0 also succeeds on a zombie).
+alive() { [[ "$(proc_stat "$1" '$1')" =~ ^[^ZX]$ ]]; }
+
+# Stops every service started with `start`: TERM, 10 s grace, then KILL; they
+# are then forgotten, so the next `start` begins a new list.
 stop_services() {
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -56,6 +62,7 @@ stop_services() {
     alive "$pid" && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
   done
+  pids=()
 }
 
 # start NAME HTTP_ADDR KEY=VALUE...: runs a release binary with exactly these
@@ -85,10 +92,13 @@ start() {
   die "$name did not answer ${start_probe:-/readyz} in 60 s"
 }
 
-# CPU ticks (user + system) of one process, of all PostgreSQL processes (the
-# gateway bench), of the PostgreSQL processes serving one database, and of the
-# machine (total, idle).
-ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU ticks (user + system) of one process, of one process with its children
+# it has waited for (Suite 7: the RLM engine's bridge is a Python child of the
+# controller, started and reaped once per run, and its CPU is the engine's), of
+# all PostgreSQL processes (the gateway bench), of the PostgreSQL processes
+# serving one database, and of the machine (total, idle).
+ticks_of() { proc_stat "$1" '$12 + $13' || echo 0; }
+ticks_with_children_of() { proc_stat "$1" '$12 + $13 + $14 + $15' || echo 0; }
 postgres_ticks() {
   local total=0 p
   for p in /proc/[0-9]*; do

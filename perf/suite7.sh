@@ -46,9 +46,8 @@
 #           baseline with tolerances a shared machine cannot break by itself:
 #           CPU per request within a factor 2.5, error rate +0.02, terminal-mode
 #           shares ±0.02 (runs, operators), and throughput and p95/p99 only
-#           within a factor 10, latency + 250 ms (runs of the same code
-#           differed by up to 4x, the p99 of fast refusals by 12x, while a
-#           release build ran beside them; CPU per request by 1.6x at most)
+#           within a factor 10, latency + 250 ms (why so wide: perf/README.md,
+#           "The comparison")
 #   --full  release binaries (built first), the benchmark loads of
 #           perf/run-controller-bench.sh and perf/run-gateway-bench.sh, waiting
 #           for a quiet machine before each load; compared with the full
@@ -84,13 +83,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$PECR_ROOT"
 
-usage="usage: perf/suite7.sh [--short|--full]"
 mode=short
 case "$#:${1:-}" in
   0:|1:--short) mode=short ;;
   1:--full) mode=full ;;
-  1:-h | 1:--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) die "$usage" ;;
+  1:-h | 1:--help) usage; exit 0 ;;
+  *) die "usage: perf/suite7.sh [--short|--full]" ;;
 esac
 
 if [[ "$mode" == short ]]; then
@@ -167,7 +165,6 @@ out_dir="$suite_out"
 mesh_configure() {
   local name="$1" engine="$2" gateway_env="$3" controller_env="$4"
   stop_services
-  pids=()
   out_dir="$suite_out/logs/$name"
   mkdir -p "$out_dir"
   PERF_GATEWAY_ENV="$user_gateway_env $gateway_env"
@@ -200,13 +197,6 @@ engine_env() {
   else
     echo "PECR_CONTROLLER_ENGINE=baseline"
   fi
-}
-
-# CPU ticks (user + system) of a process and of its children it has waited
-# for: the RLM engine's bridge is a Python child of the controller, started
-# and reaped once per run, and its CPU is the engine's.
-ticks_with_children_of() {
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 # CPU ticks of the three services at the start of a load; a process
@@ -349,7 +339,6 @@ if [[ "${SUITE7_SKIP_FAULTS:-0}" != "1" ]]; then
 fi
 
 stop_services
-pids=()
 summary="$suite_out/summary.json"
 python3 perf/suite7/summary.py assemble --mode "$mode" --settings "$settings" --loadavg-start "$load_start" \
   --out "$summary" "${scenario_files[@]}"

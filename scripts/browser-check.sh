@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
       shift 2
       ;;
     -h | --help)
-      sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+      usage
       exit 0
       ;;
     *) die "unknown option $1 (scripts/browser-check.sh --help)" ;;

@@ -35,7 +35,7 @@ for arg in "$@"; do
   case "$arg" in
     --tls) tls=1 ;;
     -h | --help)
-      sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+      usage
       exit 0
       ;;
     *) die "unknown option $arg (scripts/dev-up.sh --help)" ;;

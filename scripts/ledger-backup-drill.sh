@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --db-url) url="${2:?--db-url needs a URL}"; shift 2 ;;
     --public-key) verify_args+=(--public-key "${2:?--public-key needs a file}"); shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) printf 'error: unknown argument %s\n' "$1" >&2; exit 2 ;;
   esac
 done

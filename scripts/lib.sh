@@ -6,6 +6,12 @@ PECR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '%s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# usage: the calling script's --help, its header comment (from the line after
+# the shebang to the first line that is not a comment) without the "# ".
+usage() {
+  awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "${BASH_SOURCE[1]}"
+}
+
 # Makes sure a PostgreSQL answers at $1 (a URL); on this machine kind the
 # local server can be started with pg_ctlcluster when it is down.
 ensure_postgres() {

@@ -49,14 +49,14 @@ while [[ $# -gt 0 ]]; do
     --out-dir) out_dir="${2:?--out-dir needs a directory}"; shift 2 ;;
     --source-uri) source_uri="${2:?--source-uri needs a URI}"; shift 2 ;;
     --builder-id) builder_id="${2:?--builder-id needs a URI}"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 [[ -n "$key" ]] || die "--key FILE is required (the Ed25519 release signing key)"
 [[ -r "$key" ]] || die "cannot read the key $key"
 key="$(cd "$(dirname "$key")" && pwd)/$(basename "$key")"
-for tool in git tar gzip openssl sha256sum; do
+for tool in git tar gzip openssl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
 started_on="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -107,9 +107,9 @@ for remap in "${remaps[@]}"; do
   cflags+=("-ffile-prefix-map=$remap")
 done
 build_dir="$PECR_ROOT/target/release-build"
-built=""
+# The flags of a build made here, for the provenance.
+build_flags=()
 if [[ -z "$binaries" ]]; then
-  built=1
   say "==> cargo build --release --locked (into $build_dir)"
   for bin in "${BINARIES[@]}"; do
     # shellcheck disable=SC2086 # CARGO_ARGS holds words on purpose
@@ -120,6 +120,7 @@ if [[ -z "$binaries" ]]; then
   binaries="$build_dir/release"
   how_built="cargo build --release --locked --target-dir target/release-build, per binary:"
   for bin in "${BINARIES[@]}"; do how_built+=" [${CARGO_ARGS[$bin]}]"; done
+  build_flags=(--internal "rustflags=${rustflags[*]}" --internal "cflags=${cflags[*]}")
 else
   say "==> packing the binaries in $binaries (not built here)"
   how_built="not built: packed the binaries in $binaries"
@@ -168,13 +169,12 @@ attest=(--key "$key" --source-uri "$source_uri" --commit "$commit"
   --material "cargo=$(rustup which cargo 2>/dev/null || command -v cargo)"
   --internal "rustc=$rustc_version" --internal "cargo=$cargo_version"
   --internal "target=$target" --internal "sourceDateEpoch=$SOURCE_DATE_EPOCH"
-  --internal "build=$how_built")
+  --internal "build=$how_built" "${build_flags[@]}")
 [[ "$dirty" -eq 0 ]] || attest+=(--dirty)
 # The compiler proper lives in this library; rustc is a small front.
 for driver in "$sysroot"/lib/librustc_driver-*.so; do
   if [[ -f "$driver" ]]; then attest+=(--material "librustc_driver=$driver"); fi
 done
-[[ -z "$built" ]] || attest+=(--internal "rustflags=${rustflags[*]}" --internal "cflags=${cflags[*]}")
 "$binaries/pecr" release attest "$dist" "${attest[@]}" -- "${original_args[@]}"
 
 say "==> checking it with the public key"

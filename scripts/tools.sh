@@ -31,43 +31,24 @@ pins=(
 )
 stamp="$tools/pins.txt"
 
-# openapi-python-client (scripts/openapi-client-check.sh) lives in a venv of
-# its own, .tools/openapi-venv: its pins of httpx, attrs and the like are
-# not schemathesis's. The generated client runs there too (httpx, attrs).
-openapi_pins=("openapi-python-client==0.29.1")
-openapi_venv="$tools/openapi-venv"
-openapi_stamp="$tools/openapi-pins.txt"
-openapi_want="$(printf '%s\n' "${openapi_pins[@]}")"
-install_openapi_client() {
-  [[ -x "$openapi_venv/bin/openapi-python-client" && -f "$openapi_stamp" \
-    && "$(cat "$openapi_stamp")" == "$openapi_want" ]] && return 0
-  python3 -m venv "$openapi_venv" >&2
-  "$openapi_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${openapi_pins[@]}" >&2
-  "$openapi_venv/bin/python" -m pip check >&2
-  "$openapi_venv/bin/openapi-python-client" --version >/dev/null 2>&1 || {
-    echo "tools.sh: openapi-python-client did not install correctly" >&2
+# install_venv DIR STAMP NAME PROBE... -- PIN...: the pins in a venv of their
+# own at DIR, unless STAMP lists exactly them and PROBE's program is in DIR/bin
+# already; after an install, PROBE (a command of DIR/bin) must succeed.
+install_venv() {
+  local dir="$1" stamp="$2" name="$3" probe=() want
+  shift 3
+  while [[ "$1" != -- ]]; do probe+=("$1"); shift; done
+  shift
+  want="$(printf '%s\n' "$@")"
+  [[ -x "$dir/bin/${probe[0]}" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && return 0
+  python3 -m venv "$dir" >&2
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >&2
+  "$dir/bin/python" -m pip check >&2
+  "$dir/bin/${probe[0]}" "${probe[@]:1}" >/dev/null || {
+    echo "tools.sh: $name did not install correctly" >&2
     exit 1
   }
-  printf '%s\n' "$openapi_want" >"$openapi_stamp"
-}
-
-# The official MCP Python SDK (scripts/mcp-check.sh) in a venv of its own,
-# .tools/mcp-venv: its pydantic, httpx and starlette pins are not the other
-# tools'.
-mcp_pins=("mcp==2.3.0")
-mcp_venv="$tools/mcp-venv"
-mcp_stamp="$tools/mcp-pins.txt"
-mcp_want="$(printf '%s\n' "${mcp_pins[@]}")"
-install_mcp_sdk() {
-  [[ -x "$mcp_venv/bin/python" && -f "$mcp_stamp" && "$(cat "$mcp_stamp")" == "$mcp_want" ]] && return 0
-  python3 -m venv "$mcp_venv" >&2
-  "$mcp_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${mcp_pins[@]}" >&2
-  "$mcp_venv/bin/python" -m pip check >&2
-  "$mcp_venv/bin/python" -c 'import mcp.client.streamable_http' || {
-    echo "tools.sh: the MCP Python SDK did not install correctly" >&2
-    exit 1
-  }
-  printf '%s\n' "$mcp_want" >"$mcp_stamp"
+  printf '%s\n' "$want" >"$stamp"
 }
 
 want="$(printf '%s\n' "${pins[@]}")"
@@ -77,8 +58,16 @@ installed() {
   for tool in "${commands[@]}"; do [[ -x "$venv/bin/$tool" ]] || return 1; done
 }
 mkdir -p "$tools"
-install_openapi_client
-install_mcp_sdk
+# openapi-python-client (scripts/openapi-client-check.sh) lives in a venv of
+# its own, .tools/openapi-venv: its pins of httpx, attrs and the like are
+# not schemathesis's. The generated client runs there too (httpx, attrs).
+install_venv "$tools/openapi-venv" "$tools/openapi-pins.txt" openapi-python-client \
+  openapi-python-client --version -- "openapi-python-client==0.29.1"
+# The official MCP Python SDK (scripts/mcp-check.sh) in a venv of its own,
+# .tools/mcp-venv: its pydantic, httpx and starlette pins are not the other
+# tools'.
+install_venv "$tools/mcp-venv" "$tools/mcp-pins.txt" "the MCP Python SDK" \
+  python -c 'import mcp.client.streamable_http' -- "mcp==2.3.0"
 if installed && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$venv/bin"
   exit 0

@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ $# -eq 0 || "$1" == -h || "$1" == --help ]]; then
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  usage
   [[ $# -gt 0 ]] && exit 0 || exit 2
 fi
 

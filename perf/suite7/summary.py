@@ -51,42 +51,39 @@ def cpu_ms_per_request(cpu_file: str, requests_all: int) -> tuple[float | None, 
     return round(services * 1000.0 / clk_tck / requests_all, 4), per
 
 
-def from_k6(raw: dict, expected: set[str]) -> dict:
-    outcomes = {name: int(count) for name, count in (raw.get("outcomes") or {}).items() if count}
-    answers = sum(outcomes.values())
-    unexpected = sum(count for name, count in outcomes.items() if name not in expected)
-    latency = raw.get("latency_ms") or {}
-    duration = float(raw.get("duration_s") or 0.0)
+def figures(answers: int, wrong: int, duration: float, latency: dict, modes: dict, requests_all: int) -> dict:
+    """A scenario's entry from either tool; `_requests_all` (warm-up included) is for the CPU."""
     return {
         "requests": answers,
         "duration_s": duration,
         "throughput_per_s": round(answers / duration, 3) if duration > 0 else 0.0,
         "latency_ms": {q: float(latency.get(q) or 0.0) for q in ("p50", "p95", "p99")},
         # Nothing answered counts as all wrong: a load that measured nothing fails.
-        "error_rate": round(unexpected / answers, 6) if answers else 1.0,
-        "terminal_modes": outcomes,
-        "_requests_all": int(raw.get("iterations_all") or answers),
+        "error_rate": round(wrong / answers, 6) if answers else 1.0,
+        "terminal_modes": modes,
+        "_requests_all": requests_all,
     }
+
+
+def from_k6(raw: dict, expected: set[str]) -> dict:
+    outcomes = {name: int(count) for name, count in (raw.get("outcomes") or {}).items() if count}
+    answers = sum(outcomes.values())
+    unexpected = sum(count for name, count in outcomes.items() if name not in expected)
+    duration = float(raw.get("duration_s") or 0.0)
+    requests_all = int(raw.get("iterations_all") or answers)
+    return figures(answers, unexpected, duration, raw.get("latency_ms") or {}, outcomes, requests_all)
 
 
 def from_loadgen(raw: dict) -> dict:
     ok, failed = int(raw.get("requests") or 0), int(raw.get("errors") or 0)
     answers = ok + failed
-    latency = raw.get("latency_ms") or {}
     duration = float(raw.get("measured_s") or raw.get("duration_s") or 0.0)
     modes = {"OK": ok} if ok else {}
     for code, count in (raw.get("error_codes") or {}).items():
         if count:
             modes[code] = int(count)
-    return {
-        "requests": answers,
-        "duration_s": duration,
-        "throughput_per_s": round(answers / duration, 3) if duration > 0 else 0.0,
-        "latency_ms": {q: float(latency.get(q) or 0.0) for q in ("p50", "p95", "p99")},
-        "error_rate": round(failed / answers, 6) if answers else 1.0,
-        "terminal_modes": modes,
-        "_requests_all": answers + int(raw.get("warmup_requests") or 0),
-    }
+    requests_all = answers + int(raw.get("warmup_requests") or 0)
+    return figures(answers, failed, duration, raw.get("latency_ms") or {}, modes, requests_all)
 
 
 def scenario(args: argparse.Namespace) -> None:
