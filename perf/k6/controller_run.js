@@ -151,8 +151,9 @@ const expected = new Rate('pecr_expected');
 function record(outcome) {
   const known = OUTCOMES.includes(outcome) ? outcome : 'OTHER';
   outcomes.add(1, { outcome: known });
-  expected.add(EXPECTED.includes(known));
-  return EXPECTED.includes(known);
+  const ok = EXPECTED.includes(known);
+  expected.add(ok);
+  return ok;
 }
 
 // The protos come from proto/ (google/api/annotations.proto and

@@ -50,14 +50,37 @@ fn device_and_inode(_metadata: &std::fs::Metadata) -> (u64, u64) {
     (0, 0)
 }
 
+/// The terms of a text ([`pecr_contracts::terms`]): how often each occurs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TermCounts {
+    counts: HashMap<String, u32>,
+    /// How many terms the text holds, repeats counted (BM25's length).
+    pub length: u32,
+}
+
+impl TermCounts {
+    pub(crate) fn of(text: &str) -> Self {
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        let mut length: u32 = 0;
+        for term in pecr_contracts::terms::terms(text) {
+            length = length.saturating_add(1);
+            let count = counts.entry(term).or_default();
+            *count = count.saturating_add(1);
+        }
+        Self { counts, length }
+    }
+
+    /// How often `term` occurs.
+    pub(crate) fn count(&self, term: &str) -> u32 {
+        self.counts.get(term).copied().unwrap_or(0)
+    }
+}
+
 /// What a search needs of one UTF-8 file: its terms to match and rank it,
 /// the hashes of its ref.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IndexedText {
-    /// How often each term ([`pecr_contracts::terms`]) occurs.
-    pub term_counts: HashMap<String, u32>,
-    /// How many terms the file holds, repeats counted (BM25's length).
-    pub length: u32,
+    pub terms: TermCounts,
     /// `sha256_hex` of the bytes: the `version_id` of a whole-file `fetch_span`.
     pub version_id: String,
     /// The `content_hash` of a whole-file unit (of the canonical text).
@@ -67,27 +90,24 @@ pub(crate) struct IndexedText {
 }
 
 impl IndexedText {
-    pub(crate) fn new(text: String) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
+        Self::with_terms(text, TermCounts::of(text))
+    }
+
+    /// `text` with its terms already counted: hashes it.
+    pub(crate) fn with_terms(text: &str, terms: TermCounts) -> Self {
         let bytes = text.as_bytes();
-        let mut term_counts: HashMap<String, u32> = HashMap::new();
-        let mut length: u32 = 0;
-        for term in pecr_contracts::terms::terms(&text) {
-            length = length.saturating_add(1);
-            let count = term_counts.entry(term).or_default();
-            *count = count.saturating_add(1);
-        }
         Self {
-            term_counts,
-            length,
+            terms,
             version_id: pecr_contracts::sha256_hex(bytes),
-            content_hash: pecr_contracts::hashing::text_content_hash(&text),
+            content_hash: pecr_contracts::hashing::text_content_hash(text),
             whole_file: crate::operators::text_span(bytes, 0, bytes.len()),
         }
     }
 
     /// How often `term` occurs.
     pub(crate) fn count(&self, term: &str) -> u32 {
-        self.term_counts.get(term).copied().unwrap_or(0)
+        self.terms.count(term)
     }
 }
 
@@ -159,7 +179,7 @@ fn load_content(entries: &mut [IndexEntry], cap: u64) -> bool {
             Ok(Some(bytes)) => {
                 remaining -= bytes.len() as u64;
                 match String::from_utf8(bytes) {
-                    Ok(text) => FileContent::Text(Arc::new(IndexedText::new(text))),
+                    Ok(text) => FileContent::Text(Arc::new(IndexedText::new(&text))),
                     Err(_) => FileContent::NotText,
                 }
             }
@@ -285,7 +305,7 @@ mod tests {
             panic!("a.txt is text");
         };
         assert_eq!(
-            (text.count("one"), text.count("two"), text.length),
+            (text.count("one"), text.count("two"), text.terms.length),
             (1, 1, 2)
         );
         assert_eq!(text.version_id, pecr_contracts::sha256_hex("one\r\ntwo\n"));

@@ -80,11 +80,6 @@ pub fn claims_from_text(text: &str) -> Vec<DraftClaim> {
         .collect()
 }
 
-/// The subject terms of a text.
-pub fn terms(text: &str) -> BTreeSet<String> {
-    term_set(text)
-}
-
 /// Whether `query` asks what stated facts cannot settle (see
 /// [`BEYOND_EVIDENCE`]; contractions such as "isn't" count as "not").
 fn asks_beyond_evidence(query: &str) -> bool {
@@ -101,7 +96,7 @@ fn asks_beyond_evidence(query: &str) -> bool {
 /// An evidence-backed answer to `query`, or None when the evidence does not
 /// cover every term of the query or the query asks beyond it.
 pub fn evidence_answer(query: &str, units: &[EvidenceUnit]) -> Option<Vec<DraftClaim>> {
-    let wanted = terms(query);
+    let wanted = term_set(query);
     if wanted.is_empty() || asks_beyond_evidence(query) {
         return None;
     }
@@ -147,23 +142,27 @@ pub fn evidence_answer(query: &str, units: &[EvidenceUnit]) -> Option<Vec<DraftC
 /// is not about the row, so it is left out.
 fn vocabulary(unit: &EvidenceUnit) -> BTreeSet<String> {
     let mut words = BTreeSet::new();
-    match unit
-        .span_or_row_spec
-        .get("primary_key")
-        .and_then(Value::as_object)
-    {
+    match row_key(&unit.span_or_row_spec) {
         Some(key) => {
-            for (name, value) in key.iter().filter(|(name, _)| name.as_str() != "tenant_id") {
-                words.extend(terms(name));
-                words.extend(terms(&scalar(value)));
+            for (name, value) in key {
+                words.extend(term_set(name));
+                words.extend(term_set(&scalar(value)));
             }
         }
-        None => words.extend(terms(&unit.object_id)),
+        None => words.extend(term_set(&unit.object_id)),
     }
     if let Some(content) = &unit.content {
-        words.extend(terms(&value_text(content)));
+        words.extend(term_set(&value_text(content)));
     }
     words
+}
+
+/// The columns of a row's primary key that say which row it is: all but
+/// the tenant. None for a unit that is not a row.
+fn row_key(spec: &Value) -> Option<impl Iterator<Item = (&String, &Value)>> {
+    spec.get("primary_key")
+        .and_then(Value::as_object)
+        .map(|key| key.iter().filter(|(name, _)| name.as_str() != "tenant_id"))
 }
 
 /// Keys and scalar values of a JSON value as plain text.
@@ -187,13 +186,9 @@ fn describe(unit: &EvidenceUnit, matched: &BTreeSet<String>) -> String {
         && let Some(Value::Object(fields)) = &unit.content
     {
         let view = spec.get("view_id").and_then(Value::as_str).unwrap_or("row");
-        let key = spec
-            .get("primary_key")
-            .and_then(Value::as_object)
+        let key = row_key(spec)
             .map(|key| {
-                key.iter()
-                    .filter(|(name, _)| name.as_str() != "tenant_id")
-                    .map(|(name, value)| format!("{name} {}", scalar(value)))
+                key.map(|(name, value)| format!("{name} {}", scalar(value)))
                     .collect::<Vec<_>>()
                     .join(", ")
             })
@@ -337,15 +332,6 @@ mod tests {
         assert_eq!(
             default.claims[0].claim_id,
             "76f6a5677446734df3eda2aa42d57412879f6d193d6a276b4f869f5674984851"
-        );
-    }
-
-    #[test]
-    fn query_terms_drop_stopwords_and_fold_plurals() {
-        let terms = terms("What is the customer status and plan tier of customers?");
-        assert_eq!(
-            terms.into_iter().collect::<Vec<_>>(),
-            ["customer", "plan", "status", "tier"]
         );
     }
 

@@ -67,11 +67,9 @@ impl Runner {
         budget: Option<Budget>,
         progress: &Progress,
     ) -> Result<v1::RunResponse, PecrError> {
-        // A supplied budget replaces the defaults entirely.
+        // A supplied budget replaces the defaults entirely. Both are valid:
+        // the request's was checked before the run, the defaults at start-up.
         let budget = budget.unwrap_or(self.settings.budget_defaults);
-        budget
-            .validate()
-            .map_err(|reason| PecrError::invalid_params(format!("invalid budget: {reason}")))?;
         let identity = PrincipalCredential {
             principal_id: principal.principal_id.clone(),
             credential: match authorization {
@@ -212,7 +210,6 @@ impl Runner {
         }
     }
 
-    /// What the engine knows of its run, for the replay bundle.
     /// Counts an RLM run's outcome towards the engine fallback; logs and
     /// counts the switch when this run made it.
     fn count_rlm_outcome(&self, ids: &RunIds, outcome: Result<(), &PecrError>) {
@@ -229,6 +226,7 @@ impl Runner {
         }
     }
 
+    /// What the engine knows of its run, for the replay bundle.
     fn run_record(
         &self,
         engine: EngineMode,

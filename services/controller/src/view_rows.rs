@@ -78,13 +78,20 @@ impl ViewRows {
     pub fn params_for(&self, query: &str) -> Value {
         let terms = term_set(query);
         let keys = self.key_values(query);
-        let named: Vec<&String> = self
+        let field_terms: Vec<(&String, BTreeSet<String>)> = self
             .fields
             .iter()
-            .filter(|field| !term_set(field).is_disjoint(&terms))
+            .map(|field| (field, term_set(field)))
             .collect();
-        let mut explained: BTreeSet<String> =
-            self.fields.iter().flat_map(|f| term_set(f)).collect();
+        let named: Vec<&String> = field_terms
+            .iter()
+            .filter(|(_, its_terms)| !its_terms.is_disjoint(&terms))
+            .map(|(field, _)| *field)
+            .collect();
+        let mut explained: BTreeSet<String> = field_terms
+            .into_iter()
+            .flat_map(|(_, its_terms)| its_terms)
+            .collect();
         if let Some(key) = &self.key {
             explained.extend(term_set(&key.field));
         }
@@ -95,7 +102,10 @@ impl ViewRows {
             self.fields.iter().collect()
         };
         let mut params = json!({ "view_id": self.view_id, "fields": fields });
-        if let (Some(key), [value]) = (&self.key, keys.iter().collect::<Vec<_>>().as_slice()) {
+        if let Some(key) = &self.key
+            && keys.len() == 1
+            && let Some(value) = keys.first()
+        {
             params["filter_spec"] = json!({ key.field.as_str(): value });
         }
         params

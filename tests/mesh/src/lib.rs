@@ -10,7 +10,7 @@ use pecr_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
     gateway_service_client::GatewayServiceClient, ledger_service_client::LedgerServiceClient,
 };
-use pecr_testkit::{ServiceProcess, TestDatabase, credentials, workspace_root};
+use pecr_testkit::{ServiceProcess, TestDatabase, binary_path, credentials, workspace_root};
 use tonic::transport::Channel;
 
 /// The `PECR_BUDGET_DEFAULTS` of the tests (spec 30 §2.2's usual value).
@@ -413,6 +413,21 @@ pub async fn replay(
         .into_inner()
         .bundle
         .unwrap_or_else(|| panic!("replay {run_id} has no bundle"))
+}
+
+/// Runs the `pecr` CLI against the mesh's controller, off the test's
+/// runtime thread: the runtime must keep draining the services' logs, or a
+/// service blocks on a full pipe.
+pub async fn pecr(mesh: &Mesh, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(binary_path("pecr"));
+    command
+        .args(["--controller", &mesh.controller.grpc_url()])
+        .args(args)
+        .env_remove("PECR_PRINCIPAL_ID");
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run pecr")
 }
 
 /// What a command printed, stdout then stderr, for assertions and their

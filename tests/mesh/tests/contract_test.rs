@@ -3,25 +3,22 @@
 //! (`support` may not call `redact`), the report names the failing check
 //! and the command exits 1.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use pecr_mesh_tests::{Mesh, assert_no_canary, printed};
-use pecr_testkit::binary_path;
+use pecr_mesh_tests::{Mesh, assert_no_canary, pecr, printed};
 
-fn contract_test(mesh: &Mesh, principal: &str, extra: &[&str]) -> Output {
+async fn contract_test(mesh: &Mesh, principal: &str, extra: &[&str]) -> Output {
     let gateway = mesh.gateway.as_ref().expect("gateway running").grpc_url();
-    Command::new(binary_path("pecr"))
-        .args(["--principal", principal])
-        .args(extra)
-        .args(["contract-test", "--gateway", &gateway])
-        .output()
-        .expect("run pecr")
+    let mut args = vec!["--principal", principal];
+    args.extend_from_slice(extra);
+    args.extend(["contract-test", "--gateway", &gateway]);
+    pecr(mesh, &args).await
 }
 
 #[tokio::test]
 async fn every_operator_meets_the_contract_for_a_principal_allowed_them_all() {
     let mesh = Mesh::start().await;
-    let output = contract_test(&mesh, "dev", &[]);
+    let output = contract_test(&mesh, "dev", &[]).await;
     let report = printed(&output);
     assert!(output.status.success(), "{report}");
     assert!(report.contains(", 0 failed"), "{report}");
@@ -42,7 +39,7 @@ async fn every_operator_meets_the_contract_for_a_principal_allowed_them_all() {
     }
     assert_no_canary("contract-test report", &report);
 
-    let output = contract_test(&mesh, "dev", &["--json"]);
+    let output = contract_test(&mesh, "dev", &["--json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|err| panic!("{err}: {}", printed(&output)));
     assert_eq!(json["failed"], 0);
@@ -52,7 +49,7 @@ async fn every_operator_meets_the_contract_for_a_principal_allowed_them_all() {
 #[tokio::test]
 async fn a_refused_operator_fails_its_check_by_name() {
     let mesh = Mesh::start().await;
-    let output = contract_test(&mesh, "support", &[]);
+    let output = contract_test(&mesh, "support", &[]).await;
     let report = printed(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("✗ redact:"), "{report}");

@@ -5,14 +5,17 @@
 //! process left behind. Needs a controller built with `--features rlm`
 //! (scripts/test.sh builds it so).
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use pecr_errors::ErrorCode;
 use pecr_mesh_tests::{
     Mesh, MeshOptions, as_principal, budget, client_for, error_of, replay, traced_run,
 };
+use pecr_proto::v1::controller_service_client::ControllerServiceClient;
 use pecr_proto::v1::{self, TerminalMode};
 use pecr_testkit::{ServiceProcess, http_get, workspace_root};
+use tonic::transport::Channel;
 
 fn stub(name: &str) -> PathBuf {
     workspace_root().join("tests/mesh/fixtures/rlm").join(name)
@@ -51,6 +54,23 @@ fn own_path(script: PathBuf, dir: &str) -> PathBuf {
 /// Trace ids are ULIDs; one per run keeps ledger lookups apart.
 fn trace(n: u8) -> String {
     format!("01JR5M00000000000000000{n:03}")
+}
+
+/// Asks `question` as `dev` once per trace number in `traces`: every run
+/// must fail in the bridge (`why` is the panic message when one does not).
+async fn runs_fail_in_the_bridge(
+    client: &mut ControllerServiceClient<Channel>,
+    question: &str,
+    traces: Range<u8>,
+    why: &str,
+) {
+    for n in traces {
+        let status = client
+            .run(traced_run("dev", question, None, &trace(n)))
+            .await
+            .expect_err(why);
+        assert_eq!(error_of(&status).code, ErrorCode::RlmBridgeFailed);
+    }
 }
 
 /// Bridge processes still running from `script`.
@@ -532,13 +552,7 @@ async fn repeated_bridge_failures_fall_back_to_the_baseline_engine() {
     )
     .await;
     let mut client = client_for(&guarded).await;
-    for n in 0..2 {
-        let status = client
-            .run(traced_run("dev", question, None, &trace(20 + n)))
-            .await
-            .expect_err("the bridge fails");
-        assert_eq!(error_of(&status).code, ErrorCode::RlmBridgeFailed);
-    }
+    runs_fail_in_the_bridge(&mut client, question, 20..22, "the bridge fails").await;
     assert_eq!(
         metric(&guarded, "pecr_controller_engine_fallback_active").await,
         "pecr_controller_engine_fallback_active 1"
@@ -562,13 +576,13 @@ async fn repeated_bridge_failures_fall_back_to_the_baseline_engine() {
 
     let unguarded = rlm_controller(&mesh, failing.clone(), &[]).await;
     let mut client = client_for(&unguarded).await;
-    for n in 0..3 {
-        let status = client
-            .run(traced_run("dev", question, None, &trace(23 + n)))
-            .await
-            .expect_err("no fallback without the setting");
-        assert_eq!(error_of(&status).code, ErrorCode::RlmBridgeFailed);
-    }
+    runs_fail_in_the_bridge(
+        &mut client,
+        question,
+        23..26,
+        "no fallback without the setting",
+    )
+    .await;
     assert_eq!(
         metric(&unguarded, "pecr_controller_engine_fallback_active").await,
         "pecr_controller_engine_fallback_active 0"

@@ -3,26 +3,24 @@
 //! asking its questions; an expectation the runs do not meet fails with
 //! the difference named, and so does a question nobody asked.
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-use pecr_mesh_tests::{Mesh, printed};
-use pecr_testkit::{binary_path, workspace_root};
+use pecr_mesh_tests::{Mesh, pecr, printed};
+use pecr_testkit::workspace_root;
 
-fn gate(mesh: &Mesh, principal: &str, expect: &std::path::Path, extra: &[&str]) -> Output {
-    Command::new(binary_path("pecr"))
-        .args([
-            "--controller",
-            &mesh.controller.grpc_url(),
-            "--principal",
-            principal,
-            "replays",
-            "gate",
-            "--expect",
-        ])
-        .arg(expect)
-        .args(extra)
-        .output()
-        .expect("run pecr")
+async fn gate(mesh: &Mesh, principal: &str, expect: &Path, extra: &[&str]) -> Output {
+    let expect = expect.to_str().expect("UTF-8 path");
+    let mut args = vec![
+        "--principal",
+        principal,
+        "replays",
+        "gate",
+        "--expect",
+        expect,
+    ];
+    args.extend_from_slice(extra);
+    pecr(mesh, &args).await
 }
 
 #[tokio::test]
@@ -30,7 +28,7 @@ async fn the_committed_expectations_hold_and_a_regression_fails_the_gate() {
     let mesh = Mesh::start().await;
     let committed = workspace_root().join("fixtures/regression/expectations.json");
     for principal in ["dev", "support", "guest"] {
-        let output = gate(&mesh, principal, &committed, &["--ask"]);
+        let output = gate(&mesh, principal, &committed, &["--ask"]).await;
         assert!(output.status.success(), "{principal}: {}", printed(&output));
         assert!(
             printed(&output).contains(", 0 regressions"),
@@ -59,7 +57,7 @@ async fn the_committed_expectations_hold_and_a_regression_fails_the_gate() {
         }
     ]});
     std::fs::write(&changed, set.to_string()).expect("write");
-    let output = gate(&mesh, "dev", &changed, &[]);
+    let output = gate(&mesh, "dev", &changed, &[]).await;
     assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
     let report = printed(&output);
     for expected in [
@@ -76,27 +74,12 @@ async fn the_committed_expectations_hold_and_a_regression_fails_the_gate() {
     }
 
     // --json: the same verdict, machine-readable.
-    let output = gate(&mesh, "dev", &changed, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let output = Command::new(binary_path("pecr"))
-        .args([
-            "--controller",
-            &mesh.controller.grpc_url(),
-            "--principal",
-            "dev",
-            "--json",
-            "replays",
-            "gate",
-            "--expect",
-        ])
-        .arg(&changed)
-        .output()
-        .expect("run pecr");
+    let output = gate(&mesh, "dev", &changed, &["--json"]).await;
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|err| panic!("{err}: {}", printed(&output)));
     assert_eq!(report["regressions"], 2);
 
     // A principal the set does not name is a usage error, not a pass.
-    let output = gate(&mesh, "nobody", &committed, &[]);
+    let output = gate(&mesh, "nobody", &committed, &[]).await;
     assert_eq!(output.status.code(), Some(2), "{}", printed(&output));
 }

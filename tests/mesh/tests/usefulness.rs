@@ -3,15 +3,11 @@
 //! least the score recorded in README.md ("Usefulness"), and no answer
 //! carries a canary.
 
-use std::process::{Command, Output};
-
-use pecr_mesh_tests::{Mesh, MeshOptions, assert_no_canary};
-use pecr_testkit::binary_path;
+use pecr_mesh_tests::{Mesh, MeshOptions, assert_no_canary, pecr};
 use serde_json::Value;
 
-/// The score measured when term-wise search came in (README.md,
-/// "Usefulness": 63.70 before, 95.56 after): lower it only with a reason in
-/// docs/decisions.md.
+/// The baseline's recorded score (README.md, "Usefulness"): lower it only
+/// with a reason in docs/decisions.md.
 const FLOOR: &str = "95.56";
 
 /// Every rate limit off: the set asks each principal dozens of questions.
@@ -25,20 +21,6 @@ fn without_rate_limits() -> MeshOptions {
         ],
         controller: vec![off("PECR_RATE_LIMIT_RUN_PER_WINDOW")],
     }
-}
-
-/// Runs `pecr` off the test's runtime thread: the runtime must keep
-/// draining the services' logs, or a service blocks on a full pipe.
-async fn pecr(mesh: &Mesh, args: &[&str]) -> Output {
-    let mut command = Command::new(binary_path("pecr"));
-    command
-        .args(["--controller", &mesh.controller.grpc_url()])
-        .args(args)
-        .env_remove("PECR_PRINCIPAL_ID");
-    tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("join")
-        .expect("run pecr")
 }
 
 fn text(bytes: &[u8]) -> String {

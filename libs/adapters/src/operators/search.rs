@@ -1,6 +1,6 @@
-//! `search` (gateway spec §5.2, changed as docs/decisions.md "Usefulness"
-//! says): term-wise search over the corpus, ranked by BM25. Returns refs
-//! only: no evidence, no version store, no as_of_time, no redaction.
+//! `search` (gateway spec §5.2; semantics in docs/decisions.md,
+//! "Usefulness"): term-wise search over the corpus, ranked by BM25. Returns
+//! refs only: no evidence, no version store, no as_of_time, no redaction.
 //!
 //! The query and every document are cut into terms
 //! ([`pecr_contracts::terms`]: lower-cased words, stop words dropped,
@@ -33,7 +33,7 @@ use pecr_contracts::hashing::{EvidenceIdentity, evidence_unit_id};
 use pecr_errors::PecrError;
 use serde_json::{Value, json};
 
-use crate::corpus_index::{FileContent, IndexEntry, IndexedText};
+use crate::corpus_index::{FileContent, IndexEntry, IndexedText, TermCounts};
 use crate::fs_corpus::SOURCE_SYSTEM;
 use crate::params::{member, optional_u64, required_str};
 use crate::scope::SessionScope;
@@ -92,6 +92,16 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// `text` as a candidate for `terms`: None when it holds none of them.
+    fn new(object_id: &str, text: Arc<IndexedText>, terms: &[String]) -> Option<Self> {
+        let frequencies: Vec<u32> = terms.iter().map(|term| text.count(term)).collect();
+        frequencies.iter().any(|count| *count > 0).then(|| Self {
+            object_id: object_id.to_owned(),
+            text,
+            frequencies,
+        })
+    }
+
     fn matches(&self, matching: Matching) -> bool {
         match matching {
             Matching::All => self.frequencies.iter().all(|count| *count > 0),
@@ -168,7 +178,7 @@ fn mean_length(collection: &[&Candidate]) -> f64 {
     }
     let total: u64 = collection
         .iter()
-        .map(|candidate| u64::from(candidate.text.length))
+        .map(|candidate| u64::from(candidate.text.terms.length))
         .sum();
     (total as f64 / collection.len() as f64).max(1.0)
 }
@@ -176,7 +186,7 @@ fn mean_length(collection: &[&Candidate]) -> f64 {
 /// The BM25 score of one document: per query term,
 /// `idf · f·(k1+1) / (f + k1·(1 − b + b·len/mean))`.
 fn bm25(candidate: &Candidate, idf: &[f64], mean_length: f64) -> f64 {
-    let length = f64::from(candidate.text.length);
+    let length = f64::from(candidate.text.terms.length);
     let norm = K1 * (1.0 - B + B * length / mean_length);
     candidate
         .frequencies
@@ -197,12 +207,7 @@ pub(crate) async fn candidates(
     let query = required_str(params, "query")?;
     let matching = matching(params)?;
     let limit = limit(params);
-    let mut terms: Vec<String> = Vec::new();
-    for term in pecr_contracts::terms::terms(query) {
-        if !terms.contains(&term) {
-            terms.push(term);
-        }
-    }
+    let terms = query_terms(query);
     if terms.is_empty() {
         return Ok(SearchCandidates {
             terms,
@@ -221,17 +226,10 @@ pub(crate) async fn candidates(
                 if !seen.insert(entry.canonical_id.as_str()) {
                     continue;
                 }
-                let Some(text) = indexed_text(entry)? else {
+                let Some(text) = indexed_text(entry, &wanted)? else {
                     continue;
                 };
-                let frequencies: Vec<u32> = wanted.iter().map(|term| text.count(term)).collect();
-                if frequencies.iter().any(|count| *count > 0) {
-                    found.push(Candidate {
-                        object_id: entry.canonical_id.clone(),
-                        text,
-                        frequencies,
-                    });
-                }
+                found.extend(Candidate::new(&entry.canonical_id, text, &wanted));
             }
             Ok(found)
         })
@@ -242,6 +240,17 @@ pub(crate) async fn candidates(
         limit,
         candidates,
     })
+}
+
+/// The distinct terms of `query`, in query order.
+fn query_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for term in pecr_contracts::terms::terms(query) {
+        if !terms.contains(&term) {
+            terms.push(term);
+        }
+    }
+    terms
 }
 
 /// `search` without policy: every matching document ranks.
@@ -258,14 +267,26 @@ pub(super) async fn run(
 }
 
 /// The entry's text, terms and hashes when it is UTF-8: from the index when
-/// it holds them, else read now.
-fn indexed_text(entry: &IndexEntry) -> Result<Option<Arc<IndexedText>>, io::Error> {
+/// it holds them, else read now. A file read now is hashed only when it
+/// holds a `wanted` term (else None), as an unwatched corpus is read whole
+/// on every search.
+fn indexed_text(
+    entry: &IndexEntry,
+    wanted: &[String],
+) -> Result<Option<Arc<IndexedText>>, io::Error> {
     match &entry.content {
         FileContent::Text(text) => Ok(Some(Arc::clone(text))),
         FileContent::NotText => Ok(None),
-        FileContent::Unread => Ok(String::from_utf8(std::fs::read(&entry.path)?)
-            .ok()
-            .map(|text| Arc::new(IndexedText::new(text)))),
+        FileContent::Unread => {
+            let Ok(text) = String::from_utf8(std::fs::read(&entry.path)?) else {
+                return Ok(None);
+            };
+            let terms = TermCounts::of(&text);
+            if wanted.iter().all(|term| terms.count(term) == 0) {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(IndexedText::with_terms(&text, terms))))
+        }
     }
 }
 
@@ -315,7 +336,7 @@ mod tests {
         // CRLF, a lone CR and a decomposed é: the content hash is of the
         // canonical text, the version id of the bytes.
         for text in ["plain\n", "", "a\r\nb\rc\n", "cafe\u{301}\n"] {
-            let indexed = IndexedText::new(text.to_owned());
+            let indexed = IndexedText::new(text);
             let unit = corpus_unit(
                 &scope,
                 "public/x.txt",
@@ -360,18 +381,12 @@ mod tests {
 
     /// Candidates over in-memory texts, as `candidates` builds them.
     fn search(query: &str, matching: Matching, docs: &[(&str, &str)]) -> SearchCandidates {
-        let terms: Vec<String> = pecr_contracts::terms::term_set(query).into_iter().collect();
+        let terms = query_terms(query);
         let candidates = docs
             .iter()
-            .map(|(object_id, text)| {
-                let text = Arc::new(IndexedText::new((*text).to_owned()));
-                Candidate {
-                    object_id: (*object_id).to_owned(),
-                    frequencies: terms.iter().map(|term| text.count(term)).collect(),
-                    text,
-                }
+            .filter_map(|(object_id, text)| {
+                Candidate::new(object_id, Arc::new(IndexedText::new(text)), &terms)
             })
-            .filter(|candidate| candidate.frequencies.iter().any(|count| *count > 0))
             .collect();
         SearchCandidates {
             terms,
