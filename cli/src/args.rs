@@ -2,6 +2,7 @@
 //! family. Bad values are refused here, so clap reports them (exit 2)
 //! before anything touches the network.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -21,7 +22,7 @@ Exit codes:
      below --min-score, `contract-test` a failed check, `canary guard` a
      fallback, `perf compare` a regression, `release verify` a problem
   2  usage error
-  3  the controller could not be reached
+  3  the controller (for `contract-test`, the gateway) could not be reached
 
 Examples:
   pecr run \"What is the customer status and plan tier?\"
@@ -213,7 +214,7 @@ pub struct GuardArgs {
 
     /// The canary's engine (PECR_CONTROLLER_ENGINE).
     #[arg(long, value_enum)]
-    pub engine: crate::canary::Engine,
+    pub engine: EngineMode,
 
     /// Whether the canary runs with adaptive parallelism
     /// (PECR_CONTROLLER_ADAPTIVE_PARALLELISM_ENABLED).
@@ -457,19 +458,23 @@ pub struct ScorecardsArgs {
 }
 
 /// The engines the contract knows; a validated string on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineMode {
     Baseline,
     Rlm,
 }
 
 impl EngineMode {
-    pub fn as_wire(self) -> String {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Baseline => "baseline",
             Self::Rlm => "rlm",
         }
-        .to_owned()
+    }
+
+    pub fn as_wire(self) -> String {
+        self.as_str().to_owned()
     }
 }
 
@@ -498,6 +503,16 @@ fn metadata_text(text: &str) -> Result<String, String> {
     AsciiMetadataValue::try_from(text)
         .map(|_| text.to_owned())
         .map_err(|_| "must be printable ASCII (it is sent as gRPC metadata)".to_owned())
+}
+
+/// A flag's number, refused with "expected EXPECTED" outside `range`.
+pub fn number_in(raw: &str, range: RangeInclusive<f64>, expected: &str) -> Result<f64, String> {
+    let value: f64 = raw.parse().map_err(|_| format!("not a number: {raw}"))?;
+    if value.is_finite() && range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("expected {expected}"))
+    }
 }
 
 fn finite_number(text: &str) -> Result<f64, String> {

@@ -7,34 +7,22 @@
 //! apply.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::suite7::{Gates, Summary};
+use crate::args::{EngineMode, GuardArgs};
+use crate::client::Failure;
+use crate::json;
+use crate::suite7::{self, Gates, Summary};
 
 /// The controller settings a fallback changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Settings {
     /// `rlm` or `baseline`.
-    pub engine: Engine,
+    pub engine: EngineMode,
     pub adaptive_parallelism: bool,
     pub batch_mode: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Baseline,
-    Rlm,
-}
-
-impl Engine {
-    fn as_str(self) -> &'static str {
-        match self {
-            Engine::Baseline => "baseline",
-            Engine::Rlm => "rlm",
-        }
-    }
 }
 
 /// What the guard decided.
@@ -74,6 +62,27 @@ impl Decision {
     pub fn passed(&self) -> bool {
         self.action == Action::Pass
     }
+}
+
+/// `pecr canary guard`: reads the summary and gates, decides, and writes
+/// the decision wherever the flags ask.
+pub fn run(args: &GuardArgs) -> Result<Decision, Failure> {
+    let summary = suite7::read_summary(&args.summary)?;
+    let gates: Gates = json::read_file(&args.gates, "a set of SLO gates")?;
+    let current = Settings {
+        engine: args.engine,
+        adaptive_parallelism: args.adaptive_enabled,
+        batch_mode: args.batch_enabled,
+    };
+    let decision = decide(&summary, &gates, current);
+    let write = |path: &Option<PathBuf>, text: &str| match path {
+        Some(path) => json::write_file(path, text).map_err(Failure::Output),
+        None => Ok(()),
+    };
+    write(&args.output_json, &json::pretty(&decision)?)?;
+    write(&args.output_md, &markdown(&decision))?;
+    write(&args.output_env, &env_file(&decision))?;
+    Ok(decision)
 }
 
 /// Judges `summary` against `gates` for a canary running with `current`.
@@ -128,11 +137,11 @@ fn fall_back(current: Settings) -> (Action, Settings) {
             },
         );
     }
-    if current.engine == Engine::Rlm {
+    if current.engine == EngineMode::Rlm {
         return (
             Action::SwitchEngineToBaseline,
             Settings {
-                engine: Engine::Baseline,
+                engine: EngineMode::Baseline,
                 ..current
             },
         );
@@ -255,7 +264,7 @@ mod tests {
     }
 
     const ALL_ON: Settings = Settings {
-        engine: Engine::Rlm,
+        engine: EngineMode::Rlm,
         adaptive_parallelism: true,
         batch_mode: true,
     };

@@ -1,5 +1,5 @@
-//! The connection to the controller: channel, identity metadata, one
-//! deadline per invocation, and the sorting of every way a call can fail
+//! The connection to the controller: channel, identity metadata, the
+//! deadline of each call, and the sorting of every way a call can fail
 //! into "could not reach it" (exit 3) and "it said no" (exit 1).
 
 use std::error::Error as _;
@@ -21,8 +21,12 @@ pub type Client = ControllerServiceClient<Channel>;
 /// Why a command did not produce its output.
 #[derive(Debug)]
 pub enum Failure {
-    /// No connection to the controller (exit 3).
-    Unreachable { url: String, cause: String },
+    /// No connection to the controller, or the service a command names (exit 3).
+    Unreachable {
+        service: Service,
+        url: String,
+        cause: String,
+    },
     /// The call failed: the controller's PECR error, or our deadline (exit 1).
     Call(PecrError),
     /// A flag value that cannot be sent (exit 2).
@@ -31,6 +35,23 @@ pub enum Failure {
     Output(String),
 }
 
+/// What a URL points at, named in the message when it cannot be reached.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// `controller`, `gateway`.
+    pub name: &'static str,
+    /// The flag that sets its URL, and the variable behind the flag.
+    pub flag: &'static str,
+    pub env: &'static str,
+}
+
+pub const CONTROLLER: Service = Service {
+    name: "controller",
+    flag: "--controller",
+    env: "PECR_CONTROLLER_URL",
+};
+
+#[derive(Clone)]
 pub struct Controller {
     client: Client,
     metadata: MetadataMap,
@@ -46,7 +67,7 @@ impl Controller {
         let timeout = Duration::from_millis(global.timeout_ms);
         let deadline = Instant::now() + timeout;
         let url = global.controller.clone();
-        let (channel, metadata) = connect_channel(global, &url, deadline).await?;
+        let (channel, metadata) = connect_channel(global, CONTROLLER, &url, deadline).await?;
         Ok(Self {
             client: ControllerServiceClient::new(channel),
             metadata,
@@ -56,21 +77,23 @@ impl Controller {
         })
     }
 
-    /// This connection acting as `principal`, with a deadline of its own,
-    /// so each run of a command that makes many gets the whole timeout.
+    /// This connection with a deadline of its own, so each call of a
+    /// command that makes many gets the whole timeout.
+    pub fn renewed(&self) -> Self {
+        Self {
+            deadline: Instant::now() + self.timeout,
+            ..self.clone()
+        }
+    }
+
+    /// This connection acting as `principal`, with a deadline of its own.
     pub fn as_principal(&self, principal: &str) -> Result<Self, Failure> {
         let value = AsciiMetadataValue::try_from(principal).map_err(|_| {
             Failure::Usage(format!("principal {principal:?} must be printable ASCII"))
         })?;
-        let mut metadata = self.metadata.clone();
-        metadata.insert("x-pecr-principal-id", value);
-        Ok(Self {
-            client: self.client.clone(),
-            metadata,
-            url: self.url.clone(),
-            timeout: self.timeout,
-            deadline: Instant::now() + self.timeout,
-        })
+        let mut renewed = self.renewed();
+        renewed.metadata.insert("x-pecr-principal-id", value);
+        Ok(renewed)
     }
 
     /// Runs one RPC with the identity metadata and what is left of the
@@ -135,6 +158,7 @@ impl Controller {
             && let Some(source) = status.source()
         {
             return Failure::Unreachable {
+                service: CONTROLLER,
                 url: self.url.clone(),
                 cause: chain(source),
             };
@@ -168,26 +192,24 @@ impl Controller {
     }
 }
 
-/// TLS for an https:// controller: the CA to trust (else the system roots),
-/// the client certificate if any, and the name to check. TLS options with
-/// an http:// URL are refused rather than ignored.
 /// A channel to `url` with the global flags' TLS settings, and the identity
 /// metadata every call carries; connected eagerly, within `deadline`.
 pub async fn connect_channel(
     global: &Global,
+    service: Service,
     url: &str,
     deadline: Instant,
 ) -> Result<(Channel, MetadataMap), Failure> {
     let metadata = metadata(global).map_err(Failure::Usage)?;
     let timeout = Duration::from_millis(global.timeout_ms);
     let unreachable = |cause: String| Failure::Unreachable {
+        service,
         url: url.to_owned(),
         cause,
     };
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| unreachable(chain(&err)))?;
-    let endpoint = match tls_config(global, endpoint.uri().scheme_str() == Some("https"))
-        .map_err(Failure::Usage)?
-    {
+    let https = endpoint.uri().scheme_str() == Some("https");
+    let endpoint = match tls_config(global, service, url, https).map_err(Failure::Usage)? {
         Some(tls) => endpoint.tls_config(tls).map_err(|err| {
             Failure::Usage(format!("cannot set up TLS for {url}: {}", chain(&err)))
         })?,
@@ -202,15 +224,23 @@ pub async fn connect_channel(
     Ok((channel, metadata))
 }
 
-fn tls_config(global: &Global, https: bool) -> Result<Option<ClientTlsConfig>, String> {
+/// TLS for an https:// service: the CA to trust (else the system roots),
+/// the client certificate if any, and the name to check. TLS options with
+/// an http:// URL are refused rather than ignored.
+fn tls_config(
+    global: &Global,
+    service: Service,
+    url: &str,
+    https: bool,
+) -> Result<Option<ClientTlsConfig>, String> {
     if !https {
         let given = global.tls_ca.is_some()
             || global.tls_cert.is_some()
             || global.tls_server_name.is_some();
         return if given {
             Err(format!(
-                "the TLS options need an https:// controller URL (got {}); set --controller or PECR_CONTROLLER_URL",
-                global.controller
+                "the TLS options need an https:// {} URL (got {url}); set {} or {}",
+                service.name, service.flag, service.env
             ))
         } else {
             Ok(None)

@@ -13,7 +13,8 @@ use crate::json::JsonWriter;
 use crate::{gate, progress, render};
 
 /// What a command that got its answer prints, and whether the check it
-/// makes passed (`replays verify` and `eval usefulness` make one).
+/// makes passed (`replays verify`, `replays gate`, `eval usefulness`,
+/// `contract-test`, `canary guard` and `perf compare` make one).
 pub struct Output {
     pub text: String,
     pub passed: bool,
@@ -78,9 +79,7 @@ pub async fn execute(
             })?;
             let report = gate::run(&controller, &set, principal, args.limit, args.ask).await?;
             let text = match json {
-                Some(_) => serde_json::to_string(&report)
-                    .map(|line| line + "\n")
-                    .map_err(|err| Failure::Output(err.to_string()))?,
+                Some(_) => crate::json::line(&report)?,
                 None => gate::render(&report),
             };
             return Ok(Output {

@@ -24,7 +24,14 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
 use crate::args::{ContractArgs, Global};
-use crate::client::{Failure, connect_channel};
+use crate::client::{Failure, Service, connect_channel};
+use crate::render;
+
+const GATEWAY: Service = Service {
+    name: "gateway",
+    flag: "--gateway",
+    env: "PECR_GATEWAY_URL",
+};
 
 /// One named check and what it found.
 #[derive(Debug, Serialize)]
@@ -66,7 +73,7 @@ struct Tester {
 pub async fn run(global: &Global, args: &ContractArgs) -> Result<ContractReport, Failure> {
     let timeout = Duration::from_millis(global.timeout_ms);
     let (channel, metadata) =
-        connect_channel(global, &args.gateway, Instant::now() + timeout).await?;
+        connect_channel(global, GATEWAY, &args.gateway, Instant::now() + timeout).await?;
     let mut tester = Tester {
         client: GatewayServiceClient::new(channel),
         metadata,
@@ -158,7 +165,7 @@ impl Tester {
         if reply.terminal_mode != TerminalMode::Supported as i32 {
             return Err(format!(
                 "{op} answered terminal_mode {} (SUPPORTED expected)",
-                reply.terminal_mode
+                render::mode(reply.terminal_mode)
             ));
         }
         serde_json::from_str(&reply.result).map_err(|err| format!("{op} result is not JSON: {err}"))
@@ -200,21 +207,13 @@ impl Tester {
     }
 
     async fn all(&mut self, args: &ContractArgs) {
-        let session = match self.open().await {
-            Ok(session) => {
-                self.record(
-                    "session: CreateSession issues an id, a snapshot and a token",
-                    Ok(()),
-                );
-                session
-            }
-            Err(why) => {
-                self.record(
-                    "session: CreateSession issues an id, a snapshot and a token",
-                    Err(why),
-                );
-                return;
-            }
+        let session = self.open().await;
+        self.record(
+            "session: CreateSession issues an id, a snapshot and a token",
+            session.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let Ok(session) = session else {
+            return;
         };
 
         // search: refs that point at what a whole-file fetch_span returns.
@@ -409,19 +408,14 @@ impl Tester {
                 cited,
             );
         }
-        match self.open().await {
-            Ok(other) => {
-                let uncited = self.finalize(&other, None).await;
-                self.record(
-                    "finalize: an answer citing nothing is not SUPPORTED",
-                    uncited,
-                );
-            }
-            Err(why) => self.record(
-                "finalize: an answer citing nothing is not SUPPORTED",
-                Err(why),
-            ),
-        }
+        let uncited = match self.open().await {
+            Ok(other) => self.finalize(&other, None).await,
+            Err(why) => Err(why),
+        };
+        self.record(
+            "finalize: an answer citing nothing is not SUPPORTED",
+            uncited,
+        );
     }
 
     /// Finalizes with one claim, citing `evidence` when given; checks the
@@ -458,7 +452,10 @@ impl Tester {
         let supported = reply.terminal_mode == TerminalMode::Supported as i32;
         match (evidence.is_some(), supported) {
             (true, true) | (false, false) => Ok(()),
-            (true, false) => Err(format!("cited answer gated {}", reply.terminal_mode)),
+            (true, false) => Err(format!(
+                "cited answer gated {}",
+                render::mode(reply.terminal_mode)
+            )),
             (false, true) => Err("an answer citing nothing was SUPPORTED".into()),
         }
     }

@@ -4,7 +4,7 @@
 //! newest stored run of each question and reports every difference. With
 //! `--ask` it first asks each question once, so CI gates fresh runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use pecr_proto::v1::{GetReplayRequest, ListReplaysRequest, ReplayBundle, RunRequ
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Controller, Failure};
+use crate::usefulness::Source;
 
 /// The expectation file (`fixtures/regression/expectations.json`).
 #[derive(Debug, Deserialize)]
@@ -30,16 +31,9 @@ pub struct Expectation {
     pub terminal_mode: String,
     /// The cited units' sources, in any order.
     #[serde(default)]
-    pub cited_sources: Vec<Source>,
+    pub cited_sources: BTreeSet<Source>,
     /// Every claim's status, in claim order.
     pub claim_statuses: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    pub source_system: String,
-    pub object_id: String,
 }
 
 /// The gate's verdict on one expectation.
@@ -89,24 +83,21 @@ pub async fn run(
             "the expectation set has no question for principal {principal:?}"
         )));
     }
+    // Each call gets the whole --timeout-ms, as the flag says.
     if ask {
         for expectation in &mine {
             let request = RunRequest {
                 query: expectation.question.clone(),
                 budget: None,
             };
-            controller.run_streamed(request, |_| {}).await?;
+            controller.renewed().run_streamed(request, |_| {}).await?;
         }
     }
-    let bundles = newest_bundles(controller, limit).await?;
+    let questions: BTreeSet<&str> = mine.iter().map(|e| e.question.as_str()).collect();
+    let newest = newest_bundles(controller, limit, &questions).await?;
     let results: Vec<Checked> = mine
         .iter()
-        .map(|expectation| {
-            let newest = bundles
-                .iter()
-                .find(|bundle| bundle.query == expectation.question);
-            check(expectation, newest)
-        })
+        .map(|expectation| check(expectation, newest.get(expectation.question.as_str())))
         .collect();
     Ok(GateReport {
         principal: principal.to_owned(),
@@ -116,26 +107,41 @@ pub async fn run(
     })
 }
 
-/// The caller's newest bundles, newest first.
-async fn newest_bundles(controller: &Controller, limit: u32) -> Result<Vec<ReplayBundle>, Failure> {
+/// The newest bundle of each of `questions` among the caller's newest
+/// `limit` runs; bundles are fetched newest first, until each question has
+/// one.
+async fn newest_bundles<'q>(
+    controller: &Controller,
+    limit: u32,
+    questions: &BTreeSet<&'q str>,
+) -> Result<BTreeMap<&'q str, ReplayBundle>, Failure> {
     let request = ListReplaysRequest {
         limit: Some(limit),
         engine_mode: None,
     };
     let listed = controller
+        .renewed()
         .call(request, |mut c, r| async move { c.list_replays(r).await })
         .await?;
-    let mut bundles = Vec::with_capacity(listed.replays.len());
+    let mut newest = BTreeMap::new();
     for metadata in listed.replays {
+        if newest.len() == questions.len() {
+            break;
+        }
         let request = GetReplayRequest {
             run_id: metadata.run_id,
         };
         let replay = controller
+            .renewed()
             .call(request, |mut c, r| async move { c.get_replay(r).await })
             .await?;
-        bundles.extend(replay.bundle);
+        if let Some(bundle) = replay.bundle
+            && let Some(question) = questions.get(bundle.query.as_str())
+        {
+            newest.entry(*question).or_insert(bundle);
+        }
     }
-    Ok(bundles)
+    Ok(newest)
 }
 
 fn check(expectation: &Expectation, bundle: Option<&ReplayBundle>) -> Checked {
@@ -155,23 +161,15 @@ fn check(expectation: &Expectation, bundle: Option<&ReplayBundle>) -> Checked {
             expectation.terminal_mode
         ));
     }
-    let expected: BTreeSet<&Source> = expectation.cited_sources.iter().collect();
-    let cited: BTreeSet<Source> = bundle
-        .cited_evidence
-        .iter()
-        .map(|unit| Source {
-            source_system: unit.source_system.clone(),
-            object_id: unit.object_id.clone(),
-        })
-        .collect();
-    let cited: BTreeSet<&Source> = cited.iter().collect();
+    let expected = &expectation.cited_sources;
+    let cited: BTreeSet<Source> = bundle.cited_evidence.iter().map(Source::from).collect();
     for missing in expected.difference(&cited) {
         differences.push(format!(
             "cited sources: {} {} no longer cited",
             missing.source_system, missing.object_id
         ));
     }
-    for extra in cited.difference(&expected) {
+    for extra in cited.difference(expected) {
         differences.push(format!(
             "cited sources: {} {} cited, not expected",
             extra.source_system, extra.object_id
@@ -231,10 +229,10 @@ mod tests {
             principal: "dev".into(),
             question: "q".into(),
             terminal_mode: "SUPPORTED".into(),
-            cited_sources: vec![Source {
+            cited_sources: BTreeSet::from([Source {
                 source_system: "pg_safeview".into(),
                 object_id: "row/1".into(),
-            }],
+            }]),
             claim_statuses: vec!["SUPPORTED".into()],
         }
     }

@@ -1,10 +1,16 @@
 //! `--json`: messages as the REST contract writes them. The prost message
 //! is re-read as a `DynamicMessage` and written by the edge's own encoder,
 //! so field names, enum names and embedded JSON text match the REST API
-//! byte for byte instead of being a second, hand-kept mapping.
+//! byte for byte instead of being a second, hand-kept mapping. Also the
+//! JSON files the local checks read and write.
+
+use std::path::Path;
 
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde::Serialize;
+
+use crate::client::Failure;
 
 pub struct JsonWriter {
     pool: DescriptorPool,
@@ -33,15 +39,37 @@ impl JsonWriter {
 
 /// Reads a JSON file of type `T` (an input of a local check); a usage error
 /// names the file and what it should have been.
-pub fn read_file<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-    what: &str,
-) -> Result<T, crate::client::Failure> {
-    use crate::client::Failure;
+pub fn read_file<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| Failure::Usage(format!("cannot read {}: {err}", path.display())))?;
     serde_json::from_str(&text)
         .map_err(|err| Failure::Usage(format!("{} is not {what}: {err}", path.display())))
+}
+
+/// A local check's report as one line of JSON, newline included.
+pub fn line<T: Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string(value)
+        .map(|text| text + "\n")
+        .map_err(|err| Failure::Output(err.to_string()))
+}
+
+/// A report as indented JSON for a file, newline included.
+pub fn pretty<T: Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value)
+        .map(|text| text + "\n")
+        .map_err(|err| Failure::Output(err.to_string()))
+}
+
+/// Writes `text` to `path`, creating the folders it needs.
+pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|err| format!("cannot create {}: {err}", parent.display()))?;
+    }
+    std::fs::write(path, text).map_err(|err| format!("cannot write {}: {err}", path.display()))
 }
 
 #[cfg(test)]

@@ -32,13 +32,15 @@ use crate::client::Failure;
 use crate::json::JsonWriter;
 
 /// The controller answered with an error, or the call timed out; also a
-/// check that found a problem (`replays verify`: a replay that differs;
-/// `eval usefulness`: a score below `--min-score`).
-const EXIT_CALL_FAILED: u8 = 1;
+/// check that found a problem: `replays verify` a replay that differs,
+/// `replays gate` a regression, `eval usefulness` a score below
+/// `--min-score`, `contract-test` a failed check, `canary guard` a
+/// fallback, `perf compare` a regression, `release verify` a problem.
+pub(crate) const EXIT_CALL_FAILED: u8 = 1;
 /// A value clap could not check up front (clap itself also exits 2).
-const EXIT_USAGE: u8 = 2;
-/// The controller could not be reached.
-const EXIT_UNREACHABLE: u8 = 3;
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// The controller (for `contract-test`, the gateway) could not be reached.
+pub(crate) const EXIT_UNREACHABLE: u8 = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -51,10 +53,18 @@ async fn main() -> ExitCode {
         }
         Command::ContractTest(args) => return contract_test(&cli.global, args).await,
         Command::Canary(args::CanaryCommand::Guard(args)) => {
-            return canary_guard(cli.global.json, args);
+            return match canary::run(args) {
+                Ok(decision) => verdict(
+                    cli.global.json,
+                    &decision,
+                    canary::render,
+                    decision.passed(),
+                ),
+                Err(failure) => report(failure, None),
+            };
         }
         Command::Release(command) => return release::run(command),
-        Command::Perf(command) => return perf_command(command),
+        Command::Perf(command) => return print(perf::run(command), None),
     };
     let json = if cli.global.json {
         match JsonWriter::new() {
@@ -69,45 +79,7 @@ async fn main() -> ExitCode {
     };
     let label = commands::progress_label(command);
     let call = commands::execute(&cli.global, command, json.as_ref());
-    match progress::track(label, call).await {
-        Ok(output) => {
-            stdout(output.text.as_bytes());
-            if output.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_CALL_FAILED)
-            }
-        }
-        Err(failure) => report(failure, json.as_ref()),
-    }
-}
-
-/// `pecr canary guard`: the decision, written where asked; 1 unless pass.
-fn canary_guard(json: bool, args: &args::GuardArgs) -> ExitCode {
-    let judged = suite7::read_summary(&args.summary).and_then(|summary| {
-        let gates: suite7::Gates = json::read_file(&args.gates, "a set of SLO gates")?;
-        let current = canary::Settings {
-            engine: args.engine,
-            adaptive_parallelism: args.adaptive_enabled,
-            batch_mode: args.batch_enabled,
-        };
-        let decision = canary::decide(&summary, &gates, current);
-        let write = |path: &Option<std::path::PathBuf>, text: String| match path {
-            Some(path) => std::fs::write(path, text)
-                .map_err(|err| Failure::Output(format!("cannot write {}: {err}", path.display()))),
-            None => Ok(()),
-        };
-        let as_json = serde_json::to_string_pretty(&decision)
-            .map_err(|err| Failure::Output(err.to_string()))?;
-        write(&args.output_json, as_json + "\n")?;
-        write(&args.output_md, canary::markdown(&decision))?;
-        write(&args.output_env, canary::env_file(&decision))?;
-        Ok(decision)
-    });
-    match judged {
-        Ok(decision) => verdict(json, &decision, canary::render, decision.passed()),
-        Err(failure) => report(failure, None),
-    }
+    print(progress::track(label, call).await, json.as_ref())
 }
 
 /// `pecr contract-test`: the report, and 1 when any check failed.
@@ -128,30 +100,26 @@ fn verdict<T: serde::Serialize>(
     passed: bool,
 ) -> ExitCode {
     let text = if json {
-        serde_json::to_string(value).map_or_else(|err| format!("{err}\n"), |line| line + "\n")
+        json::line(value)
     } else {
-        readable(value)
+        Ok(readable(value))
     };
-    stdout(text.as_bytes());
-    if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_CALL_FAILED)
-    }
+    print(text.map(|text| commands::Output { text, passed }), None)
 }
 
-/// `pecr perf`: the report, and 1 when a comparison found a regression.
-fn perf_command(command: &perf::PerfCommand) -> ExitCode {
-    match perf::run(command) {
-        Ok(report) => {
-            stdout(report.text.as_bytes());
-            if report.passed {
+/// Prints what a command produced, exit 0 when it passed and 1 when not;
+/// or reports why it produced nothing.
+fn print(result: Result<commands::Output, Failure>, json: Option<&JsonWriter>) -> ExitCode {
+    match result {
+        Ok(output) => {
+            stdout(output.text.as_bytes());
+            if output.passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_CALL_FAILED)
             }
         }
-        Err(failure) => report(failure, None),
+        Err(failure) => report(failure, json),
     }
 }
 
@@ -165,14 +133,18 @@ fn report(failure: Failure, json: Option<&JsonWriter>) -> ExitCode {
             }
             ExitCode::from(EXIT_CALL_FAILED)
         }
-        Failure::Unreachable { url, cause } => {
+        Failure::Unreachable {
+            service,
+            url,
+            cause,
+        } => {
             let error = PecrError::new(
                 ErrorCode::SourceUnavailable,
-                format!("cannot reach the controller at {url}: {cause}"),
+                format!("cannot reach the {} at {url}: {cause}", service.name),
             );
             print_error_json(&error, json);
             // Humans need the hint even in JSON mode; stdout stays pure JSON.
-            eprint!("{}", render::unreachable(&url, &cause));
+            eprint!("{}", render::unreachable(service, &url, &cause));
             ExitCode::from(EXIT_UNREACHABLE)
         }
         Failure::Usage(message) => {
@@ -204,7 +176,7 @@ fn print_error_json(error: &PecrError, json: Option<&JsonWriter>) -> bool {
 
 /// Writes to stdout without `print!`, which panics when a reader such as
 /// `head` has already closed the pipe.
-fn stdout(bytes: &[u8]) {
+pub(crate) fn stdout(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(bytes).and_then(|()| out.flush());
 }

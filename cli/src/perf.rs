@@ -11,16 +11,13 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use crate::args::number_in;
 use crate::client::Failure;
+use crate::commands::Output;
+use crate::json;
 use crate::suite7::{Summary, read_summary};
 
 pub use compare::Tolerances;
-
-/// What a `pecr perf` subcommand prints, and whether it passed.
-pub struct Report {
-    pub text: String,
-    pub passed: bool,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum PerfCommand {
@@ -101,7 +98,7 @@ pub struct MatrixArgs {
 }
 
 /// Runs one `pecr perf` subcommand.
-pub fn run(command: &PerfCommand) -> Result<Report, Failure> {
+pub fn run(command: &PerfCommand) -> Result<Output, Failure> {
     match command {
         PerfCommand::Compare(args) => {
             let baseline = load(&args.baseline)?;
@@ -120,9 +117,9 @@ pub fn run(command: &PerfCommand) -> Result<Report, Failure> {
             )
             .map_err(Failure::Usage)?;
             if let Some(path) = &args.output_json {
-                write(path, &to_json(&comparison)?)?;
+                write(path, &json::pretty(&comparison)?)?;
             }
-            Ok(Report {
+            Ok(Output {
                 text: compare::render(&comparison),
                 passed: comparison.regressions == 0,
             })
@@ -137,7 +134,7 @@ pub fn run(command: &PerfCommand) -> Result<Report, Failure> {
                 matrix::build((&args.baseline, &baseline), &candidates).map_err(Failure::Usage)?;
             let markdown = matrix::markdown(&matrix);
             if let Some(path) = &args.output_json {
-                write(path, &to_json(&matrix)?)?;
+                write(path, &json::pretty(&matrix)?)?;
             }
             if let Some(path) = &args.output_md {
                 write(path, &markdown)?;
@@ -145,10 +142,7 @@ pub fn run(command: &PerfCommand) -> Result<Report, Failure> {
             if let Some(path) = &args.output_svg {
                 write(path, &chart::svg(&matrix))?;
             }
-            Ok(Report {
-                text: markdown,
-                passed: true,
-            })
+            Ok(Output::from(markdown))
         }
     }
 }
@@ -199,49 +193,21 @@ fn check_figures(summary: &Summary) -> Result<(), String> {
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
-    serde_json::to_string_pretty(value)
-        .map(|text| text + "\n")
-        .map_err(|err| Failure::Output(err.to_string()))
-}
-
+/// An output file; one that cannot be written is a usage error (exit 2).
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|err| Failure::Usage(format!("cannot create {}: {err}", parent.display())))?;
-    }
-    std::fs::write(path, text)
-        .map_err(|err| Failure::Usage(format!("cannot write {}: {err}", path.display())))
+    json::write_file(path, text).map_err(Failure::Usage)
 }
 
 fn relative(raw: &str) -> Result<f64, String> {
-    let value: f64 = raw.parse().map_err(|_| format!("not a number: {raw}"))?;
-    if value.is_finite() && (0.0..=100.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err("expected a number in 0..=100 (0.25 = 25 %)".to_owned())
-    }
+    number_in(raw, 0.0..=100.0, "a number in 0..=100 (0.25 = 25 %)")
 }
 
 fn slack(raw: &str) -> Result<f64, String> {
-    let value: f64 = raw.parse().map_err(|_| format!("not a number: {raw}"))?;
-    if value.is_finite() && (0.0..=60_000.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err("expected milliseconds in 0..=60000".to_owned())
-    }
+    number_in(raw, 0.0..=60_000.0, "milliseconds in 0..=60000")
 }
 
 fn share(raw: &str) -> Result<f64, String> {
-    let value: f64 = raw.parse().map_err(|_| format!("not a number: {raw}"))?;
-    if value.is_finite() && (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err("expected a number in 0..=1".to_owned())
-    }
+    number_in(raw, 0.0..=1.0, "a number in 0..=1")
 }
 
 /// `NAME=FILE`; the name labels a column, so it is short plain text.

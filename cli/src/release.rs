@@ -2,7 +2,6 @@
 //! the signing step of `scripts/release.sh` (`attest`). Nothing here calls
 //! the controller.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,12 +9,7 @@ use clap::{Args, Subcommand};
 use pecr_provenance::{BuildFacts, PROVENANCE_FILE, SUMS_FILE, Verified};
 use pecr_signing::{PublicKey, SigningKey};
 
-use crate::time;
-
-/// Verification found a problem.
-const EXIT_FAILED: u8 = 1;
-/// A key or directory that cannot be used.
-const EXIT_USAGE: u8 = 2;
+use crate::{EXIT_CALL_FAILED, EXIT_USAGE, stdout, time};
 
 #[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
@@ -117,7 +111,7 @@ pub fn run(command: &ReleaseCommand) -> ExitCode {
 }
 
 fn verify(args: &VerifyArgs) -> ExitCode {
-    let key = match read_public_key(&args.public_key) {
+    let key = match PublicKey::read_pem_or_hex(&args.public_key) {
         Ok(key) => key,
         Err(err) => return usage(&err),
     };
@@ -126,7 +120,7 @@ fn verify(args: &VerifyArgs) -> ExitCode {
     }
     match pecr_provenance::verify(&args.dir, &key, args.commit.as_deref()) {
         Ok(verified) => {
-            print(&report(&args.dir, &key, &verified, args.commit.is_some()));
+            stdout(report(&args.dir, &key, &verified, args.commit.is_some()).as_bytes());
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -138,21 +132,9 @@ fn verify(args: &VerifyArgs) -> ExitCode {
                 text.push_str(&format!("  - {problem}\n"));
             }
             eprint!("{text}");
-            ExitCode::from(EXIT_FAILED)
+            ExitCode::from(EXIT_CALL_FAILED)
         }
     }
-}
-
-/// PEM, or the 64 hex digits a checkpoint prints.
-fn read_public_key(path: &Path) -> Result<PublicKey, String> {
-    let bytes =
-        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let trimmed = text.trim();
-    if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return PublicKey::from_hex(trimmed).map_err(|err| format!("{}: {err}", path.display()));
-    }
-    PublicKey::from_pem(&bytes).map_err(|err| format!("{}: {err}", path.display()))
 }
 
 fn report(dir: &Path, key: &PublicKey, verified: &Verified, commit_checked: bool) -> String {
@@ -218,17 +200,18 @@ fn attest(args: &AttestArgs) -> ExitCode {
     };
     match pecr_provenance::attest(&args.dir, &key, &facts) {
         Ok(entries) => {
-            print(&format!(
+            let text = format!(
                 "wrote {SUMS_FILE} and {PROVENANCE_FILE} for {} tarballs in {}, signed by {}\n",
                 entries.len(),
                 args.dir.display(),
                 key.public_key().to_hex()
-            ));
+            );
+            stdout(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("error: {err}");
-            ExitCode::from(EXIT_FAILED)
+            ExitCode::from(EXIT_CALL_FAILED)
         }
     }
 }
@@ -236,12 +219,6 @@ fn attest(args: &AttestArgs) -> ExitCode {
 fn usage(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(EXIT_USAGE)
-}
-
-/// Writes to stdout without `print!`, which panics on a closed pipe.
-fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn commit_prefix(text: &str) -> Result<String, String> {
@@ -253,10 +230,9 @@ fn commit_prefix(text: &str) -> Result<String, String> {
 }
 
 fn rfc3339(text: &str) -> Result<String, String> {
-    let is_number = text.bytes().all(|b| b.is_ascii_digit());
-    match time::unix_ms(text) {
-        Ok(_) if !is_number => Ok(text.to_owned()),
-        _ => Err("expected an RFC 3339 time (2026-01-31T12:00:00Z)".to_owned()),
+    match time::rfc3339(text) {
+        Some(_) => Ok(text.to_owned()),
+        None => Err("expected an RFC 3339 time (2026-01-31T12:00:00Z)".to_owned()),
     }
 }
 

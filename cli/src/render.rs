@@ -10,6 +10,8 @@ use pecr_proto::v1::{
     run_stream_response::Event,
 };
 
+use crate::client::Service;
+
 /// Evidence ids are 64 hex chars; 12 are plenty to tell them apart on screen.
 const SHORT_ID: usize = 12;
 
@@ -326,11 +328,13 @@ pub fn error(error: &PecrError) -> String {
     )
 }
 
-pub fn unreachable(url: &str, cause: &str) -> String {
+/// `error: cannot reach the NAME at URL: CAUSE` and where to point instead.
+pub fn unreachable(service: Service, url: &str, cause: &str) -> String {
+    let Service { name, flag, env } = service;
     format!(
-        "error: cannot reach the controller at {url}: {cause}\n\
-         hint: start the local mesh with scripts/dev-up.sh, or point --controller \
-         (PECR_CONTROLLER_URL) at a running controller's gRPC address\n"
+        "error: cannot reach the {name} at {url}: {cause}\n\
+         hint: start the local mesh with scripts/dev-up.sh, or point {flag} \
+         ({env}) at a running {name}'s gRPC address\n"
     )
 }
 

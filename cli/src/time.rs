@@ -14,7 +14,8 @@ pub fn unix_ms(text: &str) -> Result<u64, String> {
     })
 }
 
-fn rfc3339(text: &str) -> Option<u64> {
+/// An RFC 3339 timestamp alone (no surrounding space), as Unix milliseconds.
+pub(crate) fn rfc3339(text: &str) -> Option<u64> {
     let bytes = text.as_bytes();
     if bytes.len() < 20 || !matches!(bytes[10], b'T' | b't' | b' ') {
         return None;

@@ -126,6 +126,19 @@ fn an_unreachable_controller_exits_3_and_says_where() {
 }
 
 #[test]
+fn an_unreachable_gateway_is_named_as_such() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let output = pecr(&["contract-test", "--gateway", &url]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot reach the gateway at {url}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--gateway (PECR_GATEWAY_URL)"), "{stderr}");
+}
+
+#[test]
 fn an_unreachable_controller_in_json_mode_prints_an_error_body() {
     let url = format!("http://127.0.0.1:{}", closed_port());
     let output = Command::new(env!("CARGO_BIN_EXE_pecr"))

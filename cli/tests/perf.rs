@@ -14,6 +14,20 @@ fn pecr(args: &[&str]) -> Output {
         .expect("the pecr binary runs")
 }
 
+/// `pecr perf compare --baseline B --current C`, then `extra`.
+fn compare(baseline: &str, current: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "perf",
+        "compare",
+        "--baseline",
+        baseline,
+        "--current",
+        current,
+    ];
+    args.extend_from_slice(extra);
+    pecr(&args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -67,27 +81,11 @@ fn compare_exits_1_on_a_regression_and_writes_its_verdicts() {
     let slower = write(&dir, "slower.json", &summary("full", 70.0, 45.0));
     let verdicts = dir.join("verdicts.json").display().to_string();
 
-    let output = pecr(&[
-        "perf",
-        "compare",
-        "--baseline",
-        &baseline,
-        "--current",
-        &same,
-    ]);
+    let output = compare(&baseline, &same, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("0 regression(s) in 2 scenario(s)"));
 
-    let output = pecr(&[
-        "perf",
-        "compare",
-        "--baseline",
-        &baseline,
-        "--current",
-        &slower,
-        "--output-json",
-        &verdicts,
-    ]);
+    let output = compare(&baseline, &slower, &["--output-json", &verdicts]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     assert!(
@@ -106,16 +104,7 @@ fn compare_exits_1_on_a_regression_and_writes_its_verdicts() {
     assert_eq!(written["scenarios"][1]["status"], "ok");
 
     // A wider tolerance lets the same figures pass.
-    let output = pecr(&[
-        "perf",
-        "compare",
-        "--baseline",
-        &baseline,
-        "--current",
-        &slower,
-        "--tolerance",
-        "1",
-    ]);
+    let output = compare(&baseline, &slower, &["--tolerance", "1"]);
     assert_eq!(output.status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -139,30 +128,17 @@ fn files_it_cannot_use_are_usage_errors() {
         (&extra, "surprise"),
         (&missing, "cannot read"),
     ] {
-        let output = pecr(&[
-            "perf",
-            "compare",
-            "--baseline",
-            &baseline,
-            "--current",
-            current,
-        ]);
+        let output = compare(&baseline, current, &[]);
         assert_eq!(output.status.code(), Some(2), "{current}");
         let stderr = text(&output.stderr);
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
         assert!(output.stdout.is_empty());
     }
-    let output = pecr(&[
-        "perf",
-        "compare",
-        "--baseline",
-        &baseline,
-        "--current",
-        &baseline,
-        "--tolerance",
-        "-1",
-    ]);
+    // `=`, or clap reads -1 as a flag and never asks the range check.
+    let output = compare(&baseline, &baseline, &["--tolerance=-1"]);
     assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("expected a number in 0..=100"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

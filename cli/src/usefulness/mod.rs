@@ -8,13 +8,14 @@ mod set;
 use std::path::PathBuf;
 
 use clap::Args;
-use pecr_proto::v1::{RunRequest, RunResponse, TerminalMode};
+use pecr_proto::v1::{RunRequest, RunResponse};
 
 use crate::args::Global;
 use crate::client::{Controller, Failure};
 use crate::commands::Output;
 use score::{Outcome, Report};
-use set::{Case, Source, UsefulnessSet};
+pub use set::Source;
+use set::{Case, UsefulnessSet};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -38,10 +39,7 @@ pub struct UsefulnessArgs {
 }
 
 fn score_arg(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(score) if (0.0..=100.0).contains(&score) => Ok(score),
-        _ => Err("expected a number from 0 to 100".to_owned()),
-    }
+    crate::args::number_in(text, 0.0..=100.0, "a number from 0 to 100")
 }
 
 /// Runs the set and prints the report (as JSON with `json`).
@@ -110,19 +108,8 @@ async fn ask(
 fn outcome(response: &RunResponse, forbidden: &[String]) -> Outcome {
     let everything = format!("{response:?}");
     Outcome {
-        mode: Some(
-            TerminalMode::try_from(response.terminal_mode)
-                .map(|mode| mode.as_str_name().to_owned())
-                .unwrap_or_else(|_| format!("MODE_{}", response.terminal_mode)),
-        ),
-        sources: response
-            .cited_evidence
-            .iter()
-            .map(|unit| Source {
-                source_system: unit.source_system.clone(),
-                object_id: unit.object_id.clone(),
-            })
-            .collect(),
+        mode: Some(crate::render::mode(response.terminal_mode)),
+        sources: response.cited_evidence.iter().map(Source::from).collect(),
         leaks: forbidden
             .iter()
             .filter(|text| !text.is_empty() && everything.contains(text.as_str()))

@@ -202,32 +202,8 @@ impl Report {
             fields.insert("principals".into(), json!(self.principals));
             fields.insert("intents".into(), json!(self.intents));
             fields.insert("intents_right".into(), json!(self.intents_right));
-            fields.insert(
-                "by_category".into(),
-                json!(
-                    self.by_category
-                        .iter()
-                        .map(|(category, tally)| {
-                            let mut row = tally.json();
-                            row["category"] = json!(category);
-                            row
-                        })
-                        .collect::<Vec<_>>()
-                ),
-            );
-            fields.insert(
-                "by_principal".into(),
-                json!(
-                    self.by_principal
-                        .iter()
-                        .map(|(principal, tally)| {
-                            let mut row = tally.json();
-                            row["principal"] = json!(principal);
-                            row
-                        })
-                        .collect::<Vec<_>>()
-                ),
-            );
+            fields.insert("by_category".into(), rows(&self.by_category, "category"));
+            fields.insert("by_principal".into(), rows(&self.by_principal, "principal"));
             fields.insert(
                 "misses".into(),
                 json!(self.misses.iter().map(Miss::json).collect::<Vec<_>>()),
@@ -357,6 +333,19 @@ impl Miss {
             },
         })
     }
+}
+
+/// One tally per group, each with the group's name under `key`.
+fn rows<K: serde::Serialize>(groups: &BTreeMap<K, Tally>, key: &str) -> Value {
+    let rows: Vec<Value> = groups
+        .iter()
+        .map(|(name, tally)| {
+            let mut row = tally.json();
+            row[key] = json!(name);
+            row
+        })
+        .collect();
+    json!(rows)
 }
 
 fn list(sources: &BTreeSet<Source>) -> String {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pecr_proto::v1::TerminalMode;
+use pecr_proto::v1::{EvidenceUnitRef, TerminalMode};
 use serde::Deserialize;
 use tonic::metadata::AsciiMetadataValue;
 
@@ -25,6 +25,15 @@ pub const CATEGORIES: [&str; 4] = [
 pub struct Source {
     pub source_system: String,
     pub object_id: String,
+}
+
+impl From<&EvidenceUnitRef> for Source {
+    fn from(unit: &EvidenceUnitRef) -> Self {
+        Self {
+            source_system: unit.source_system.clone(),
+            object_id: unit.object_id.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for Source {

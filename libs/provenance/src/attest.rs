@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pecr_signing::SigningKey;
 
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
-use crate::files::{is_hex, sha256_file, tarballs};
+use crate::files::{is_object_id, sha256_file, tarballs};
 use crate::statement::{
     BUILD_TYPE, BuildDefinition, Builder, Digests, ExternalParameters, Metadata, Provenance,
     ResourceDescriptor, RunDetails, SLSA_PROVENANCE_V1, STATEMENT_TYPE, Source, Statement, Subject,
@@ -35,7 +35,7 @@ pub struct BuildFacts {
 /// Digests the tarballs in `dir`, writes `SHA256SUMS` and the signed
 /// statement beside them, and returns the entries written.
 pub fn attest(dir: &Path, key: &SigningKey, facts: &BuildFacts) -> Result<Vec<Entry>, String> {
-    if !(is_hex(&facts.commit, 40) || is_hex(&facts.commit, 64)) {
+    if !is_object_id(&facts.commit) {
         return Err(format!(
             "the commit must be a full lowercase hex object id, not {:?}",
             facts.commit

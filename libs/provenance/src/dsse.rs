@@ -101,7 +101,6 @@ fn decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::tests::generated_key;
 
     #[test]
     fn pae_follows_the_spec_example() {
@@ -115,18 +114,18 @@ mod tests {
 
     #[test]
     fn an_envelope_opens_with_its_key_only() {
-        let key = generated_key();
+        let key = SigningKey::generate().expect("key");
         let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{\"a\":1}", &key);
         assert_eq!(envelope.open(key.public_key()), Ok(b"{\"a\":1}".to_vec()));
         let err = envelope
-            .open(generated_key().public_key())
+            .open(SigningKey::generate().expect("key").public_key())
             .expect_err("another key");
         assert!(err.contains(&key.public_key().to_hex()), "{err}");
     }
 
     #[test]
     fn any_change_under_the_signature_is_refused() {
-        let key = generated_key();
+        let key = SigningKey::generate().expect("key");
         let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{\"a\":1}", &key);
         let mut other_payload = envelope.clone();
         other_payload.payload = STANDARD.encode(b"{\"a\":2}");
@@ -151,7 +150,7 @@ mod tests {
 
     #[test]
     fn url_safe_and_unpadded_base64_are_read() {
-        let key = generated_key();
+        let key = SigningKey::generate().expect("key");
         let payload = [0xfb_u8, 0xff, 0xfe];
         let mut envelope = Envelope::sign("t", &payload, &key);
         envelope.payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);

@@ -71,21 +71,14 @@ pub fn is_hex(text: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-#[cfg(test)]
-pub mod tests {
-    use super::*;
-    use pecr_signing::SigningKey;
+/// A full git object id: SHA-1 (40 hex digits) or SHA-256 (64).
+pub fn is_object_id(text: &str) -> bool {
+    is_hex(text, 40) || is_hex(text, 64)
+}
 
-    /// A fresh key, as a PKCS#8 PEM file would give it.
-    pub fn generated_key() -> SigningKey {
-        use base64::Engine;
-        use ring::rand::SystemRandom;
-        use ring::signature::Ed25519KeyPair;
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate");
-        let body = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
-        SigningKey::from_pem(pem.as_bytes()).expect("key")
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn only_plain_names_stay_in_the_directory() {

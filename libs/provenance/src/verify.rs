@@ -8,7 +8,7 @@ use std::path::Path;
 use pecr_signing::PublicKey;
 
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
-use crate::files::{is_hex, read_text, sha256_file, tarballs};
+use crate::files::{is_object_id, read_text, sha256_file, tarballs};
 use crate::statement::{BUILD_TYPE, SLSA_PROVENANCE_V1, STATEMENT_TYPE, Statement};
 use crate::sums::{self, Entry};
 use crate::{PROVENANCE_FILE, SUMS_FILE};
@@ -165,7 +165,7 @@ fn check_statement(
     }
     let source = &definition.external_parameters.source;
     let recorded = source.commit().unwrap_or_default();
-    if !(is_hex(recorded, 40) || is_hex(recorded, 64)) {
+    if !is_object_id(recorded) {
         problems.push(format!(
             "statement: the source commit {recorded:?} is not a full hex object id"
         ));
@@ -183,15 +183,15 @@ fn check_statement(
 mod tests {
     use super::*;
     use crate::attest::{BuildFacts, attest};
-    use crate::files::tests::generated_key;
+    use pecr_signing::SigningKey;
 
     const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-    fn release() -> (tempfile::TempDir, pecr_signing::SigningKey) {
+    fn release() -> (tempfile::TempDir, SigningKey) {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::write(dir.path().join("a.tar.gz"), b"a").expect("write");
         std::fs::write(dir.path().join("b.tar.gz"), b"b").expect("write");
-        let key = generated_key();
+        let key = SigningKey::generate().expect("key");
         let facts = BuildFacts {
             commit: COMMIT.to_owned(),
             ..BuildFacts::default()
@@ -250,7 +250,11 @@ mod tests {
     #[test]
     fn another_key_or_commit_is_refused() {
         let (dir, key) = release();
-        let found = problems(dir.path(), generated_key().public_key(), None);
+        let found = problems(
+            dir.path(),
+            SigningKey::generate().expect("key").public_key(),
+            None,
+        );
         assert!(found.contains("signature does not verify"), "{found}");
         let found = problems(dir.path(), key.public_key(), Some("fedcba9"));
         assert!(

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
@@ -16,7 +17,7 @@ const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
-/// The private key checkpoints are signed with.
+/// An Ed25519 private key that signs.
 pub struct SigningKey {
     pair: Ed25519KeyPair,
     public: PublicKey,
@@ -31,9 +32,7 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// The key in a PKCS#8 PEM file.
     pub fn read(path: &Path) -> Result<Self, String> {
-        let pem =
-            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-        Self::from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+        read_with(path, Self::from_pem)
     }
 
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
@@ -41,6 +40,19 @@ impl SigningKey {
             .map_err(|err| format!("not a PKCS#8 PEM private key: {err}"))?;
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
             .map_err(|err| format!("not an Ed25519 key: {err}"))?;
+        Self::from_pair(pair)
+    }
+
+    /// A fresh random key, e.g. for a test.
+    pub fn generate() -> Result<Self, String> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|err| format!("cannot generate a key: {err}"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|err| format!("not an Ed25519 key: {err}"))?;
+        Self::from_pair(pair)
+    }
+
+    fn from_pair(pair: Ed25519KeyPair) -> Result<Self, String> {
         let public = PublicKey::from_bytes(pair.public_key().as_ref())?;
         Ok(Self { pair, public })
     }
@@ -74,9 +86,21 @@ impl PublicKey {
 
     /// The key in a SubjectPublicKeyInfo PEM file.
     pub fn read(path: &Path) -> Result<Self, String> {
-        let pem =
-            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-        Self::from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+        read_with(path, Self::from_pem)
+    }
+
+    /// The key in a file of either form: PEM, or the 64 hex digits
+    /// `to_hex` writes (surrounding whitespace allowed).
+    pub fn read_pem_or_hex(path: &Path) -> Result<Self, String> {
+        read_with(path, |bytes| {
+            let text = String::from_utf8_lossy(bytes);
+            let trimmed = text.trim();
+            if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Self::from_hex(trimmed)
+            } else {
+                Self::from_pem(bytes)
+            }
+        })
     }
 
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
@@ -110,10 +134,16 @@ impl PublicKey {
     }
 }
 
+/// `parse` of a file's bytes; either error names the file.
+fn read_with<T>(path: &Path, parse: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
+    let bytes =
+        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    parse(&bytes).map_err(|err| format!("{}: {err}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring::rand::SystemRandom;
 
     fn pem(label: &str, der: &[u8]) -> String {
         use base64::Engine;
@@ -148,6 +178,26 @@ mod tests {
         assert_eq!(&from_pem, key.public_key());
         let from_hex = PublicKey::from_hex(&key.public_key().to_hex()).expect("hex");
         assert_eq!(&from_hex, key.public_key());
+    }
+
+    #[test]
+    fn a_public_key_file_holds_pem_or_hex() {
+        let key = SigningKey::generate().expect("key");
+        let spki = [SPKI_PREFIX.as_slice(), &key.public_key().0].concat();
+        let dir = std::env::temp_dir().join(format!("pecr-signing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for (name, text) in [
+            ("pem", pem("PUBLIC KEY", &spki)),
+            ("hex", format!("{}\n", key.public_key().to_hex())),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            let read = PublicKey::read_pem_or_hex(&path).expect(name);
+            assert_eq!(&read, key.public_key());
+        }
+        let err = PublicKey::read_pem_or_hex(&dir.join("missing")).expect_err("no file");
+        assert!(err.starts_with("cannot read"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
